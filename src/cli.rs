@@ -1,0 +1,342 @@
+//! Upstream osbuild's command line: same flags, same meaning, same exit codes.
+
+use crate::manifest::{self, Format, Manifest};
+use crate::schema::{self, ModuleKind, Validation};
+use clap::Parser;
+use serde_json::Value;
+use std::ffi::OsString;
+use std::io::{Read, Write};
+use std::path::PathBuf;
+
+pub const EXIT_OK: i32 = 0;
+pub const EXIT_FAILED: i32 = 1;
+pub const EXIT_INVALID: i32 = 2;
+pub const EXIT_INTERRUPTED: i32 = 130;
+
+#[derive(Parser, Debug, Clone)]
+#[command(
+    name = "osbuild",
+    about = "Build operating system images",
+    disable_version_flag = true
+)]
+pub struct Args {
+    /// JSON file containing the manifest to build, or '-' to read it from stdin
+    #[arg(value_name = "MANIFEST")]
+    pub manifest: String,
+
+    /// Directory where sources and intermediate trees are stored
+    #[arg(long = "store", visible_alias = "cache", value_name = "DIRECTORY")]
+    pub store: Option<PathBuf>,
+
+    /// Directory with external modules (stages/, sources/, ... as upstream's libdir)
+    #[arg(
+        short = 'l',
+        long = "libdir",
+        value_name = "DIRECTORY",
+        default_value = "/usr/lib/osbuild"
+    )]
+    pub libdir: PathBuf,
+
+    /// Maximum size of the store (bytes, with optional unit suffix) or 'unlimited'
+    #[arg(long = "cache-max-size", value_name = "SIZE", value_parser = parse_size)]
+    pub cache_max_size: Option<CacheSize>,
+
+    /// Pipeline or stage (name or id, globs allowed) to commit to the store; repeatable
+    #[arg(long = "checkpoint", value_name = "ID")]
+    pub checkpoint: Vec<String>,
+
+    /// Pipeline (name or id) to export to the output directory; repeatable
+    #[arg(long = "export", value_name = "ID")]
+    pub export: Vec<String>,
+
+    /// Run a pipeline in a VM (not supported by osbuild-rs)
+    #[arg(long = "in-vm", value_name = "ID")]
+    pub in_vm: Vec<String>,
+
+    /// Print the result as JSON on stdout
+    #[arg(long)]
+    pub json: bool,
+
+    /// Directory where exports are written
+    #[arg(
+        long = "output-directory",
+        visible_alias = "output-dir",
+        value_name = "DIRECTORY"
+    )]
+    pub output_directory: Option<PathBuf>,
+
+    /// Print the manifest with all ids as JSON and exit
+    #[arg(long)]
+    pub inspect: bool,
+
+    /// Monitor to use: LogMonitor, JSONSeqMonitor or NullMonitor
+    #[arg(long, value_name = "NAME")]
+    pub monitor: Option<String>,
+
+    /// File descriptor the monitor writes to
+    #[arg(long = "monitor-fd", value_name = "FD")]
+    pub monitor_fd: Option<i32>,
+
+    /// Maximum time in seconds each stage may run
+    #[arg(long = "stage-timeout", value_name = "SECS")]
+    pub stage_timeout: Option<u64>,
+
+    /// Print the version and exit
+    #[arg(long)]
+    pub version: bool,
+
+    /// Open a debug shell in the sandbox when running the named stage (name, id or '*')
+    #[arg(long = "break", value_name = "STAGE", num_args = 0..=1, default_missing_value = "*")]
+    pub debug_break: Option<String>,
+
+    /// Directory for runtime data
+    #[arg(long, value_name = "DIRECTORY")]
+    pub rundir: Option<PathBuf>,
+
+    /// Suppress normal output
+    #[arg(short, long)]
+    pub quiet: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CacheSize {
+    Unlimited,
+    Bytes(u64),
+}
+
+/// Upstream's size syntax: a plain number of bytes, a number with a unit (kB, KiB, MB,
+/// MiB, GB, GiB, TB, TiB; space allowed), or `unlimited`.
+pub fn parse_size(s: &str) -> Result<CacheSize, String> {
+    let t = s.trim();
+    if t == "unlimited" {
+        return Ok(CacheSize::Unlimited);
+    }
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let n: u64 = num.parse().map_err(|_| {
+        format!(
+            "invalid size '{s}': expected a number of bytes, a number with a unit, or 'unlimited'"
+        )
+    })?;
+    let mult: u64 = match unit.trim() {
+        "" => 1,
+        "kB" => 1000,
+        "KiB" => 1 << 10,
+        "MB" => 1000 * 1000,
+        "MiB" => 1 << 20,
+        "GB" => 1000 * 1000 * 1000,
+        "GiB" => 1 << 30,
+        "TB" => 1000 * 1000 * 1000 * 1000,
+        "TiB" => 1 << 40,
+        other => return Err(format!("invalid size '{s}': unknown unit '{other}'")),
+    };
+    n.checked_mul(mult)
+        .map(CacheSize::Bytes)
+        .ok_or_else(|| format!("invalid size '{s}': too large"))
+}
+
+/// How we were invoked decides how `--version` answers: builders call us as `osbuild`
+/// and compare the number after "osbuild " with a minimum release.
+fn invoked_as_osbuild(argv0: &OsString) -> bool {
+    std::path::Path::new(argv0)
+        .file_name()
+        .is_some_and(|n| n == "osbuild")
+}
+
+pub fn version_line(as_osbuild: bool) -> String {
+    if as_osbuild {
+        format!("osbuild {}", crate::UPSTREAM_VERSION)
+    } else {
+        format!(
+            "osbuild-rs {} (compatible with osbuild {})",
+            env!("CARGO_PKG_VERSION"),
+            crate::UPSTREAM_VERSION
+        )
+    }
+}
+
+pub fn main(argv: Vec<OsString>) -> i32 {
+    let argv0 = argv.first().cloned().unwrap_or_default();
+    // `--version` needs no manifest; answer before clap insists on one.
+    if argv.iter().skip(1).any(|a| a == "--version") {
+        println!("{}", version_line(invoked_as_osbuild(&argv0)));
+        return EXIT_OK;
+    }
+    let args = match Args::try_parse_from(&argv) {
+        Ok(a) => a,
+        Err(e) => {
+            let _ = e.print();
+            return if e.use_stderr() {
+                EXIT_INVALID
+            } else {
+                EXIT_OK
+            };
+        }
+    };
+    run(args)
+}
+
+/// Everything that can go wrong before any build work starts, with its exit code.
+pub struct Prepared {
+    pub manifest: Manifest,
+    pub description: Value,
+}
+
+fn fail(code: i32, msg: impl std::fmt::Display) -> i32 {
+    eprintln!("osbuild-rs: error: {msg}");
+    code
+}
+
+fn read_manifest(path: &str) -> Result<String, String> {
+    if path == "-" {
+        let mut s = String::new();
+        std::io::stdin()
+            .read_to_string(&mut s)
+            .map_err(|e| format!("cannot read the manifest from stdin: {e}"))?;
+        Ok(s)
+    } else {
+        std::fs::read_to_string(path).map_err(|e| format!("cannot read manifest {path}: {e}"))
+    }
+}
+
+fn print_json(v: &Value) {
+    let mut out = std::io::stdout().lock();
+    let _ = serde_json::to_writer(&mut out, v);
+    let _ = out.write_all(b"\n");
+    let _ = out.flush();
+}
+
+fn show_validation(v: &Validation, name: &str) {
+    let name = if name == "-" { "<stdin>" } else { name };
+    eprintln!("{name} has errors:");
+    for e in &v.errors {
+        eprintln!(
+            "  {}: {}",
+            if e.path.0.is_empty() {
+                "<manifest>".to_string()
+            } else {
+                e.path.to_string()
+            },
+            e.message
+        );
+    }
+}
+
+/// Load, validate and resolve a manifest; on failure report it and return the exit code.
+pub fn prepare(args: &Args) -> Result<Prepared, i32> {
+    let text = read_manifest(&args.manifest).map_err(|m| fail(EXIT_INVALID, m))?;
+    let name = if args.manifest == "-" {
+        "<stdin>"
+    } else {
+        args.manifest.as_str()
+    };
+    let description: Value = serde_json::from_str(&text)
+        .map_err(|e| fail(EXIT_INVALID, format!("{name} is not valid JSON: {e}")))?;
+    if let Err(e) = manifest::detect_format(&description) {
+        return Err(fail(EXIT_INVALID, e));
+    }
+    let validation = schema::validate(&description);
+    if !validation.is_valid() {
+        if args.json || args.inspect {
+            print_json(&validation.to_json());
+        } else {
+            show_validation(&validation, &args.manifest);
+        }
+        return Err(EXIT_INVALID);
+    }
+    for (kind, name, path) in &validation.unknown {
+        if external_module(&args.libdir, *kind, name) {
+            continue;
+        }
+        eprintln!("osbuild-rs: warning: {path}: unknown {} type '{name}': no schema to validate it against", kind.noun());
+    }
+    let manifest = manifest::load(&description).map_err(|e| {
+        if args.json || args.inspect {
+            let v = Validation {
+                errors: vec![schema::ValidationError {
+                    path: e.path(),
+                    message: e.message(),
+                }],
+                unknown: vec![],
+            };
+            print_json(&v.to_json());
+        }
+        fail(EXIT_INVALID, &e)
+    })?;
+    Ok(Prepared {
+        manifest,
+        description,
+    })
+}
+
+/// Whether `--libdir` provides a module upstream-style (e.g. `stages/org.osbuild.foo`).
+pub fn external_module(libdir: &std::path::Path, kind: ModuleKind, name: &str) -> bool {
+    libdir.join(kind.dir()).join(name).is_file()
+}
+
+pub fn run(args: Args) -> i32 {
+    if !args.in_vm.is_empty() {
+        return fail(EXIT_FAILED, "--in-vm is not supported by osbuild-rs: pipelines run in bubblewrap sandboxes on this host");
+    }
+    let prepared = match prepare(&args) {
+        Ok(p) => p,
+        Err(code) => return code,
+    };
+    let m = &prepared.manifest;
+
+    let unresolved: Vec<&String> = args.export.iter().filter(|e| m.get(e).is_none()).collect();
+    if !unresolved.is_empty() {
+        let available: Vec<&str> = m.pipelines.iter().map(|p| p.name.as_str()).collect();
+        for e in unresolved {
+            eprintln!(
+                "osbuild-rs: error: export '{e}' not found; pipelines are: {}",
+                available.join(", ")
+            );
+        }
+        return EXIT_FAILED;
+    }
+
+    if args.inspect {
+        print_json(&manifest::describe(m));
+        return EXIT_OK;
+    }
+    let _ = Format::V2;
+    fail(
+        EXIT_FAILED,
+        "building is not available in this build of osbuild-rs yet",
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_parse_like_upstream() {
+        assert_eq!(parse_size("unlimited"), Ok(CacheSize::Unlimited));
+        assert_eq!(parse_size("1024"), Ok(CacheSize::Bytes(1024)));
+        assert_eq!(parse_size("2 GiB"), Ok(CacheSize::Bytes(2 << 30)));
+        assert_eq!(parse_size("5MB"), Ok(CacheSize::Bytes(5_000_000)));
+        assert!(parse_size("lots").is_err());
+        assert!(parse_size("5 XB").is_err());
+    }
+
+    #[test]
+    fn version_depends_on_name() {
+        assert!(invoked_as_osbuild(&OsString::from("/usr/bin/osbuild")));
+        assert!(!invoked_as_osbuild(&OsString::from("/usr/bin/osbuild-rs")));
+        assert_eq!(version_line(true), "osbuild 191");
+        assert!(version_line(false).contains("191"));
+    }
+
+    #[test]
+    fn output_dir_alias_and_break_default() {
+        let a = Args::try_parse_from(["osbuild", "--output-dir", "/o", "--break", "--", "m.json"])
+            .unwrap();
+        assert_eq!(a.output_directory, Some(PathBuf::from("/o")));
+        assert_eq!(a.debug_break.as_deref(), Some("*"));
+        let a = Args::try_parse_from(["osbuild", "--cache", "/s", "--monitor-fd=3", "-"]).unwrap();
+        assert_eq!(a.store, Some(PathBuf::from("/s")));
+        assert_eq!(a.monitor_fd, Some(3));
+    }
+}

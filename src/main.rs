@@ -1,0 +1,3 @@
+fn main() {
+    std::process::exit(osbuild_rs::cli::main(std::env::args_os().collect()));
+}

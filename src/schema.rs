@@ -1,0 +1,362 @@
+//! Embedded JSON schemas and manifest validation with upstream's error shape.
+//!
+//! Validation collects every error (not just the first), each with the JSON path of the
+//! offending value, sorted and de-duplicated the way upstream osbuild does, so callers
+//! that compare paths see the same thing.
+
+use crate::manifest::{JsonPath, Seg};
+use serde_json::{json, Value};
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Mutex, OnceLock};
+
+mod embedded {
+    include!(concat!(env!("OUT_DIR"), "/schemas.rs"));
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum ModuleKind {
+    Stage,
+    Source,
+    Input,
+    Device,
+    Mount,
+    Assembler,
+}
+
+impl ModuleKind {
+    pub const ALL: [ModuleKind; 6] = [
+        ModuleKind::Stage,
+        ModuleKind::Source,
+        ModuleKind::Input,
+        ModuleKind::Device,
+        ModuleKind::Mount,
+        ModuleKind::Assembler,
+    ];
+
+    /// Directory name under `schemas/` (and under upstream's `--libdir`).
+    pub fn dir(self) -> &'static str {
+        match self {
+            ModuleKind::Stage => "stages",
+            ModuleKind::Source => "sources",
+            ModuleKind::Input => "inputs",
+            ModuleKind::Device => "devices",
+            ModuleKind::Mount => "mounts",
+            ModuleKind::Assembler => "assemblers",
+        }
+    }
+
+    pub fn noun(self) -> &'static str {
+        match self {
+            ModuleKind::Stage => "stage",
+            ModuleKind::Source => "source",
+            ModuleKind::Input => "input",
+            ModuleKind::Device => "device",
+            ModuleKind::Mount => "mount",
+            ModuleKind::Assembler => "assembler",
+        }
+    }
+}
+
+/// The raw text of an embedded schema, if osbuild-rs has one for this module.
+pub fn module_schema(kind: ModuleKind, name: &str) -> Option<&'static str> {
+    embedded::EMBEDDED
+        .iter()
+        .find(|(k, n, _)| *k == kind.dir() && *n == name)
+        .map(|(_, _, s)| *s)
+}
+
+/// Names of all modules of `kind` that have a schema.
+pub fn modules_with_schema(kind: ModuleKind) -> impl Iterator<Item = &'static str> {
+    embedded::EMBEDDED
+        .iter()
+        .filter(move |(k, _, _)| *k == kind.dir())
+        .map(|(_, n, _)| *n)
+}
+
+fn manifest_schema(version: &str) -> &'static str {
+    let name = if version == "2" { "v2" } else { "v1" };
+    embedded::EMBEDDED
+        .iter()
+        .find(|(k, n, _)| *k == "manifests" && *n == name)
+        .map(|(_, _, s)| *s)
+        .expect("manifest schemas are embedded")
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ValidationError {
+    pub path: JsonPath,
+    pub message: String,
+}
+
+/// The result of validating a manifest: upstream-shaped errors plus the modules we could
+/// not validate because osbuild-rs does not know them.
+#[derive(Debug, Default)]
+pub struct Validation {
+    pub errors: Vec<ValidationError>,
+    pub unknown: Vec<(ModuleKind, String, JsonPath)>,
+}
+
+impl Validation {
+    pub fn is_valid(&self) -> bool {
+        self.errors.is_empty()
+    }
+
+    fn add(&mut self, base: &JsonPath, errs: Vec<ValidationError>) {
+        for e in errs {
+            self.errors.push(ValidationError {
+                path: base.join(&e.path),
+                message: e.message,
+            });
+        }
+    }
+
+    /// Sort by upstream's path id and drop exact duplicates, as upstream's result set does.
+    fn finish(mut self) -> Self {
+        let mut seen = std::collections::HashSet::new();
+        self.errors
+            .retain(|e| seen.insert((e.path.upstream_id(), e.message.clone())));
+        self.errors.sort_by_key(|e| e.path.upstream_id());
+        self
+    }
+
+    /// Upstream's validation-error document.
+    pub fn to_json(&self) -> Value {
+        json!({
+            "type": "https://osbuild.org/validation-error",
+            "title": "JSON Schema validation failed",
+            "success": false,
+            "errors": self.errors.iter().map(|e| json!({"message": e.message, "path": e.path.to_json()})).collect::<Vec<_>>(),
+        })
+    }
+}
+
+type Compiled = std::sync::Arc<jsonschema::Validator>;
+
+fn compiled(key: &str, text: &'static str) -> Compiled {
+    static CACHE: OnceLock<Mutex<HashMap<String, Compiled>>> = OnceLock::new();
+    let cache = CACHE.get_or_init(Default::default);
+    if let Some(v) = cache.lock().unwrap().get(key) {
+        return v.clone();
+    }
+    let schema: Value = serde_json::from_str(text)
+        .unwrap_or_else(|e| panic!("embedded schema {key} is not JSON: {e}"));
+    let v = std::sync::Arc::new(
+        jsonschema::draft4::new(&schema)
+            .unwrap_or_else(|e| panic!("embedded schema {key} is not a valid JSON schema: {e}")),
+    );
+    cache.lock().unwrap().insert(key.to_owned(), v.clone());
+    v
+}
+
+/// Validate `instance` against one schema text; paths are relative to `instance`.
+pub fn validate_against(key: &str, text: &'static str, instance: &Value) -> Vec<ValidationError> {
+    let v = compiled(key, text);
+    v.iter_errors(instance)
+        .map(|e| ValidationError {
+            path: pointer_to_path(instance, e.instance_path().as_str()),
+            message: e.to_string(),
+        })
+        .collect()
+}
+
+/// Turn a JSON pointer into path segments, telling array indices from keys by looking at
+/// the instance (a key may well be all digits).
+fn pointer_to_path(instance: &Value, pointer: &str) -> JsonPath {
+    let mut segs = Vec::new();
+    let mut cur = Some(instance);
+    if pointer.is_empty() {
+        return JsonPath(segs);
+    }
+    for raw in pointer.trim_start_matches('/').split('/') {
+        let tok = raw.replace("~1", "/").replace("~0", "~");
+        match cur {
+            Some(Value::Array(a)) => {
+                let i: usize = tok.parse().unwrap_or(0);
+                cur = a.get(i);
+                segs.push(Seg::Index(i));
+            }
+            Some(Value::Object(o)) => {
+                cur = o.get(&tok);
+                segs.push(Seg::Key(tok));
+            }
+            _ => {
+                cur = None;
+                segs.push(Seg::Key(tok));
+            }
+        }
+    }
+    JsonPath(segs)
+}
+
+fn check_module(
+    v: &mut Validation,
+    kind: ModuleKind,
+    name: &str,
+    instance: &Value,
+    at: &JsonPath,
+    report: &JsonPath,
+) {
+    match module_schema(kind, name) {
+        Some(text) => {
+            let key = format!("{}/{}", kind.dir(), name);
+            let errs = validate_against(&key, text, instance);
+            v.add(at, errs);
+        }
+        None => v.unknown.push((kind, name.to_owned(), report.clone())),
+    }
+}
+
+/// Validate a parsed manifest description (either format).
+pub fn validate(desc: &Value) -> Validation {
+    let version = match desc.get("version") {
+        Some(Value::String(s)) => s.as_str(),
+        _ => "1",
+    };
+    let mut v = Validation::default();
+    let root = JsonPath::root();
+    let errs = validate_against(
+        &format!("manifest-{version}"),
+        manifest_schema(version),
+        desc,
+    );
+    v.add(&root, errs);
+    if version == "2" {
+        validate_v2(&mut v, desc);
+    } else {
+        validate_v1(&mut v, desc, &root);
+    }
+    v.finish()
+}
+
+fn empty() -> &'static Value {
+    static EMPTY: OnceLock<Value> = OnceLock::new();
+    EMPTY.get_or_init(|| json!({}))
+}
+
+fn validate_v2(v: &mut Validation, desc: &Value) {
+    let root = JsonPath::root();
+    if let Some(sources) = desc.get("sources").and_then(Value::as_object) {
+        for (name, s) in sources {
+            let at = root.key("sources").key(name);
+            check_module(v, ModuleKind::Source, name, s, &at, &at);
+        }
+    }
+    let Some(pipelines) = desc.get("pipelines").and_then(Value::as_array) else {
+        return;
+    };
+    for (i, p) in pipelines.iter().enumerate() {
+        let Some(stages) = p.get("stages").and_then(Value::as_array) else {
+            continue;
+        };
+        for (j, stage) in stages.iter().enumerate() {
+            let at = root.key("pipelines").index(i).key("stages").index(j);
+            let Some(kind) = stage.get("type").and_then(Value::as_str) else {
+                continue;
+            };
+            let options = stage.get("options").unwrap_or(empty());
+            check_module(v, ModuleKind::Stage, kind, options, &at.key("options"), &at);
+            for (group, mk) in [
+                ("devices", ModuleKind::Device),
+                ("inputs", ModuleKind::Input),
+            ] {
+                if let Some(items) = stage.get(group).and_then(Value::as_object) {
+                    for (name, item) in items {
+                        if let Some(t) = item.get("type").and_then(Value::as_str) {
+                            let ipath = at.key(group).key(name);
+                            check_module(v, mk, t, item, &ipath, &ipath);
+                        }
+                    }
+                }
+            }
+            if let Some(mounts) = stage.get("mounts").and_then(Value::as_array) {
+                for (k, item) in mounts.iter().enumerate() {
+                    // Upstream reports mount errors under the mount's name, not its index.
+                    let ipath = match item.get("name").and_then(Value::as_str) {
+                        Some(n) => at.key("mounts").key(n),
+                        None => at.key("mounts").index(k),
+                    };
+                    if let Some(t) = item.get("type").and_then(Value::as_str) {
+                        check_module(v, ModuleKind::Mount, t, item, &ipath, &ipath);
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn validate_v1(v: &mut Validation, desc: &Value, base: &JsonPath) {
+    let pipeline = desc.get("pipeline").unwrap_or(empty());
+    let ppath = base.key("pipeline");
+    if let Some(build) = pipeline.get("build").and_then(|b| b.get("pipeline")) {
+        validate_v1(v, &json!({ "pipeline": build }), &ppath.key("build"));
+    }
+    if let Some(stages) = pipeline.get("stages").and_then(Value::as_array) {
+        for (i, stage) in stages.iter().enumerate() {
+            let at = ppath.key("stages").index(i);
+            if let Some(name) = stage.get("name").and_then(Value::as_str) {
+                check_module(
+                    v,
+                    ModuleKind::Stage,
+                    name,
+                    stage.get("options").unwrap_or(empty()),
+                    &at.key("options"),
+                    &at,
+                );
+            }
+        }
+    }
+    if let Some(asm) = pipeline.get("assembler") {
+        let at = ppath.key("assembler");
+        if let Some(name) = asm.get("name").and_then(Value::as_str) {
+            check_module(
+                v,
+                ModuleKind::Assembler,
+                name,
+                asm.get("options").unwrap_or(empty()),
+                &at.key("options"),
+                &at,
+            );
+        }
+    }
+    if base.0.is_empty() {
+        if let Some(sources) = desc.get("sources").and_then(Value::as_object) {
+            for (name, s) in sources {
+                let mapped = if name == "org.osbuild.files" {
+                    "org.osbuild.curl"
+                } else {
+                    name.as_str()
+                };
+                let at = base.key("sources").key(mapped);
+                check_module(v, ModuleKind::Source, mapped, s, &at, &at);
+            }
+        }
+    }
+}
+
+/// Count of embedded schemas per kind, for the README table check.
+pub fn inventory() -> BTreeMap<&'static str, Vec<&'static str>> {
+    let mut m: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+    for (k, n, _) in embedded::EMBEDDED {
+        m.entry(k).or_default().push(n);
+    }
+    m
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_embedded_schema_compiles() {
+        for (k, n, text) in embedded::EMBEDDED {
+            let _ = compiled(&format!("{k}/{n}"), text);
+        }
+    }
+
+    #[test]
+    fn pointer_tells_indices_from_digit_keys() {
+        let inst = json!({"a": [{"7": 1}]});
+        let p = pointer_to_path(&inst, "/a/0/7");
+        assert_eq!(p.to_json(), json!(["a", 0, "7"]));
+    }
+}

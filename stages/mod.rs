@@ -1,0 +1,1 @@
+//! Built-in stages: one module per stage, plus the registry.
