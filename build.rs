@@ -8,15 +8,7 @@ fn main() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("schemas");
     println!("cargo:rerun-if-changed={}", root.display());
     let mut entries = Vec::new();
-    for kind in [
-        "manifests",
-        "stages",
-        "sources",
-        "inputs",
-        "devices",
-        "mounts",
-        "assemblers",
-    ] {
+    for kind in ["manifests", "stages", "sources", "inputs", "devices", "mounts", "assemblers"] {
         let dir = root.join(kind);
         println!("cargo:rerun-if-changed={}", dir.display());
         let Ok(rd) = fs::read_dir(&dir) else { continue };
@@ -27,15 +19,9 @@ fn main() {
                 continue;
             }
             let name = f.file_stem().unwrap().to_str().unwrap().to_owned();
-            entries.push(format!(
-                "    ({kind:?}, {name:?}, include_str!({:?})),",
-                f.display().to_string()
-            ));
+            entries.push(format!("    ({kind:?}, {name:?}, include_str!({:?})),", f.display().to_string()));
         }
     }
-    let code = format!(
-        "pub static EMBEDDED: &[(&str, &str, &str)] = &[\n{}\n];\n",
-        entries.join("\n")
-    );
+    let code = format!("pub static EMBEDDED: &[(&str, &str, &str)] = &[\n{}\n];\n", entries.join("\n"));
     fs::write(out, code).unwrap();
 }

@@ -166,10 +166,7 @@ mod tests {
 
     #[test]
     fn separators_and_sorting() {
-        assert_eq!(
-            canon(r#"{"b": [1, {"d": 1, "c": 2}], "a": {}}"#),
-            r#"{"a": {}, "b": [1, {"c": 2, "d": 1}]}"#
-        );
+        assert_eq!(canon(r#"{"b": [1, {"d": 1, "c": 2}], "a": {}}"#), r#"{"a": {}, "b": [1, {"c": 2, "d": 1}]}"#);
         assert_eq!(canon("[]"), "[]");
         assert_eq!(canon("{}"), "{}");
     }
@@ -178,20 +175,14 @@ mod tests {
     fn escapes_like_ensure_ascii() {
         assert_eq!(to_string(&json!("é")), r#""\u00e9""#);
         assert_eq!(to_string(&json!("😀")), r#""\ud83d\ude00""#);
-        assert_eq!(
-            to_string(&json!("a\"b\\c\n\t\u{7f}\u{1}")),
-            r#""a\"b\\c\n\t\u007f\u0001""#
-        );
+        assert_eq!(to_string(&json!("a\"b\\c\n\t\u{7f}\u{1}")), r#""a\"b\\c\n\t\u007f\u0001""#);
         assert_eq!(to_string(&json!("/")), r#""/""#);
     }
 
     #[test]
     fn numbers_like_python() {
         assert_eq!(canon("-0"), "0");
-        assert_eq!(
-            canon("123456789012345678901234567890"),
-            "123456789012345678901234567890"
-        );
+        assert_eq!(canon("123456789012345678901234567890"), "123456789012345678901234567890");
         assert_eq!(canon("1.0"), "1.0");
         assert_eq!(canon("1E16"), "1e+16");
         assert_eq!(canon("1e15"), "1000000000000000.0");

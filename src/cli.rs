@@ -14,11 +14,7 @@ pub const EXIT_INVALID: i32 = 2;
 pub const EXIT_INTERRUPTED: i32 = 130;
 
 #[derive(Parser, Debug, Clone)]
-#[command(
-    name = "osbuild",
-    about = "Build operating system images",
-    disable_version_flag = true
-)]
+#[command(name = "osbuild", about = "Build operating system images", disable_version_flag = true)]
 pub struct Args {
     /// JSON file containing the manifest to build, or '-' to read it from stdin
     #[arg(value_name = "MANIFEST")]
@@ -29,12 +25,7 @@ pub struct Args {
     pub store: Option<PathBuf>,
 
     /// Directory with external modules (stages/, sources/, ... as upstream's libdir)
-    #[arg(
-        short = 'l',
-        long = "libdir",
-        value_name = "DIRECTORY",
-        default_value = "/usr/lib/osbuild"
-    )]
+    #[arg(short = 'l', long = "libdir", value_name = "DIRECTORY", default_value = "/usr/lib/osbuild")]
     pub libdir: PathBuf,
 
     /// Maximum size of the store (bytes, with optional unit suffix) or 'unlimited'
@@ -58,11 +49,7 @@ pub struct Args {
     pub json: bool,
 
     /// Directory where exports are written
-    #[arg(
-        long = "output-directory",
-        visible_alias = "output-dir",
-        value_name = "DIRECTORY"
-    )]
+    #[arg(long = "output-directory", visible_alias = "output-dir", value_name = "DIRECTORY")]
     pub output_directory: Option<PathBuf>,
 
     /// Print the manifest with all ids as JSON and exit
@@ -113,11 +100,9 @@ pub fn parse_size(s: &str) -> Result<CacheSize, String> {
     }
     let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
     let (num, unit) = t.split_at(split);
-    let n: u64 = num.parse().map_err(|_| {
-        format!(
-            "invalid size '{s}': expected a number of bytes, a number with a unit, or 'unlimited'"
-        )
-    })?;
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("invalid size '{s}': expected a number of bytes, a number with a unit, or 'unlimited'"))?;
     let mult: u64 = match unit.trim() {
         "" => 1,
         "kB" => 1000,
@@ -130,28 +115,20 @@ pub fn parse_size(s: &str) -> Result<CacheSize, String> {
         "TiB" => 1 << 40,
         other => return Err(format!("invalid size '{s}': unknown unit '{other}'")),
     };
-    n.checked_mul(mult)
-        .map(CacheSize::Bytes)
-        .ok_or_else(|| format!("invalid size '{s}': too large"))
+    n.checked_mul(mult).map(CacheSize::Bytes).ok_or_else(|| format!("invalid size '{s}': too large"))
 }
 
 /// How we were invoked decides how `--version` answers: builders call us as `osbuild`
 /// and compare the number after "osbuild " with a minimum release.
 fn invoked_as_osbuild(argv0: &OsString) -> bool {
-    std::path::Path::new(argv0)
-        .file_name()
-        .is_some_and(|n| n == "osbuild")
+    std::path::Path::new(argv0).file_name().is_some_and(|n| n == "osbuild")
 }
 
 pub fn version_line(as_osbuild: bool) -> String {
     if as_osbuild {
         format!("osbuild {}", crate::UPSTREAM_VERSION)
     } else {
-        format!(
-            "osbuild-rs {} (compatible with osbuild {})",
-            env!("CARGO_PKG_VERSION"),
-            crate::UPSTREAM_VERSION
-        )
+        format!("osbuild-rs {} (compatible with osbuild {})", env!("CARGO_PKG_VERSION"), crate::UPSTREAM_VERSION)
     }
 }
 
@@ -166,11 +143,7 @@ pub fn main(argv: Vec<OsString>) -> i32 {
         Ok(a) => a,
         Err(e) => {
             let _ = e.print();
-            return if e.use_stderr() {
-                EXIT_INVALID
-            } else {
-                EXIT_OK
-            };
+            return if e.use_stderr() { EXIT_INVALID } else { EXIT_OK };
         }
     };
     run(args)
@@ -190,9 +163,7 @@ fn fail(code: i32, msg: impl std::fmt::Display) -> i32 {
 fn read_manifest(path: &str) -> Result<String, String> {
     if path == "-" {
         let mut s = String::new();
-        std::io::stdin()
-            .read_to_string(&mut s)
-            .map_err(|e| format!("cannot read the manifest from stdin: {e}"))?;
+        std::io::stdin().read_to_string(&mut s).map_err(|e| format!("cannot read the manifest from stdin: {e}"))?;
         Ok(s)
     } else {
         std::fs::read_to_string(path).map_err(|e| format!("cannot read manifest {path}: {e}"))
@@ -212,11 +183,7 @@ fn show_validation(v: &Validation, name: &str) {
     for e in &v.errors {
         eprintln!(
             "  {}: {}",
-            if e.path.0.is_empty() {
-                "<manifest>".to_string()
-            } else {
-                e.path.to_string()
-            },
+            if e.path.0.is_empty() { "<manifest>".to_string() } else { e.path.to_string() },
             e.message
         );
     }
@@ -225,13 +192,9 @@ fn show_validation(v: &Validation, name: &str) {
 /// Load, validate and resolve a manifest; on failure report it and return the exit code.
 pub fn prepare(args: &Args) -> Result<Prepared, i32> {
     let text = read_manifest(&args.manifest).map_err(|m| fail(EXIT_INVALID, m))?;
-    let name = if args.manifest == "-" {
-        "<stdin>"
-    } else {
-        args.manifest.as_str()
-    };
-    let description: Value = serde_json::from_str(&text)
-        .map_err(|e| fail(EXIT_INVALID, format!("{name} is not valid JSON: {e}")))?;
+    let name = if args.manifest == "-" { "<stdin>" } else { args.manifest.as_str() };
+    let description: Value =
+        serde_json::from_str(&text).map_err(|e| fail(EXIT_INVALID, format!("{name} is not valid JSON: {e}")))?;
     if let Err(e) = manifest::detect_format(&description) {
         return Err(fail(EXIT_INVALID, e));
     }
@@ -248,25 +211,22 @@ pub fn prepare(args: &Args) -> Result<Prepared, i32> {
         if external_module(&args.libdir, *kind, name) {
             continue;
         }
-        eprintln!("osbuild-rs: warning: {path}: unknown {} type '{name}': no schema to validate it against", kind.noun());
+        eprintln!(
+            "osbuild-rs: warning: {path}: unknown {} type '{name}': no schema to validate it against",
+            kind.noun()
+        );
     }
     let manifest = manifest::load(&description).map_err(|e| {
         if args.json || args.inspect {
             let v = Validation {
-                errors: vec![schema::ValidationError {
-                    path: e.path(),
-                    message: e.message(),
-                }],
+                errors: vec![schema::ValidationError { path: e.path(), message: e.message() }],
                 unknown: vec![],
             };
             print_json(&v.to_json());
         }
         fail(EXIT_INVALID, &e)
     })?;
-    Ok(Prepared {
-        manifest,
-        description,
-    })
+    Ok(Prepared { manifest, description })
 }
 
 /// Whether `--libdir` provides a module upstream-style (e.g. `stages/org.osbuild.foo`).
@@ -276,7 +236,10 @@ pub fn external_module(libdir: &std::path::Path, kind: ModuleKind, name: &str) -
 
 pub fn run(args: Args) -> i32 {
     if !args.in_vm.is_empty() {
-        return fail(EXIT_FAILED, "--in-vm is not supported by osbuild-rs: pipelines run in bubblewrap sandboxes on this host");
+        return fail(
+            EXIT_FAILED,
+            "--in-vm is not supported by osbuild-rs: pipelines run in bubblewrap sandboxes on this host",
+        );
     }
     let prepared = match prepare(&args) {
         Ok(p) => p,
@@ -288,10 +251,7 @@ pub fn run(args: Args) -> i32 {
     if !unresolved.is_empty() {
         let available: Vec<&str> = m.pipelines.iter().map(|p| p.name.as_str()).collect();
         for e in unresolved {
-            eprintln!(
-                "osbuild-rs: error: export '{e}' not found; pipelines are: {}",
-                available.join(", ")
-            );
+            eprintln!("osbuild-rs: error: export '{e}' not found; pipelines are: {}", available.join(", "));
         }
         return EXIT_FAILED;
     }
@@ -301,10 +261,7 @@ pub fn run(args: Args) -> i32 {
         return EXIT_OK;
     }
     let _ = Format::V2;
-    fail(
-        EXIT_FAILED,
-        "building is not available in this build of osbuild-rs yet",
-    )
+    fail(EXIT_FAILED, "building is not available in this build of osbuild-rs yet")
 }
 
 #[cfg(test)]
@@ -331,8 +288,7 @@ mod tests {
 
     #[test]
     fn output_dir_alias_and_break_default() {
-        let a = Args::try_parse_from(["osbuild", "--output-dir", "/o", "--break", "--", "m.json"])
-            .unwrap();
+        let a = Args::try_parse_from(["osbuild", "--output-dir", "/o", "--break", "--", "m.json"]).unwrap();
         assert_eq!(a.output_directory, Some(PathBuf::from("/o")));
         assert_eq!(a.debug_break.as_deref(), Some("*"));
         let a = Args::try_parse_from(["osbuild", "--cache", "/s", "--monitor-fd=3", "-"]).unwrap();

@@ -85,10 +85,7 @@ mod tests {
 
     #[test]
     fn os_release_description() {
-        assert_eq!(
-            describe_os("NAME=\"Debian\"\nID=debian\nVERSION_ID=\"12\"\n"),
-            "debian12"
-        );
+        assert_eq!(describe_os("NAME=\"Debian\"\nID=debian\nVERSION_ID=\"12\"\n"), "debian12");
         assert_eq!(describe_os("ID=rhel\nVERSION_ID=\"9.4\""), "rhel94");
         assert_eq!(describe_os(""), "linux");
     }

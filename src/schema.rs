@@ -59,18 +59,12 @@ impl ModuleKind {
 
 /// The raw text of an embedded schema, if osbuild-rs has one for this module.
 pub fn module_schema(kind: ModuleKind, name: &str) -> Option<&'static str> {
-    embedded::EMBEDDED
-        .iter()
-        .find(|(k, n, _)| *k == kind.dir() && *n == name)
-        .map(|(_, _, s)| *s)
+    embedded::EMBEDDED.iter().find(|(k, n, _)| *k == kind.dir() && *n == name).map(|(_, _, s)| *s)
 }
 
 /// Names of all modules of `kind` that have a schema.
 pub fn modules_with_schema(kind: ModuleKind) -> impl Iterator<Item = &'static str> {
-    embedded::EMBEDDED
-        .iter()
-        .filter(move |(k, _, _)| *k == kind.dir())
-        .map(|(_, n, _)| *n)
+    embedded::EMBEDDED.iter().filter(move |(k, _, _)| *k == kind.dir()).map(|(_, n, _)| *n)
 }
 
 fn manifest_schema(version: &str) -> &'static str {
@@ -103,18 +97,14 @@ impl Validation {
 
     fn add(&mut self, base: &JsonPath, errs: Vec<ValidationError>) {
         for e in errs {
-            self.errors.push(ValidationError {
-                path: base.join(&e.path),
-                message: e.message,
-            });
+            self.errors.push(ValidationError { path: base.join(&e.path), message: e.message });
         }
     }
 
     /// Sort by upstream's path id and drop exact duplicates, as upstream's result set does.
     fn finish(mut self) -> Self {
         let mut seen = std::collections::HashSet::new();
-        self.errors
-            .retain(|e| seen.insert((e.path.upstream_id(), e.message.clone())));
+        self.errors.retain(|e| seen.insert((e.path.upstream_id(), e.message.clone())));
         self.errors.sort_by_key(|e| e.path.upstream_id());
         self
     }
@@ -138,8 +128,7 @@ fn compiled(key: &str, text: &'static str) -> Compiled {
     if let Some(v) = cache.lock().unwrap().get(key) {
         return v.clone();
     }
-    let schema: Value = serde_json::from_str(text)
-        .unwrap_or_else(|e| panic!("embedded schema {key} is not JSON: {e}"));
+    let schema: Value = serde_json::from_str(text).unwrap_or_else(|e| panic!("embedded schema {key} is not JSON: {e}"));
     let v = std::sync::Arc::new(
         jsonschema::draft4::new(&schema)
             .unwrap_or_else(|e| panic!("embedded schema {key} is not a valid JSON schema: {e}")),
@@ -188,14 +177,7 @@ fn pointer_to_path(instance: &Value, pointer: &str) -> JsonPath {
     JsonPath(segs)
 }
 
-fn check_module(
-    v: &mut Validation,
-    kind: ModuleKind,
-    name: &str,
-    instance: &Value,
-    at: &JsonPath,
-    report: &JsonPath,
-) {
+fn check_module(v: &mut Validation, kind: ModuleKind, name: &str, instance: &Value, at: &JsonPath, report: &JsonPath) {
     match module_schema(kind, name) {
         Some(text) => {
             let key = format!("{}/{}", kind.dir(), name);
@@ -214,11 +196,7 @@ pub fn validate(desc: &Value) -> Validation {
     };
     let mut v = Validation::default();
     let root = JsonPath::root();
-    let errs = validate_against(
-        &format!("manifest-{version}"),
-        manifest_schema(version),
-        desc,
-    );
+    let errs = validate_against(&format!("manifest-{version}"), manifest_schema(version), desc);
     v.add(&root, errs);
     if version == "2" {
         validate_v2(&mut v, desc);
@@ -255,10 +233,7 @@ fn validate_v2(v: &mut Validation, desc: &Value) {
             };
             let options = stage.get("options").unwrap_or(empty());
             check_module(v, ModuleKind::Stage, kind, options, &at.key("options"), &at);
-            for (group, mk) in [
-                ("devices", ModuleKind::Device),
-                ("inputs", ModuleKind::Input),
-            ] {
+            for (group, mk) in [("devices", ModuleKind::Device), ("inputs", ModuleKind::Input)] {
                 if let Some(items) = stage.get(group).and_then(Value::as_object) {
                     for (name, item) in items {
                         if let Some(t) = item.get("type").and_then(Value::as_str) {
@@ -321,11 +296,7 @@ fn validate_v1(v: &mut Validation, desc: &Value, base: &JsonPath) {
     if base.0.is_empty() {
         if let Some(sources) = desc.get("sources").and_then(Value::as_object) {
             for (name, s) in sources {
-                let mapped = if name == "org.osbuild.files" {
-                    "org.osbuild.curl"
-                } else {
-                    name.as_str()
-                };
+                let mapped = if name == "org.osbuild.files" { "org.osbuild.curl" } else { name.as_str() };
                 let at = base.key("sources").key(mapped);
                 check_module(v, ModuleKind::Source, mapped, s, &at, &at);
             }

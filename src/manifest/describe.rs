@@ -23,15 +23,8 @@ fn describe_v2(m: &Manifest) -> Value {
     let mut runners: HashMap<&str, String> = HashMap::new();
     for p in &m.pipelines {
         if let Some(build) = p.build.as_deref() {
-            let declared = m
-                .pipelines
-                .iter()
-                .find(|q| q.id() == Some(build))
-                .and_then(|q| q.runner.clone());
-            runners.insert(
-                build,
-                declared.unwrap_or_else(|| crate::runner::host().to_owned()),
-            );
+            let declared = m.pipelines.iter().find(|q| q.id() == Some(build)).and_then(|q| q.runner.clone());
+            runners.insert(build, declared.unwrap_or_else(|| crate::runner::host().to_owned()));
         }
     }
 
@@ -48,10 +41,7 @@ fn describe_v2(m: &Manifest) -> Value {
                 d.insert("runner".into(), json!(r));
             }
             if !p.stages.is_empty() {
-                d.insert(
-                    "stages".into(),
-                    Value::Array(p.stages.iter().map(describe_stage_v2).collect()),
-                );
+                d.insert("stages".into(), Value::Array(p.stages.iter().map(describe_stage_v2).collect()));
             }
             Value::Object(d)
         })
@@ -64,11 +54,8 @@ fn describe_v2(m: &Manifest) -> Value {
         out.insert("metadata".into(), Value::Object(m.metadata.clone()));
     }
     if !m.sources.is_empty() {
-        let sources: Map<String, Value> = m
-            .sources
-            .iter()
-            .map(|s| (s.kind.clone(), json!({ "items": s.items })))
-            .collect();
+        let sources: Map<String, Value> =
+            m.sources.iter().map(|s| (s.kind.clone(), json!({ "items": s.items }))).collect();
         out.insert("sources".into(), Value::Object(sources));
     }
     Value::Object(out)
@@ -102,11 +89,7 @@ fn describe_stage_v2(s: &Stage) -> Value {
                 md.insert("source".into(), json!(src));
             }
             put_if(&mut md, "options", mnt.options.clone());
-            put_if(
-                &mut md,
-                "partition",
-                mnt.partition.clone().unwrap_or(Value::Null),
-            );
+            put_if(&mut md, "partition", mnt.partition.clone().unwrap_or(Value::Null));
             Value::Object(md)
         })
         .collect();
@@ -138,27 +121,17 @@ fn describe_v1(m: &Manifest) -> Value {
     fn pipeline(m: &Manifest, p: &Pipeline) -> Value {
         let mut d = Map::new();
         if let Some(build) = p.build.as_deref().and_then(|b| m.get(b)) {
-            d.insert(
-                "build".into(),
-                json!({ "pipeline": pipeline(m, build), "runner": p.runner }),
-            );
+            d.insert("build".into(), json!({ "pipeline": pipeline(m, build), "runner": p.runner }));
         }
         if !p.stages.is_empty() {
-            d.insert(
-                "stages".into(),
-                Value::Array(p.stages.iter().map(stage).collect()),
-            );
+            d.insert("stages".into(), Value::Array(p.stages.iter().map(stage).collect()));
         }
         Value::Object(d)
     }
-    let tree = m
-        .by_name("tree")
-        .expect("v1 manifests always have a tree pipeline");
+    let tree = m.by_name("tree").expect("v1 manifests always have a tree pipeline");
     let mut pl = pipeline(m, tree);
     if let Some(asm) = m.by_name("assembler").and_then(|a| a.stages.first()) {
-        pl.as_object_mut()
-            .unwrap()
-            .insert("assembler".into(), stage(asm));
+        pl.as_object_mut().unwrap().insert("assembler".into(), stage(asm));
     }
     let mut out = Map::new();
     out.insert("pipeline".into(), pl);
@@ -167,11 +140,7 @@ fn describe_v1(m: &Manifest) -> Value {
             .sources
             .iter()
             .map(|s| {
-                let name = if s.kind == "org.osbuild.curl" {
-                    "org.osbuild.files"
-                } else {
-                    s.kind.as_str()
-                };
+                let name = if s.kind == "org.osbuild.curl" { "org.osbuild.files" } else { s.kind.as_str() };
                 (name.to_owned(), s.options.clone())
             })
             .collect();

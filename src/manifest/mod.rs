@@ -31,10 +31,7 @@ pub enum LoadError {
 
 impl LoadError {
     pub fn at(path: &JsonPath, message: impl Into<String>) -> Self {
-        LoadError::Invalid {
-            path: path.clone(),
-            message: message.into(),
-        }
+        LoadError::Invalid { path: path.clone(), message: message.into() }
     }
 
     pub fn path(&self) -> JsonPath {
@@ -108,11 +105,7 @@ impl Stage {
     fn new(pipeline: &Pipeline, kind: &str, options: Value, path: JsonPath) -> Self {
         Stage {
             kind: kind.to_owned(),
-            options: if truthy(&options) {
-                options
-            } else {
-                Value::Object(Map::new())
-            },
+            options: if truthy(&options) { options } else { Value::Object(Map::new()) },
             build: pipeline.build.clone(),
             base: pipeline.id().map(str::to_owned),
             source_epoch: pipeline.source_epoch.clone(),
@@ -135,19 +128,12 @@ impl Stage {
             h.update(epoch);
         }
         if !self.inputs.is_empty() {
-            let ids: Map<String, Value> = self
-                .inputs
-                .iter()
-                .map(|(n, i)| (n.clone(), Value::String(i.id.clone())))
-                .collect();
+            let ids: Map<String, Value> =
+                self.inputs.iter().map(|(n, i)| (n.clone(), Value::String(i.id.clone()))).collect();
             h.update(&Value::Object(ids));
         }
         if !self.mounts.is_empty() {
-            let ids: Vec<Value> = self
-                .mounts
-                .iter()
-                .map(|m| Value::String(m.id.clone()))
-                .collect();
+            let ids: Vec<Value> = self.mounts.iter().map(|m| Value::String(m.id.clone())).collect();
             h.update(&Value::Array(ids));
         }
         self.id = h.finish();
@@ -228,12 +214,7 @@ impl Device {
             h.update_str(&p.id);
         }
         h.update(&options);
-        Device {
-            kind: kind.to_owned(),
-            parent: parent.map(|(n, _)| n.to_owned()),
-            options,
-            id: h.finish(),
-        }
+        Device { kind: kind.to_owned(), parent: parent.map(|(n, _)| n.to_owned()), options, id: h.finish() }
     }
 }
 
@@ -284,12 +265,7 @@ impl Mount {
 
 impl Manifest {
     fn empty(format: Format) -> Self {
-        Manifest {
-            format,
-            pipelines: Vec::new(),
-            sources: Vec::new(),
-            metadata: Map::new(),
-        }
+        Manifest { format, pipelines: Vec::new(), sources: Vec::new(), metadata: Map::new() }
     }
 
     /// Upstream's `manifest[name_or_id]`: a pipeline by name first, then by id.
@@ -312,9 +288,7 @@ impl Manifest {
 /// Detect the format from `version` (absent means v1, as upstream) and load.
 pub fn load(desc: &Value) -> Result<Manifest, LoadError> {
     let root = JsonPath::root();
-    let obj = desc
-        .as_object()
-        .ok_or_else(|| LoadError::at(&root, "a manifest must be a JSON object"))?;
+    let obj = desc.as_object().ok_or_else(|| LoadError::at(&root, "a manifest must be a JSON object"))?;
     match obj.get("version") {
         None => v1::load(obj),
         Some(Value::String(v)) if v == "1" => v1::load(obj),
@@ -374,10 +348,7 @@ impl<'a> Obj<'a> {
         match self.map.get(key) {
             Some(Value::String(s)) => Ok(s),
             Some(_) => Err(LoadError::at(&self.path.key(key), "must be a string")),
-            None => Err(LoadError::at(
-                &self.path,
-                format!("'{key}' is a required property"),
-            )),
+            None => Err(LoadError::at(&self.path, format!("'{key}' is a required property"))),
         }
     }
 

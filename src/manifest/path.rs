@@ -90,19 +90,10 @@ mod tests {
 
     #[test]
     fn displays_like_a_user_reads_it() {
-        let p = JsonPath::root()
-            .key("pipelines")
-            .index(2)
-            .key("stages")
-            .index(0)
-            .key("inputs")
-            .key("tree");
+        let p = JsonPath::root().key("pipelines").index(2).key("stages").index(0).key("inputs").key("tree");
         assert_eq!(p.to_string(), "pipelines[2].stages[0].inputs.tree");
         assert_eq!(p.upstream_id(), ".pipelines[2].stages[0].inputs.tree");
-        assert_eq!(
-            p.to_json(),
-            serde_json::json!(["pipelines", 2, "stages", 0, "inputs", "tree"])
-        );
+        assert_eq!(p.to_json(), serde_json::json!(["pipelines", 2, "stages", 0, "inputs", "tree"]));
         assert_eq!(JsonPath::root().upstream_id(), ".");
     }
 }

@@ -8,16 +8,10 @@ pub(super) fn load(root: &Map<String, Value>) -> Result<Manifest, LoadError> {
     let top = JsonPath::root();
     for key in root.keys() {
         if !matches!(key.as_str(), "version" | "pipeline" | "sources") {
-            return Err(LoadError::at(
-                &top.key(key),
-                format!("unknown top-level key '{key}'"),
-            ));
+            return Err(LoadError::at(&top.key(key), format!("unknown top-level key '{key}'")));
         }
     }
-    let doc = Obj {
-        map: root,
-        path: top.clone(),
-    };
+    let doc = Obj { map: root, path: top.clone() };
     let mut m = Manifest::empty(Format::V1);
     let empty = Value::Object(Map::new());
     let pdesc = doc.value("pipeline").unwrap_or(&empty);
@@ -36,41 +30,26 @@ pub(super) fn load(root: &Map<String, Value>) -> Result<Manifest, LoadError> {
                 "org.osbuild.files" | "org.osbuild.curl" => ("org.osbuild.curl", "urls"),
                 "org.osbuild.ostree" => ("org.osbuild.ostree", "commits"),
                 "org.osbuild.librepo" => ("org.osbuild.librepo", "items"),
-                other => {
-                    return Err(LoadError::at(
-                        &spath,
-                        format!("unknown source type '{other}'"),
-                    ))
-                }
+                other => return Err(LoadError::at(&spath, format!("unknown source type '{other}'"))),
             };
             let items = s
                 .value(key)
                 .cloned()
                 .ok_or_else(|| LoadError::at(&spath, format!("'{key}' is a required property")))?;
-            m.sources.push(Source {
-                kind: kind.into(),
-                items,
-                options: desc.clone(),
-            });
+            m.sources.push(Source { kind: kind.into(), items, options: desc.clone() });
         }
     }
     Ok(m)
 }
 
-fn load_pipeline(
-    m: &mut Manifest,
-    desc: &Value,
-    path: JsonPath,
-    depth: usize,
-) -> Result<usize, LoadError> {
+fn load_pipeline(m: &mut Manifest, desc: &Value, path: JsonPath, depth: usize) -> Result<usize, LoadError> {
     let p = Obj::new(desc, path.clone(), "a pipeline")?;
     let (build, runner) = match p.value("build") {
         Some(bdesc) => {
             let b = Obj::new(bdesc, path.key("build"), "a build")?;
             let build_id = match b.value("pipeline") {
                 Some(inner) => {
-                    let idx =
-                        load_pipeline(m, inner, path.key("build").key("pipeline"), depth + 1)?;
+                    let idx = load_pipeline(m, inner, path.key("build").key("pipeline"), depth + 1)?;
                     m.pipelines[idx].id().map(str::to_owned)
                 }
                 None => None,
@@ -79,19 +58,8 @@ fn load_pipeline(
         }
         None => (None, None),
     };
-    let name = if depth == 0 {
-        "tree".to_owned()
-    } else {
-        vec!["build"; depth].join("-")
-    };
-    let mut pipeline = Pipeline {
-        name,
-        build,
-        runner,
-        source_epoch: None,
-        stages: Vec::new(),
-        path: path.clone(),
-    };
+    let name = if depth == 0 { "tree".to_owned() } else { vec!["build"; depth].join("-") };
+    let mut pipeline = Pipeline { name, build, runner, source_epoch: None, stages: Vec::new(), path: path.clone() };
     for (j, sdesc) in p.array("stages")?.iter().enumerate() {
         let spath = path.key("stages").index(j);
         let s = Obj::new(sdesc, spath.clone(), "a stage")?;
@@ -112,23 +80,17 @@ fn add_implicit_inputs(stage: &mut Stage, path: &JsonPath) -> Result<(), LoadErr
     match stage.kind.as_str() {
         "org.osbuild.rpm" => {
             let mut input = Input::new("org.osbuild.files", ORIGIN_SOURCE, Value::Null);
-            let packages = stage
-                .options
-                .get("packages")
-                .and_then(Value::as_array)
-                .cloned()
-                .unwrap_or_default();
+            let packages = stage.options.get("packages").and_then(Value::as_array).cloned().unwrap_or_default();
             for (n, pkg) in packages.iter().enumerate() {
                 match pkg {
                     Value::String(s) => input.add_reference(s.clone(), Value::Null),
                     Value::Object(o) => {
-                        let checksum =
-                            o.get("checksum").and_then(Value::as_str).ok_or_else(|| {
-                                LoadError::at(
-                                    &path.key("options").key("packages").index(n),
-                                    "'checksum' is a required property",
-                                )
-                            })?;
+                        let checksum = o.get("checksum").and_then(Value::as_str).ok_or_else(|| {
+                            LoadError::at(
+                                &path.key("options").key("packages").index(n),
+                                "'checksum' is a required property",
+                            )
+                        })?;
                         let opts = match o.get("check_gpg") {
                             Some(g) if truthy(g) => {
                                 serde_json::json!({"metadata": {"rpm.check_gpg": g}})
@@ -153,9 +115,7 @@ fn add_implicit_inputs(stage: &mut Stage, path: &JsonPath) -> Result<(), LoadErr
                 .options
                 .get("commit")
                 .and_then(Value::as_str)
-                .ok_or_else(|| {
-                    LoadError::at(&path.key("options"), "'commit' is a required property")
-                })?
+                .ok_or_else(|| LoadError::at(&path.key("options"), "'commit' is a required property"))?
                 .to_owned();
             let opts = match stage.options.get("ref") {
                 Some(r) if truthy(r) => serde_json::json!({ "ref": r }),
@@ -172,11 +132,7 @@ fn add_implicit_inputs(stage: &mut Stage, path: &JsonPath) -> Result<(), LoadErr
 fn load_assembler(m: &mut Manifest, desc: &Value, path: JsonPath) -> Result<(), LoadError> {
     let a = Obj::new(desc, path.clone(), "the assembler")?;
     let tree = m.by_name("tree").expect("tree pipeline loaded first");
-    let (build, runner, base) = (
-        tree.build.clone(),
-        tree.runner.clone(),
-        tree.id().map(str::to_owned),
-    );
+    let (build, runner, base) = (tree.build.clone(), tree.runner.clone(), tree.id().map(str::to_owned));
     let mut pipeline = Pipeline {
         name: "assembler".into(),
         build,
@@ -185,12 +141,7 @@ fn load_assembler(m: &mut Manifest, desc: &Value, path: JsonPath) -> Result<(), 
         stages: Vec::new(),
         path: path.clone(),
     };
-    let mut stage = Stage::new(
-        &pipeline,
-        a.str("name")?,
-        a.value("options").cloned().unwrap_or(Value::Null),
-        path,
-    );
+    let mut stage = Stage::new(&pipeline, a.str("name")?, a.value("options").cloned().unwrap_or(Value::Null), path);
     let mut input = Input::new("org.osbuild.tree", ORIGIN_PIPELINE, Value::Null);
     input.add_reference(base.unwrap_or_else(|| "null".into()), Value::Null);
     stage.inputs.push(("tree".into(), input));

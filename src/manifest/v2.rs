@@ -6,20 +6,11 @@ use std::collections::HashSet;
 pub(super) fn load(root: &Map<String, Value>) -> Result<Manifest, LoadError> {
     let top = JsonPath::root();
     for key in root.keys() {
-        if !matches!(
-            key.as_str(),
-            "version" | "pipelines" | "sources" | "metadata"
-        ) {
-            return Err(LoadError::at(
-                &top.key(key),
-                format!("unknown top-level key '{key}'"),
-            ));
+        if !matches!(key.as_str(), "version" | "pipelines" | "sources" | "metadata") {
+            return Err(LoadError::at(&top.key(key), format!("unknown top-level key '{key}'")));
         }
     }
-    let doc = Obj {
-        map: root,
-        path: top.clone(),
-    };
+    let doc = Obj { map: root, path: top.clone() };
     let mut m = Manifest::empty(Format::V2);
     if let Some(md) = doc.object("metadata")? {
         m.metadata = md.clone();
@@ -29,23 +20,13 @@ pub(super) fn load(root: &Map<String, Value>) -> Result<Manifest, LoadError> {
     if let Some(sources) = doc.object("sources")? {
         for (name, desc) in sources {
             let s = Obj::new(desc, top.key("sources").key(name), "a source")?;
-            let items = s
-                .value("items")
-                .cloned()
-                .unwrap_or_else(|| Value::Object(Map::new()));
+            let items = s.value("items").cloned().unwrap_or_else(|| Value::Object(Map::new()));
             let Value::Object(item_map) = &items else {
                 return Err(LoadError::at(&s.path.key("items"), "must be an object"));
             };
             source_refs.extend(item_map.keys().cloned());
-            let options = s
-                .value("options")
-                .cloned()
-                .unwrap_or_else(|| Value::Object(Map::new()));
-            m.sources.push(Source {
-                kind: name.clone(),
-                items,
-                options,
-            });
+            let options = s.value("options").cloned().unwrap_or_else(|| Value::Object(Map::new()));
+            m.sources.push(Source { kind: name.clone(), items, options });
         }
     }
 
@@ -55,15 +36,16 @@ pub(super) fn load(root: &Map<String, Value>) -> Result<Manifest, LoadError> {
     Ok(m)
 }
 
-fn resolve_ref(
-    m: &Manifest,
-    reference: &str,
-    path: &JsonPath,
-) -> Result<Option<String>, LoadError> {
+fn resolve_ref(m: &Manifest, reference: &str, path: &JsonPath) -> Result<Option<String>, LoadError> {
     let name = &reference["name:".len()..];
     match m.by_name(name) {
         Some(p) => Ok(p.id().map(str::to_owned)),
-        None => Err(LoadError::at(path, format!("unknown pipeline reference 'name:{name}' (pipelines can only refer to pipelines defined before them)"))),
+        None => Err(LoadError::at(
+            path,
+            format!(
+                "unknown pipeline reference 'name:{name}' (pipelines can only refer to pipelines defined before them)"
+            ),
+        )),
     }
 }
 
@@ -76,10 +58,7 @@ fn load_pipeline(
     let p = Obj::new(desc, path.clone(), "a pipeline")?;
     let name = p.str("name")?.to_owned();
     if m.by_name(&name).is_some() {
-        return Err(LoadError::at(
-            &path.key("name"),
-            format!("duplicate pipeline name '{name}'"),
-        ));
+        return Err(LoadError::at(&path.key("name"), format!("duplicate pipeline name '{name}'")));
     }
     let build = match p.opt_str("build")? {
         Some(b) if b.starts_with("name:") => {
@@ -103,13 +82,7 @@ fn load_pipeline(
         path: path.clone(),
     };
     for (j, sdesc) in p.array("stages")?.iter().enumerate() {
-        let stage = load_stage(
-            m,
-            &pipeline,
-            sdesc,
-            path.key("stages").index(j),
-            source_refs,
-        )?;
+        let stage = load_stage(m, &pipeline, sdesc, path.key("stages").index(j), source_refs)?;
         pipeline.stages.push(stage);
     }
     m.pipelines.push(pipeline);
@@ -139,11 +112,7 @@ fn load_stage(
                 }
                 None => None,
             };
-            let device = Device::new(
-                dkind,
-                parent,
-                d.value("options").cloned().unwrap_or(Value::Null),
-            );
+            let device = Device::new(dkind, parent, d.value("options").cloned().unwrap_or(Value::Null));
             stage.devices.push((name.clone(), device));
         }
     }
@@ -160,10 +129,7 @@ fn load_stage(
         let mp = Obj::new(mdesc, path.key("mounts").index(k), "a mount")?;
         let name = mp.str("name")?;
         if stage.mounts.iter().any(|x| x.name == name) {
-            return Err(LoadError::at(
-                &mp.path.key("name"),
-                format!("duplicate mount '{name}'"),
-            ));
+            return Err(LoadError::at(&mp.path.key("name"), format!("duplicate mount '{name}'")));
         }
         let device = match mp.opt_str("source")? {
             Some(src) => match stage.device(src) {
@@ -183,9 +149,7 @@ fn load_stage(
             device,
             mp.value("partition").cloned(),
             mp.value("target").cloned(),
-            mp.value("options")
-                .cloned()
-                .unwrap_or_else(|| Value::Object(Map::new())),
+            mp.value("options").cloned().unwrap_or_else(|| Value::Object(Map::new())),
         );
         stage.mounts.push(mount);
     }
@@ -203,11 +167,7 @@ fn load_input(
 ) -> Result<Input, LoadError> {
     let d = Obj::new(desc, path.clone(), "an input")?;
     let origin = d.str("origin")?;
-    let mut input = Input::new(
-        d.str("type")?,
-        origin,
-        d.value("options").cloned().unwrap_or(Value::Null),
-    );
+    let mut input = Input::new(d.str("type")?, origin, d.value("options").cloned().unwrap_or(Value::Null));
 
     let rpath = path.key("references");
     let mut refs: Vec<(String, Value)> = Vec::new();
@@ -218,31 +178,17 @@ fn load_input(
                 match r {
                     Value::String(s) => refs.push((s.clone(), Value::Null)),
                     Value::Object(o) => match o.get("id") {
-                        Some(Value::String(id)) => refs
-                            .push((id.clone(), o.get("options").cloned().unwrap_or(Value::Null))),
-                        _ => {
-                            return Err(LoadError::at(
-                                &rpath.index(n),
-                                "a reference object needs a string 'id'",
-                            ))
+                        Some(Value::String(id)) => {
+                            refs.push((id.clone(), o.get("options").cloned().unwrap_or(Value::Null)))
                         }
+                        _ => return Err(LoadError::at(&rpath.index(n), "a reference object needs a string 'id'")),
                     },
-                    _ => {
-                        return Err(LoadError::at(
-                            &rpath.index(n),
-                            "a reference must be a string or an object",
-                        ))
-                    }
+                    _ => return Err(LoadError::at(&rpath.index(n), "a reference must be a string or an object")),
                 }
             }
         }
         Some(Value::Object(o)) => refs.extend(o.iter().map(|(k, v)| (k.clone(), v.clone()))),
-        Some(_) => {
-            return Err(LoadError::at(
-                &rpath,
-                "references must be an array or an object",
-            ))
-        }
+        Some(_) => return Err(LoadError::at(&rpath, "references must be an array or an object")),
     }
 
     match origin {
@@ -265,7 +211,10 @@ fn load_input(
         ORIGIN_SOURCE => {
             for (r, opts) in refs {
                 if !source_refs.contains(&r) {
-                    return Err(LoadError::at(&rpath, format!("unknown source reference '{r}': no source has an item with this checksum")));
+                    return Err(LoadError::at(
+                        &rpath,
+                        format!("unknown source reference '{r}': no source has an item with this checksum"),
+                    ));
                 }
                 input.add_reference(r, opts);
             }
@@ -273,9 +222,7 @@ fn load_input(
         other => {
             return Err(LoadError::at(
                 &path.key("origin"),
-                format!(
-                    "unknown origin '{other}' (expected '{ORIGIN_SOURCE}' or '{ORIGIN_PIPELINE}')"
-                ),
+                format!("unknown origin '{other}' (expected '{ORIGIN_SOURCE}' or '{ORIGIN_PIPELINE}')"),
             ))
         }
     }
