@@ -1,7 +1,11 @@
 //! Upstream osbuild's command line: same flags, same meaning, same exit codes.
 
 use crate::manifest::{self, Format, Manifest};
+use crate::monitor;
 use crate::schema::{self, ModuleKind, Validation};
+use crate::store::{self, ObjectStore};
+use crate::{engine, sandbox, stages};
+use std::io::IsTerminal;
 use clap::Parser;
 use serde_json::Value;
 use std::ffi::OsString;
@@ -134,6 +138,15 @@ pub fn version_line(as_osbuild: bool) -> String {
 
 pub fn main(argv: Vec<OsString>) -> i32 {
     let argv0 = argv.first().cloned().unwrap_or_default();
+    // Inside the sandbox we are re-executed to run one stage (see `sandbox`, `stages`).
+    if argv.get(1).is_some_and(|a| a == "__stage") {
+        let name = argv.get(2).map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+        return stages::stage_main(&name);
+    }
+    if argv.get(1).is_some_and(|a| a == "__modules-table") {
+        print!("{}", crate::inventory::feature_table());
+        return EXIT_OK;
+    }
     // `--version` needs no manifest; answer before clap insists on one.
     if argv.iter().skip(1).any(|a| a == "--version") {
         println!("{}", version_line(invoked_as_osbuild(&argv0)));
@@ -207,15 +220,6 @@ pub fn prepare(args: &Args) -> Result<Prepared, i32> {
         }
         return Err(EXIT_INVALID);
     }
-    for (kind, name, path) in &validation.unknown {
-        if external_module(&args.libdir, *kind, name) {
-            continue;
-        }
-        eprintln!(
-            "osbuild-rs: warning: {path}: unknown {} type '{name}': no schema to validate it against",
-            kind.noun()
-        );
-    }
     let manifest = manifest::load(&description).map_err(|e| {
         if args.json || args.inspect {
             let v = Validation {
@@ -226,6 +230,15 @@ pub fn prepare(args: &Args) -> Result<Prepared, i32> {
         }
         fail(EXIT_INVALID, &e)
     })?;
+    for (kind, name, path) in &validation.unknown {
+        if external_module(&args.libdir, *kind, name) {
+            continue;
+        }
+        eprintln!(
+            "osbuild-rs: warning: {path}: unknown {} type '{name}': no schema to validate it against",
+            kind.noun()
+        );
+    }
     Ok(Prepared { manifest, description })
 }
 
@@ -260,8 +273,126 @@ pub fn run(args: Args) -> i32 {
         print_json(&manifest::describe(m));
         return EXIT_OK;
     }
-    let _ = Format::V2;
-    fail(EXIT_FAILED, "building is not available in this build of osbuild-rs yet")
+    build(&args, m)
+}
+
+fn build(args: &Args, m: &Manifest) -> i32 {
+    let checkpoints = engine::mark_checkpoints(m, &args.checkpoint);
+    if !args.checkpoint.is_empty() && checkpoints.is_empty() {
+        return fail(EXIT_FAILED, "no checkpoints matched the given patterns");
+    }
+    let output_directory = match (&args.output_directory, args.export.is_empty()) {
+        (None, false) => return fail(EXIT_FAILED, "--export needs --output-directory"),
+        (dir, _) => dir.clone(),
+    };
+    let store_dir = args.store.clone().unwrap_or_else(store::default_store_dir);
+    let interactive = std::io::stdout().is_terminal();
+    let monitor_name = args.monitor.clone().or_else(|| (args.json || args.quiet).then(|| "NullMonitor".to_owned()));
+    let progress_bar = interactive && monitor_name.is_none();
+
+    if let Err(e) = sandbox::enter_private_mount_namespace().and_then(|_| sandbox::install_signal_handlers()) {
+        return fail(EXIT_FAILED, e);
+    }
+    let mut object_store = match ObjectStore::open(&store_dir) {
+        Ok(s) => s,
+        Err(e) => return fail(EXIT_FAILED, e),
+    };
+    if let Some(max) = args.cache_max_size {
+        object_store.set_max_size(match max {
+            CacheSize::Unlimited => None,
+            CacheSize::Bytes(b) => Some(b),
+        });
+    }
+
+    // Upstream builds what is exported; we also build pipelines holding a checkpoint.
+    let mut targets = args.export.clone();
+    for p in &m.pipelines {
+        if p.stages.iter().any(|s| checkpoints.contains(&s.id)) {
+            targets.push(p.name.clone());
+        }
+    }
+    let pipelines = engine::plan(m, &targets, &object_store);
+    if let Err(e) = engine::check_supported(m, &pipelines, &args.libdir) {
+        return fail(EXIT_FAILED, e);
+    }
+    let total_steps = m.sources.len() + pipelines.len();
+    let mut mon = match monitor::make(monitor_name.as_deref(), args.monitor_fd, total_steps, progress_bar) {
+        Ok(mon) => mon,
+        Err(e) => return fail(EXIT_FAILED, e),
+    };
+    mon.log(&format!("starting {}", args.manifest), Some("osbuild.main_cli"));
+    let exe = match std::env::current_exe() {
+        Ok(e) => e,
+        Err(e) => return fail(EXIT_FAILED, format!("cannot find our own executable: {e}")),
+    };
+    let opts = engine::BuildOptions {
+        libdir: args.libdir.clone(),
+        stage_timeout: args.stage_timeout.map(std::time::Duration::from_secs),
+        checkpoints,
+        exe,
+    };
+    let report = match engine::build(m, &pipelines, &object_store, mon.as_mut(), &opts) {
+        Ok(r) => r,
+        Err(e) => {
+            mon.log(&format!("manifest {} failed", args.manifest), Some("osbuild.main_cli"));
+            mon.finish(false);
+            return fail(EXIT_FAILED, e);
+        }
+    };
+    let verdict = if report.success { "finished successfully" } else { "failed" };
+    mon.log(&format!("manifest {} {verdict}", args.manifest), Some("osbuild.main_cli"));
+    mon.finish(report.success);
+    drop(mon);
+
+    if report.success {
+        if let Some(out) = &output_directory {
+            for name in &args.export {
+                let p = m.get(name).expect("exports resolved before the build");
+                if let Err(e) = engine::export(&object_store, p, name, out) {
+                    return fail(EXIT_FAILED, e);
+                }
+            }
+        }
+    }
+    if args.json {
+        let summary = engine::summary(m, &report, &object_store);
+        let doc = match m.format {
+            Format::V2 => monitor::result_v2(&summary),
+            Format::V1 => monitor::result_v1(&summary),
+        };
+        print_json(&doc);
+    } else if !args.quiet && report.success {
+        println!("\nPipelines");
+        for p in &m.pipelines {
+            println!("  {:<10}\t{}", format!("{}:", p.name), p.id().unwrap_or("-"));
+        }
+        if let Some(out) = &output_directory {
+            for name in &args.export {
+                println!("exported {name} to {}", out.join(name).display());
+            }
+        }
+    }
+    let keep: Vec<&str> = m.pipelines.iter().filter_map(|p| p.id()).collect();
+    if let Err(e) = object_store.evict(&keep) {
+        eprintln!("osbuild-rs: warning: store eviction failed: {e}");
+    }
+    if let Some(sig) = report.interrupted.or_else(sandbox::interrupted) {
+        eprintln!("osbuild-rs: interrupted by signal {sig}; nothing partial was kept");
+        return EXIT_INTERRUPTED;
+    }
+    if report.success {
+        EXIT_OK
+    } else {
+        if !args.json && !args.quiet {
+            if let Some(f) = &report.failed_stage {
+                eprintln!("osbuild-rs: error: stage {} ({}) failed", f.name, f.id);
+            }
+            if let Some(s) = &report.failed_source {
+                eprintln!("osbuild-rs: error: source {} failed: {}", s.kind, s.output);
+            }
+        }
+        EXIT_FAILED
+    }
 }
 
 #[cfg(test)]

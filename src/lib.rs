@@ -7,6 +7,7 @@
 pub mod canonical_json;
 pub mod cli;
 pub mod engine;
+pub mod inventory;
 pub mod manifest;
 pub mod monitor;
 pub mod runner;

@@ -1,1 +1,363 @@
-//! (filled in by the engine work; see the contract in the helper's brief)
+//! Planning and executing a build: which pipelines to build, in which order, each stage
+//! in its sandbox, the results committed to the store. Nothing else decides order.
+
+mod inputs;
+mod plan;
+
+pub use plan::{mark_checkpoints, plan};
+
+/// Whether the engine can prepare inputs of this type.
+pub fn input_supported(kind: &str) -> bool {
+    inputs::is_supported(kind)
+}
+
+use crate::manifest::{Manifest, Pipeline, Stage};
+use crate::monitor::{self, Monitor, SourceItemOutcome, SourceOutcome, StageResult};
+use crate::sandbox::{self, StageSandbox};
+use crate::store::{ObjectStore, WorkDir};
+use crate::{sources, stages};
+use serde_json::{json, Map, Value};
+use std::collections::{BTreeSet, HashSet};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error("{path}: {what} type '{name}' is not implemented by osbuild-rs (looked in the built-in modules and in {libdir}/{dir}/)")]
+    Unsupported { path: String, what: &'static str, name: String, libdir: String, dir: &'static str },
+    #[error("store: {0}")]
+    Store(#[from] crate::store::StoreError),
+    #[error("sandbox: {0}")]
+    Sandbox(#[from] sandbox::SandboxError),
+    #[error("{stage}: {message}")]
+    Input { stage: String, message: String },
+    #[error("cannot write {path}: {source}")]
+    Io { path: PathBuf, source: std::io::Error },
+    #[error("export of '{name}' to {dest} failed: {message}")]
+    Export { name: String, dest: PathBuf, message: String },
+}
+
+pub struct BuildOptions {
+    pub libdir: PathBuf,
+    pub stage_timeout: Option<Duration>,
+    pub checkpoints: HashSet<String>,
+    pub exe: PathBuf,
+}
+
+/// What happened, for the result document and the exit code.
+pub struct BuildReport {
+    pub success: bool,
+    pub interrupted: Option<i32>,
+    pub sources: Vec<SourceOutcome>,
+    pub failed_source: Option<SourceOutcome>,
+    pub pipeline_results: Vec<(String, Vec<StageResult>)>,
+    pub failed_stage: Option<StageResult>,
+}
+
+/// Refuse, before any work starts, a plan that needs a module we cannot run.
+pub fn check_supported(m: &Manifest, pipelines: &[&Pipeline], libdir: &Path) -> Result<(), EngineError> {
+    let unsupported = |path: String, what: &'static str, name: &str, dir: &'static str| EngineError::Unsupported {
+        path,
+        what,
+        name: name.to_owned(),
+        libdir: libdir.display().to_string(),
+        dir,
+    };
+    for p in pipelines {
+        for s in &p.stages {
+            if stages::find(&s.kind).is_none() {
+                return Err(unsupported(s.path.to_string(), "stage", &s.kind, "stages"));
+            }
+            for (name, i) in &s.inputs {
+                if !inputs::is_supported(&i.kind) {
+                    return Err(unsupported(s.path.key("inputs").key(name).to_string(), "input", &i.kind, "inputs"));
+                }
+            }
+            if let Some((name, d)) = s.devices.first() {
+                return Err(unsupported(s.path.key("devices").key(name).to_string(), "device", &d.kind, "devices"));
+            }
+            if let Some(mnt) = s.mounts.first() {
+                return Err(unsupported(s.path.key("mounts").key(&mnt.name).to_string(), "mount", &mnt.kind, "mounts"));
+            }
+        }
+    }
+    for s in &m.sources {
+        if !sources::is_supported(&s.kind) {
+            return Err(unsupported(format!("sources.{}", s.kind), "source", &s.kind, "sources"));
+        }
+    }
+    Ok(())
+}
+
+/// Source items the planned pipelines read, per source type.
+fn wanted_items(pipelines: &[&Pipeline]) -> BTreeSet<String> {
+    pipelines
+        .iter()
+        .flat_map(|p| p.stages.iter())
+        .flat_map(|s| s.inputs.iter())
+        .filter(|(_, i)| i.origin == crate::manifest::ORIGIN_SOURCE)
+        .flat_map(|(_, i)| i.refs.keys().cloned())
+        .collect()
+}
+
+pub fn build(
+    m: &Manifest,
+    pipelines: &[&Pipeline],
+    store: &ObjectStore,
+    mon: &mut dyn Monitor,
+    opts: &BuildOptions,
+) -> Result<BuildReport, EngineError> {
+    let mut report = BuildReport {
+        success: true,
+        interrupted: None,
+        sources: Vec::new(),
+        failed_source: None,
+        pipeline_results: Vec::new(),
+        failed_stage: None,
+    };
+
+    let wanted = wanted_items(pipelines);
+    if !pipelines.is_empty() {
+        mon.begin_sources(&m.sources);
+    }
+    for src in m.sources.iter().filter(|_| !pipelines.is_empty()) {
+        let started = Instant::now();
+        let dir = store.sources_dir(sources::store_kind(&src.kind).unwrap_or("org.osbuild.files"))?;
+        let outcome = match sources::fetch(src, Some(&wanted), &dir, &sources::FetchOptions::default()) {
+            Ok(items) => SourceOutcome {
+                kind: src.kind.clone(),
+                success: items.iter().all(|i| i.error.is_none()),
+                output: String::new(),
+                items: items
+                    .into_iter()
+                    .map(|i| SourceItemOutcome { checksum: i.checksum, cached: i.cached, error: i.error })
+                    .collect(),
+            },
+            Err(e) => SourceOutcome { kind: src.kind.clone(), success: false, output: format!("{e}"), items: vec![] },
+        };
+        mon.finish_source(&outcome, started.elapsed());
+        let ok = outcome.success;
+        report.sources.push(outcome.clone());
+        if !ok {
+            report.success = false;
+            report.failed_source = Some(outcome);
+            return Ok(report);
+        }
+        if let Some(sig) = sandbox::interrupted() {
+            report.success = false;
+            report.interrupted = Some(sig);
+            return Ok(report);
+        }
+    }
+
+    for p in pipelines {
+        mon.begin_pipeline(p);
+        let results = build_pipeline(m, p, store, mon, opts, &mut report)?;
+        mon.finish_pipeline(p);
+        let failed = results.iter().find(|r| !r.success).cloned();
+        report.pipeline_results.push((p.name.clone(), results));
+        if let Some(f) = failed {
+            report.success = false;
+            report.failed_stage = Some(f);
+            return Ok(report);
+        }
+        if report.interrupted.is_some() {
+            report.success = false;
+            return Ok(report);
+        }
+    }
+    Ok(report)
+}
+
+fn build_pipeline(
+    m: &Manifest,
+    p: &Pipeline,
+    store: &ObjectStore,
+    mon: &mut dyn Monitor,
+    opts: &BuildOptions,
+    report: &mut BuildReport,
+) -> Result<Vec<StageResult>, EngineError> {
+    let mut results = Vec::new();
+    let Some(pid) = p.id() else { return Ok(results) };
+    if store.contains(pid) {
+        return Ok(results);
+    }
+    let build_root = match &p.build {
+        Some(b) => Some(store.tree_path(b)),
+        None => None,
+    };
+
+    // Continue from the last stage the store already has (a checkpoint), if any.
+    let work = store.new_workdir()?;
+    let mut start = 0;
+    let mut meta = Map::new();
+    for (i, s) in p.stages.iter().enumerate().rev() {
+        if store.contains(&s.id) {
+            store.clone_into(&s.id, &work)?;
+            meta = store.read_meta(&s.id)?;
+            start = i + 1;
+            break;
+        }
+    }
+
+    for (i, stage) in p.stages.iter().enumerate().skip(start) {
+        mon.begin_stage(p, stage);
+        let started = Instant::now();
+        let (result, md) = run_stage(m, stage, &work, build_root.as_deref(), store, mon, opts, report)?;
+        if let Some(md) = &md {
+            meta.insert(stage.id.clone(), md.clone());
+        }
+        mon.finish_stage(stage, &result, started.elapsed(), md.as_ref());
+        let ok = result.success;
+        results.push(result);
+        if !ok || report.interrupted.is_some() {
+            // `work` is dropped here: nothing partial reaches the store.
+            return Ok(results);
+        }
+        let last = i + 1 == p.stages.len();
+        if !last && opts.checkpoints.contains(&stage.id) {
+            store.commit_copy(&work, &stage.id, &meta)?;
+        }
+    }
+    store.commit(work, pid, &meta)?;
+    Ok(results)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn run_stage(
+    m: &Manifest,
+    stage: &Stage,
+    work: &WorkDir,
+    build_root: Option<&Path>,
+    store: &ObjectStore,
+    mon: &mut dyn Monitor,
+    opts: &BuildOptions,
+    report: &mut BuildReport,
+) -> Result<(StageResult, Option<Value>), EngineError> {
+    let info = stages::find(&stage.kind).expect("checked before the build");
+    // Per-stage scratch (arguments, metadata, input links) lives beside, never inside, the tree.
+    let scratch = store.new_workdir()?;
+    let api = scratch.path().join("api");
+    let meta_file = scratch.path().join("meta");
+    let io = |path: &Path| {
+        let path = path.to_owned();
+        move |source| EngineError::Io { path, source }
+    };
+    std::fs::create_dir_all(&api).map_err(io(&api))?;
+    std::fs::write(&meta_file, b"").map_err(io(&meta_file))?;
+
+    let mut binds = Vec::new();
+    let mut input_args = Map::new();
+    for (name, input) in &stage.inputs {
+        let prepared = inputs::prepare(m, store, name, input, &scratch.path().join("inputs").join(name))
+            .map_err(|message| EngineError::Input { stage: stage.path.to_string(), message })?;
+        let dest = PathBuf::from("/run/osbuild/inputs").join(name);
+        let mut arg = json!({ "path": dest });
+        if let Some(data) = prepared.data {
+            arg["data"] = data;
+        }
+        input_args.insert(name.clone(), arg);
+        binds.push(sandbox::Bind { src: prepared.host_path, dest, writable: false });
+    }
+
+    let mut meta = json!({ "id": stage.id });
+    if let Some(epoch) = &stage.source_epoch {
+        meta["source-epoch"] = epoch.clone();
+    }
+    let arguments = json!({
+        "tree": "/run/osbuild/tree",
+        "options": stage.options,
+        "inputs": input_args,
+        "devices": {},
+        "mounts": {},
+        "meta": meta,
+        "paths": { "mounts": "/run/osbuild/mounts", "inputs": "/run/osbuild/inputs" },
+    });
+    let args_path = api.join("arguments");
+    std::fs::write(&args_path, serde_json::to_vec(&arguments).expect("JSON")).map_err(io(&args_path))?;
+
+    let mut env = vec![];
+    if let Some(epoch) = stage.source_epoch.as_ref() {
+        env.push(("SOURCE_DATE_EPOCH".to_owned(), epoch.to_string()));
+    }
+    let sb = StageSandbox {
+        build_root: build_root.map(Path::to_owned),
+        tree: work.tree(),
+        binds,
+        api_dir: api,
+        meta_file: meta_file.clone(),
+        exe: opts.exe.clone(),
+        argv: vec!["/run/osbuild/bin/osbuild-rs".into(), "__stage".into(), stage.kind.clone()],
+        capabilities: info.capabilities.iter().map(|c| c.to_string()).collect(),
+        devices: vec![],
+        timeout: opts.stage_timeout,
+        env,
+    };
+    let outcome = sb.run(&mut |line| mon.stage_output(line))?;
+    let success = outcome.status.success() && !outcome.timed_out && outcome.interrupted.is_none();
+    let error = if success {
+        None
+    } else if outcome.timed_out {
+        Some(json!(format!("stage timed out after {} s", opts.stage_timeout.unwrap_or_default().as_secs())))
+    } else if let Some(sig) = outcome.interrupted {
+        report.interrupted = Some(sig);
+        Some(json!(format!("interrupted by signal {sig}")))
+    } else {
+        Some(json!(format!("stage exited with {}", outcome.status)))
+    };
+    let md = std::fs::read(&meta_file).ok().filter(|b| !b.is_empty()).and_then(|b| serde_json::from_slice(&b).ok());
+    let result =
+        StageResult { name: stage.kind.clone(), id: stage.id.clone(), success, output: outcome.output, error };
+    Ok((result, md))
+}
+
+/// Copy a committed pipeline tree to `<output>/<name>/`.
+pub fn export(store: &ObjectStore, p: &Pipeline, name: &str, output: &Path) -> Result<(), EngineError> {
+    let dest = output.join(name);
+    let err = |message: String| EngineError::Export { name: name.to_owned(), dest: dest.clone(), message };
+    let id = p.id().ok_or_else(|| err("the pipeline has no stages".into()))?;
+    let src = store.get(id).ok_or_else(|| err("the pipeline was not built".into()))?.join("tree");
+    std::fs::create_dir_all(&dest).map_err(|e| err(e.to_string()))?;
+    let mut cmd = std::process::Command::new("cp");
+    cmd.arg("-a").arg("--reflink=auto");
+    if std::env::var("OSBUILD_EXPORT_FORCE_NO_PRESERVE_OWNER").as_deref() == Ok("1") {
+        cmd.arg("--no-preserve=ownership");
+    }
+    let out = cmd.arg(format!("{}/.", src.display())).arg(&dest).output().map_err(|e| err(format!("cannot run cp: {e}")))?;
+    if !out.status.success() {
+        return Err(err(String::from_utf8_lossy(&out.stderr).trim().to_owned()));
+    }
+    Ok(())
+}
+
+/// Summary handed to the result document writers.
+pub fn summary<'a>(m: &'a Manifest, report: &BuildReport, store: &ObjectStore) -> monitor::BuildSummary<'a> {
+    let mut metadata = monitor::PipelineMetadata::new();
+    if report.success {
+        for p in &m.pipelines {
+            let Some(id) = p.id() else { continue };
+            let Ok(meta) = store.read_meta(id) else { continue };
+            let mut per_stage = Map::new();
+            for s in &p.stages {
+                if let Some(Value::Object(md)) = meta.get(&s.id) {
+                    let entry = per_stage.entry(s.kind.clone()).or_insert_with(|| Value::Object(Map::new()));
+                    if let Value::Object(e) = entry {
+                        e.extend(md.clone());
+                    }
+                }
+            }
+            if !per_stage.is_empty() {
+                metadata.insert(p.name.clone(), per_stage);
+            }
+        }
+    }
+    monitor::BuildSummary {
+        manifest: m,
+        success: report.success,
+        sources: report.sources.clone(),
+        pipeline_results: report.pipeline_results.clone(),
+        metadata,
+        failed_source: report.failed_source.clone(),
+        failed_stage: report.failed_stage.clone(),
+    }
+}

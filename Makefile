@@ -1,0 +1,58 @@
+# osbuild-rs — build, demo, tests, benchmarks.
+CARGO   ?= cargo
+TARGET  := x86_64-unknown-linux-gnu
+BIN     := target/$(TARGET)/release/osbuild-rs
+STORE   ?= $(CURDIR)/.osbuild
+OUT     ?= $(CURDIR)/output
+
+# Debian packages the build, the tests and the demo need (installed by `make deps`).
+DEB_DEPS := bubblewrap curl ca-certificates python3 passwd tar xz-utils zstd gzip coreutils util-linux \
+            busybox-static time
+
+.PHONY: all build deps demo test test-unit test-integration lint bench fuzz clean
+
+all: build
+
+build: $(BIN)
+	@ln -sf osbuild-rs target/$(TARGET)/release/osbuild
+
+$(BIN): FORCE
+	$(CARGO) build --release
+
+FORCE:
+
+deps:
+	@if [ "$$(id -u)" != 0 ]; then echo "make deps installs Debian packages: run it as root"; exit 1; fi
+	apt-get update -qq
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(DEB_DEPS)
+
+# Build the built-in demo manifest end to end: inline sources, the host as build root.
+demo: build
+	$(BIN) --store $(STORE) --output-directory $(OUT) --export tree --export tarball test-manifests/demo.json
+	@echo
+	@echo "demo result:"
+	@echo "  tree:    $(OUT)/tree/  (hostname: $$(cat $(OUT)/tree/etc/hostname))"
+	@echo "  tarball: $(OUT)/tarball/demo.tar ($$(tar tf $(OUT)/tarball/demo.tar | wc -l) entries)"
+
+# Everything CI runs: formatting, lints, unit tests, integration tests (root, bubblewrap).
+test: lint
+	$(CARGO) test --all-targets -- --test-threads=2
+
+test-unit:
+	$(CARGO) test --lib
+
+lint:
+	$(CARGO) fmt --check
+	$(CARGO) clippy --all-targets -- -D warnings
+
+# Benchmarks (wall time, peak memory) on manifests generated at run time; see bench/README.md.
+bench: build
+	bench/run.sh $(BIN)
+
+# A longer run of the loader property tests than `make test` does.
+fuzz:
+	PROPTEST_CASES=50000 $(CARGO) test --release --test fuzz_loader
+
+clean:
+	$(CARGO) clean
+	rm -rf $(OUT)

@@ -1,0 +1,60 @@
+#!/usr/bin/env bash
+# make bench: wall time and peak memory of osbuild-rs on generated manifests, and the
+# ratio to upstream osbuild when OSBUILD_UPSTREAM points at an upstream checkout (run
+# as `python3 -m osbuild --libdir $OSBUILD_UPSTREAM`).
+set -euo pipefail
+BIN=$(readlink -f "${1:?usage: run.sh BIN}")
+HERE=$(cd "$(dirname "$0")" && pwd)
+WORK=${BENCH_DIR:-/var/tmp/osbuild-rs-bench}
+RUNS=${BENCH_RUNS:-5}
+mkdir -p "$WORK"
+python3 "$HERE/gen.py" "$WORK"
+M="python3 $HERE/measure.py"
+STORE="$WORK/store"
+OUT="$WORK/out"
+results="$WORK/results.txt"
+: > "$results"
+
+run() { "$@" | tee -a "$results"; }
+
+echo "== osbuild-rs ($("$BIN" --version))"
+largest=$(ls -S "$HERE"/../../shared/compat/manifests/*.json 2>/dev/null | head -1 || true)
+if [ -n "$largest" ]; then
+    run $M "inspect $(basename "$largest" .json | sed 's/test__data__manifests__//')" 20 -- "$BIN" --inspect "$largest"
+fi
+run $M "51 trivial stages (cold store)" "$RUNS" --setup "rm -rf $STORE" -- \
+    "$BIN" --quiet --store "$STORE" --checkpoint tree "$WORK/noop51.json"
+run $M "300 MiB file:// sources, 2 exports (cold)" "$RUNS" --setup "rm -rf $STORE $OUT" -- \
+    "$BIN" --quiet --store "$STORE" --output-directory "$OUT" --export tree --export tarball "$WORK/files300.json"
+run $M "fully cached rebuild (no export)" 10 -- \
+    "$BIN" --quiet --store "$STORE" --checkpoint tree --checkpoint tarball "$WORK/files300.json"
+
+if [ -n "${OSBUILD_UPSTREAM:-}" ]; then
+    UP="python3 -m osbuild --libdir $OSBUILD_UPSTREAM"
+    export PYTHONPATH="$OSBUILD_UPSTREAM"
+    echo "== upstream osbuild ($OSBUILD_UPSTREAM)"
+    [ -n "$largest" ] && run $M "upstream inspect" 5 -- $UP --inspect "$largest"
+    run $M "upstream 51 trivial stages" 2 --setup "rm -rf $STORE" -- \
+        $UP --store "$STORE" --checkpoint tree "$WORK/noop51.json"
+    run $M "upstream 300 MiB sources, 2 exports" 2 --setup "rm -rf $STORE $OUT" -- \
+        $UP --store "$STORE" --output-directory "$OUT" --export tree --export tarball "$WORK/files300.json"
+    run $M "upstream cached rebuild" 3 -- \
+        $UP --store "$STORE" --checkpoint tree --checkpoint tarball "$WORK/files300.json"
+    python3 - "$results" <<'PY'
+import sys
+r = {}
+for line in open(sys.argv[1]):
+    if line.startswith("RESULT "):
+        _, rest = line.split(" ", 1)
+        label, value = rest.rsplit(" ", 1)
+        r[label] = float(value)
+pairs = [("inspect", "upstream inspect"), ("51 trivial", "upstream 51"), ("300 MiB", "upstream 300"), ("fully cached", "upstream cached")]
+print("== speed-up (upstream median / osbuild-rs median)")
+for ours, theirs in pairs:
+    a = next((v for k, v in r.items() if k.startswith(ours)), None)
+    b = next((v for k, v in r.items() if k.startswith(theirs)), None)
+    if a and b:
+        print(f"  {ours:<14} {b / a:6.1f}x")
+PY
+fi
+rm -rf "$STORE" "$OUT"

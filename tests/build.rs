@@ -1,0 +1,455 @@
+//! Integration tests of whole builds: real bubblewrap, real store, real HTTP on loopback.
+//! They need root (CI runs as root) and fail loudly when a tool is missing.
+
+mod common;
+
+use common::*;
+use serde_json::{json, Value};
+use std::io::Read;
+use std::time::{Duration, Instant};
+
+fn two_pipelines(env: &Env) -> std::path::PathBuf {
+    let (sum, item) = inline_item(b"hello from an inline source\n");
+    env.write_manifest(
+        "two.json",
+        &json!({
+            "version": "2",
+            "sources": {"org.osbuild.inline": {"items": {sum.clone(): item}}},
+            "pipelines": [
+                {"name": "tree", "stages": [
+                    mkdir("/etc"),
+                    {"type": "org.osbuild.copy",
+                     "inputs": {"f": {"type": "org.osbuild.files", "origin": "org.osbuild.source", "references": {sum.clone(): {}}}},
+                     "options": {"paths": [{"from": format!("input://f/{sum}"), "to": "tree:///etc/greeting"}]}},
+                    {"type": "org.osbuild.hostname", "options": {"hostname": "demo"}}
+                ]},
+                {"name": "tarball", "stages": [
+                    {"type": "org.osbuild.tar", "inputs": {"tree": tree_input("tree")}, "options": {"filename": "tree.tar"}}
+                ]}
+            ]
+        }),
+    )
+}
+
+#[test]
+fn exports_hold_the_pipeline_trees() {
+    let env = Env::new();
+    let m = two_pipelines(&env);
+    let o = env.run(&m, &["--export", "tree", "--export", "tarball"]);
+    ok(&o);
+    assert_eq!(std::fs::read(env.out().join("tree/etc/greeting")).unwrap(), b"hello from an inline source\n");
+    assert_eq!(std::fs::read_to_string(env.out().join("tree/etc/hostname")).unwrap().trim(), "demo");
+    let list = std::process::Command::new("tar").arg("tf").arg(env.out().join("tarball/tree.tar")).output().unwrap();
+    let list = String::from_utf8_lossy(&list.stdout);
+    assert!(list.lines().any(|l| l.trim_start_matches("./") == "etc/greeting"), "{list}");
+    // Exactly the pipeline's tree: nothing of ours (metadata, scratch) leaks into exports.
+    let names: Vec<String> = std::fs::read_dir(env.out().join("tarball")).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+    assert_eq!(names, vec!["tree.tar".to_string()]);
+    assert!(env.tmp_entries().is_empty(), "tmp left: {:?}", env.tmp_entries());
+    assert!(env.mounts().is_empty(), "mounts left: {:?}", env.mounts());
+}
+
+#[test]
+fn second_identical_run_does_no_stage_work() {
+    let env = Env::new();
+    let m = two_pipelines(&env);
+    ok(&env.run(&m, &["--export", "tarball"]));
+    let o = env.run(&m, &["--export", "tarball", "--json"]);
+    ok(&o);
+    let doc: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(doc["success"], true);
+    // No stage ran: the log has no entries for any pipeline.
+    let ran: usize = doc["log"].as_object().map(|l| l.values().map(|v| v.as_array().map_or(0, Vec::len)).sum()).unwrap_or(0);
+    assert_eq!(ran, 0, "stages ran again: {}", doc["log"]);
+    assert!(env.out().join("tarball/tree.tar").is_file());
+}
+
+#[test]
+fn checkpoints_keep_intermediate_stages_and_builds_resume_from_them() {
+    let env = Env::new();
+    let m = env.write_manifest(
+        "cp.json",
+        &json!({"version": "2", "pipelines": [{"name": "tree", "stages": [mkdir("/a"), mkdir("/b"), mkdir("/c")]}]}),
+    );
+    let inspect = std::process::Command::new(bin()).arg("--inspect").arg(&m).output().unwrap();
+    let desc: Value = serde_json::from_slice(&inspect.stdout).unwrap();
+    let ids: Vec<String> = desc["pipelines"][0]["stages"].as_array().unwrap().iter().map(|s| s["id"].as_str().unwrap().to_owned()).collect();
+    // Glob over stage ids: the second stage only.
+    let pattern = format!("{}*", &ids[1][..12]);
+    ok(&env.run(&m, &["--checkpoint", &pattern]));
+    let objects = env.objects();
+    assert!(objects.contains(&ids[1]), "checkpointed stage missing: {objects:?}");
+    assert!(objects.contains(&ids[2]), "pipeline tree missing: {objects:?}");
+    assert!(!objects.contains(&ids[0]), "unrequested stage kept: {objects:?}");
+    let tree = env.store().join("objects").join(&ids[1]).join("tree");
+    assert!(tree.join("a").is_dir() && tree.join("b").is_dir() && !tree.join("c").exists());
+
+    // A changed last stage resumes from the checkpoint: only one stage runs.
+    let m2 = env.write_manifest(
+        "cp2.json",
+        &json!({"version": "2", "pipelines": [{"name": "tree", "stages": [mkdir("/a"), mkdir("/b"), mkdir("/d")]}]}),
+    );
+    let o = env.run(&m2, &["--json", "--checkpoint", "tree"]);
+    ok(&o);
+    let doc: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(doc["log"]["tree"].as_array().unwrap().len(), 1, "{}", doc["log"]);
+
+    let o = env.run(&m, &["--checkpoint", "no-such-*"]);
+    assert_eq!(o.status.code(), Some(1));
+}
+
+#[test]
+fn failing_stage_reports_upstream_error_and_commits_nothing() {
+    let env = Env::new();
+    // mkdir without `parents` under a missing directory fails.
+    let m = env.write_manifest(
+        "fail.json",
+        &json!({"version": "2", "pipelines": [{"name": "tree", "stages": [
+            mkdir("/ok"),
+            {"type": "org.osbuild.mkdir", "options": {"paths": [{"path": "/missing/child"}]}}
+        ]}]}),
+    );
+    let o = env.run(&m, &["--json", "--export", "tree"]);
+    assert_eq!(o.status.code(), Some(1));
+    let doc: Value = serde_json::from_slice(&o.stdout).expect("stdout holds only the result document");
+    assert_eq!(doc["type"], "error");
+    assert_eq!(doc["success"], false);
+    assert_eq!(doc["error"]["type"], "org.osbuild.error.stage");
+    assert_eq!(doc["error"]["details"]["stage"]["type"], "org.osbuild.mkdir");
+    assert_eq!(doc["error"]["details"]["stage"]["id"].as_str().unwrap().len(), 64);
+    assert!(doc["error"]["details"]["stage"]["output"].as_str().unwrap().contains("missing"), "{doc}");
+    for key in ["build", "stages", "assembler"] {
+        assert!(doc.get(key).is_none(), "v2 result carries top-level {key}");
+    }
+    assert!(env.objects().is_empty(), "something was committed: {:?}", env.objects());
+    assert!(env.tmp_entries().is_empty(), "tmp left: {:?}", env.tmp_entries());
+    assert!(!env.out().join("tree").exists());
+}
+
+#[test]
+fn unknown_stage_fails_before_any_work() {
+    let env = Env::new();
+    let m = env.write_manifest(
+        "unknown.json",
+        &json!({"version": "2", "pipelines": [{"name": "tree", "stages": [mkdir("/a"), {"type": "org.example.nothere"}]}]}),
+    );
+    let o = env.run(&m, &["--export", "tree"]);
+    assert_eq!(o.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("pipelines[0].stages[1]") && err.contains("org.example.nothere") && err.contains("/stages/"), "{err}");
+    assert!(env.objects().is_empty());
+}
+
+#[test]
+fn paths_from_manifests_never_escape_the_tree() {
+    let env = Env::new();
+    let victim = env.path("victim");
+    std::fs::write(&victim, "untouched").unwrap();
+    let (sum, item) = inline_item(b"evil");
+    // An absolute symlink inside the tree pointing at a host file, then a copy through it.
+    let m = env.write_manifest(
+        "escape.json",
+        &json!({"version": "2",
+            "sources": {"org.osbuild.inline": {"items": {sum.clone(): item}}},
+            "pipelines": [{"name": "tree", "stages": [
+                mkdir("/etc"),
+                {"type": "org.osbuild.ln", "options": {"paths": [{"target": victim.to_str().unwrap(), "link_name": "tree:///etc/link", "symbolic": true}]}},
+                {"type": "org.osbuild.copy",
+                 "inputs": {"f": {"type": "org.osbuild.files", "origin": "org.osbuild.source", "references": {sum.clone(): {}}}},
+                 "options": {"paths": [{"from": format!("input://f/{sum}"), "to": "tree:///etc/link"}]}}
+            ]}]}),
+    );
+    let _ = env.run(&m, &["--export", "tree"]);
+    assert_eq!(std::fs::read_to_string(&victim).unwrap(), "untouched");
+
+    // `..` in a manifest path is refused by validation before anything runs.
+    let m = env.write_manifest(
+        "dotdot.json",
+        &json!({"version": "2", "pipelines": [{"name": "tree", "stages": [
+            {"type": "org.osbuild.mkdir", "options": {"paths": [{"path": "/../../../../tmp/osbuild-rs-escape", "parents": true}]}}
+        ]}]}),
+    );
+    let o = env.run(&m, &["--export", "tree"]);
+    assert_ne!(o.status.code(), Some(0));
+    assert!(!std::path::Path::new("/tmp/osbuild-rs-escape").exists());
+}
+
+/// Start a build whose stage blocks (a fake `useradd` in a foreign build root sleeps),
+/// wait until it is inside the stage, send `sig`, and check nothing is left behind.
+fn interrupt_mid_stage(sig: i32, expect_code: Option<i32>) {
+    let env = Env::new();
+    let marker = format!("osbuild-rs-test-sleeper-{}", std::process::id() + sig as u32);
+    let script = format!("#!/bin/sh\necho stage-started\nexec sleep 300 {marker}\n");
+    let (build, items) = foreign_build_root_pipeline(&env, &[("useradd", &script)]);
+    let m = env.write_manifest(
+        "sleepy.json",
+        &json!({"version": "2",
+            "sources": {"org.osbuild.curl": {"items": items}},
+            "pipelines": [build, {"name": "tree", "build": "name:build", "stages": [
+                mkdir("/etc"),
+                {"type": "org.osbuild.users", "options": {"users": {"test": {}}}}
+            ]}]}),
+    );
+    let mut child = env.spawn(&m, &["--export", "tree"]);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while processes_with(&marker).iter().all(|p| !p.contains("sleep")) {
+        assert!(Instant::now() < deadline, "the stage never started");
+        if let Some(st) = child.try_wait().unwrap() {
+            let mut e = String::new();
+            child.stderr.take().unwrap().read_to_string(&mut e).unwrap();
+            panic!("build ended early with {st}: {e}");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let pid = child.id() as i32;
+    let sent = Instant::now();
+    std::process::Command::new("kill").arg(format!("-{sig}")).arg(pid.to_string()).status().unwrap();
+    let status = loop {
+        if let Some(st) = child.try_wait().unwrap() {
+            break st;
+        }
+        assert!(sent.elapsed() < Duration::from_secs(2), "did not exit within 2 s of signal {sig}");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    if let Some(code) = expect_code {
+        assert_eq!(status.code(), Some(code), "exit status after signal {sig}");
+    }
+    std::thread::sleep(Duration::from_millis(200));
+    assert!(processes_with(&marker).is_empty(), "processes left: {:?}", processes_with(&marker));
+    assert!(env.mounts().is_empty(), "mounts left: {:?}", env.mounts());
+    if sig != 9 {
+        assert!(env.tmp_entries().is_empty(), "tmp left: {:?}", env.tmp_entries());
+    }
+    // The tree pipeline never completed, so only the build pipeline may be in the store.
+    let tree_id = {
+        let o = std::process::Command::new(bin()).arg("--inspect").arg(&m).output().unwrap();
+        let d: Value = serde_json::from_slice(&o.stdout).unwrap();
+        d["pipelines"][1]["stages"][1]["id"].as_str().unwrap().to_owned()
+    };
+    assert!(!env.objects().contains(&tree_id));
+
+    if sig == 9 {
+        // After SIGKILL the next run starts clean (stale tmp removed) and succeeds.
+        let fine = env.write_manifest("fine.json", &json!({"version": "2", "pipelines": [{"name": "tree", "stages": [mkdir("/x")]}]}));
+        ok(&env.run(&fine, &["--export", "tree"]));
+        assert!(env.tmp_entries().is_empty(), "stale tmp not cleaned: {:?}", env.tmp_entries());
+    }
+}
+
+#[test]
+fn sigterm_mid_stage_leaves_nothing_behind() {
+    interrupt_mid_stage(15, Some(130));
+}
+
+#[test]
+fn sigint_mid_stage_leaves_nothing_behind() {
+    interrupt_mid_stage(2, Some(130));
+}
+
+#[test]
+fn sigkill_mid_stage_then_next_run_is_clean() {
+    interrupt_mid_stage(9, None);
+}
+
+#[test]
+fn stage_timeout_fails_the_stage() {
+    let env = Env::new();
+    let script = "#!/bin/sh\nexec sleep 300\n";
+    let (build, items) = foreign_build_root_pipeline(&env, &[("useradd", script)]);
+    let m = env.write_manifest(
+        "timeout.json",
+        &json!({"version": "2", "sources": {"org.osbuild.curl": {"items": items}},
+            "pipelines": [build, {"name": "tree", "build": "name:build", "stages": [
+                mkdir("/etc"), {"type": "org.osbuild.users", "options": {"users": {"t": {}}}}]}]}),
+    );
+    let started = Instant::now();
+    let o = env.run(&m, &["--stage-timeout", "2", "--export", "tree", "--json"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(started.elapsed() < Duration::from_secs(60));
+    let doc: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(doc["error"]["details"]["stage"]["type"], "org.osbuild.users");
+}
+
+#[test]
+fn foreign_build_root_runs_stages_with_its_own_tools() {
+    let env = Env::new();
+    // useradd here is the build root's own (a script): proves the stage used the build
+    // root's tools, and that our static binary runs in a tree with no libc at all.
+    let script = "#!/bin/sh\necho \"fake useradd $*\"\nmkdir -p /run/osbuild/tree/etc\necho \"$@\" > /run/osbuild/tree/etc/useradd-args\n";
+    let (build, items) = foreign_build_root_pipeline(&env, &[("useradd", script)]);
+    let m = env.write_manifest(
+        "foreign.json",
+        &json!({"version": "2", "sources": {"org.osbuild.curl": {"items": items}},
+            "pipelines": [build, {"name": "tree", "build": "name:build", "stages": [
+                mkdir("/etc"), {"type": "org.osbuild.users", "options": {"users": {"alice": {}}}}]}]}),
+    );
+    let o = env.run(&m, &["--export", "tree"]);
+    ok(&o);
+    let args = std::fs::read_to_string(env.out().join("tree/etc/useradd-args")).unwrap();
+    assert!(args.contains("alice"), "{args}");
+    // The build root has no /lib or libc: our stage binary is static.
+    let build_root_id = {
+        let o = std::process::Command::new(bin()).arg("--inspect").arg(&m).output().unwrap();
+        let d: Value = serde_json::from_slice(&o.stdout).unwrap();
+        d["pipelines"][1]["build"].as_str().unwrap().to_owned()
+    };
+    let root = env.store().join("objects").join(build_root_id).join("tree");
+    assert!(!root.join("lib").exists() && !root.join("usr/lib").exists());
+}
+
+#[test]
+fn two_concurrent_builds_share_one_store() {
+    let env = Env::new();
+    let m = two_pipelines(&env);
+    let m2 = env.write_manifest("other.json", &json!({"version": "2", "pipelines": [{"name": "tree", "stages": [mkdir("/x"), noop(1)]}]}));
+    let a = env.cmd(&m, &["--export", "tarball"]).output();
+    let b = std::thread::spawn({
+        let mut c = env.cmd(&m, &["--export", "tree"]);
+        move || c.output().unwrap()
+    });
+    let c = std::thread::spawn({
+        let mut c = env.cmd(&m2, &["--checkpoint", "tree"]);
+        move || c.output().unwrap()
+    });
+    ok(&a.unwrap());
+    ok(&b.join().unwrap());
+    ok(&c.join().unwrap());
+    assert!(env.tmp_entries().is_empty(), "tmp left: {:?}", env.tmp_entries());
+}
+
+/// A real HTTP server on loopback serving `dir`; killed on drop.
+struct HttpServer {
+    child: std::process::Child,
+    port: u16,
+}
+
+impl HttpServer {
+    fn start(dir: &std::path::Path) -> Self {
+        let port = {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            l.local_addr().unwrap().port()
+        };
+        let child = std::process::Command::new("python3")
+            .args(["-m", "http.server", "--bind", "127.0.0.1", &port.to_string()])
+            .current_dir(dir)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("python3 is needed for the HTTP server: run `make deps`");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "HTTP server did not start");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        HttpServer { child, port }
+    }
+}
+
+impl Drop for HttpServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn curl_sources_over_http_and_file_urls() {
+    let env = Env::new();
+    let served = env.path("served");
+    std::fs::create_dir_all(&served).unwrap();
+    std::fs::write(served.join("a.txt"), b"over http\n").unwrap();
+    std::fs::write(env.path("b.txt"), b"over file\n").unwrap();
+    let server = HttpServer::start(&served);
+    let (a, b) = (sha256(b"over http\n"), sha256(b"over file\n"));
+    let m = env.write_manifest(
+        "curl.json",
+        &json!({"version": "2",
+            "sources": {"org.osbuild.curl": {"items": {
+                a.clone(): format!("http://127.0.0.1:{}/a.txt", server.port),
+                b.clone(): {"url": format!("file://{}", env.path("b.txt").display())}
+            }}},
+            "pipelines": [{"name": "tree", "stages": [
+                {"type": "org.osbuild.copy",
+                 "inputs": {"f": {"type": "org.osbuild.files", "origin": "org.osbuild.source", "references": [a.clone(), b.clone()]}},
+                 "options": {"paths": [{"from": format!("input://f/{a}"), "to": "tree:///a"}, {"from": format!("input://f/{b}"), "to": "tree:///b"}]}}
+            ]}]}),
+    );
+    ok(&env.run(&m, &["--export", "tree"]));
+    assert_eq!(std::fs::read(env.out().join("tree/a")).unwrap(), b"over http\n");
+    assert_eq!(std::fs::read(env.out().join("tree/b")).unwrap(), b"over file\n");
+    assert!(env.store().join("sources/org.osbuild.files").join(&a).is_file());
+}
+
+#[test]
+fn checksum_mismatch_is_a_source_error_and_nothing_is_stored() {
+    let env = Env::new();
+    std::fs::write(env.path("data"), b"actual content").unwrap();
+    let wrong = sha256(b"something else");
+    let url = format!("file://{}", env.path("data").display());
+    let m = env.write_manifest(
+        "bad.json",
+        &json!({"version": "2",
+            "sources": {"org.osbuild.curl": {"items": {wrong.clone(): url.clone()}}},
+            "pipelines": [{"name": "tree", "stages": [
+                {"type": "org.osbuild.copy",
+                 "inputs": {"f": {"type": "org.osbuild.files", "origin": "org.osbuild.source", "references": [wrong.clone()]}},
+                 "options": {"paths": [{"from": format!("input://f/{wrong}"), "to": "tree:///x"}]}}
+            ]}]}),
+    );
+    let o = env.run(&m, &["--export", "tree", "--json"]);
+    assert_eq!(o.status.code(), Some(1));
+    let doc: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(doc["error"]["type"], "org.osbuild.error.source", "{doc}");
+    let text = doc.to_string();
+    assert!(text.contains(&url) && text.contains(&wrong[7..]) && text.contains(&sha256(b"actual content")[7..]), "{text}");
+    let stored: Vec<_> = std::fs::read_dir(env.store().join("sources/org.osbuild.files")).map(|rd| rd.flatten().collect()).unwrap_or_default();
+    assert!(stored.is_empty(), "something was stored: {:?}", stored.iter().map(|e| e.file_name()).collect::<Vec<_>>());
+    assert!(env.objects().is_empty());
+}
+
+#[test]
+fn monitor_stream_and_json_result_of_a_two_pipeline_build() {
+    let env = Env::new();
+    let m = two_pipelines(&env);
+    let fd3 = env.path("monitor.seq");
+    let cmd = format!(
+        "exec 3>{fd3} && exec {bin} --store {store} --output-directory {out} --export tarball --json --monitor JSONSeqMonitor --monitor-fd 3 {m}",
+        fd3 = fd3.display(), bin = bin(), store = env.store().display(), out = env.out().display(), m = m.display()
+    );
+    let o = std::process::Command::new("bash").arg("-c").arg(&cmd).output().unwrap();
+    ok(&o);
+    let doc: Value = serde_json::from_slice(&o.stdout).expect("stdout is only the result");
+    assert_eq!(doc["type"], "result");
+    assert_eq!(doc["success"], true);
+    assert!(doc["metadata"].is_object());
+    assert_eq!(doc["log"]["tree"].as_array().unwrap().len(), 3);
+    assert_eq!(doc["log"]["tarball"].as_array().unwrap().len(), 1);
+    for entry in doc["log"]["tree"].as_array().unwrap() {
+        assert!(entry["id"].is_string() && entry["type"].is_string() && entry["output"].is_string());
+    }
+
+    let raw = std::fs::read_to_string(&fd3).unwrap();
+    let mut records = vec![];
+    for line in raw.split_inclusive('\n') {
+        assert!(line.starts_with('\u{1e}') && line.ends_with('\n'), "bad record framing: {line:?}");
+        let rec: Value = serde_json::from_str(&line[1..]).expect("each record is one line of JSON");
+        assert!(rec["timestamp"].is_f64() || rec["timestamp"].is_number());
+        records.push(rec);
+    }
+    let messages: Vec<&str> = records.iter().filter_map(|r| r["message"].as_str()).collect();
+    let pos = |needle: &str| messages.iter().position(|m| m.contains(needle)).unwrap_or_else(|| panic!("no {needle:?} in {messages:?}"));
+    assert!(pos("starting") < pos("Starting pipeline tree"));
+    assert!(pos("Starting pipeline tree") < pos("Starting pipeline tarball"));
+    assert!(pos("Starting module org.osbuild.tar") < pos("Finished module org.osbuild.tar"));
+    assert!(pos("Finished module org.osbuild.tar") < pos("finished successfully"));
+    let finished: Vec<&Value> = records.iter().filter(|r| r["message"].as_str().is_some_and(|m| m.starts_with("Finished module"))).collect();
+    assert_eq!(finished.len(), 4);
+    for r in &finished {
+        assert!(r["duration"].is_number());
+        assert_eq!(r["result"]["success"], true);
+        assert_eq!(r["result"]["id"].as_str().unwrap().len(), 64);
+    }
+    // progress: the outer counter reaches its total.
+    let last_progress = records.iter().rev().find_map(|r| r.get("progress")).expect("progress records");
+    assert!(last_progress["total"].as_u64().unwrap() >= 2);
+}
