@@ -21,7 +21,7 @@ if rest and rest[0] == "--":
 walls, peaks = [], []
 for _ in range(runs):
     if setup:
-        subprocess.run(setup, shell=True, check=True)
+        subprocess.run(setup, shell=True, check=True, executable="/bin/bash")
     start = time.monotonic()
     proc = subprocess.Popen(rest, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     _, status, usage = os.wait4(proc.pid, 0)

@@ -17,29 +17,44 @@ results="$WORK/results.txt"
 
 run() { "$@" | tee -a "$results"; }
 
+# Upstream osbuild can leave bind mounts of the host's /usr behind in its store when it
+# fails; never delete through them: unmount first, and stay on one file system.
+clean() {
+    for d in "$@"; do
+        grep -F " $d" /proc/self/mountinfo | awk '{print $5}' | sort -r | while read -r m; do umount -l "$m" || true; done
+        rm -rf --one-file-system "$d"
+    done
+}
+export -f clean
+
 echo "== osbuild-rs ($("$BIN" --version))"
 largest=$(ls -S "$HERE"/../../shared/compat/manifests/*.json 2>/dev/null | head -1 || true)
 if [ -n "$largest" ]; then
     run $M "inspect $(basename "$largest" .json | sed 's/test__data__manifests__//')" 20 -- "$BIN" --inspect "$largest"
 fi
-run $M "51 trivial stages (cold store)" "$RUNS" --setup "rm -rf $STORE" -- \
-    "$BIN" --quiet --store "$STORE" --checkpoint tree "$WORK/noop51.json"
-run $M "300 MiB file:// sources, 2 exports (cold)" "$RUNS" --setup "rm -rf $STORE $OUT" -- \
+run $M "51 trivial stages (cold store)" "$RUNS" --setup "clean $STORE $OUT" -- \
+    "$BIN" --quiet --store "$STORE" --output-directory "$OUT" --export tree "$WORK/noop51.json"
+run $M "300 MiB file:// sources, 2 exports (cold)" "$RUNS" --setup "clean $STORE $OUT" -- \
     "$BIN" --quiet --store "$STORE" --output-directory "$OUT" --export tree --export tarball "$WORK/files300.json"
-run $M "fully cached rebuild (no export)" 10 -- \
+run $M "fully cached rebuild" 10 -- \
     "$BIN" --quiet --store "$STORE" --checkpoint tree --checkpoint tarball "$WORK/files300.json"
 
 if [ -n "${OSBUILD_UPSTREAM:-}" ]; then
+    # upstream's host build root binds /etc/containers: it must exist.
+    mkdir -p /etc/containers
     UP="python3 -m osbuild --libdir $OSBUILD_UPSTREAM"
     export PYTHONPATH="$OSBUILD_UPSTREAM"
     echo "== upstream osbuild ($OSBUILD_UPSTREAM)"
     [ -n "$largest" ] && run $M "upstream inspect" 5 -- $UP --inspect "$largest"
-    run $M "upstream 51 trivial stages" 2 --setup "rm -rf $STORE" -- \
-        $UP --store "$STORE" --checkpoint tree "$WORK/noop51.json"
-    run $M "upstream 300 MiB sources, 2 exports" 2 --setup "rm -rf $STORE $OUT" -- \
+    run $M "upstream 51 trivial stages" 2 --setup "clean $STORE $OUT" -- \
+        $UP --store "$STORE" --output-directory "$OUT" --export tree "$WORK/noop51.json"
+    run $M "upstream 300 MiB sources, 2 exports" 2 --setup "clean $STORE $OUT" -- \
         $UP --store "$STORE" --output-directory "$OUT" --export tree --export tarball "$WORK/files300.json"
+    # Upstream only keeps checkpointed trees: checkpoint both so the rebuild is cached.
+    clean "$STORE" "$OUT"
+    $UP --store "$STORE" --output-directory "$OUT" --checkpoint tree --checkpoint tarball --export tarball "$WORK/files300.json" >/dev/null 2>&1
     run $M "upstream cached rebuild" 3 -- \
-        $UP --store "$STORE" --checkpoint tree --checkpoint tarball "$WORK/files300.json"
+        $UP --store "$STORE" --checkpoint tree --checkpoint tarball --export tarball --output-directory "$OUT" "$WORK/files300.json"
     python3 - "$results" <<'PY'
 import sys
 r = {}
@@ -57,4 +72,4 @@ for ours, theirs in pairs:
         print(f"  {ours:<14} {b / a:6.1f}x")
 PY
 fi
-rm -rf "$STORE" "$OUT"
+clean "$STORE" "$OUT"
