@@ -54,7 +54,7 @@ if [ -n "${OSBUILD_UPSTREAM:-}" ]; then
     clean "$STORE" "$OUT"
     $UP --store "$STORE" --output-directory "$OUT" --checkpoint tree --checkpoint tarball --export tarball "$WORK/files300.json" >/dev/null 2>&1
     run $M "upstream cached rebuild" 3 -- \
-        $UP --store "$STORE" --checkpoint tree --checkpoint tarball --export tarball --output-directory "$OUT" "$WORK/files300.json"
+        $UP --store "$STORE" --checkpoint tree --checkpoint tarball "$WORK/files300.json"
     python3 - "$results" <<'PY'
 import sys
 r = {}
