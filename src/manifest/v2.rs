@@ -62,7 +62,7 @@ fn load_pipeline(
     }
     let build = match p.opt_str("build")? {
         Some(b) if b.starts_with("name:") => {
-            if &b[5..] == name {
+            if b[5..] == name {
                 return Err(LoadError::at(
                     &path.key("build"),
                     format!("pipeline '{name}' uses itself as its build pipeline"),
