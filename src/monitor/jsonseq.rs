@@ -314,7 +314,7 @@ impl Monitor for JsonSeqMonitor {
             result,
             options: Some(self.module_options.clone()),
             // Upstream times sources only from an earlier stage's start, i.e. never in practice.
-            duration: self.stage_started.then(|| duration.as_secs_f64()),
+            duration: self.stage_started.then_some(duration.as_secs_f64()),
             metadata: None,
         };
         self.record(Some(&format!("Finished module source {}", outcome.kind)), Some(ORIGIN_MONITOR), Some(finished));
