@@ -116,6 +116,11 @@ impl Buf {
 
 /// Drive `m` the way the engine does for the scripted build.
 fn play(m: &mut dyn Monitor, manifest: &Manifest) {
+    play_failing(m, manifest, None)
+}
+
+/// As `play`, with the stage `fail` (pipeline name, stage type) failing.
+fn play_failing(m: &mut dyn Monitor, manifest: &Manifest, fail: Option<(&str, &str)>) {
     let ms = Duration::from_millis;
     m.log("starting -", Some("osbuild.main_cli"));
     m.begin_sources(&manifest.sources);
@@ -129,20 +134,42 @@ fn play(m: &mut dyn Monitor, manifest: &Manifest) {
                 m.stage_output(&chunk);
             }
             m.stage_output("");
-            m.finish_stage(s, &stage_result(p, s, true), ms(250), stage_metadata(&p.name, &s.kind).as_ref());
+            let ok = fail != Some((p.name.as_str(), s.kind.as_str()));
+            m.finish_stage(s, &stage_result(p, s, ok), ms(250), stage_metadata(&p.name, &s.kind).as_ref());
+            if !ok {
+                break;
+            }
         }
         m.finish_pipeline(p);
+        if fail.is_some_and(|(name, _)| name == p.name) {
+            m.log("manifest - failed\n", Some("osbuild.main_cli"));
+            m.finish(false);
+            return;
+        }
     }
     m.log("manifest - finished successfully\n", Some("osbuild.main_cli"));
     m.finish(true);
 }
 
 fn json_seq_stream(manifest: &Manifest) -> String {
+    json_seq_stream_failing(manifest, None)
+}
+
+fn json_seq_stream_failing(manifest: &Manifest, fail: Option<(&str, &str)>) -> String {
     let buf = Buf::default();
     let total = manifest.sources.len() + manifest.pipelines.len();
     let mut m = monitor::make_with_writer(Some("JSONSeqMonitor"), Box::new(buf.clone()), total, false).unwrap();
-    play(m.as_mut(), manifest);
+    play_failing(m.as_mut(), manifest, fail);
     buf.text()
+}
+
+fn assert_stream_matches(ours: &[Value], upstream: &[Value]) {
+    let messages = |rs: &[Value]| rs.iter().map(|r| r.get("message").cloned()).collect::<Vec<_>>();
+    assert_eq!(messages(ours), messages(upstream), "message sequence");
+    for (i, (a, b)) in ours.iter().zip(upstream).enumerate() {
+        assert_same_shape(a, b, &format!("record[{i}]"));
+        assert_eq!(without_times(a.clone()), without_times(b.clone()), "record {i}");
+    }
 }
 
 /// Split a JSON-seq stream into records, checking the framing of each.
@@ -222,13 +249,20 @@ fn stream_matches_upstream() {
     let m = load_manifest("manifest-v2.json");
     let ours = records(&json_seq_stream(&m));
     let upstream = records(&std::fs::read_to_string(format!("{DATA}/upstream-2pipelines.jsonseq")).unwrap());
+    assert_eq!(ours.len(), 35);
+    assert_stream_matches(&ours, &upstream);
+}
 
-    let messages = |rs: &[Value]| rs.iter().map(|r| r.get("message").cloned()).collect::<Vec<_>>();
-    assert_eq!(messages(&ours), messages(&upstream), "message sequence");
-    for (i, (a, b)) in ours.iter().zip(&upstream).enumerate() {
-        assert_same_shape(a, b, &format!("record[{i}]"));
-        assert_eq!(without_times(a.clone()), without_times(b.clone()), "record {i}");
-    }
+#[test]
+fn failure_stream_matches_upstream() {
+    let m = load_manifest("manifest-v2.json");
+    let ours = records(&json_seq_stream_failing(&m, Some(("build", "org.osbuild.selinux"))));
+    let upstream = records(&std::fs::read_to_string(format!("{DATA}/upstream-stage-failure.jsonseq")).unwrap());
+    assert_stream_matches(&ours, &upstream);
+    let failed = ours.iter().find(|r| r["message"] == "Finished module org.osbuild.selinux").unwrap();
+    assert_eq!(failed["result"]["success"], false);
+    assert_eq!(failed["result"]["error"], failure());
+    assert_eq!(ours.last().unwrap()["message"], "manifest - failed\n");
 }
 
 #[test]
@@ -428,6 +462,25 @@ fn progress_bar_line() {
     assert!(text.contains("\r\x1b[K[2/3] pipeline build [1/2] org.osbuild.rpm"));
     assert!(text.ends_with("\r\x1b[K"), "cleared at the end");
     assert!(!text.contains('\n'), "a single updating line");
+}
+
+#[test]
+fn progress_bar_leaves_partial_lines_alone() {
+    // The human log and the bar share one terminal: the bar must not wipe a partial line.
+    let m = load_manifest("manifest-v2.json");
+    let term = Buf::default();
+    let log = monitor::LogMonitor::new(Box::new(term.clone()));
+    let mut bar = ProgressBarMonitor::new(Box::new(log), Box::new(term.clone()), 3);
+    let p = &m.pipelines[0];
+    bar.begin_pipeline(p);
+    bar.begin_stage(p, &p.stages[0]);
+    bar.stage_output("50%");
+    bar.stage_output("");
+    bar.stage_output(" 100%\n");
+    let text = term.text();
+    assert!(text.contains("50% 100%\n\r\x1b[K["), "{text:?}");
+    bar.finish(true);
+    assert!(term.text().ends_with("\r\x1b[K"));
 }
 
 // ---------------------------------------------------------------------------------------

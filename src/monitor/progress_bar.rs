@@ -26,6 +26,9 @@ pub struct ProgressBarMonitor {
     stages_done: usize,
     started: Instant,
     last_draw: Option<Instant>,
+    /// Whether the inner monitor's output ends at a line start: drawing (which starts
+    /// with a carriage return) mid-line would wipe a partial line of stage output.
+    at_line_start: bool,
     width: usize,
 }
 
@@ -46,6 +49,7 @@ impl ProgressBarMonitor {
             stages_done: 0,
             started: Instant::now(),
             last_draw: None,
+            at_line_start: true,
             width,
         }
     }
@@ -71,15 +75,21 @@ impl ProgressBarMonitor {
     }
 
     fn draw(&mut self) {
+        if self.interleaved && !self.at_line_start {
+            self.last_draw = None;
+            return;
+        }
         let text = format!("{CLEAR}{}", self.line());
         let _ = self.term.write_all(text.as_bytes()).and_then(|_| self.term.flush());
         self.last_draw = Some(Instant::now());
     }
 
-    /// Run `f` on the inner monitor with the line out of the way, then redraw.
+    /// Run `f` on the inner monitor with the line out of the way, then redraw. The inner
+    /// monitor ends everything but stage output with a newline.
     fn around(&mut self, f: impl FnOnce(&mut dyn Monitor)) {
         self.clear();
         f(self.inner.as_mut());
+        self.at_line_start = true;
         self.draw();
     }
 }
@@ -115,7 +125,12 @@ impl Monitor for ProgressBarMonitor {
 
     fn stage_output(&mut self, line: &str) {
         if self.interleaved {
-            self.around(|m| m.stage_output(line));
+            self.clear();
+            self.inner.stage_output(line);
+            if !line.is_empty() {
+                self.at_line_start = line.ends_with('\n');
+            }
+            self.draw();
         } else {
             self.inner.stage_output(line);
             if self.last_draw.is_none_or(|t| t.elapsed() >= REDRAW_INTERVAL) {

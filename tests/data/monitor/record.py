@@ -8,7 +8,8 @@ upstream's `osbuild` package (release 191, path given as the first argument, def
 
 - the JSONSeqMonitor calls in the order upstream's main_cli and pipeline code make them
   (`starting -`, source, two pipelines of two stages each, their output and results,
-  `manifest - finished successfully`) -> upstream-2pipelines.jsonseq
+  `manifest - finished successfully`) -> upstream-2pipelines.jsonseq; the same with the
+  second stage of the first pipeline failing -> upstream-stage-failure.jsonseq
 - upstream's `formats.v2.output()` / `formats.v1.output()` on hand-made results
   -> result-v2-success.json, result-v2-stage-error.json, result-v2-source-error.json,
      result-v1-success.json
@@ -83,8 +84,8 @@ def curl_result(fail_b=False):
     return res
 
 
-def record_stream(manifest):
-    path = os.path.join(HERE, "upstream-2pipelines.jsonseq")
+def record_stream(manifest, name, fail_stage=None):
+    path = os.path.join(HERE, name)
     with open(path, "w", encoding="utf8") as f:
         pipelines = list(manifest.pipelines.values())
         mon = monitor.make("JSONSeqMonitor", f.fileno(), len(manifest.sources) + len(pipelines))
@@ -103,9 +104,17 @@ def record_stream(manifest):
                 for chunk in STAGE_OUTPUT.get((p.name, stage.name), []):
                     mon.log(chunk, origin=origin)
                 mon.log("", origin=origin)  # the read after the stage exits
-                mon.result(stage_result(p, stage), METADATA.get((p.name, stage.name)))
+                ok = (p.name, stage.name) != fail_stage
+                mon.result(stage_result(p, stage, ok), METADATA.get((p.name, stage.name)))
+                if not ok:
+                    break
             mon.finish({"name": p.name})
-        mon.log("manifest - finished successfully\n", origin="osbuild.main_cli")
+            if fail_stage and fail_stage[0] == p.name:
+                break
+        if fail_stage:
+            mon.log("manifest - failed\n", origin="osbuild.main_cli")
+        else:
+            mon.log("manifest - finished successfully\n", origin="osbuild.main_cli")
 
 
 class Obj:
@@ -155,7 +164,8 @@ def dump(name, doc):
 
 def main():
     m2 = load("manifest-v2.json", fmt_v2)
-    record_stream(m2)
+    record_stream(m2, "upstream-2pipelines.jsonseq")
+    record_stream(m2, "upstream-stage-failure.jsonseq", fail_stage=("build", "org.osbuild.selinux"))
     dump("result-v2-success.json", fmt_v2.output(m2, build_result(m2), Store(m2)))
     dump("result-v2-stage-error.json",
          fmt_v2.output(m2, build_result(m2, fail_stage=("os", "org.osbuild.hostname")), Store(m2)))
