@@ -85,10 +85,17 @@ impl SourceOutcome {
     }
 }
 
-/// Receives the events of a build. Calls come in this order:
-/// `log("starting …")`, `begin_sources`, `finish_source`…, then per pipeline
-/// `begin_pipeline`, (`begin_stage`, `stage_output`…, `finish_stage`)…, `finish_pipeline`,
-/// then `log("manifest … finished successfully\n" | "… failed\n")` and `finish`.
+/// Receives the events of a build. Calls come in this order (upstream's, which the
+/// JSON-seq stream reproduces record for record):
+/// - `log("starting <manifest path>", Some("osbuild.main_cli"))`;
+/// - `begin_sources(all sources)`, then `finish_source` per source type (source-service
+///   lines in between via `log(line, None)`);
+/// - per pipeline to build (also one found in the store, then without stages):
+///   `begin_pipeline`, per stage run `begin_stage`, `stage_output`…, `stage_output("")`
+///   (upstream's final read), `finish_stage`; then `finish_pipeline` — also after a
+///   failed stage, after which no further pipeline starts;
+/// - `log("manifest <path> finished successfully\n" | "manifest <path> failed\n",
+///   Some("osbuild.main_cli"))` and `finish`.
 pub trait Monitor: Send {
     /// A status or log line. `origin` e.g. `osbuild.main_cli`, `osbuild.monitor`; `None`
     /// is upstream's default origin `org.osbuild` (used e.g. for source-service output).
