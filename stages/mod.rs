@@ -1,1 +1,243 @@
 //! Built-in stages: one module per stage, plus the registry.
+//!
+//! A stage runs inside the build sandbox: the osbuild-rs binary is re-executed there as
+//! `osbuild-rs __stage <name>`, reads upstream's arguments document from
+//! `/run/osbuild/api/arguments`, changes the tree at `/run/osbuild/tree` and may write a
+//! metadata document to `/run/osbuild/meta`.
+//!
+//! Every stage module holds its typed `Options`, its `run` function and its unit tests. All
+//! paths a stage writes to are resolved through [`util`], which keeps them inside the tree (or
+//! the mount / input they name) even when the tree holds hostile symlinks.
+
+use serde::Deserialize;
+use serde_json::{Map, Value};
+use std::path::{Path, PathBuf};
+
+pub mod util;
+
+mod chmod;
+mod chown;
+mod copy;
+mod groups;
+mod hostname;
+mod ln;
+mod locale;
+mod machine_id;
+mod mkdir;
+mod noop;
+mod tar;
+mod timezone;
+mod truncate;
+mod untar;
+mod users;
+
+/// Where the sandbox puts the arguments document.
+pub const ARGUMENTS_PATH: &str = "/run/osbuild/api/arguments";
+/// Where the sandbox expects the stage's metadata document.
+pub const META_PATH: &str = "/run/osbuild/meta";
+
+/// The arguments document upstream osbuild hands to a stage (`osbuild/api.py`).
+#[derive(Debug, Clone, Deserialize)]
+pub struct StageArgs {
+    /// The tree being built, `/run/osbuild/tree` inside the sandbox.
+    pub tree: PathBuf,
+    #[serde(default)]
+    pub options: Value,
+    #[serde(default)]
+    pub inputs: Map<String, Value>,
+    #[serde(default)]
+    pub devices: Map<String, Value>,
+    #[serde(default)]
+    pub mounts: Map<String, Value>,
+    #[serde(default)]
+    pub meta: Map<String, Value>,
+    #[serde(default)]
+    pub paths: Map<String, Value>,
+}
+
+impl StageArgs {
+    /// The stage's options, parsed into its typed `Options`.
+    pub(crate) fn parse_options<T: serde::de::DeserializeOwned>(&self, stage: &'static str) -> Result<T, StageError> {
+        let options = if self.options.is_null() { Value::Object(Map::new()) } else { self.options.clone() };
+        serde_json::from_value(options).map_err(|source| StageError::Options { stage, source })
+    }
+
+    /// The host path of input `name` (its `path` field).
+    pub(crate) fn input_path(&self, name: &str) -> Result<PathBuf, StageError> {
+        self.inputs
+            .get(name)
+            .and_then(|i| i.get("path"))
+            .and_then(Value::as_str)
+            .map(PathBuf::from)
+            .ok_or_else(|| StageError::Invalid(format!("unknown input '{name}'")))
+    }
+
+    /// The host path of mount `name`, or the mounts directory when `name` is empty.
+    pub(crate) fn mount_path(&self, name: &str) -> Result<PathBuf, StageError> {
+        let found = if name.is_empty() {
+            self.paths.get("mounts").and_then(Value::as_str)
+        } else {
+            self.mounts.get(name).and_then(|m| m.get("path")).and_then(Value::as_str)
+        };
+        found.map(PathBuf::from).ok_or_else(|| StageError::Invalid(format!("unknown mount '{name}'")))
+    }
+}
+
+/// Everything that can make a stage fail. Messages are lowercase and name the thing that
+/// failed; the cause is kept as `source` so the whole chain can be printed on one line.
+#[derive(Debug, thiserror::Error)]
+pub enum StageError {
+    #[error("cannot read arguments file {path}")]
+    ReadArguments {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("invalid arguments file {path}")]
+    ParseArguments {
+        path: PathBuf,
+        #[source]
+        source: serde_json::Error,
+    },
+    #[error("invalid options for {stage}")]
+    Options {
+        stage: &'static str,
+        #[source]
+        source: serde_json::Error,
+    },
+    #[error("{0}")]
+    Invalid(String),
+    #[error("{op} {path}")]
+    Io {
+        op: &'static str,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("too many levels of symbolic links resolving {path} in {root}")]
+    SymlinkLoop { root: PathBuf, path: String },
+    #[error("{tool} not found {place}, but {stage} needs it")]
+    ToolMissing { tool: String, stage: &'static str, place: &'static str },
+    #[error("cannot run {tool}")]
+    ToolSpawn {
+        tool: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("`{argv}` failed ({status}){stderr}")]
+    ToolFailed { argv: String, status: std::process::ExitStatus, stderr: String },
+    #[error("cannot write metadata {path}")]
+    WriteMeta {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+impl StageError {
+    pub(crate) fn io(op: &'static str, path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> StageError {
+        let path = path.into();
+        move |source| StageError::Io { op, path, source }
+    }
+}
+
+/// What a stage returns on success: an optional metadata document.
+pub type StageResult = Result<Option<Value>, StageError>;
+
+/// One built-in stage.
+pub struct StageInfo {
+    /// Upstream's name, e.g. `org.osbuild.mkdir`.
+    pub name: &'static str,
+    /// Capabilities the sandbox must grant on top of the default set.
+    pub capabilities: &'static [&'static str],
+    pub run: fn(&StageArgs) -> StageResult,
+}
+
+impl std::fmt::Debug for StageInfo {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StageInfo").field("name", &self.name).field("capabilities", &self.capabilities).finish()
+    }
+}
+
+static REGISTRY: &[StageInfo] = &[
+    StageInfo { name: "org.osbuild.chmod", capabilities: &[], run: chmod::run },
+    StageInfo { name: "org.osbuild.chown", capabilities: &[], run: chown::run },
+    StageInfo { name: "org.osbuild.copy", capabilities: &["CAP_MAC_ADMIN"], run: copy::run },
+    StageInfo { name: "org.osbuild.groups", capabilities: &[], run: groups::run },
+    StageInfo { name: "org.osbuild.hostname", capabilities: &[], run: hostname::run },
+    StageInfo { name: "org.osbuild.ln", capabilities: &[], run: ln::run },
+    StageInfo { name: "org.osbuild.locale", capabilities: &[], run: locale::run },
+    StageInfo { name: "org.osbuild.machine-id", capabilities: &[], run: machine_id::run },
+    StageInfo { name: "org.osbuild.mkdir", capabilities: &[], run: mkdir::run },
+    StageInfo { name: "org.osbuild.noop", capabilities: &[], run: noop::run },
+    StageInfo { name: "org.osbuild.tar", capabilities: &["CAP_MAC_ADMIN"], run: tar::run },
+    StageInfo { name: "org.osbuild.timezone", capabilities: &[], run: timezone::run },
+    StageInfo { name: "org.osbuild.truncate", capabilities: &[], run: truncate::run },
+    StageInfo { name: "org.osbuild.untar", capabilities: &["CAP_MAC_ADMIN"], run: untar::run },
+    StageInfo { name: "org.osbuild.users", capabilities: &[], run: users::run },
+];
+
+/// All built-in stages, sorted by name.
+pub fn registry() -> &'static [StageInfo] {
+    REGISTRY
+}
+
+/// The built-in stage called `name`, if there is one.
+pub fn find(name: &str) -> Option<&'static StageInfo> {
+    REGISTRY.iter().find(|s| s.name == name)
+}
+
+/// Entry point of `osbuild-rs __stage <name>` inside the sandbox.
+pub fn stage_main(name: &str) -> i32 {
+    run_stage_from_file(name, Path::new(ARGUMENTS_PATH), Path::new(META_PATH))
+}
+
+/// Run stage `name` with the arguments document at `args_path`, writing its metadata (if
+/// any) to `meta_path`. Returns the process exit code; errors are printed to stderr as one
+/// line, `<stage name>: <error chain>`.
+pub fn run_stage_from_file(name: &str, args_path: &Path, meta_path: &Path) -> i32 {
+    match try_run_stage(name, args_path, meta_path) {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln!("{name}: {}", error_chain(&e));
+            1
+        }
+    }
+}
+
+fn try_run_stage(name: &str, args_path: &Path, meta_path: &Path) -> Result<(), StageError> {
+    let stage = find(name).ok_or_else(|| StageError::Invalid(format!("unknown stage {name}")))?;
+    let text = std::fs::read_to_string(args_path)
+        .map_err(|source| StageError::ReadArguments { path: args_path.to_owned(), source })?;
+    let args: StageArgs = serde_json::from_str(&text)
+        .map_err(|source| StageError::ParseArguments { path: args_path.to_owned(), source })?;
+    if let Some(meta) = (stage.run)(&args)? {
+        let text = serde_json::to_vec(&meta).expect("metadata serialises");
+        std::fs::write(meta_path, text)
+            .map_err(|source| StageError::WriteMeta { path: meta_path.to_owned(), source })?;
+    }
+    Ok(())
+}
+
+/// `error: cause: cause…` on one line.
+pub fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut cur = e.source();
+    while let Some(s) = cur {
+        out.push_str(": ");
+        out.push_str(&s.to_string());
+        cur = s.source();
+    }
+    out
+}
+
+#[cfg(test)]
+pub(crate) mod testutil {
+    use super::*;
+    use serde_json::json;
+
+    /// Arguments for a stage run on `tree` with `options`.
+    pub fn args(tree: &Path, options: Value) -> StageArgs {
+        serde_json::from_value(json!({"tree": tree, "options": options, "meta": {"id": "test"}})).unwrap()
+    }
+}
