@@ -99,7 +99,7 @@ pub enum StageError {
         #[source]
         source: serde_json::Error,
     },
-    #[error("invalid options for {stage}")]
+    #[error("invalid options")]
     Options {
         stage: &'static str,
         #[source]
@@ -151,6 +151,22 @@ pub struct StageInfo {
     /// Capabilities the sandbox must grant on top of the default set.
     pub capabilities: &'static [&'static str],
     pub run: fn(&StageArgs) -> StageResult,
+    /// Parse options into the stage's typed `Options` without running it (see
+    /// [`StageInfo::check_options`]).
+    pub parse: fn(&Value) -> Result<(), serde_json::Error>,
+}
+
+impl StageInfo {
+    /// Whether `options` (as in a manifest; `null` counts as `{}`) fit this stage's typed
+    /// options. Complements the JSON schema check, which the engine does on the manifest.
+    pub fn check_options(&self, options: &Value) -> Result<(), StageError> {
+        let options = if options.is_null() { &Value::Object(Map::new()) } else { options };
+        (self.parse)(options).map_err(|source| StageError::Options { stage: self.name, source })
+    }
+}
+
+fn parse_as<T: serde::de::DeserializeOwned>(options: &Value) -> Result<(), serde_json::Error> {
+    T::deserialize(options).map(drop)
 }
 
 impl std::fmt::Debug for StageInfo {
@@ -160,21 +176,56 @@ impl std::fmt::Debug for StageInfo {
 }
 
 static REGISTRY: &[StageInfo] = &[
-    StageInfo { name: "org.osbuild.chmod", capabilities: &[], run: chmod::run },
-    StageInfo { name: "org.osbuild.chown", capabilities: &[], run: chown::run },
-    StageInfo { name: "org.osbuild.copy", capabilities: &["CAP_MAC_ADMIN"], run: copy::run },
-    StageInfo { name: "org.osbuild.groups", capabilities: &[], run: groups::run },
-    StageInfo { name: "org.osbuild.hostname", capabilities: &[], run: hostname::run },
-    StageInfo { name: "org.osbuild.ln", capabilities: &[], run: ln::run },
-    StageInfo { name: "org.osbuild.locale", capabilities: &[], run: locale::run },
-    StageInfo { name: "org.osbuild.machine-id", capabilities: &[], run: machine_id::run },
-    StageInfo { name: "org.osbuild.mkdir", capabilities: &[], run: mkdir::run },
-    StageInfo { name: "org.osbuild.noop", capabilities: &[], run: noop::run },
-    StageInfo { name: "org.osbuild.tar", capabilities: &["CAP_MAC_ADMIN"], run: tar::run },
-    StageInfo { name: "org.osbuild.timezone", capabilities: &[], run: timezone::run },
-    StageInfo { name: "org.osbuild.truncate", capabilities: &[], run: truncate::run },
-    StageInfo { name: "org.osbuild.untar", capabilities: &["CAP_MAC_ADMIN"], run: untar::run },
-    StageInfo { name: "org.osbuild.users", capabilities: &[], run: users::run },
+    StageInfo { name: "org.osbuild.chmod", capabilities: &[], run: chmod::run, parse: parse_as::<chmod::Options> },
+    StageInfo { name: "org.osbuild.chown", capabilities: &[], run: chown::run, parse: parse_as::<chown::Options> },
+    StageInfo {
+        name: "org.osbuild.copy",
+        capabilities: &["CAP_MAC_ADMIN"],
+        run: copy::run,
+        parse: parse_as::<copy::Options>,
+    },
+    StageInfo { name: "org.osbuild.groups", capabilities: &[], run: groups::run, parse: parse_as::<groups::Options> },
+    StageInfo {
+        name: "org.osbuild.hostname",
+        capabilities: &[],
+        run: hostname::run,
+        parse: parse_as::<hostname::Options>,
+    },
+    StageInfo { name: "org.osbuild.ln", capabilities: &[], run: ln::run, parse: parse_as::<ln::Options> },
+    StageInfo { name: "org.osbuild.locale", capabilities: &[], run: locale::run, parse: parse_as::<locale::Options> },
+    StageInfo {
+        name: "org.osbuild.machine-id",
+        capabilities: &[],
+        run: machine_id::run,
+        parse: parse_as::<machine_id::Options>,
+    },
+    StageInfo { name: "org.osbuild.mkdir", capabilities: &[], run: mkdir::run, parse: parse_as::<mkdir::Options> },
+    StageInfo { name: "org.osbuild.noop", capabilities: &[], run: noop::run, parse: parse_as::<Value> },
+    StageInfo {
+        name: "org.osbuild.tar",
+        capabilities: &["CAP_MAC_ADMIN"],
+        run: tar::run,
+        parse: parse_as::<tar::Options>,
+    },
+    StageInfo {
+        name: "org.osbuild.timezone",
+        capabilities: &[],
+        run: timezone::run,
+        parse: parse_as::<timezone::Options>,
+    },
+    StageInfo {
+        name: "org.osbuild.truncate",
+        capabilities: &[],
+        run: truncate::run,
+        parse: parse_as::<truncate::Options>,
+    },
+    StageInfo {
+        name: "org.osbuild.untar",
+        capabilities: &["CAP_MAC_ADMIN"],
+        run: untar::run,
+        parse: parse_as::<untar::Options>,
+    },
+    StageInfo { name: "org.osbuild.users", capabilities: &[], run: users::run, parse: parse_as::<users::Options> },
 ];
 
 /// All built-in stages, sorted by name.
