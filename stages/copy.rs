@@ -8,6 +8,7 @@
 use super::util::{location, location_parts, resolve_in_root, run_tool};
 use super::{StageArgs, StageResult};
 use serde::Deserialize;
+use std::os::unix::ffi::OsStrExt;
 use std::path::PathBuf;
 use std::process::Command;
 
@@ -39,8 +40,10 @@ pub fn run(args: &StageArgs) -> StageResult {
         let follow_dst = !item.remove_destination;
         let mut dst = location(&item.to, args, follow_dst)?;
         let mut no_target_dir = false;
+        // `dir/.` (from a trailing `/`) copies the contents: cp handles that itself
+        let contents = src.as_os_str().as_bytes().ends_with(b"/.");
         let src_name = src.file_name().map(|n| n.to_owned());
-        if let Some(name) = src_name.filter(|_| dst.is_dir() && !src.ends_with(".")) {
+        if let Some(name) = src_name.filter(|_| dst.is_dir() && !contents) {
             let (root, path) = location_parts(&item.to, args)?;
             let joined = PathBuf::from(path).join(name);
             dst = resolve_in_root(&root, joined, follow_dst)?;
@@ -85,6 +88,8 @@ mod tests {
                 {"from": "input://in/sha256:abc", "to": "tree:///etc/os-release", "remove_destination": true},
                 {"from": "input://in/EFI", "to": "tree:///"},
                 {"from": "input://in/EFI/", "to": "tree:///efi-copy"},
+                {"from": "input://in/EFI/", "to": "tree:///efi-copy"},
+                {"from": "input://in/EFI/", "to": "tree:///"},
             ]}),
         );
         a.inputs.insert("in".into(), json!({"path": input}));
@@ -93,6 +98,9 @@ mod tests {
         assert_eq!(fs::read_to_string(tree.join("etc/os-release")).unwrap(), "content");
         assert_eq!(fs::read_to_string(tree.join("EFI/BOOT/x.efi")).unwrap(), "efi");
         assert_eq!(fs::read_to_string(tree.join("efi-copy/BOOT/x.efi")).unwrap(), "efi");
+        // copying the contents again into the now existing directory merges, no nested EFI/
+        assert!(!tree.join("efi-copy/EFI").exists());
+        assert_eq!(fs::read_to_string(tree.join("BOOT/x.efi")).unwrap(), "efi");
     }
 
     #[test]

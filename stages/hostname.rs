@@ -4,7 +4,7 @@
 //! the name and writes `<name>\n` with mode 0644 (creating `/etc` if needed). We do the same
 //! directly, so no systemd is needed in the build root.
 
-use super::util::{create_parents, remove_if_exists, tree_path, write_file};
+use super::util::{create_parents, drop_pwd_lock, remove_if_exists, tree_path, write_file};
 use super::{StageArgs, StageError, StageResult};
 use serde::Deserialize;
 
@@ -27,6 +27,7 @@ pub fn run(args: &StageArgs) -> StageResult {
     }
     create_parents(&path)?;
     write_file(&path, format!("{}\n", options.hostname).as_bytes(), 0o644)?;
+    drop_pwd_lock(args)?;
     Ok(None)
 }
 

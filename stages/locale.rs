@@ -3,7 +3,7 @@
 //! Upstream removes `/etc/locale.conf` and runs `systemd-firstboot --locale`, which writes
 //! `LANG=<locale>\n` with mode 0644. We write the same file directly.
 
-use super::util::{create_parents, remove_if_exists, tree_path, write_file};
+use super::util::{create_parents, drop_pwd_lock, remove_if_exists, tree_path, write_file};
 use super::{StageArgs, StageError, StageResult};
 use serde::Deserialize;
 
@@ -29,6 +29,7 @@ pub fn run(args: &StageArgs) -> StageResult {
     }
     create_parents(&path)?;
     write_file(&path, format!("LANG={}\n", env_value(lang)).as_bytes(), 0o644)?;
+    drop_pwd_lock(args)?;
     Ok(None)
 }
 

@@ -5,7 +5,7 @@
 //! `/etc/localtime -> ../usr/share/zoneinfo/<zone>`. We do the same directly; a zone found in
 //! the tree's zoneinfo is accepted too.
 
-use super::util::{create_parents, remove_if_exists, tree_path};
+use super::util::{create_parents, drop_pwd_lock, remove_if_exists, tree_path};
 use super::{StageArgs, StageError, StageResult};
 use serde::Deserialize;
 use std::path::Path;
@@ -36,6 +36,7 @@ pub fn run(args: &StageArgs) -> StageResult {
     }
     create_parents(&path)?;
     std::os::unix::fs::symlink(format!("../{rel}"), &path).map_err(StageError::io("cannot create symlink", &path))?;
+    drop_pwd_lock(args)?;
     Ok(None)
 }
 

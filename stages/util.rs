@@ -152,6 +152,17 @@ pub fn create_parents(path: &Path) -> Result<(), StageError> {
 
 use std::os::unix::fs::DirBuilderExt;
 
+/// Remove a leftover `/etc/.pwd.lock` from the tree. Current `systemd-firstboot` (which
+/// upstream's hostname, timezone and locale stages run) takes that lock and removes it when
+/// done, so the tree ends up without it; we do the same to match upstream's result.
+pub fn drop_pwd_lock(args: &StageArgs) -> Result<(), StageError> {
+    let lock = tree_path(args, "/etc/.pwd.lock", false)?;
+    if std::fs::symlink_metadata(&lock).is_ok_and(|m| m.is_file()) {
+        remove_if_exists(&lock)?;
+    }
+    Ok(())
+}
+
 /// Run a build-root tool for `stage`. Its stdout goes to our stdout (the build log); its
 /// stderr is passed on too and its tail is kept in the error if the tool fails. A tool that
 /// is not on `PATH` gives [`StageError::ToolMissing`].

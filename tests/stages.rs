@@ -14,6 +14,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 const COMPAT_MANIFESTS: &str = "/work/shared/compat/manifests";
+const UPSTREAM_STAGE_TESTS: &str = "/work/upstream/test/data/stages";
 
 /// A temporary directory with `tree/` and the arguments/metadata files of one run.
 struct Run {
@@ -120,6 +121,13 @@ fn every_stage_has_a_valid_schema_with_its_capabilities() {
 fn compat_manifest_options_pass_schema_and_types() {
     let mut seen = std::collections::BTreeMap::<&str, usize>::new();
     let mut files: Vec<_> = fs::read_dir(COMPAT_MANIFESTS).unwrap().map(|e| e.unwrap().path()).collect();
+    // and upstream's own stage test manifests for our stages
+    for stage in registry() {
+        let dir = Path::new(UPSTREAM_STAGE_TESTS).join(stage.name.trim_start_matches("org.osbuild."));
+        if let Ok(rd) = fs::read_dir(dir) {
+            files.extend(rd.map(|e| e.unwrap().path()).filter(|p| p.extension().is_some_and(|e| e == "json")));
+        }
+    }
     files.sort();
     for file in files {
         let Ok(doc) = serde_json::from_str::<Value>(&fs::read_to_string(&file).unwrap()) else { continue };
@@ -226,6 +234,32 @@ fn mkdir_chmod_truncate_ln() {
     assert_eq!(fs::metadata(tree.join("images/disk.img")).unwrap().nlink(), 2);
 }
 
+/// The options of upstream's mkdir test (`test/data/stages/mkdir`), on a tree that already
+/// has what its "a" manifest creates; the added paths are those of its diff.
+#[test]
+fn mkdir_like_upstream_test() {
+    let r = Run::new();
+    let tree = r.tree();
+    let before = json!({"paths": [{"path": "/a"}, {"path": "/c/d", "parents": true}]});
+    assert_eq!(r.stage("org.osbuild.mkdir", before, json!({})), 0);
+    let opts = json!({"paths": [
+        {"path": "/a"}, {"path": "/c/d", "parents": true}, {"path": "/a/b", "mode": 448},
+        {"path": "/b/c/d", "parents": true}, {"path": "/c", "mode": 448, "exist_ok": true}, {"path": "i_am_relative"},
+    ]});
+    // `/a` exists and has no exist_ok: upstream fails here too
+    let (code, stderr) = r.stage_in_child("org.osbuild.mkdir", opts.clone(), json!({}), None);
+    assert_eq!(code, 1, "{stderr}");
+    assert!(stderr.contains("org.osbuild.mkdir: cannot create directory"), "{stderr}");
+    let fresh = Run::new();
+    assert_eq!(fresh.stage("org.osbuild.mkdir", opts, json!({})), 0);
+    let t = fresh.tree();
+    for p in ["a/b", "b", "b/c", "b/c/d", "i_am_relative", "c/d"] {
+        assert!(t.join(p).is_dir(), "{p}");
+    }
+    assert_eq!(mode(&t.join("a/b")), 0o700);
+    assert!(tree.join("c/d").is_dir());
+}
+
 #[test]
 fn copy_from_files_input() {
     let r = Run::new();
@@ -267,7 +301,10 @@ fn hostname_timezone_locale_machine_id() {
     let zoneinfo = tree.join("usr/share/zoneinfo");
     fs::create_dir_all(&zoneinfo).unwrap();
     fs::write(zoneinfo.join("UTC"), "TZif2").unwrap();
+    fs::create_dir_all(tree.join("etc")).unwrap();
+    fs::write(tree.join("etc/.pwd.lock"), "").unwrap();
     assert_eq!(r.stage("org.osbuild.hostname", json!({"hostname": "testing.hostname.local"}), json!({})), 0);
+    assert!(!tree.join("etc/.pwd.lock").exists(), "as with current systemd-firstboot");
     assert_eq!(r.stage("org.osbuild.timezone", json!({"zone": "UTC"}), json!({})), 0);
     assert_eq!(r.stage("org.osbuild.locale", json!({"language": "en_US.UTF-8"}), json!({})), 0);
     assert_eq!(r.stage("org.osbuild.machine-id", json!({"first-boot": "yes"}), json!({})), 0);
