@@ -5,7 +5,7 @@
 //! directory created with `mkhomedir_helper` (chrooted into the tree) if it is missing; a
 //! new user is added.
 
-use super::util::{create_parents, resolve_in_root, run_tool, tree_path, Ordered};
+use super::util::{resolve_in_root, run_tool, tree_path, Ordered};
 use super::{StageArgs, StageError, StageResult};
 use serde::Deserialize;
 use serde_json::Number;
@@ -187,8 +187,8 @@ fn add_ssh_keys(args: &StageArgs, name: &str, keys: &[String]) -> Result<(), Sta
     let parse = |v: &str| v.parse::<u32>().map_err(|_| StageError::Invalid(format!("bad id '{v}' of user '{name}'")));
     let (uid, gid) = (parse(&pw.uid)?, parse(&pw.gid)?);
     let ssh_dir = tree_path(args, format!("{}/.ssh", pw.home), true)?;
+    // like upstream, the home directory itself must exist
     if std::fs::symlink_metadata(&ssh_dir).is_err() {
-        create_parents(&ssh_dir)?;
         std::fs::DirBuilder::new().mode(0o700).create(&ssh_dir).map_err(StageError::io("cannot create", &ssh_dir))?;
         std::os::unix::fs::chown(&ssh_dir, Some(uid), Some(gid)).map_err(StageError::io("cannot chown", &ssh_dir))?;
     }

@@ -10,7 +10,7 @@
 use super::{StageArgs, StageError};
 use std::collections::VecDeque;
 use std::ffi::{OsStr, OsString};
-use std::io::Write;
+use std::io::{Read, Write};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Component, Path, PathBuf};
@@ -163,23 +163,42 @@ pub fn drop_pwd_lock(args: &StageArgs) -> Result<(), StageError> {
     Ok(())
 }
 
-/// Run a build-root tool for `stage`. Its stdout goes to our stdout (the build log); its
-/// stderr is passed on too and its tail is kept in the error if the tool fails. A tool that
-/// is not on `PATH` gives [`StageError::ToolMissing`].
+/// Run a build-root tool for `stage`. Its stdout goes where the command says (by default our
+/// stdout, the build log); its stderr is streamed to our stderr, and its tail is kept for the
+/// error if the tool fails. A tool that is not on `PATH` gives [`StageError::ToolMissing`].
 pub fn run_tool(stage: &'static str, cmd: &mut Command) -> Result<(), StageError> {
+    const KEEP: usize = 8192;
     let tool = cmd.get_program().to_string_lossy().into_owned();
-    let out = cmd.stdin(Stdio::null()).stdout(Stdio::inherit()).stderr(Stdio::piped()).output().map_err(|e| {
+    let mut child = cmd.stdin(Stdio::null()).stderr(Stdio::piped()).spawn().map_err(|e| {
         if e.kind() == std::io::ErrorKind::NotFound {
             StageError::ToolMissing { tool: tool.clone(), stage, place: "in the build root" }
         } else {
             StageError::ToolSpawn { tool: tool.clone(), source: e }
         }
     })?;
-    let _ = std::io::stderr().write_all(&out.stderr);
-    if out.status.success() {
+    let mut tail = Vec::new();
+    if let Some(mut err) = child.stderr.take() {
+        let mut buf = [0u8; 8192];
+        loop {
+            match err.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => {
+                    let _ = std::io::stderr().write_all(&buf[..n]);
+                    tail.extend_from_slice(&buf[..n]);
+                    if tail.len() > KEEP {
+                        tail.drain(..tail.len() - KEEP);
+                    }
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(_) => break,
+            }
+        }
+    }
+    let status = child.wait().map_err(|source| StageError::ToolSpawn { tool: tool.clone(), source })?;
+    if status.success() {
         return Ok(());
     }
-    Err(StageError::ToolFailed { argv: argv_string(cmd), status: out.status, stderr: stderr_tail(&out.stderr) })
+    Err(StageError::ToolFailed { argv: argv_string(cmd), status, stderr: stderr_tail(&tail) })
 }
 
 fn argv_string(cmd: &Command) -> String {

@@ -362,6 +362,7 @@ fn users_and_groups_with_shadow_tools() {
     assert_eq!(r.stage("org.osbuild.groups", opts, json!({})), 0);
     let opts = json!({"users": {
         "root": {"password": ""},
+        "nohome": {"home": "", "uid": 1337},
         "arch": {"password": "$6$x$y", "home": "/home/arch", "groups": ["testgroup", "wheel"], "uid": 1200,
                  "keys": ["ssh-ed25519 AAAA test"]},
     }});
@@ -371,6 +372,8 @@ fn users_and_groups_with_shadow_tools() {
     assert!(group.lines().any(|l| l.starts_with("newgroup:x:")), "{group}");
     let passwd = fs::read_to_string(tree.join("etc/passwd")).unwrap();
     assert!(passwd.contains("arch:x:1200:1200::/home/arch:"), "{passwd}");
+    assert!(passwd.contains("nohome:x:1337:1337::/home/nohome:"), "{passwd}");
+    assert!(!tree.join("home/nohome").exists());
     let shadow = fs::read_to_string(tree.join("etc/shadow")).unwrap();
     assert!(shadow.starts_with("root::"), "{shadow}");
     assert!(shadow.contains("arch:$6$x$y:"), "{shadow}");
