@@ -2,7 +2,8 @@
 //!
 //! Upstream runs `chown` chrooted into the tree so names resolve against the tree's own
 //! users and groups. We do the same lookup in the tree's `/etc/passwd` and `/etc/group`
-//! (numeric ids pass through) and change ownership directly, which gives the same result
+//! (then in `/usr/lib/passwd` and `/usr/lib/group`, as nss-altfiles on ostree systems;
+//! numeric ids pass through) and change ownership directly, which gives the same result
 //! without needing `chown` inside the tree. As with `chown`, a symlink named directly is
 //! followed (inside the tree), while `recursive` acts on links themselves and never
 //! descends through them.
@@ -63,8 +64,11 @@ fn lookup(args: &StageArgs, db: &str, what: &str, id: &Id) -> Result<u32, StageE
         Id::Num(n) => return Ok(*n),
         Id::Name(name) => name,
     };
-    let file = tree_path(args, db, true)?;
-    if let Ok(text) = std::fs::read_to_string(&file) {
+    // /usr/lib/{passwd,group}: where nss-altfiles keeps the system accounts of ostree trees
+    let alt = db.replace("/etc/", "/usr/lib/");
+    for db in [db, alt.as_str()] {
+        let file = tree_path(args, db, true)?;
+        let Ok(text) = std::fs::read_to_string(&file) else { continue };
         for line in text.lines() {
             let mut fields = line.split(':');
             if fields.next() == Some(name.as_str()) {
@@ -109,7 +113,9 @@ mod tests {
         fs::create_dir_all(tree.join("etc")).unwrap();
         fs::write(tree.join("etc/passwd"), "root:x:0:0::/root:/bin/sh\nalice:x:1234:1234::/home/alice:/bin/sh\n")
             .unwrap();
-        fs::write(tree.join("etc/group"), "root:x:0:\nstaff:x:2345:\n").unwrap();
+        fs::write(tree.join("etc/group"), "root:x:0:\n").unwrap();
+        fs::create_dir_all(tree.join("usr/lib")).unwrap();
+        fs::write(tree.join("usr/lib/group"), "staff:x:2345:\n").unwrap();
         fs::write(tree.join("a"), "").unwrap();
         fs::write(tree.join("b"), "").unwrap();
         fs::create_dir_all(tree.join("d/e")).unwrap();

@@ -478,3 +478,25 @@ fn bad_options_give_one_clear_line() {
     let code = run_stage_from_file("org.osbuild.noop", &r.path("missing.json"), &r.path("meta.json"));
     assert_eq!(code, 1);
 }
+
+/// Our direct writes give what `systemd-firstboot --root` (which upstream runs) gives for
+/// the host name and the time zone. (Debian's firstboot writes the locale elsewhere, so the
+/// locale is compared with upstream's documented result in `hostname_timezone_locale_machine_id`.)
+#[test]
+fn hostname_and_timezone_match_systemd_firstboot() {
+    let ours = Run::new();
+    assert_eq!(ours.stage("org.osbuild.hostname", json!({"hostname": "testing.hostname.local"}), json!({})), 0);
+    assert_eq!(ours.stage("org.osbuild.timezone", json!({"zone": "Europe/Prague"}), json!({})), 0);
+    let theirs = Run::new();
+    let status = Command::new("systemd-firstboot")
+        .arg(format!("--root={}", theirs.tree().display()))
+        .args(["--hostname=testing.hostname.local", "--timezone=Europe/Prague"])
+        .status()
+        .expect("systemd-firstboot is needed for this comparison test");
+    assert!(status.success());
+    let (a, b) = (ours.tree(), theirs.tree());
+    assert_eq!(fs::read(a.join("etc/hostname")).unwrap(), fs::read(b.join("etc/hostname")).unwrap());
+    assert_eq!(mode(&a.join("etc/hostname")), mode(&b.join("etc/hostname")));
+    assert_eq!(mode(&a.join("etc")), mode(&b.join("etc")));
+    assert_eq!(fs::read_link(a.join("etc/localtime")).unwrap(), fs::read_link(b.join("etc/localtime")).unwrap());
+}
