@@ -175,57 +175,29 @@ impl std::fmt::Debug for StageInfo {
     }
 }
 
+/// One registry entry: upstream name, module, extra capabilities.
+macro_rules! stage {
+    ($name:literal, $module:ident $(, $cap:literal)*) => {
+        StageInfo { name: $name, capabilities: &[$($cap),*], run: $module::run, parse: parse_as::<$module::Options> }
+    };
+}
+
 static REGISTRY: &[StageInfo] = &[
-    StageInfo { name: "org.osbuild.chmod", capabilities: &[], run: chmod::run, parse: parse_as::<chmod::Options> },
-    StageInfo { name: "org.osbuild.chown", capabilities: &[], run: chown::run, parse: parse_as::<chown::Options> },
-    StageInfo {
-        name: "org.osbuild.copy",
-        capabilities: &["CAP_MAC_ADMIN"],
-        run: copy::run,
-        parse: parse_as::<copy::Options>,
-    },
-    StageInfo { name: "org.osbuild.groups", capabilities: &[], run: groups::run, parse: parse_as::<groups::Options> },
-    StageInfo {
-        name: "org.osbuild.hostname",
-        capabilities: &[],
-        run: hostname::run,
-        parse: parse_as::<hostname::Options>,
-    },
-    StageInfo { name: "org.osbuild.ln", capabilities: &[], run: ln::run, parse: parse_as::<ln::Options> },
-    StageInfo { name: "org.osbuild.locale", capabilities: &[], run: locale::run, parse: parse_as::<locale::Options> },
-    StageInfo {
-        name: "org.osbuild.machine-id",
-        capabilities: &[],
-        run: machine_id::run,
-        parse: parse_as::<machine_id::Options>,
-    },
-    StageInfo { name: "org.osbuild.mkdir", capabilities: &[], run: mkdir::run, parse: parse_as::<mkdir::Options> },
-    StageInfo { name: "org.osbuild.noop", capabilities: &[], run: noop::run, parse: parse_as::<Value> },
-    StageInfo {
-        name: "org.osbuild.tar",
-        capabilities: &["CAP_MAC_ADMIN"],
-        run: tar::run,
-        parse: parse_as::<tar::Options>,
-    },
-    StageInfo {
-        name: "org.osbuild.timezone",
-        capabilities: &[],
-        run: timezone::run,
-        parse: parse_as::<timezone::Options>,
-    },
-    StageInfo {
-        name: "org.osbuild.truncate",
-        capabilities: &[],
-        run: truncate::run,
-        parse: parse_as::<truncate::Options>,
-    },
-    StageInfo {
-        name: "org.osbuild.untar",
-        capabilities: &["CAP_MAC_ADMIN"],
-        run: untar::run,
-        parse: parse_as::<untar::Options>,
-    },
-    StageInfo { name: "org.osbuild.users", capabilities: &[], run: users::run, parse: parse_as::<users::Options> },
+    stage!("org.osbuild.chmod", chmod),
+    stage!("org.osbuild.chown", chown),
+    stage!("org.osbuild.copy", copy, "CAP_MAC_ADMIN"),
+    stage!("org.osbuild.groups", groups),
+    stage!("org.osbuild.hostname", hostname),
+    stage!("org.osbuild.ln", ln),
+    stage!("org.osbuild.locale", locale),
+    stage!("org.osbuild.machine-id", machine_id),
+    stage!("org.osbuild.mkdir", mkdir),
+    stage!("org.osbuild.noop", noop),
+    stage!("org.osbuild.tar", tar, "CAP_MAC_ADMIN"),
+    stage!("org.osbuild.timezone", timezone),
+    stage!("org.osbuild.truncate", truncate),
+    stage!("org.osbuild.untar", untar, "CAP_MAC_ADMIN"),
+    stage!("org.osbuild.users", users),
 ];
 
 /// All built-in stages, sorted by name.

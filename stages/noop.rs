@@ -3,6 +3,9 @@
 
 use super::{StageArgs, StageResult};
 
+/// Anything at all is accepted.
+pub type Options = serde_json::Value;
+
 pub fn run(args: &StageArgs) -> StageResult {
     let options = if args.options.is_null() { serde_json::json!({}) } else { args.options.clone() };
     println!("Not doing anything with these options: {options}");
