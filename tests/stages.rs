@@ -15,6 +15,7 @@ use std::process::Command;
 
 const COMPAT_MANIFESTS: &str = "/work/shared/compat/manifests";
 const UPSTREAM_STAGE_TESTS: &str = "/work/upstream/test/data/stages";
+const UPSTREAM_STAGES: &str = "/work/upstream/stages";
 
 /// A temporary directory with `tree/` and the arguments/metadata files of one run.
 struct Run {
@@ -166,9 +167,9 @@ fn collect_stages<'a>(v: &'a Value, out: &mut Vec<&'a Value>) {
     }
 }
 
-#[test]
-fn schemas_reject_what_upstream_rejects() {
-    let cases = [
+/// Options each schema must refuse (as upstream's does).
+fn rejected_options() -> Vec<(&'static str, Value)> {
+    vec![
         ("org.osbuild.mkdir", json!({"paths": [{"path": "/x", "bogus": 1}]})),
         ("org.osbuild.mkdir", json!({"paths": [{"path": "../x"}]})),
         ("org.osbuild.copy", json!({"paths": []})),
@@ -186,11 +187,71 @@ fn schemas_reject_what_upstream_rejects() {
         ("org.osbuild.tar", json!({"filename": "x.tar", "paths": ["a"], "root-node": "omit"})),
         ("org.osbuild.tar", json!({"filename": "x.tar", "compression": "bzip2"})),
         ("org.osbuild.untar", json!({"prefix": 1})),
-    ];
-    for (name, options) in cases {
+    ]
+}
+
+/// Options each schema must accept, beyond those in the compat manifests.
+fn accepted_options() -> Vec<(&'static str, Value)> {
+    vec![
+        ("org.osbuild.noop", json!({"anything": {"goes": [1]}})),
+        ("org.osbuild.mkdir", json!({})),
+        (
+            "org.osbuild.mkdir",
+            json!({"paths": [{"path": "tree:///a", "mode": 420, "parents": true, "exist_ok": true}]}),
+        ),
+        (
+            "org.osbuild.copy",
+            json!({"paths": [{"from": "mount://m/x", "to": "mount://n/y", "remove_destination": true}]}),
+        ),
+        ("org.osbuild.chmod", json!({"items": {"/x": {"mode": "u+s", "recursive": true, "other": 1}}})),
+        ("org.osbuild.chown", json!({"items": {"/x": {"user": 0}, "/y": {"group": "wheel", "recursive": true}}})),
+        ("org.osbuild.ln", json!({"paths": [{"target": "/t", "link_name": "mount://root/l", "symbolic": true}]})),
+        ("org.osbuild.machine-id", json!({"first-boot": "preserve"})),
+        ("org.osbuild.users", json!({"users": {"a.b-c_d": {"expiredate": 12345, "force_password_reset": true}}})),
+        ("org.osbuild.groups", json!({"force": false, "groups": {"g": {"gid": 0}}})),
+        ("org.osbuild.tar", json!({"filename": "x", "paths": ["a", "b"], "sparse": true, "numeric-owner": true})),
+        ("org.osbuild.tar", json!({"filename": "x", "root-node": "include", "transform": "s/a/b/", "format": "v7"})),
+        ("org.osbuild.untar", json!({})),
+    ]
+}
+
+#[test]
+fn schemas_reject_what_upstream_rejects() {
+    for (name, options) in rejected_options() {
         let text = module_schema(ModuleKind::Stage, name).unwrap();
         let errors = validate_against(&format!("stages/{name}"), text, &options);
         assert!(!errors.is_empty(), "{name} accepted {options}");
+    }
+    for (name, options) in accepted_options() {
+        let text = module_schema(ModuleKind::Stage, name).unwrap();
+        let errors = validate_against(&format!("stages/{name}"), text, &options);
+        assert!(errors.is_empty(), "{name} refused {options}: {errors:?}");
+        find(name).unwrap().check_options(&options).unwrap_or_else(|e| panic!("{name}: {options}: {e:?}"));
+    }
+}
+
+/// Our schemas and upstream's (from its `.meta.json`, as upstream wraps them) give the same
+/// verdict on every sample above.
+#[test]
+fn schemas_agree_with_upstream_meta_json() {
+    for stage in registry() {
+        let meta = Path::new(UPSTREAM_STAGES).join(format!("{}.meta.json", stage.name));
+        let meta: Value = serde_json::from_str(&fs::read_to_string(&meta).unwrap()).unwrap();
+        let upstream = match meta.get("schema_2").filter(|v| v.as_object().is_some_and(|o| !o.is_empty())) {
+            Some(s2) => s2.get("options").cloned().unwrap_or(json!({})),
+            None => meta.get("schema").cloned().unwrap_or(json!({})),
+        };
+        // the manifest schema already makes options an object
+        let mut upstream = upstream;
+        upstream.as_object_mut().unwrap().insert("type".into(), json!("object"));
+        let upstream_text: &'static str = Box::leak(upstream.to_string().into_boxed_str());
+        let ours = module_schema(ModuleKind::Stage, stage.name).unwrap();
+        let samples = rejected_options().into_iter().chain(accepted_options()).filter(|(n, _)| *n == stage.name);
+        for (_, options) in samples {
+            let a = validate_against(&format!("stages/{}", stage.name), ours, &options).is_empty();
+            let b = validate_against(&format!("upstream/{}", stage.name), upstream_text, &options).is_empty();
+            assert_eq!(a, b, "{}: {options}: ours {a}, upstream {b}", stage.name);
+        }
     }
 }
 
