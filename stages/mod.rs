@@ -230,6 +230,10 @@ pub fn run_stage_from_file(name: &str, args_path: &Path, meta_path: &Path) -> i3
 
 fn try_run_stage(name: &str, args_path: &Path, meta_path: &Path) -> Result<(), StageError> {
     let stage = find(name).ok_or_else(|| StageError::Invalid(format!("unknown stage {name}")))?;
+    run_info(stage, args_path, meta_path)
+}
+
+fn run_info(stage: &StageInfo, args_path: &Path, meta_path: &Path) -> Result<(), StageError> {
     let text = std::fs::read_to_string(args_path)
         .map_err(|source| StageError::ReadArguments { path: args_path.to_owned(), source })?;
     let args: StageArgs = serde_json::from_str(&text)
@@ -252,6 +256,42 @@ pub fn error_chain(e: &dyn std::error::Error) -> String {
         cur = s.source();
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn with_meta(_: &StageArgs) -> StageResult {
+        Ok(Some(json!({"packages": [{"name": "x"}]})))
+    }
+
+    #[test]
+    fn metadata_is_written_and_arguments_are_checked() {
+        let t = tempfile::tempdir().unwrap();
+        let info = StageInfo { name: "org.osbuild.test", capabilities: &[], run: with_meta, parse: parse_as::<Value> };
+        let args = t.path().join("arguments");
+        let meta = t.path().join("meta");
+        std::fs::write(&args, r#"{"tree": "/run/osbuild/tree", "api": {"extra": "ignored"}}"#).unwrap();
+        run_info(&info, &args, &meta).unwrap();
+        let written: Value = serde_json::from_slice(&std::fs::read(&meta).unwrap()).unwrap();
+        assert_eq!(written, json!({"packages": [{"name": "x"}]}));
+
+        std::fs::write(&args, r#"{"options": {}}"#).unwrap();
+        let e = error_chain(&run_info(&info, &args, &meta).unwrap_err());
+        assert!(e.starts_with(&format!("invalid arguments file {}: missing field `tree`", args.display())), "{e}");
+        let e = error_chain(&run_info(&info, &t.path().join("nope"), &meta).unwrap_err());
+        assert!(e.starts_with("cannot read arguments file"), "{e}");
+    }
+
+    #[test]
+    fn check_options_names_the_problem() {
+        let mkdir = find("org.osbuild.mkdir").unwrap();
+        assert!(mkdir.check_options(&Value::Null).is_ok());
+        let e = mkdir.check_options(&json!({"paths": [{"path": 1}]})).unwrap_err();
+        assert!(error_chain(&e).starts_with("invalid options: invalid type: number, expected a string"), "{e:?}");
+    }
 }
 
 #[cfg(test)]
