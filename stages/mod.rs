@@ -1,1 +1,306 @@
 //! Built-in stages: one module per stage, plus the registry.
+//!
+//! A stage runs inside the build sandbox: the osbuild-rs binary is re-executed there as
+//! `osbuild-rs __stage <name>`, reads upstream's arguments document from
+//! `/run/osbuild/api/arguments`, changes the tree at `/run/osbuild/tree` and may write a
+//! metadata document to `/run/osbuild/meta`.
+//!
+//! Every stage module holds its typed `Options`, its `run` function and its unit tests. All
+//! paths a stage writes to are resolved through [`util`], which keeps them inside the tree (or
+//! the mount / input they name) even when the tree holds hostile symlinks.
+
+use serde::Deserialize;
+use serde_json::{Map, Value};
+use std::path::{Path, PathBuf};
+
+pub mod util;
+
+mod chmod;
+mod chown;
+mod copy;
+mod groups;
+mod hostname;
+mod ln;
+mod locale;
+mod machine_id;
+mod mkdir;
+mod noop;
+mod tar;
+mod timezone;
+mod truncate;
+mod untar;
+mod users;
+
+/// Where the sandbox puts the arguments document.
+pub const ARGUMENTS_PATH: &str = "/run/osbuild/api/arguments";
+/// Where the sandbox expects the stage's metadata document.
+pub const META_PATH: &str = "/run/osbuild/meta";
+
+/// The arguments document upstream osbuild hands to a stage (`osbuild/api.py`).
+#[derive(Debug, Clone, Deserialize)]
+pub struct StageArgs {
+    /// The tree being built, `/run/osbuild/tree` inside the sandbox.
+    pub tree: PathBuf,
+    #[serde(default)]
+    pub options: Value,
+    #[serde(default)]
+    pub inputs: Map<String, Value>,
+    #[serde(default)]
+    pub devices: Map<String, Value>,
+    #[serde(default)]
+    pub mounts: Map<String, Value>,
+    #[serde(default)]
+    pub meta: Map<String, Value>,
+    #[serde(default)]
+    pub paths: Map<String, Value>,
+}
+
+impl StageArgs {
+    /// The stage's options, parsed into its typed `Options`.
+    pub(crate) fn parse_options<T: serde::de::DeserializeOwned>(&self, stage: &'static str) -> Result<T, StageError> {
+        let options = if self.options.is_null() { Value::Object(Map::new()) } else { self.options.clone() };
+        serde_json::from_value(options).map_err(|source| StageError::Options { stage, source })
+    }
+
+    /// The host path of input `name` (its `path` field).
+    pub(crate) fn input_path(&self, name: &str) -> Result<PathBuf, StageError> {
+        self.inputs
+            .get(name)
+            .and_then(|i| i.get("path"))
+            .and_then(Value::as_str)
+            .map(PathBuf::from)
+            .ok_or_else(|| StageError::Invalid(format!("unknown input '{name}'")))
+    }
+
+    /// The host path of mount `name`, or the mounts directory when `name` is empty.
+    pub(crate) fn mount_path(&self, name: &str) -> Result<PathBuf, StageError> {
+        let found = if name.is_empty() {
+            self.paths.get("mounts").and_then(Value::as_str)
+        } else {
+            self.mounts.get(name).and_then(|m| m.get("path")).and_then(Value::as_str)
+        };
+        found.map(PathBuf::from).ok_or_else(|| StageError::Invalid(format!("unknown mount '{name}'")))
+    }
+}
+
+/// Everything that can make a stage fail. Messages are lowercase and name the thing that
+/// failed; the cause is kept as `source` so the whole chain can be printed on one line.
+#[derive(Debug, thiserror::Error)]
+pub enum StageError {
+    #[error("cannot read arguments file {path}")]
+    ReadArguments {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("invalid arguments file {path}")]
+    ParseArguments {
+        path: PathBuf,
+        #[source]
+        source: serde_json::Error,
+    },
+    #[error("invalid options")]
+    Options {
+        stage: &'static str,
+        #[source]
+        source: serde_json::Error,
+    },
+    #[error("{0}")]
+    Invalid(String),
+    #[error("{op} {path}")]
+    Io {
+        op: &'static str,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("too many levels of symbolic links resolving {path} in {root}")]
+    SymlinkLoop { root: PathBuf, path: String },
+    #[error("{tool} not found {place}, but {stage} needs it")]
+    ToolMissing { tool: String, stage: &'static str, place: &'static str },
+    #[error("cannot run {tool}")]
+    ToolSpawn {
+        tool: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("`{argv}` failed ({status}){stderr}")]
+    ToolFailed { argv: String, status: std::process::ExitStatus, stderr: String },
+    #[error("cannot write metadata {path}")]
+    WriteMeta {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+impl StageError {
+    pub(crate) fn io(op: &'static str, path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> StageError {
+        let path = path.into();
+        move |source| StageError::Io { op, path, source }
+    }
+}
+
+/// What a stage returns on success: an optional metadata document.
+pub type StageResult = Result<Option<Value>, StageError>;
+
+/// One built-in stage.
+pub struct StageInfo {
+    /// Upstream's name, e.g. `org.osbuild.mkdir`.
+    pub name: &'static str,
+    /// Capabilities the sandbox must grant on top of the default set.
+    pub capabilities: &'static [&'static str],
+    pub run: fn(&StageArgs) -> StageResult,
+    /// Parse options into the stage's typed `Options` without running it (see
+    /// [`StageInfo::check_options`]).
+    pub parse: fn(&Value) -> Result<(), serde_json::Error>,
+}
+
+impl StageInfo {
+    /// Whether `options` (as in a manifest; `null` counts as `{}`) fit this stage's typed
+    /// options. Complements the JSON schema check, which the engine does on the manifest.
+    pub fn check_options(&self, options: &Value) -> Result<(), StageError> {
+        let options = if options.is_null() { &Value::Object(Map::new()) } else { options };
+        (self.parse)(options).map_err(|source| StageError::Options { stage: self.name, source })
+    }
+}
+
+fn parse_as<T: serde::de::DeserializeOwned>(options: &Value) -> Result<(), serde_json::Error> {
+    T::deserialize(options).map(drop)
+}
+
+impl std::fmt::Debug for StageInfo {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StageInfo").field("name", &self.name).field("capabilities", &self.capabilities).finish()
+    }
+}
+
+/// One registry entry: upstream name, module, extra capabilities.
+macro_rules! stage {
+    ($name:literal, $module:ident $(, $cap:literal)*) => {
+        StageInfo { name: $name, capabilities: &[$($cap),*], run: $module::run, parse: parse_as::<$module::Options> }
+    };
+}
+
+static REGISTRY: &[StageInfo] = &[
+    stage!("org.osbuild.chmod", chmod),
+    stage!("org.osbuild.chown", chown),
+    stage!("org.osbuild.copy", copy, "CAP_MAC_ADMIN"),
+    stage!("org.osbuild.groups", groups),
+    stage!("org.osbuild.hostname", hostname),
+    stage!("org.osbuild.ln", ln),
+    stage!("org.osbuild.locale", locale),
+    stage!("org.osbuild.machine-id", machine_id),
+    stage!("org.osbuild.mkdir", mkdir),
+    stage!("org.osbuild.noop", noop),
+    stage!("org.osbuild.tar", tar, "CAP_MAC_ADMIN"),
+    stage!("org.osbuild.timezone", timezone),
+    stage!("org.osbuild.truncate", truncate),
+    stage!("org.osbuild.untar", untar, "CAP_MAC_ADMIN"),
+    stage!("org.osbuild.users", users),
+];
+
+/// All built-in stages, sorted by name.
+pub fn registry() -> &'static [StageInfo] {
+    REGISTRY
+}
+
+/// The built-in stage called `name`, if there is one.
+pub fn find(name: &str) -> Option<&'static StageInfo> {
+    REGISTRY.iter().find(|s| s.name == name)
+}
+
+/// Entry point of `osbuild-rs __stage <name>` inside the sandbox.
+pub fn stage_main(name: &str) -> i32 {
+    run_stage_from_file(name, Path::new(ARGUMENTS_PATH), Path::new(META_PATH))
+}
+
+/// Run stage `name` with the arguments document at `args_path`, writing its metadata (if
+/// any) to `meta_path`. Returns the process exit code; errors are printed to stderr as one
+/// line, `<stage name>: <error chain>`.
+pub fn run_stage_from_file(name: &str, args_path: &Path, meta_path: &Path) -> i32 {
+    match try_run_stage(name, args_path, meta_path) {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln!("{name}: {}", error_chain(&e));
+            1
+        }
+    }
+}
+
+fn try_run_stage(name: &str, args_path: &Path, meta_path: &Path) -> Result<(), StageError> {
+    let stage = find(name).ok_or_else(|| StageError::Invalid(format!("unknown stage {name}")))?;
+    run_info(stage, args_path, meta_path)
+}
+
+fn run_info(stage: &StageInfo, args_path: &Path, meta_path: &Path) -> Result<(), StageError> {
+    let text = std::fs::read_to_string(args_path)
+        .map_err(|source| StageError::ReadArguments { path: args_path.to_owned(), source })?;
+    let args: StageArgs = serde_json::from_str(&text)
+        .map_err(|source| StageError::ParseArguments { path: args_path.to_owned(), source })?;
+    if let Some(meta) = (stage.run)(&args)? {
+        let text = serde_json::to_vec(&meta).expect("metadata serialises");
+        std::fs::write(meta_path, text)
+            .map_err(|source| StageError::WriteMeta { path: meta_path.to_owned(), source })?;
+    }
+    Ok(())
+}
+
+/// `error: cause: cause…` on one line.
+pub fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut cur = e.source();
+    while let Some(s) = cur {
+        out.push_str(": ");
+        out.push_str(&s.to_string());
+        cur = s.source();
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn with_meta(_: &StageArgs) -> StageResult {
+        Ok(Some(json!({"packages": [{"name": "x"}]})))
+    }
+
+    #[test]
+    fn metadata_is_written_and_arguments_are_checked() {
+        let t = tempfile::tempdir().unwrap();
+        let info = StageInfo { name: "org.osbuild.test", capabilities: &[], run: with_meta, parse: parse_as::<Value> };
+        let args = t.path().join("arguments");
+        let meta = t.path().join("meta");
+        std::fs::write(&args, r#"{"tree": "/run/osbuild/tree", "api": {"extra": "ignored"}}"#).unwrap();
+        run_info(&info, &args, &meta).unwrap();
+        let written: Value = serde_json::from_slice(&std::fs::read(&meta).unwrap()).unwrap();
+        assert_eq!(written, json!({"packages": [{"name": "x"}]}));
+
+        std::fs::write(&args, r#"{"options": {}}"#).unwrap();
+        let e = error_chain(&run_info(&info, &args, &meta).unwrap_err());
+        assert!(e.starts_with(&format!("invalid arguments file {}: missing field `tree`", args.display())), "{e}");
+        let e = error_chain(&run_info(&info, &t.path().join("nope"), &meta).unwrap_err());
+        assert!(e.starts_with("cannot read arguments file"), "{e}");
+    }
+
+    #[test]
+    fn check_options_names_the_problem() {
+        let mkdir = find("org.osbuild.mkdir").unwrap();
+        assert!(mkdir.check_options(&Value::Null).is_ok());
+        let e = mkdir.check_options(&json!({"paths": [{"path": 1}]})).unwrap_err();
+        assert!(error_chain(&e).starts_with("invalid options: invalid type: number, expected a string"), "{e:?}");
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod testutil {
+    use super::*;
+    use serde_json::json;
+
+    /// Arguments for a stage run on `tree` with `options`.
+    pub fn args(tree: &Path, options: Value) -> StageArgs {
+        serde_json::from_value(json!({"tree": tree, "options": options, "meta": {"id": "test"}})).unwrap()
+    }
+}

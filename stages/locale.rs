@@ -1,0 +1,77 @@
+//! `org.osbuild.locale`: set the system locale, `LANG=` in `/etc/locale.conf`.
+//!
+//! Upstream removes `/etc/locale.conf` and runs `systemd-firstboot --locale`, which writes
+//! `LANG=<locale>\n` with mode 0644. We write the same file directly.
+
+use super::util::{create_parents, drop_pwd_lock, remove_if_exists, tree_path, write_file};
+use super::{StageArgs, StageError, StageResult};
+use serde::Deserialize;
+
+const STAGE: &str = "org.osbuild.locale";
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Options {
+    pub language: String,
+}
+
+pub fn run(args: &StageArgs) -> StageResult {
+    let options: Options = args.parse_options(STAGE)?;
+    let lang = &options.language;
+    let valid =
+        !lang.is_empty() && !lang.starts_with('.') && !lang.contains('/') && !lang.chars().any(char::is_control);
+    if !valid {
+        return Err(StageError::Invalid(format!("locale {lang:?} is not valid")));
+    }
+    let path = tree_path(args, "/etc/locale.conf", false)?;
+    if remove_if_exists(&path)? {
+        println!("/etc/locale.conf already exists. Replacing.");
+    }
+    create_parents(&path)?;
+    write_file(&path, format!("LANG={}\n", env_value(lang)).as_bytes(), 0o644)?;
+    drop_pwd_lock(args)?;
+    Ok(None)
+}
+
+/// Quote a value for an env-style file the way systemd does when it has to.
+fn env_value(v: &str) -> String {
+    if v.bytes().all(|b| b.is_ascii_alphanumeric() || b"_.@-+:,".contains(&b)) {
+        v.to_owned()
+    } else {
+        let mut out = String::from("\"");
+        for c in v.chars() {
+            if matches!(c, '"' | '\\' | '`' | '$') {
+                out.push('\\');
+            }
+            out.push(c);
+        }
+        out.push('"');
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::stages::testutil::args;
+    use serde_json::json;
+
+    #[test]
+    fn writes_locale_conf() {
+        let t = tempfile::tempdir().unwrap();
+        std::fs::create_dir(t.path().join("etc")).unwrap();
+        std::fs::write(t.path().join("etc/locale.conf"), "LANG=C.UTF-8\n").unwrap();
+        run(&args(t.path(), json!({"language": "en_US.UTF-8"}))).unwrap();
+        assert_eq!(std::fs::read_to_string(t.path().join("etc/locale.conf")).unwrap(), "LANG=en_US.UTF-8\n");
+        run(&args(t.path(), json!({"language": "nn_NO.utf8"}))).unwrap();
+        assert_eq!(std::fs::read_to_string(t.path().join("etc/locale.conf")).unwrap(), "LANG=nn_NO.utf8\n");
+    }
+
+    #[test]
+    fn rejects_bad_locale() {
+        let t = tempfile::tempdir().unwrap();
+        let e = run(&args(t.path(), json!({"language": "../x"}))).unwrap_err();
+        assert_eq!(e.to_string(), "locale \"../x\" is not valid");
+        assert_eq!(env_value("a b"), "\"a b\"");
+    }
+}

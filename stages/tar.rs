@@ -1,0 +1,196 @@
+//! `org.osbuild.tar`: archive the `tree` input into a file in this pipeline's tree with the
+//! build root's `tar` (compression chosen by the file name unless given).
+
+use super::util::{run_tool, tree_path};
+use super::{StageArgs, StageError, StageResult};
+use serde::Deserialize;
+use std::process::Command;
+
+const STAGE: &str = "org.osbuild.tar";
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Options {
+    /// Archive name, in the tree.
+    pub filename: String,
+    #[serde(default)]
+    pub format: Format,
+    #[serde(default)]
+    pub compression: Compression,
+    #[serde(default = "yes")]
+    pub acls: bool,
+    #[serde(default = "yes")]
+    pub selinux: bool,
+    #[serde(default = "yes")]
+    pub xattrs: bool,
+    #[serde(rename = "root-node")]
+    pub root_node: Option<RootNode>,
+    pub paths: Option<Vec<String>>,
+    #[serde(default)]
+    pub sparse: bool,
+    pub transform: Option<String>,
+    #[serde(rename = "numeric-owner", default)]
+    pub numeric_owner: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+#[derive(Debug, Default, Clone, Copy, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Format {
+    #[default]
+    Gnu,
+    Oldgnu,
+    Posix,
+    Ustar,
+    V7,
+}
+
+/// `auto` picks by file name suffix (`tar --auto-compress`); the others are tar's own flags.
+#[derive(Debug, Default, Clone, Copy, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Compression {
+    #[default]
+    Auto,
+    Xz,
+    Gzip,
+    Zstd,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RootNode {
+    Include,
+    Omit,
+}
+
+pub fn run(args: &StageArgs) -> StageResult {
+    let options: Options = args.parse_options(STAGE)?;
+    if options.root_node.is_some() && options.paths.is_some() {
+        return Err(StageError::Invalid("options root-node and paths are mutually exclusive".into()));
+    }
+    let source = args.input_path("tree")?;
+    let output = tree_path(args, options.filename.trim_start_matches('/'), true)?;
+
+    let format = match options.format {
+        Format::Gnu => "gnu",
+        Format::Oldgnu => "oldgnu",
+        Format::Posix => "posix",
+        Format::Ustar => "ustar",
+        Format::V7 => "v7",
+    };
+    let mut cmd = Command::new("tar");
+    cmd.arg(format!("--format={format}"));
+    if options.acls {
+        cmd.arg("--acls");
+    }
+    if options.selinux {
+        cmd.arg("--selinux");
+    }
+    if options.xattrs {
+        cmd.args(["--xattrs", "--xattrs-include", "*"]);
+    }
+    if options.sparse {
+        cmd.arg("--sparse");
+    }
+    if let Some(t) = &options.transform {
+        cmd.args(["--transform", t]);
+    }
+    if options.numeric_owner {
+        cmd.arg("--numeric-owner");
+    }
+    cmd.arg(match options.compression {
+        Compression::Auto => "--auto-compress",
+        Compression::Xz => "--xz",
+        Compression::Gzip => "--gzip",
+        Compression::Zstd => "--zstd",
+    });
+    cmd.arg("-cf").arg(&output).arg("-C").arg(&source);
+    match options.paths.as_deref() {
+        Some(paths) if !paths.is_empty() => {
+            cmd.args(paths);
+        }
+        _ if options.root_node == Some(RootNode::Omit) => {
+            // `file` instead of `./file`; sorted, so the archive does not depend on readdir order
+            let mut names = Vec::new();
+            for entry in std::fs::read_dir(&source).map_err(StageError::io("cannot read directory", &source))? {
+                names.push(entry.map_err(StageError::io("cannot read directory", &source))?.file_name());
+            }
+            names.sort();
+            cmd.arg("--").args(names);
+        }
+        _ => {
+            cmd.arg(".");
+        }
+    }
+    // let xz use every core, as upstream does
+    cmd.env("XZ_OPT", "--threads 0").stdout(std::process::Stdio::null());
+    run_tool(STAGE, &mut cmd)?;
+    Ok(None)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::stages::testutil::args;
+    use serde_json::json;
+    use std::fs;
+
+    fn list(archive: &std::path::Path) -> Vec<String> {
+        let out = Command::new("tar").arg("-tf").arg(archive).output().unwrap();
+        assert!(out.status.success());
+        String::from_utf8(out.stdout).unwrap().lines().map(str::to_owned).collect()
+    }
+
+    fn setup() -> (tempfile::TempDir, StageArgs) {
+        let t = tempfile::tempdir().unwrap();
+        let input = t.path().join("input");
+        fs::create_dir_all(input.join("etc")).unwrap();
+        fs::write(input.join("etc/os-release"), "ID=test\n").unwrap();
+        fs::write(input.join("b"), "b").unwrap();
+        let out = t.path().join("tree");
+        fs::create_dir(&out).unwrap();
+        let mut a = args(&out, json!({}));
+        a.inputs.insert("tree".into(), json!({"path": input}));
+        (t, a)
+    }
+
+    #[test]
+    fn root_node_include_omit_and_paths() {
+        let (t, mut a) = setup();
+        let out = t.path().join("tree");
+        a.options = json!({"filename": "/inc.tar", "acls": false, "selinux": false, "xattrs": false});
+        run(&a).unwrap();
+        assert!(list(&out.join("inc.tar")).contains(&"./etc/os-release".to_owned()));
+        a.options = json!({"filename": "omit.tar", "root-node": "omit"});
+        run(&a).unwrap();
+        assert_eq!(list(&out.join("omit.tar")), ["b", "etc/", "etc/os-release"]);
+        a.options = json!({"filename": "paths.tar", "paths": ["etc/os-release"], "format": "posix"});
+        run(&a).unwrap();
+        assert_eq!(list(&out.join("paths.tar")), ["etc/os-release"]);
+    }
+
+    #[test]
+    fn compression_by_name_and_explicit() {
+        let (t, mut a) = setup();
+        let out = t.path().join("tree");
+        a.options = json!({"filename": "x.tar.gz"});
+        run(&a).unwrap();
+        assert_eq!(&fs::read(out.join("x.tar.gz")).unwrap()[..2], &[0x1f, 0x8b]);
+        a.options = json!({"filename": "x.tar", "compression": "xz"});
+        run(&a).unwrap();
+        assert_eq!(&fs::read(out.join("x.tar")).unwrap()[..6], b"\xfd7zXZ\0");
+    }
+
+    #[test]
+    fn root_node_and_paths_conflict() {
+        let (_t, mut a) = setup();
+        a.options = json!({"filename": "x.tar", "paths": ["b"], "root-node": "omit"});
+        assert_eq!(run(&a).unwrap_err().to_string(), "options root-node and paths are mutually exclusive");
+        a.inputs.clear();
+        a.options = json!({"filename": "x.tar"});
+        assert_eq!(run(&a).unwrap_err().to_string(), "unknown input 'tree'");
+    }
+}

@@ -1,0 +1,49 @@
+//! `org.osbuild.truncate`: create a file of a given size (or resize one) in the tree, with
+//! `truncate --size` like upstream (so sizes such as `4GB`, `10G` or `+1M` work the same).
+
+use super::util::{run_tool, tree_path};
+use super::{StageArgs, StageResult};
+use serde::Deserialize;
+use std::process::Command;
+
+const STAGE: &str = "org.osbuild.truncate";
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Options {
+    /// Path of the file inside the tree.
+    pub filename: String,
+    /// A size as `truncate --size` takes it.
+    pub size: String,
+}
+
+pub fn run(args: &StageArgs) -> StageResult {
+    let options: Options = args.parse_options(STAGE)?;
+    let dest = tree_path(args, &options.filename, true)?;
+    run_tool(STAGE, Command::new("truncate").arg("--size").arg(&options.size).arg("--").arg(&dest))?;
+    Ok(None)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::stages::testutil::args;
+    use serde_json::json;
+
+    #[test]
+    fn creates_sparse_file_of_size() {
+        let t = tempfile::tempdir().unwrap();
+        std::fs::create_dir(t.path().join("LiveOS")).unwrap();
+        run(&args(t.path(), json!({"filename": "LiveOS/rootfs.img", "size": "4GB"}))).unwrap();
+        run(&args(t.path(), json!({"filename": "/empty.service", "size": "0"}))).unwrap();
+        assert_eq!(std::fs::metadata(t.path().join("LiveOS/rootfs.img")).unwrap().len(), 4_000_000_000);
+        assert_eq!(std::fs::metadata(t.path().join("empty.service")).unwrap().len(), 0);
+    }
+
+    #[test]
+    fn bad_size_names_tool() {
+        let t = tempfile::tempdir().unwrap();
+        let e = run(&args(t.path(), json!({"filename": "x", "size": "lots"}))).unwrap_err().to_string();
+        assert!(e.starts_with("`truncate --size lots --"), "{e}");
+    }
+}

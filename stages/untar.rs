@@ -1,0 +1,76 @@
+//! `org.osbuild.untar`: extract the archive given as the `file` input into the tree (below
+//! `prefix`) with the build root's `tar`, which detects the compression.
+
+use super::util::{run_tool, tree_path};
+use super::{StageArgs, StageError, StageResult};
+use serde::Deserialize;
+use serde_json::Value;
+use std::process::Command;
+
+const STAGE: &str = "org.osbuild.untar";
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Options {
+    /// Directory in the tree to extract into.
+    #[serde(default = "root")]
+    pub prefix: String,
+}
+
+fn root() -> String {
+    "/".into()
+}
+
+pub fn run(args: &StageArgs) -> StageResult {
+    let options: Options = args.parse_options(STAGE)?;
+    let dir = args.input_path("file")?;
+    let files = args.inputs["file"].pointer("/data/files").and_then(Value::as_object);
+    let name = match files {
+        Some(f) if f.len() == 1 => f.keys().next().expect("one file"),
+        _ => return Err(StageError::Invalid("input 'file' must hold exactly one file".into())),
+    };
+    if name.contains('/') || name == ".." {
+        return Err(StageError::Invalid(format!("bad file name {name:?} in input 'file'")));
+    }
+    let source = dir.join(name);
+    let target = tree_path(args, &options.prefix, true)?;
+    let mut cmd = Command::new("tar");
+    cmd.args(["--auto-compress", "-x", "-f"]).arg(&source).arg("-C").arg(&target);
+    run_tool(STAGE, &mut cmd)?;
+    Ok(None)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::stages::testutil::args;
+    use serde_json::json;
+    use std::fs;
+
+    #[test]
+    fn extracts_into_prefix() {
+        let t = tempfile::tempdir().unwrap();
+        let src = t.path().join("src");
+        fs::create_dir_all(src.join("d")).unwrap();
+        fs::write(src.join("d/f"), "hello").unwrap();
+        let input = t.path().join("input");
+        fs::create_dir(&input).unwrap();
+        let archive = input.join("sha256:0123");
+        let ok = Command::new("tar").arg("-czf").arg(&archive).arg("-C").arg(&src).arg(".").status().unwrap();
+        assert!(ok.success());
+        let tree = t.path().join("tree");
+        fs::create_dir_all(tree.join("opt")).unwrap();
+        let mut a = args(&tree, json!({"prefix": "/opt"}));
+        a.inputs.insert("file".into(), json!({"path": input, "data": {"files": {"sha256:0123": {}}}}));
+        run(&a).unwrap();
+        assert_eq!(fs::read_to_string(tree.join("opt/d/f")).unwrap(), "hello");
+    }
+
+    #[test]
+    fn needs_exactly_one_file() {
+        let t = tempfile::tempdir().unwrap();
+        let mut a = args(t.path(), json!({}));
+        a.inputs.insert("file".into(), json!({"path": "/x", "data": {"files": {}}}));
+        assert_eq!(run(&a).unwrap_err().to_string(), "input 'file' must hold exactly one file");
+    }
+}

@@ -1,0 +1,376 @@
+//! Shared stage helpers: confined path resolution, upstream's location URLs and running
+//! build-root tools.
+//!
+//! Confinement: a path named by a manifest is resolved component by component below a root
+//! (the tree, a mount or an input). Symlinks met on the way are followed *inside that root*:
+//! an absolute target starts again at the root, and `..` never climbs above it. The result is
+//! a host path whose directories are all real directories inside the root, so neither an
+//! option nor a hostile symlink in the tree can make a stage write on the host.
+
+use super::{StageArgs, StageError};
+use std::collections::VecDeque;
+use std::ffi::{OsStr, OsString};
+use std::io::{Read, Write};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Component, Path, PathBuf};
+use std::process::{Command, Stdio};
+
+/// How many symlinks one resolution may follow (the kernel's limit).
+const MAX_SYMLINKS: usize = 40;
+
+/// Resolve `path` (absolute or relative, both taken from `root`) inside `root`.
+///
+/// Symlinks in directory components are always followed within `root`; the final component
+/// is followed only when `follow_final` is set (use `false` to act on a link itself, e.g. to
+/// create or remove it). Components need not exist: missing ones are kept verbatim.
+pub fn resolve_in_root(root: &Path, path: impl AsRef<Path>, follow_final: bool) -> Result<PathBuf, StageError> {
+    let path = path.as_ref();
+    let mut queue: VecDeque<OsString> = components(path).collect();
+    let mut cur: Vec<OsString> = Vec::new();
+    let mut followed = 0;
+    while let Some(c) = queue.pop_front() {
+        if c == ".." {
+            cur.pop();
+            continue;
+        }
+        let candidate = join(root, &cur).join(&c);
+        if follow_final || !queue.is_empty() {
+            if let Ok(meta) = std::fs::symlink_metadata(&candidate) {
+                if meta.file_type().is_symlink() {
+                    followed += 1;
+                    if followed > MAX_SYMLINKS {
+                        return Err(StageError::SymlinkLoop {
+                            root: root.to_owned(),
+                            path: path.to_string_lossy().into_owned(),
+                        });
+                    }
+                    let target =
+                        std::fs::read_link(&candidate).map_err(StageError::io("cannot read link", &candidate))?;
+                    if target.is_absolute() {
+                        cur.clear();
+                    }
+                    for t in components(&target).collect::<Vec<_>>().into_iter().rev() {
+                        queue.push_front(t);
+                    }
+                    continue;
+                }
+            }
+        }
+        cur.push(c);
+    }
+    Ok(join(root, &cur))
+}
+
+fn components(path: &Path) -> impl Iterator<Item = OsString> + '_ {
+    path.components().filter_map(|c| match c {
+        Component::Normal(n) => Some(n.to_owned()),
+        Component::ParentDir => Some(OsString::from("..")),
+        Component::RootDir | Component::CurDir | Component::Prefix(_) => None,
+    })
+}
+
+fn join(root: &Path, parts: &[OsString]) -> PathBuf {
+    let mut p = root.to_owned();
+    for c in parts {
+        p.push(c);
+    }
+    p
+}
+
+/// Resolve a path inside the stage's tree (see [`resolve_in_root`]).
+pub fn tree_path(args: &StageArgs, path: impl AsRef<Path>, follow_final: bool) -> Result<PathBuf, StageError> {
+    resolve_in_root(&args.tree, path, follow_final)
+}
+
+/// Split one of upstream's location URLs (`tree:///p`, `mount://NAME/p`, `input://NAME/p`;
+/// no scheme means `tree://`) into its root on the host and its path below that root.
+pub fn location_parts(location: &str, args: &StageArgs) -> Result<(PathBuf, String), StageError> {
+    let full = if location.contains("://") { location.to_owned() } else { format!("tree://{location}") };
+    let (scheme, rest) = full.split_once("://").expect("has a scheme");
+    let (netloc, path) = match rest.find('/') {
+        Some(i) => (&rest[..i], &rest[i..]),
+        None => (rest, ""),
+    };
+    let root = match scheme {
+        "tree" => args.tree.clone(),
+        "mount" => args.mount_path(netloc)?,
+        "input" => args.input_path(netloc)?,
+        other => return Err(StageError::Invalid(format!("unsupported scheme '{other}' in location {location}"))),
+    };
+    if !path.starts_with('/') {
+        return Err(StageError::Invalid(format!("the path of location {location} must start with '/'")));
+    }
+    Ok((root, path.to_owned()))
+}
+
+/// Resolve one of upstream's location URLs to a confined host path. A trailing `/` is kept as
+/// a trailing `/.` (as upstream does), so `cp` copies a directory's contents.
+pub fn location(location: &str, args: &StageArgs, follow_final: bool) -> Result<PathBuf, StageError> {
+    let (root, path) = location_parts(location, args)?;
+    let mut resolved = resolve_in_root(&root, &path, follow_final || path.ends_with('/'))?;
+    if path.ends_with('/') {
+        resolved.push(".");
+    }
+    Ok(resolved)
+}
+
+/// Create (or truncate) the file at the already-resolved `path` and write `data`, refusing
+/// to follow a symlink in the final component.
+pub fn write_file(path: &Path, data: &[u8], mode: u32) -> Result<(), StageError> {
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(mode)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(path)
+        .map_err(StageError::io("cannot write", path))?;
+    f.write_all(data).map_err(StageError::io("cannot write", path))
+}
+
+/// Remove the file or symlink at the already-resolved `path`; `Ok(true)` if it existed.
+pub fn remove_if_exists(path: &Path) -> Result<bool, StageError> {
+    match std::fs::remove_file(path) {
+        Ok(()) => Ok(true),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+        Err(e) => Err(StageError::Io { op: "cannot remove", path: path.to_owned(), source: e }),
+    }
+}
+
+/// Create `/etc`-style parent directories of the resolved `path` (mode 0755) if missing.
+pub fn create_parents(path: &Path) -> Result<(), StageError> {
+    if let Some(parent) = path.parent() {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o755)
+            .create(parent)
+            .map_err(StageError::io("cannot create directory", parent))?;
+    }
+    Ok(())
+}
+
+use std::os::unix::fs::DirBuilderExt;
+
+/// Remove a leftover `/etc/.pwd.lock` from the tree. Current `systemd-firstboot` (which
+/// upstream's hostname, timezone and locale stages run) takes that lock and removes it when
+/// done, so the tree ends up without it; we do the same to match upstream's result.
+pub fn drop_pwd_lock(args: &StageArgs) -> Result<(), StageError> {
+    let lock = tree_path(args, "/etc/.pwd.lock", false)?;
+    if std::fs::symlink_metadata(&lock).is_ok_and(|m| m.is_file()) {
+        remove_if_exists(&lock)?;
+    }
+    Ok(())
+}
+
+/// Run a build-root tool for `stage`. Its stdout goes where the command says (by default our
+/// stdout, the build log); its stderr is streamed to our stderr, and its tail is kept for the
+/// error if the tool fails. A tool that is not on `PATH` gives [`StageError::ToolMissing`].
+pub fn run_tool(stage: &'static str, cmd: &mut Command) -> Result<(), StageError> {
+    const KEEP: usize = 8192;
+    let tool = cmd.get_program().to_string_lossy().into_owned();
+    let mut child = cmd.stdin(Stdio::null()).stderr(Stdio::piped()).spawn().map_err(|e| {
+        if e.kind() == std::io::ErrorKind::NotFound {
+            StageError::ToolMissing { tool: tool.clone(), stage, place: "in the build root" }
+        } else {
+            StageError::ToolSpawn { tool: tool.clone(), source: e }
+        }
+    })?;
+    let mut tail = Vec::new();
+    if let Some(mut err) = child.stderr.take() {
+        let mut buf = [0u8; 8192];
+        loop {
+            match err.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => {
+                    let _ = std::io::stderr().write_all(&buf[..n]);
+                    tail.extend_from_slice(&buf[..n]);
+                    if tail.len() > KEEP {
+                        tail.drain(..tail.len() - KEEP);
+                    }
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(_) => break,
+            }
+        }
+    }
+    let status = child.wait().map_err(|source| StageError::ToolSpawn { tool: tool.clone(), source })?;
+    if status.success() {
+        return Ok(());
+    }
+    Err(StageError::ToolFailed { argv: argv_string(cmd), status, stderr: stderr_tail(&tail) })
+}
+
+fn argv_string(cmd: &Command) -> String {
+    std::iter::once(cmd.get_program()).chain(cmd.get_args()).map(quote).collect::<Vec<_>>().join(" ")
+}
+
+fn quote(arg: &OsStr) -> String {
+    let s = arg.to_string_lossy();
+    let plain = !s.is_empty() && arg.as_bytes().iter().all(|b| b.is_ascii_alphanumeric() || b"-_./=:,+@%".contains(b));
+    if plain {
+        s.into_owned()
+    } else {
+        format!("'{}'", s.replace('\'', r"'\''"))
+    }
+}
+
+/// The last lines of a tool's stderr, on one line, prefixed with `: ` (empty if none).
+fn stderr_tail(stderr: &[u8]) -> String {
+    let text = String::from_utf8_lossy(stderr);
+    let lines: Vec<&str> = text.lines().map(str::trim).filter(|l| !l.is_empty()).collect();
+    let tail = lines[lines.len().saturating_sub(3)..].join(" / ");
+    if tail.is_empty() {
+        return String::new();
+    }
+    let mut tail = tail;
+    if tail.len() > 1000 {
+        let mut cut = tail.len() - 1000;
+        while !tail.is_char_boundary(cut) {
+            cut += 1;
+        }
+        tail = format!("…{}", &tail[cut..]);
+    }
+    format!(": {tail}")
+}
+
+/// A JSON object kept in document order (upstream iterates its dicts in that order).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Ordered<T>(pub Vec<(String, T)>);
+
+impl<T> Default for Ordered<T> {
+    fn default() -> Self {
+        Ordered(Vec::new())
+    }
+}
+
+impl<'de, T: serde::Deserialize<'de>> serde::Deserialize<'de> for Ordered<T> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V<T>(std::marker::PhantomData<T>);
+        impl<'de, T: serde::Deserialize<'de>> serde::de::Visitor<'de> for V<T> {
+            type Value = Ordered<T>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("an object")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+                let mut out = Vec::new();
+                while let Some(kv) = map.next_entry()? {
+                    out.push(kv);
+                }
+                Ok(Ordered(out))
+            }
+        }
+        d.deserialize_map(V(std::marker::PhantomData))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::stages::testutil::args;
+    use serde_json::json;
+    use std::os::unix::fs::symlink;
+
+    #[test]
+    fn plain_paths_stay_below_root() {
+        let t = tempfile::tempdir().unwrap();
+        let root = t.path();
+        assert_eq!(resolve_in_root(root, "/etc/x", true).unwrap(), root.join("etc/x"));
+        assert_eq!(resolve_in_root(root, "etc/./x", true).unwrap(), root.join("etc/x"));
+        assert_eq!(resolve_in_root(root, "/../../../etc/passwd", true).unwrap(), root.join("etc/passwd"));
+        assert_eq!(resolve_in_root(root, "/", true).unwrap(), root);
+    }
+
+    #[test]
+    fn absolute_symlink_is_rerooted() {
+        let t = tempfile::tempdir().unwrap();
+        let root = t.path();
+        std::fs::create_dir(root.join("etc")).unwrap();
+        symlink("/etc/passwd", root.join("etc/x")).unwrap();
+        symlink("/etc", root.join("etcdir")).unwrap();
+        assert_eq!(resolve_in_root(root, "/etc/x", true).unwrap(), root.join("etc/passwd"));
+        assert_eq!(resolve_in_root(root, "/etc/x", false).unwrap(), root.join("etc/x"));
+        assert_eq!(resolve_in_root(root, "/etcdir/shadow", false).unwrap(), root.join("etc/shadow"));
+    }
+
+    #[test]
+    fn relative_symlink_cannot_climb_out() {
+        let t = tempfile::tempdir().unwrap();
+        let root = t.path();
+        std::fs::create_dir_all(root.join("a/b")).unwrap();
+        symlink("../../../../../../etc/passwd", root.join("a/b/up")).unwrap();
+        symlink("../../../../../../etc", root.join("a/b/updir")).unwrap();
+        symlink("../c", root.join("a/b/sib")).unwrap();
+        assert_eq!(resolve_in_root(root, "/a/b/up", true).unwrap(), root.join("etc/passwd"));
+        assert_eq!(resolve_in_root(root, "/a/b/updir/hosts", true).unwrap(), root.join("etc/hosts"));
+        assert_eq!(resolve_in_root(root, "/a/b/sib/d", true).unwrap(), root.join("a/c/d"));
+        // `..` after a symlink applies to the link's target, as the kernel does it
+        assert_eq!(resolve_in_root(root, "/a/b/sib/../e", true).unwrap(), root.join("a/e"));
+    }
+
+    #[test]
+    fn symlink_loops_are_an_error() {
+        let t = tempfile::tempdir().unwrap();
+        let root = t.path();
+        symlink("/loop", root.join("loop")).unwrap();
+        let e = resolve_in_root(root, "/loop/x", true).unwrap_err();
+        assert!(e.to_string().contains("too many levels of symbolic links"), "{e}");
+    }
+
+    #[test]
+    fn writing_through_hostile_symlink_stays_in_tree() {
+        let host = tempfile::tempdir().unwrap();
+        let victim = host.path().join("passwd");
+        std::fs::write(&victim, "host\n").unwrap();
+        let t = tempfile::tempdir().unwrap();
+        let root = t.path();
+        std::fs::create_dir(root.join("etc")).unwrap();
+        // both an absolute link at the host file and a relative one climbing far up
+        symlink(&victim, root.join("etc/x")).unwrap();
+        let up = format!("../../../../../../../../..{}", victim.display());
+        symlink(&up, root.join("etc/y")).unwrap();
+        for name in ["/etc/x", "/etc/y"] {
+            let p = resolve_in_root(root, name, true).unwrap();
+            assert!(p.starts_with(root), "{} escapes", p.display());
+            create_parents(&p).unwrap();
+            write_file(&p, b"tree\n", 0o644).unwrap();
+        }
+        assert_eq!(std::fs::read_to_string(&victim).unwrap(), "host\n");
+        assert_eq!(std::fs::read_to_string(root.join(victim.strip_prefix("/").unwrap())).unwrap(), "tree\n");
+    }
+
+    #[test]
+    fn locations() {
+        let t = tempfile::tempdir().unwrap();
+        let tree = t.path().join("tree");
+        std::fs::create_dir(&tree).unwrap();
+        let mut a = args(&tree, json!({}));
+        a.inputs.insert("in".into(), json!({"path": "/run/osbuild/inputs/in"}));
+        a.mounts.insert("root".into(), json!({"path": "/run/osbuild/mounts/"}));
+        a.paths.insert("mounts".into(), json!("/run/osbuild/mounts"));
+        assert_eq!(location("tree:///etc/x", &a, true).unwrap(), tree.join("etc/x"));
+        assert_eq!(location("/etc/x", &a, true).unwrap(), tree.join("etc/x"));
+        assert_eq!(location("tree:///", &a, true).unwrap(), tree.join("."));
+        assert_eq!(location("tree:///etc/", &a, true).unwrap(), tree.join("etc/."));
+        assert_eq!(location("input://in/f", &a, true).unwrap(), Path::new("/run/osbuild/inputs/in/f"));
+        assert_eq!(location("mount://root/boot", &a, true).unwrap(), Path::new("/run/osbuild/mounts/boot"));
+        assert_eq!(location("mount:///boot", &a, true).unwrap(), Path::new("/run/osbuild/mounts/boot"));
+        assert!(location("input://nope/f", &a, true).unwrap_err().to_string().contains("unknown input 'nope'"));
+        assert!(location("mount://nope/f", &a, true).unwrap_err().to_string().contains("unknown mount 'nope'"));
+        assert!(location("http://x/f", &a, true).unwrap_err().to_string().contains("unsupported scheme 'http'"));
+        assert!(location("tree://x", &a, true).unwrap_err().to_string().contains("must start with '/'"));
+    }
+
+    #[test]
+    fn missing_tool_is_named() {
+        let e = run_tool("org.osbuild.test", &mut Command::new("osbuild-rs-no-such-tool")).unwrap_err();
+        assert_eq!(e.to_string(), "osbuild-rs-no-such-tool not found in the build root, but org.osbuild.test needs it");
+    }
+
+    #[test]
+    fn failing_tool_reports_argv_and_stderr() {
+        let e = run_tool("org.osbuild.test", Command::new("sh").args(["-c", "echo boom >&2; exit 3"])).unwrap_err();
+        let msg = e.to_string();
+        assert!(msg.starts_with("`sh -c 'echo boom >&2; exit 3'` failed (exit status: 3): boom"), "{msg}");
+    }
+}
