@@ -564,3 +564,45 @@ fn commit_refuses_workdir_of_another_store() {
     assert!(!b.contains(ID_A) && !a.contains(ID_A));
     assert!(tmp_entries(&a).is_empty());
 }
+
+/// Unmounts (lazily) when dropped, so a failing test does not leave the mount behind.
+struct BindMount(PathBuf);
+
+impl BindMount {
+    fn new(from: &Path, to: &Path) -> BindMount {
+        let status = Command::new("mount").arg("--bind").arg(from).arg(to).status().expect("mount(8) is needed");
+        assert!(status.success(), "mount --bind {} {} failed (needs root)", from.display(), to.display());
+        BindMount(to.to_path_buf())
+    }
+}
+
+impl Drop for BindMount {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+    }
+}
+
+#[test]
+fn privileged_drop_never_removes_through_mounts() {
+    let dir = tempfile::tempdir().unwrap();
+    let host = dir.path().join("host");
+    fs::create_dir(&host).unwrap();
+    fs::write(host.join("precious"), b"keep me").unwrap();
+    let store = ObjectStore::open(&dir.path().join("store")).unwrap();
+    let work = store.new_workdir().unwrap();
+    let path = work.path().to_path_buf();
+    fs::create_dir(work.tree().join("mnt")).unwrap();
+    let mount = BindMount::new(&host, &work.tree().join("mnt"));
+    assert!(work.tree().join("mnt/precious").exists());
+
+    drop(work);
+    assert_eq!(fs::read(host.join("precious")).unwrap(), b"keep me");
+    assert!(path.exists(), "a work dir with a mount inside is left alone");
+
+    // Once unmounted, it is stale and the next open removes it.
+    drop(mount);
+    let store = ObjectStore::open(store.root()).unwrap();
+    assert!(!path.exists());
+    assert!(tmp_entries(&store).is_empty());
+    assert!(host.join("precious").exists());
+}

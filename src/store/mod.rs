@@ -483,6 +483,14 @@ mod tests {
         }
     }
 
+    #[test]
+    fn store_and_workdir_can_be_shared_across_threads() {
+        fn check<T: Send + Sync>() {}
+        check::<ObjectStore>();
+        check::<WorkDir>();
+        check::<StoreError>();
+    }
+
     fn env<'a>(vars: &'a [(&'a str, &'a str)]) -> impl Fn(&str) -> Option<OsString> + 'a {
         move |name| vars.iter().find(|(k, _)| *k == name).map(|(_, v)| OsString::from(v))
     }
