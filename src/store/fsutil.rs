@@ -1,0 +1,252 @@
+//! File-system helpers of the store: unique directories, lock files, tree copies, disk usage,
+//! and a removal that refuses to descend into mounts.
+
+use std::collections::HashSet;
+use std::fs::{self, File};
+use std::io::{self, Read};
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use super::StoreError;
+
+/// Create a new directory `dir/<prefix><unique>` that no other process or thread can also get.
+pub(crate) fn create_unique_dir(dir: &Path, prefix: &str) -> io::Result<PathBuf> {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let pid = std::process::id();
+    loop {
+        let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0);
+        let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+        let path = dir.join(format!("{prefix}{pid}-{n}-{nanos:08x}"));
+        match fs::create_dir(&path) {
+            Ok(()) => return Ok(path),
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// Open `path` (creating it if needed) for use as a lock file.
+pub(crate) fn open_lock_file(path: &Path) -> io::Result<File> {
+    File::options().read(true).write(true).create(true).truncate(false).open(path)
+}
+
+/// Try to take an exclusive flock without waiting; `Ok(false)` if someone else holds a lock.
+pub(crate) fn try_lock_exclusive(file: &File) -> io::Result<bool> {
+    match file.try_lock() {
+        Ok(()) => Ok(true),
+        Err(fs::TryLockError::WouldBlock) => Ok(false),
+        Err(fs::TryLockError::Error(e)) => Err(e),
+    }
+}
+
+/// Try to take a shared flock without waiting; `Ok(false)` if someone holds an exclusive lock.
+pub(crate) fn try_lock_shared(file: &File) -> io::Result<bool> {
+    match file.try_lock_shared() {
+        Ok(()) => Ok(true),
+        Err(fs::TryLockError::WouldBlock) => Ok(false),
+        Err(fs::TryLockError::Error(e)) => Err(e),
+    }
+}
+
+/// Whether the open file `file` is still the directory entry at `path` (not renamed or replaced).
+pub(crate) fn is_same_file(file: &File, path: &Path) -> bool {
+    match (file.metadata(), fs::symlink_metadata(path)) {
+        (Ok(a), Ok(b)) => a.dev() == b.dev() && a.ino() == b.ino(),
+        _ => false,
+    }
+}
+
+/// Set the modification time of `path` to now, creating it as an empty file if missing.
+pub(crate) fn touch(path: &Path) -> io::Result<()> {
+    let file = File::options().write(true).create(true).truncate(false).open(path)?;
+    file.set_modified(SystemTime::now())
+}
+
+/// Copy the content of directory `from` into directory `to` with `cp -a --reflink=auto`, which keeps
+/// owners, modes, timestamps, xattrs, ACLs, hardlinks, symlinks and special files.
+pub(crate) fn copy_tree(from: &Path, to: &Path) -> Result<(), StoreError> {
+    let mut cmd = Command::new("cp");
+    cmd.arg("-a").arg("--reflink=auto").arg(from.join(".")).arg(to);
+    cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::piped());
+    let output = cmd.output().map_err(|source| StoreError::CopySpawn {
+        from: from.to_path_buf(),
+        to: to.to_path_buf(),
+        source,
+    })?;
+    if output.status.success() {
+        return Ok(());
+    }
+    Err(StoreError::Copy {
+        from: from.to_path_buf(),
+        to: to.to_path_buf(),
+        status: output.status,
+        stderr: stderr_tail(&output.stderr),
+    })
+}
+
+/// The last few lines of a process's stderr, for error messages.
+fn stderr_tail(stderr: &[u8]) -> String {
+    const MAX: usize = 2000;
+    let text = String::from_utf8_lossy(stderr);
+    let text = text.trim_end();
+    if text.len() <= MAX {
+        return text.to_string();
+    }
+    let mut start = text.len() - MAX;
+    while !text.is_char_boundary(start) {
+        start += 1;
+    }
+    format!("...{}", &text[start..])
+}
+
+/// Apparent size of all regular files below `path` (not following symlinks), counting a file with
+/// several hardlinks once per `seen` set. Entries that vanish while walking are skipped; a missing
+/// `path` counts as 0.
+pub(crate) fn disk_usage(path: &Path, seen: &mut HashSet<(u64, u64)>) -> io::Result<u64> {
+    let mut total = 0u64;
+    let mut stack = vec![path.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        let entries = match fs::read_dir(&dir) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(e),
+        };
+        for entry in entries {
+            let entry = match entry {
+                Ok(entry) => entry,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(e),
+            };
+            // DirEntry::metadata does not follow symlinks.
+            let meta = match entry.metadata() {
+                Ok(meta) => meta,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(e),
+            };
+            if meta.is_dir() {
+                stack.push(entry.path());
+            } else if meta.is_file() && (meta.nlink() <= 1 || seen.insert((meta.dev(), meta.ino()))) {
+                total += meta.len();
+            }
+        }
+    }
+    Ok(total)
+}
+
+/// Mount points at or below `path` in this process's mount namespace.
+pub(crate) fn mounts_below(path: &Path) -> io::Result<Vec<PathBuf>> {
+    let mut text = String::new();
+    match File::open("/proc/self/mountinfo") {
+        Ok(mut f) => f.read_to_string(&mut text)?,
+        // Without /proc we cannot tell; assume there are no mounts.
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(e),
+    };
+    Ok(parse_mountinfo(&text).into_iter().filter(|m| m.starts_with(path)).collect())
+}
+
+/// The mount points (field 5) of `/proc/self/mountinfo` text, with octal escapes decoded.
+pub(crate) fn parse_mountinfo(text: &str) -> Vec<PathBuf> {
+    use std::os::unix::ffi::OsStringExt;
+    text.lines()
+        .filter_map(|line| line.split(' ').nth(4))
+        .map(|field| {
+            let bytes = field.as_bytes();
+            let mut out = Vec::with_capacity(bytes.len());
+            let mut i = 0;
+            while i < bytes.len() {
+                if bytes[i] == b'\\'
+                    && i + 3 < bytes.len()
+                    && bytes[i + 1..i + 4].iter().all(|b| (b'0'..=b'7').contains(b))
+                {
+                    let v = bytes[i + 1..i + 4].iter().fold(0u32, |acc, b| acc * 8 + u32::from(b - b'0'));
+                    out.push(v as u8);
+                    i += 4;
+                } else {
+                    out.push(bytes[i]);
+                    i += 1;
+                }
+            }
+            PathBuf::from(std::ffi::OsString::from_vec(out))
+        })
+        .collect()
+}
+
+/// Remove the directory `path` and everything below it. Refuses (with an error) if anything is
+/// mounted at or below `path`, so a leftover bind mount can never lead the removal onto the host.
+/// Directories without write permission (possible in trees for non-root users) are made writable.
+/// A missing `path` is not an error.
+pub(crate) fn remove_tree(path: &Path) -> io::Result<()> {
+    let mounts = mounts_below(path)?;
+    if let Some(m) = mounts.first() {
+        return Err(io::Error::other(format!("refusing to remove {}: {} is mounted", path.display(), m.display())));
+    }
+    match fs::remove_dir_all(path) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::PermissionDenied => {
+            make_dirs_writable(path);
+            match fs::remove_dir_all(path) {
+                Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+                r => r,
+            }
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// Best effort: give the owner rwx on every directory below `path` (not following symlinks).
+fn make_dirs_writable(path: &Path) {
+    let mut stack = vec![path.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        let Ok(meta) = fs::symlink_metadata(&dir) else { continue };
+        if !meta.is_dir() {
+            continue;
+        }
+        let mode = meta.permissions().mode();
+        if mode & 0o700 != 0o700 {
+            let _ = fs::set_permissions(&dir, fs::Permissions::from_mode(mode | 0o700));
+        }
+        if let Ok(entries) = fs::read_dir(&dir) {
+            for entry in entries.flatten() {
+                if entry.file_type().is_ok_and(|t| t.is_dir()) {
+                    stack.push(entry.path());
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mountinfo_mount_points_are_unescaped() {
+        let text = "22 1 8:1 / / rw,relatime shared:1 - ext4 /dev/sda1 rw\n\
+                    40 22 8:1 /x /var/cache/my\\040store/tmp/a rw - ext4 /dev/sda1 rw\n";
+        assert_eq!(parse_mountinfo(text), vec![PathBuf::from("/"), PathBuf::from("/var/cache/my store/tmp/a")]);
+    }
+
+    #[test]
+    fn stderr_tail_keeps_the_end() {
+        let long = "x".repeat(5000) + "the end";
+        let tail = stderr_tail(long.as_bytes());
+        assert!(tail.starts_with("..."));
+        assert!(tail.ends_with("the end"));
+        assert!(tail.len() <= 2003);
+        assert_eq!(stderr_tail(b"short\n"), "short");
+    }
+
+    #[test]
+    fn unique_dirs_differ() {
+        let tmp = tempfile::tempdir().unwrap();
+        let a = create_unique_dir(tmp.path(), "w-").unwrap();
+        let b = create_unique_dir(tmp.path(), "w-").unwrap();
+        assert_ne!(a, b);
+        assert!(a.is_dir() && b.is_dir());
+    }
+}
