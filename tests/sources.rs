@@ -243,7 +243,7 @@ fn file_url_errors_name_the_url() {
     let err = sources::fetch(&source("org.osbuild.curl", items), None, dest.path(), &quick()).unwrap_err();
     let (msg, results) = failed_results(err);
     let mismatch = format!("checksum mismatch for {present_url}: expected {expected}, got {}", sha256(b"actual"));
-    assert_eq!(msg, format!("{mismatch} (and 1 more failed items)"));
+    assert_eq!(msg, format!("{mismatch} (and 1 more failed item)"));
     assert_eq!(results[0].error.as_deref(), Some(mismatch.as_str()));
     let missing = results[1].error.as_deref().unwrap();
     assert!(missing.contains(&missing_url) && missing.contains("No such file"), "{missing}");

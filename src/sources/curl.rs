@@ -252,18 +252,37 @@ const WRITE_OUT_TAG: &str = "osbuild-rs-transfer";
 
 /// The curl config for one batch: global `parallel`, then per transfer the options upstream
 /// sets (repeated because `next` resets them), output to the transfer's temp file.
-pub fn curl_config(transfers: &[(&Transfer, &Path)], opts: &FetchOptions, proxy: Option<&str>) -> String {
+/// In `Single` mode (curl older than 7.75) there is no `parallel` and no `%{exitcode}`: one
+/// transfer per process, its exit status and stderr tell the outcome.
+pub fn curl_config(
+    transfers: &[(&Transfer, &Path)],
+    opts: &FetchOptions,
+    proxy: Option<&str>,
+    mode: CurlMode,
+) -> String {
     let mut c = String::new();
-    let _ = writeln!(c, "parallel\nparallel-max = {}\n", opts.parallel.clamp(1, 300));
+    if mode == CurlMode::Parallel {
+        let _ = writeln!(c, "parallel\nparallel-max = {}\n", opts.parallel.clamp(1, 300));
+    }
     for (i, (t, output)) in transfers.iter().enumerate() {
         let _ = writeln!(c, "url = {}", config_quote(&quote_url(&t.url)));
         let _ = writeln!(c, "output = {}", config_quote(&output.to_string_lossy()));
         let _ = writeln!(c, "user-agent = \"osbuild (Linux.{}; https://osbuild.org/)\"", machine());
         c.push_str("silent\nspeed-limit = 1000\nconnect-timeout = 30\nfail\nlocation\n");
-        let _ = writeln!(
-            c,
-            "write-out = \"{WRITE_OUT_TAG}\\t%{{exitcode}}\\t%{{response_code}}\\t%{{filename_effective}}\\t%{{errormsg}}\\n\""
-        );
+        match mode {
+            CurlMode::Parallel => {
+                let _ = writeln!(
+                    c,
+                    "write-out = \"{WRITE_OUT_TAG}\\t%{{exitcode}}\\t%{{response_code}}\\t%{{filename_effective}}\\t%{{errormsg}}\\n\""
+                );
+            }
+            CurlMode::Single => {
+                let _ = writeln!(
+                    c,
+                    "show-error\nwrite-out = \"{WRITE_OUT_TAG}\\t0\\t%{{response_code}}\\t%{{filename_effective}}\\t\\n\""
+                );
+            }
+        }
         if let Some(timeout) = opts.timeout {
             let _ = writeln!(c, "max-time = {:.3}", timeout.as_secs_f64());
         }
@@ -331,10 +350,19 @@ fn transfer_error(url: &str, report: &TransferReport) -> SourceError {
     }
 }
 
-static CURL_CHECK: OnceLock<Result<(), String>> = OnceLock::new();
+/// How the host curl is driven.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CurlMode {
+    /// One process, many transfers (`--parallel`, `%{exitcode}`: curl 7.75 or newer).
+    Parallel,
+    /// One process per transfer, for older curl (as upstream falls back to).
+    Single,
+}
 
-/// Checks once that the host curl supports `--parallel` with `%{exitcode}` (7.75 or newer).
-fn check_curl() -> Result<(), String> {
+static CURL_CHECK: OnceLock<Result<CurlMode, String>> = OnceLock::new();
+
+/// Checks once that curl runs and whether it supports `--parallel` with `%{exitcode}`.
+fn check_curl() -> Result<CurlMode, String> {
     CURL_CHECK
         .get_or_init(|| {
             let out = Command::new("curl").arg("--version").output().map_err(|e| format!("cannot run curl: {e}"))?;
@@ -342,11 +370,7 @@ fn check_curl() -> Result<(), String> {
             let version = text.split_whitespace().nth(1).unwrap_or("");
             let mut parts = version.split('.').map(|p| p.parse::<u32>().unwrap_or(0));
             let (major, minor) = (parts.next().unwrap_or(0), parts.next().unwrap_or(0));
-            if (major, minor) >= (7, 75) {
-                Ok(())
-            } else {
-                Err(format!("curl {version} is too old: 7.75 or newer is needed for parallel downloads"))
-            }
+            Ok(if (major, minor) >= (7, 75) { CurlMode::Parallel } else { CurlMode::Single })
         })
         .clone()
 }
@@ -359,9 +383,19 @@ pub fn fetch_with_curl(
     dest_dir: &Path,
     opts: &FetchOptions,
 ) -> Vec<(usize, Result<(), SourceError>)> {
-    if let Err(e) = check_curl() {
-        return transfers.iter().map(|t| (t.index, Err(SourceError::Curl(e.clone())))).collect();
-    }
+    let mode = match check_curl() {
+        Ok(mode) => mode,
+        Err(e) => return transfers.iter().map(|t| (t.index, Err(SourceError::Curl(e.clone())))).collect(),
+    };
+    download(transfers, dest_dir, opts, mode)
+}
+
+fn download(
+    transfers: &[Transfer],
+    dest_dir: &Path,
+    opts: &FetchOptions,
+    mode: CurlMode,
+) -> Vec<(usize, Result<(), SourceError>)> {
     let proxy = std::env::var(ENV_PROXY).ok();
     let mut results = Vec::with_capacity(transfers.len());
     let mut pending: Vec<&Transfer> = transfers.iter().collect();
@@ -373,8 +407,17 @@ pub fn fetch_with_curl(
         let last_attempt = attempt >= opts.retries;
         let temps: Vec<TempFile> = pending.iter().map(|_| TempFile::reserve(dest_dir)).collect();
         let batch: Vec<(&Transfer, &Path)> = pending.iter().copied().zip(temps.iter().map(|t| t.path())).collect();
-        let config = curl_config(&batch, opts, proxy.as_deref());
-        let reports = match run_curl(&config) {
+        let reports = match mode {
+            CurlMode::Parallel => run_curl(&curl_config(&batch, opts, proxy.as_deref(), mode)).and_then(|run| {
+                if run.reports.is_empty() && run.exit_code != Some(0) {
+                    Err(format!("curl exited with {:?} and reported no transfers: {}", run.exit_code, run.stderr_tail))
+                } else {
+                    Ok(run.reports)
+                }
+            }),
+            CurlMode::Single => run_single_transfers(&batch, opts, proxy.as_deref()),
+        };
+        let reports = match reports {
             Ok(r) => r,
             Err(e) => {
                 results.extend(pending.iter().map(|t| (t.index, Err(SourceError::Curl(e.clone())))));
@@ -403,8 +446,39 @@ pub fn fetch_with_curl(
     results
 }
 
+/// Old curl: one process per transfer, `parallel` at a time; the exit status and the last
+/// stderr line stand in for `%{exitcode}` and `%{errormsg}`.
+fn run_single_transfers(
+    batch: &[(&Transfer, &Path)],
+    opts: &FetchOptions,
+    proxy: Option<&str>,
+) -> Result<HashMap<String, TransferReport>, String> {
+    let runs = super::run_parallel(batch, opts.parallel, |&(t, output)| {
+        let run = run_curl(&curl_config(&[(t, output)], opts, proxy, CurlMode::Single))?;
+        let output = output.to_string_lossy().into_owned();
+        let mut report = run.reports.get(&output).cloned().unwrap_or(TransferReport {
+            exit_code: -1,
+            http_status: 0,
+            output: output.clone(),
+            message: String::new(),
+        });
+        report.exit_code = run.exit_code.unwrap_or(-1);
+        report.message = run.stderr_tail.rsplit("; ").next().unwrap_or("").to_string();
+        Ok((output, report))
+    });
+    runs.into_iter().collect()
+}
+
+/// What one curl process reported.
+struct CurlRun {
+    reports: HashMap<String, TransferReport>,
+    exit_code: Option<i32>,
+    /// The last few stderr lines, joined by "; ".
+    stderr_tail: String,
+}
+
 /// Runs curl with `config` on stdin; returns its reports by output path.
-fn run_curl(config: &str) -> Result<HashMap<String, TransferReport>, String> {
+fn run_curl(config: &str) -> Result<CurlRun, String> {
     let mut child = Command::new("curl")
         .args(["--config", "-"])
         .stdin(Stdio::piped())
@@ -444,12 +518,9 @@ fn run_curl(config: &str) -> Result<HashMap<String, TransferReport>, String> {
     let status = child.wait().map_err(|e| format!("waiting for curl: {e}"))?;
     let _ = feeder.join();
     let stderr = err_reader.join().unwrap_or_default();
-    if reports.is_empty() && !status.success() {
-        let tail: String =
-            stderr.lines().rev().take(5).collect::<Vec<_>>().into_iter().rev().collect::<Vec<_>>().join("; ");
-        return Err(format!("curl exited with {status} and reported no transfers: {tail}"));
-    }
-    Ok(reports)
+    let lines: Vec<&str> = stderr.lines().map(str::trim).filter(|l| !l.is_empty()).collect();
+    let stderr_tail = lines[lines.len().saturating_sub(5)..].join("; ");
+    Ok(CurlRun { reports, exit_code: status.code(), stderr_tail })
 }
 
 #[cfg(test)]
@@ -526,14 +597,43 @@ mod tests {
             tls: Some(Tls { ca_cert: None, client_cert: Some("/c".into()), client_key: Some("/k".into()) }),
         };
         let opts = FetchOptions { parallel: 8, retries: 0, timeout: Some(Duration::from_secs(5)) };
-        let c =
-            curl_config(&[(&t, Path::new("/d/.tmp-1")), (&t, Path::new("/d/.tmp-2"))], &opts, Some("http://p:3128"));
+        let outputs = [(&t, Path::new("/d/.tmp-1")), (&t, Path::new("/d/.tmp-2"))];
+        let c = curl_config(&outputs, &opts, Some("http://p:3128"), CurlMode::Parallel);
         assert!(c.starts_with("parallel\nparallel-max = 8\n"), "{c}");
         assert!(c.contains("url = \"https://h/a%20%22b%22.rpm\"\n"), "{c}");
         assert!(c.contains("output = \"/d/.tmp-2\"\n"));
         assert!(c.contains("proxy = \"http://p:3128\"\n") && c.contains("cert = \"/c\"\nkey = \"/k\"\ninsecure\n"));
         assert!(c.contains("max-time = 5.000\n") && c.contains("fail\nlocation\n"));
         assert_eq!(c.matches("next\n").count(), 1);
+        let single = curl_config(&outputs[..1], &opts, None, CurlMode::Single);
+        assert!(!single.contains("parallel") && single.contains("show-error\n") && !single.contains("exitcode"));
+    }
+
+    /// Old-curl mode, exercised with curl's own file:// support (no server needed).
+    #[test]
+    fn single_transfer_mode_downloads_and_reports() {
+        let src = tempfile::tempdir().unwrap();
+        let dest = tempfile::tempdir().unwrap();
+        std::fs::write(src.path().join("a"), b"alpha").unwrap();
+        let sum = |d: &[u8]| checksum::hash_reader(d, checksum::Algorithm::Sha256).unwrap();
+        let transfer = |index, name: &str, data: &[u8]| Transfer {
+            index,
+            url: format!("file://{}/{name}", src.path().display()),
+            checksum: sum(data),
+            insecure: false,
+            tls: None,
+        };
+        let transfers = [transfer(0, "a", b"alpha"), transfer(1, "a", b"beta"), transfer(2, "missing", b"x")];
+        let opts = FetchOptions { parallel: 2, retries: 2, timeout: None };
+        let mut results = download(&transfers, dest.path(), &opts, CurlMode::Single);
+        results.sort_by_key(|r| r.0);
+        assert!(results[0].1.is_ok(), "{:?}", results[0]);
+        let mismatch = results[1].1.as_ref().unwrap_err().to_string();
+        assert!(mismatch.starts_with("checksum mismatch for file://"), "{mismatch}");
+        let missing = results[2].1.as_ref().unwrap_err().to_string();
+        assert!(missing.contains("/missing") && missing.contains("(exit code 37)"), "{missing}");
+        let names: Vec<_> = std::fs::read_dir(dest.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+        assert_eq!(names, vec![std::ffi::OsString::from(sum(b"alpha").to_string())]);
     }
 
     #[test]

@@ -74,8 +74,16 @@ pub enum SourceError {
         source: io::Error,
     },
     /// Some items failed; `results` holds every item's outcome (failed ones with `error` set).
-    #[error("{first}{}", if *.failed > 1 { format!(" (and {} more failed items)", .failed - 1) } else { String::new() })]
+    #[error("{first}{}", more_failed(*.failed))]
     Failed { source_type: String, first: String, failed: usize, results: Vec<ItemResult> },
+}
+
+fn more_failed(failed: usize) -> String {
+    match failed {
+        0 | 1 => String::new(),
+        2 => " (and 1 more failed item)".to_string(),
+        n => format!(" (and {} more failed items)", n - 1),
+    }
 }
 
 impl SourceError {

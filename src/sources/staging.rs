@@ -61,7 +61,11 @@ impl TempFile {
 
     /// Hashes the file as written, fsyncs it and renames it to `dir/<expected>` when the digest
     /// matches. A mismatch is returned as `ChecksumMismatch` naming `origin`.
+    /// A missing file counts as empty: curl may not create its output for an empty body.
     pub fn verify_and_commit(self, dir: &Path, expected: &Checksum, origin: &str) -> Result<(), SourceError> {
+        if fs::symlink_metadata(&self.path).is_err() {
+            File::create(&self.path).map_err(|e| SourceError::io("create", &self.path, e))?;
+        }
         let file = File::open(&self.path).map_err(|e| SourceError::io("open downloaded file", &self.path, e))?;
         let actual = checksum::hash_reader(&file, expected.algorithm)
             .map_err(|e| SourceError::io("read downloaded file", &self.path, e))?;
