@@ -14,6 +14,7 @@ use std::time::Duration;
 use serde_json::Value;
 
 use super::checksum::{self, Checksum};
+use super::rhsm::Subscriptions;
 use super::staging::TempFile;
 use super::{FetchOptions, SourceError};
 
@@ -72,9 +73,14 @@ pub struct Tls {
 }
 
 /// Resolves an item's secrets provider as upstream does: `org.osbuild.mtls` reads the key and
-/// cert (and optional CA) from the environment; `org.osbuild.rhsm` needs the host's subscription
-/// manager, which is not supported here; other names add nothing.
-pub fn resolve_secrets(item: &CurlItem, env: impl Fn(&str) -> Option<String>) -> Result<Option<Tls>, SourceError> {
+/// cert (and optional CA) from the environment; `org.osbuild.rhsm` takes the host's
+/// subscription certificates (`rhsm`, loaded by the caller when any item needs them); other
+/// names add nothing.
+pub fn resolve_secrets(
+    item: &CurlItem,
+    env: impl Fn(&str) -> Option<String>,
+    rhsm: Option<&Result<Subscriptions, String>>,
+) -> Result<Option<Tls>, SourceError> {
     match item.secrets.as_deref() {
         Some("org.osbuild.mtls") => {
             let key = env(ENV_CLIENT_KEY).filter(|v| !v.is_empty());
@@ -88,8 +94,16 @@ pub fn resolve_secrets(item: &CurlItem, env: impl Fn(&str) -> Option<String>) ->
                 _ => Err(SourceError::MissingMtlsEnv { url: item.url.clone() }),
             }
         }
-        Some(name @ "org.osbuild.rhsm") => {
-            Err(SourceError::UnsupportedSecrets { url: item.url.clone(), name: name.to_string() })
+        Some("org.osbuild.rhsm") => {
+            let rhsm_error = |reason: String| SourceError::Rhsm { url: item.url.clone(), reason };
+            match rhsm {
+                Some(Ok(subs)) => match subs.secrets_for(&item.url) {
+                    Some(tls) => Ok(Some(tls)),
+                    None => Err(rhsm_error("no subscription matches it".into())),
+                },
+                Some(Err(e)) => Err(rhsm_error(e.clone())),
+                None => Err(rhsm_error("subscriptions were not loaded".into())),
+            }
         }
         _ => Ok(None),
     }
@@ -553,20 +567,21 @@ mod tests {
     fn resolves_secrets_like_upstream() {
         let item =
             |s: Option<&str>| CurlItem { url: "https://x/y".into(), insecure: false, secrets: s.map(Into::into) };
-        assert_eq!(resolve_secrets(&item(None), |_| None).unwrap(), None);
-        assert_eq!(resolve_secrets(&item(Some("org.example")), |_| None).unwrap(), None);
+        assert_eq!(resolve_secrets(&item(None), |_| None, None).unwrap(), None);
+        assert_eq!(resolve_secrets(&item(Some("org.example")), |_| None, None).unwrap(), None);
         let env = |k: &str| match k {
             ENV_CLIENT_KEY => Some("/k.pem".to_string()),
             ENV_CLIENT_CERT => Some("/c.pem".to_string()),
             _ => None,
         };
-        let tls = resolve_secrets(&item(Some("org.osbuild.mtls")), env).unwrap().unwrap();
+        let tls = resolve_secrets(&item(Some("org.osbuild.mtls")), env, None).unwrap().unwrap();
         assert_eq!(tls.client_key.as_deref(), Some("/k.pem"));
         assert_eq!(tls.ca_cert, None);
-        let err = resolve_secrets(&item(Some("org.osbuild.mtls")), |_| None).unwrap_err().to_string();
+        let err = resolve_secrets(&item(Some("org.osbuild.mtls")), |_| None, None).unwrap_err().to_string();
         assert!(err.contains("https://x/y") && err.contains("OSBUILD_SOURCES_CURL_SSL_CLIENT_KEY"), "{err}");
-        let err = resolve_secrets(&item(Some("org.osbuild.rhsm")), |_| None).unwrap_err().to_string();
-        assert!(err.contains("org.osbuild.rhsm") && err.contains("not supported"), "{err}");
+        let none: Result<Subscriptions, String> = Err("no rhsm secrets found on this host".into());
+        let err = resolve_secrets(&item(Some("org.osbuild.rhsm")), |_| None, Some(&none)).unwrap_err().to_string();
+        assert_eq!(err, "no rhsm secrets for https://x/y: no rhsm secrets found on this host");
     }
 
     #[test]

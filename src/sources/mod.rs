@@ -8,6 +8,7 @@
 pub mod checksum;
 pub mod curl;
 pub mod inline;
+pub mod rhsm;
 pub mod staging;
 
 use std::collections::BTreeSet;
@@ -51,8 +52,8 @@ pub enum SourceError {
         #[source]
         source: io::Error,
     },
-    #[error("secrets provider {name} for {url} is not supported")]
-    UnsupportedSecrets { url: String, name: String },
+    #[error("no rhsm secrets for {url}: {reason}")]
+    Rhsm { url: String, reason: String },
     #[error(
         "mtls secrets required for {url} but OSBUILD_SOURCES_CURL_SSL_CLIENT_KEY or \
          OSBUILD_SOURCES_CURL_SSL_CLIENT_CERT is not set"
@@ -213,6 +214,9 @@ pub fn fetch(
     let jobs = parse_items(source, wanted)?;
     fs::create_dir_all(dest_dir).map_err(|e| SourceError::io("create directory", dest_dir, e))?;
 
+    let needs_rhsm =
+        jobs.iter().any(|(_, job)| matches!(job, Job::Curl(i) if i.secrets.as_deref() == Some("org.osbuild.rhsm")));
+    let subscriptions = needs_rhsm.then(rhsm::Subscriptions::from_host_system);
     let mut outcomes: Vec<Option<Result<bool, SourceError>>> = Vec::with_capacity(jobs.len());
     let mut local = Vec::new();
     let mut transfers = Vec::new();
@@ -223,7 +227,7 @@ pub fn fetch(
         }
         outcomes.push(None);
         match job {
-            Job::Curl(item) => match curl::resolve_secrets(item, |k| std::env::var(k).ok()) {
+            Job::Curl(item) => match curl::resolve_secrets(item, |k| std::env::var(k).ok(), subscriptions.as_ref()) {
                 Ok(tls) => transfers.push(Transfer {
                     index,
                     url: item.url.clone(),
