@@ -425,3 +425,121 @@ fn file_urls_300_x_1mib() {
     assert_eq!(results.len(), 300);
     assert_eq!(listing(dest.path()).len(), 300);
 }
+
+/// An HTTPS server (python's http.server behind ssl) with a fresh self-signed certificate for
+/// 127.0.0.1, serving `root`; with `client_ca`, clients must present a certificate it signed.
+struct TlsServer {
+    child: std::process::Child,
+    port: u16,
+}
+
+impl TlsServer {
+    fn start(root: &Path, cert: &Path, key: &Path, client_ca: Option<&Path>) -> TlsServer {
+        let script = r#"
+import http.server, ssl, sys
+cert, key, client_ca = sys.argv[1], sys.argv[2], sys.argv[3]
+ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+ctx.load_cert_chain(cert, key)
+if client_ca:
+    ctx.verify_mode = ssl.CERT_REQUIRED
+    ctx.load_verify_locations(client_ca)
+class Quiet(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, *args):
+        pass
+srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Quiet)
+srv.socket = ctx.wrap_socket(srv.socket, server_side=True)
+print(srv.server_address[1], flush=True)
+srv.serve_forever()
+"#;
+        let mut child = std::process::Command::new("python3")
+            .arg("-c")
+            .arg(script)
+            .arg(cert)
+            .arg(key)
+            .arg(client_ca.map(|p| p.as_os_str()).unwrap_or_default())
+            .current_dir(root)
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("python3 is needed for the https tests");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+        let port = line.trim().parse().unwrap_or_else(|_| panic!("https server did not start: {line:?}"));
+        TlsServer { child, port }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("https://127.0.0.1:{}{path}", self.port)
+    }
+}
+
+impl Drop for TlsServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A self-signed certificate and key in `dir` named `<name>.crt` / `<name>.key`.
+fn self_signed(dir: &Path, name: &str, subject: &str, san: Option<&str>) -> (PathBuf, PathBuf) {
+    let (crt, key) = (dir.join(format!("{name}.crt")), dir.join(format!("{name}.key")));
+    let mut cmd = std::process::Command::new("openssl");
+    cmd.args(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", subject, "-keyout"])
+        .arg(&key)
+        .arg("-out")
+        .arg(&crt);
+    if let Some(san) = san {
+        cmd.args(["-addext", &format!("subjectAltName={san}")]);
+    }
+    let out = cmd.output().expect("openssl is needed for the https tests");
+    assert!(out.status.success(), "openssl: {}", String::from_utf8_lossy(&out.stderr));
+    (crt, key)
+}
+
+#[test]
+fn https_insecure_and_client_certificates() {
+    let certs = tempfile::tempdir().unwrap();
+    let root = tempfile::tempdir().unwrap();
+    let data = b"over tls".to_vec();
+    fs::write(root.path().join("f.rpm"), &data).unwrap();
+    let (server_crt, server_key) = self_signed(certs.path(), "server", "/CN=127.0.0.1", Some("IP:127.0.0.1"));
+    let (client_crt, client_key) = self_signed(certs.path(), "client", "/CN=client", None);
+
+    // A self-signed server: refused unless the item says insecure; not retried.
+    let server = TlsServer::start(root.path(), &server_crt, &server_key, None);
+    let url = server.url("/f.rpm");
+    let dest = tempfile::tempdir().unwrap();
+    let opts = FetchOptions { retries: 3, ..quick() };
+    let start = Instant::now();
+    let err = sources::fetch(&source("org.osbuild.curl", json!({ sha256(&data): &url })), None, dest.path(), &opts)
+        .unwrap_err();
+    let msg = err.to_string();
+    assert!(msg.starts_with(&format!("curl: error downloading {url}")) && msg.ends_with("(exit code 60)"), "{msg}");
+    assert!(start.elapsed() < Duration::from_millis(500), "a certificate problem must not be retried");
+    let items = json!({ sha256(&data): {"url": &url, "insecure": true} });
+    sources::fetch(&source("org.osbuild.curl", items), None, dest.path(), &opts).unwrap();
+    assert_eq!(fs::read(dest.path().join(sha256(&data))).unwrap(), data);
+    drop(server);
+
+    // Client certificates and the CA come from the environment for org.osbuild.mtls.
+    let server = TlsServer::start(root.path(), &server_crt, &server_key, Some(&client_crt));
+    let url = server.url("/f.rpm");
+    let dest = tempfile::tempdir().unwrap();
+    let items = json!({ sha256(&data): {"url": &url, "secrets": {"name": "org.osbuild.mtls"}} });
+    std::env::set_var("OSBUILD_SOURCES_CURL_SSL_CLIENT_KEY", &client_key);
+    std::env::set_var("OSBUILD_SOURCES_CURL_SSL_CLIENT_CERT", &client_crt);
+    std::env::set_var("OSBUILD_SOURCES_CURL_SSL_CA_CERT", &server_crt);
+    let results = sources::fetch(&source("org.osbuild.curl", items.clone()), None, dest.path(), &opts).unwrap();
+    assert!(!results[0].cached);
+    assert_eq!(fs::read(dest.path().join(sha256(&data))).unwrap(), data);
+
+    // Without a client certificate the server refuses the handshake.
+    let plain = json!({ sha256(&data): {"url": &url, "insecure": true} });
+    let dest = tempfile::tempdir().unwrap();
+    let opts = FetchOptions { retries: 0, ..quick() };
+    let err = sources::fetch(&source("org.osbuild.curl", plain), None, dest.path(), &opts).unwrap_err();
+    assert!(err.to_string().contains(&url), "{err}");
+    std::env::remove_var("OSBUILD_SOURCES_CURL_SSL_CLIENT_KEY");
+    let err = sources::fetch(&source("org.osbuild.curl", items), None, dest.path(), &opts).unwrap_err();
+    assert!(err.to_string().starts_with(&format!("mtls secrets required for {url}")), "{err}");
+    assert!(listing(dest.path()).is_empty());
+}
