@@ -206,7 +206,7 @@ pub fn file_path(url: &str) -> Option<Result<PathBuf, SourceError>> {
 
 /// Copies a local file into `dest_dir` as `<checksum>`, hashing it on the way.
 pub fn fetch_file(url: &str, path: &Path, checksum: &Checksum, dest_dir: &Path) -> Result<(), SourceError> {
-    let read_error = |e| SourceError::File { url: url.to_string(), path: path.to_path_buf(), source: e };
+    let read_error = |e| SourceError::File { url: url.to_string(), path: path.to_path_buf(), error: e };
     let src = File::open(path).map_err(read_error)?;
     let (temp, mut out) = TempFile::create(dest_dir)?;
     let mut hasher = checksum.algorithm.hasher();

@@ -26,7 +26,8 @@ use checksum::Checksum;
 use curl::{CurlItem, Transfer};
 use inline::InlineItem;
 
-/// Everything that can go wrong while fetching sources.
+/// Everything that can go wrong while fetching sources. Each message is complete on its own
+/// (causes are part of it, not a chain), so it can stand in an item result.
 #[derive(Debug, thiserror::Error)]
 pub enum SourceError {
     #[error("unsupported source type {0}")]
@@ -45,13 +46,8 @@ pub enum SourceError {
     InvalidUrl { url: String, reason: String },
     #[error("file url {url} names a remote host: only local files can be read")]
     RemoteFileUrl { url: String },
-    #[error("cannot read {path} for {url}: {source}")]
-    File {
-        url: String,
-        path: PathBuf,
-        #[source]
-        source: io::Error,
-    },
+    #[error("cannot read {path} for {url}: {error}")]
+    File { url: String, path: PathBuf, error: io::Error },
     #[error("no rhsm secrets for {url}: {reason}")]
     Rhsm { url: String, reason: String },
     #[error(
@@ -67,13 +63,8 @@ pub enum SourceError {
     Curl(String),
     #[error("checksum mismatch for {origin}: expected {expected}, got {actual}")]
     ChecksumMismatch { origin: String, expected: String, actual: String },
-    #[error("cannot {op} {path}: {source}")]
-    Io {
-        op: &'static str,
-        path: PathBuf,
-        #[source]
-        source: io::Error,
-    },
+    #[error("cannot {op} {path}: {error}")]
+    Io { op: &'static str, path: PathBuf, error: io::Error },
     /// Some items failed; `results` holds every item's outcome (failed ones with `error` set).
     #[error("{first}{}", more_failed(*.failed))]
     Failed { source_type: String, first: String, failed: usize, results: Vec<ItemResult> },
@@ -88,8 +79,8 @@ fn more_failed(failed: usize) -> String {
 }
 
 impl SourceError {
-    pub(crate) fn io(op: &'static str, path: &Path, source: io::Error) -> SourceError {
-        SourceError::Io { op, path: path.to_path_buf(), source }
+    pub(crate) fn io(op: &'static str, path: &Path, error: io::Error) -> SourceError {
+        SourceError::Io { op, path: path.to_path_buf(), error }
     }
 }
 
