@@ -133,6 +133,9 @@ fn serve(
             }
         }
         *hits.lock().unwrap().entry(path.clone()).or_default() += 1;
+        if path == "/slow" {
+            std::thread::sleep(Duration::from_secs(3));
+        }
         let fail = {
             let mut f = failures.lock().unwrap();
             match f.get_mut(&path) {
@@ -327,6 +330,22 @@ fn http_500_is_retried_with_backoff() {
     assert_eq!(err.to_string(), format!("http error 500 downloading {url}"));
     assert_eq!(server.hits("/broken"), 2);
     assert_eq!(listing(dest.path()).len(), 1);
+}
+
+#[test]
+fn timeout_limits_a_transfer() {
+    let server = Server::start();
+    server.add("/slow", b"late".to_vec());
+    let dest = tempfile::tempdir().unwrap();
+    let url = server.url("/slow");
+    let opts = FetchOptions { retries: 0, timeout: Some(Duration::from_millis(700)), ..quick() };
+    let start = Instant::now();
+    let err = sources::fetch(&source("org.osbuild.curl", json!({ sha256(b"late"): &url })), None, dest.path(), &opts)
+        .unwrap_err();
+    let msg = err.to_string();
+    assert!(msg.starts_with(&format!("curl: error downloading {url}: ")) && msg.ends_with("(exit code 28)"), "{msg}");
+    assert!(start.elapsed() < Duration::from_millis(2500), "took {:?}", start.elapsed());
+    assert!(listing(dest.path()).is_empty());
 }
 
 #[test]
