@@ -439,6 +439,7 @@ fn download(
             }
         };
         let mut retry = Vec::new();
+        let mut downloaded = Vec::new();
         for (t, temp) in pending.iter().zip(temps) {
             let report = reports.get(&temp.path().to_string_lossy().into_owned()).cloned().unwrap_or(TransferReport {
                 exit_code: -1,
@@ -447,13 +448,16 @@ fn download(
                 message: "curl reported no result for this transfer".into(),
             });
             if report.exit_code == 0 {
-                results.push((t.index, temp.verify_and_commit(dest_dir, &t.checksum, &t.url)));
+                downloaded.push((*t, temp));
             } else if is_retryable(&report) && !last_attempt {
                 retry.push(*t);
             } else {
                 results.push((t.index, Err(transfer_error(&t.url, &report))));
             }
         }
+        results.extend(super::run_parallel(&downloaded, opts.parallel, |(t, temp)| {
+            (t.index, temp.verify_and_commit(dest_dir, &t.checksum, &t.url))
+        }));
         pending = retry;
         attempt += 1;
     }

@@ -4,7 +4,7 @@
 use std::fs::{self, File, OpenOptions};
 use std::io;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use super::checksum::{self, Checksum};
@@ -25,7 +25,7 @@ fn temp_name() -> String {
 /// A temp file in `dir`, removed when dropped unless it was committed.
 pub struct TempFile {
     path: PathBuf,
-    committed: bool,
+    committed: AtomicBool,
 }
 
 impl TempFile {
@@ -34,7 +34,7 @@ impl TempFile {
         loop {
             let path = dir.join(temp_name());
             match OpenOptions::new().write(true).create_new(true).open(&path) {
-                Ok(file) => return Ok((TempFile { path, committed: false }, file)),
+                Ok(file) => return Ok((TempFile { path, committed: AtomicBool::new(false) }, file)),
                 Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
                 Err(e) => return Err(SourceError::io("create temp file", &path, e)),
             }
@@ -46,7 +46,7 @@ impl TempFile {
         loop {
             let path = dir.join(temp_name());
             if fs::symlink_metadata(&path).is_err() {
-                return TempFile { path, committed: false };
+                return TempFile { path, committed: AtomicBool::new(false) };
             }
         }
     }
@@ -62,7 +62,7 @@ impl TempFile {
     /// Hashes the file as written, fsyncs it and renames it to `dir/<expected>` when the digest
     /// matches. A mismatch is returned as `ChecksumMismatch` naming `origin`.
     /// A missing file counts as empty: curl may not create its output for an empty body.
-    pub fn verify_and_commit(self, dir: &Path, expected: &Checksum, origin: &str) -> Result<(), SourceError> {
+    pub fn verify_and_commit(&self, dir: &Path, expected: &Checksum, origin: &str) -> Result<(), SourceError> {
         if fs::symlink_metadata(&self.path).is_err() {
             File::create(&self.path).map_err(|e| SourceError::io("create", &self.path, e))?;
         }
@@ -109,17 +109,17 @@ impl TempFile {
 
     /// Renames an already verified and fsync'ed file to `dir/<checksum>`. A racing writer of the
     /// same checksum stored the same content, so an existing target is fine.
-    pub fn commit(mut self, dir: &Path, checksum: &Checksum) -> Result<(), SourceError> {
+    pub fn commit(&self, dir: &Path, checksum: &Checksum) -> Result<(), SourceError> {
         let target = dir.join(checksum.to_string());
         fs::rename(&self.path, &target).map_err(|e| SourceError::io("rename into place", &target, e))?;
-        self.committed = true;
+        self.committed.store(true, Ordering::SeqCst);
         Ok(())
     }
 }
 
 impl Drop for TempFile {
     fn drop(&mut self) {
-        if !self.committed {
+        if !self.committed.load(Ordering::SeqCst) {
             let _ = fs::remove_file(&self.path);
         }
     }
