@@ -1,1 +1,333 @@
-//! (filled in by the sources work; see the contract in the helper's brief)
+//! Sources: fetch the content-addressed files a manifest's inputs refer to.
+//!
+//! Supported: `org.osbuild.inline` (data in the manifest) and `org.osbuild.curl` (`file://`
+//! copied natively, other URLs through the host `curl`). Every item lands in a destination
+//! directory as a file named by its checksum (`sha256:<hex>`): written to a temp file in that
+//! directory, verified, fsync'ed and renamed, so a stored file is always complete and correct.
+
+pub mod checksum;
+pub mod curl;
+pub mod inline;
+pub mod rhsm;
+pub mod staging;
+
+use std::collections::BTreeSet;
+use std::fs;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::manifest;
+use checksum::Checksum;
+use curl::{CurlItem, Transfer};
+use inline::InlineItem;
+
+/// Everything that can go wrong while fetching sources. Each message is complete on its own
+/// (causes are part of it, not a chain), so it can stand in an item result.
+#[derive(Debug, thiserror::Error)]
+pub enum SourceError {
+    #[error("unsupported source type {0}")]
+    UnsupportedSource(String),
+    #[error("items of source {source_type} must be an object keyed by checksum")]
+    InvalidItems { source_type: String },
+    #[error("invalid checksum {item}: {reason}")]
+    InvalidChecksum { item: String, reason: String },
+    #[error("invalid item {item}: {reason}")]
+    InvalidItem { item: String, reason: String },
+    #[error("unknown encoding {encoding} for inline item {item}")]
+    UnknownEncoding { item: String, encoding: String },
+    #[error("cannot decode inline item {item}: {reason}")]
+    Decode { item: String, reason: String },
+    #[error("invalid url {url}: {reason}")]
+    InvalidUrl { url: String, reason: String },
+    #[error("file url {url} names a remote host: only local files can be read")]
+    RemoteFileUrl { url: String },
+    #[error("cannot read {path} for {url}: {error}")]
+    File { url: String, path: PathBuf, error: io::Error },
+    #[error("no rhsm secrets for {url}: {reason}")]
+    Rhsm { url: String, reason: String },
+    #[error(
+        "mtls secrets required for {url} but OSBUILD_SOURCES_CURL_SSL_CLIENT_KEY or \
+         OSBUILD_SOURCES_CURL_SSL_CLIENT_CERT is not set"
+    )]
+    MissingMtlsEnv { url: String },
+    #[error("http error {status} downloading {url}")]
+    Http { url: String, status: u32 },
+    #[error("curl: error downloading {url}: {message} (exit code {exit_code})")]
+    Download { url: String, exit_code: i32, message: String },
+    #[error("{0}")]
+    Curl(String),
+    #[error("checksum mismatch for {origin}: expected {expected}, got {actual}")]
+    ChecksumMismatch { origin: String, expected: String, actual: String },
+    #[error("cannot {op} {path}: {error}")]
+    Io { op: &'static str, path: PathBuf, error: io::Error },
+    /// Some items failed; `results` holds every item's outcome (failed ones with `error` set).
+    #[error("{first}{}", more_failed(*.failed))]
+    Failed { source_type: String, first: String, failed: usize, results: Vec<ItemResult> },
+}
+
+fn more_failed(failed: usize) -> String {
+    match failed {
+        0 | 1 => String::new(),
+        2 => " (and 1 more failed item)".to_string(),
+        n => format!(" (and {} more failed items)", n - 1),
+    }
+}
+
+impl SourceError {
+    pub(crate) fn io(op: &'static str, path: &Path, error: io::Error) -> SourceError {
+        SourceError::Io { op, path: path.to_path_buf(), error }
+    }
+}
+
+/// Outcome of one item, in the shape of upstream's per-item metadata.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ItemResult {
+    pub checksum: String,
+    /// Already stored before this fetch.
+    pub cached: bool,
+    /// Why the item failed (only in `SourceError::Failed::results`).
+    pub error: Option<String>,
+}
+
+/// How to fetch.
+#[derive(Debug, Clone)]
+pub struct FetchOptions {
+    /// Concurrent transfers (worker threads for local work, `--parallel-max` for curl).
+    pub parallel: usize,
+    /// Extra tries after a network error or HTTP 5xx, waiting 0.5 s, 1 s, 2 s, ... between.
+    pub retries: u32,
+    /// Limit for one whole transfer.
+    pub timeout: Option<Duration>,
+}
+
+impl Default for FetchOptions {
+    fn default() -> Self {
+        FetchOptions { parallel: 4, retries: 3, timeout: None }
+    }
+}
+
+/// Which store sub-directory a source type uses (as upstream's `content_type`).
+pub fn store_kind(source_type: &str) -> Option<&'static str> {
+    match source_type {
+        "org.osbuild.curl" | "org.osbuild.inline" => Some("org.osbuild.files"),
+        _ => None,
+    }
+}
+
+pub fn is_supported(source_type: &str) -> bool {
+    store_kind(source_type).is_some()
+}
+
+/// What to do for one item that is not stored yet.
+#[derive(Debug)]
+enum Job {
+    Inline(InlineItem),
+    File { url: String, path: PathBuf },
+    Curl(CurlItem),
+}
+
+/// Parses every selected item (no I/O): checksum, then the item form of the source type.
+fn parse_items(
+    source: &manifest::Source,
+    wanted: Option<&BTreeSet<String>>,
+) -> Result<Vec<(Checksum, Job)>, SourceError> {
+    let items = match &source.items {
+        Value::Object(map) => map,
+        Value::Null => return Ok(Vec::new()),
+        _ => return Err(SourceError::InvalidItems { source_type: source.kind.clone() }),
+    };
+    let mut out = Vec::new();
+    for (key, desc) in items {
+        if wanted.is_some_and(|w| !w.contains(key)) {
+            continue;
+        }
+        let checksum =
+            Checksum::parse(key).map_err(|reason| SourceError::InvalidChecksum { item: key.clone(), reason })?;
+        let job = match source.kind.as_str() {
+            "org.osbuild.inline" => Job::Inline(InlineItem::parse(key, desc)?),
+            "org.osbuild.curl" => {
+                let item = CurlItem::parse(key, desc)?;
+                match curl::file_path(&item.url) {
+                    Some(path) => Job::File { path: path?, url: item.url },
+                    None => Job::Curl(item),
+                }
+            }
+            other => return Err(SourceError::UnsupportedSource(other.to_string())),
+        };
+        out.push((checksum, job));
+    }
+    Ok(out)
+}
+
+/// Runs `f` over `jobs` on up to `threads` threads; results in job order.
+fn run_parallel<T: Sync, R: Send>(jobs: &[T], threads: usize, f: impl Fn(&T) -> R + Sync) -> Vec<R> {
+    let threads = threads.clamp(1, jobs.len().max(1));
+    if threads == 1 {
+        return jobs.iter().map(f).collect();
+    }
+    let next = AtomicUsize::new(0);
+    let results: Mutex<Vec<Option<R>>> = Mutex::new((0..jobs.len()).map(|_| None).collect());
+    std::thread::scope(|s| {
+        for _ in 0..threads {
+            s.spawn(|| loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                let Some(job) = jobs.get(i) else { break };
+                let r = f(job);
+                results.lock().unwrap_or_else(|e| e.into_inner())[i] = Some(r);
+            });
+        }
+    });
+    results.into_inner().unwrap_or_else(|e| e.into_inner()).into_iter().flatten().collect()
+}
+
+/// Fetch every item of `source` whose checksum is in `wanted` (None = all) into `dest_dir`,
+/// file name = the checksum string. Items already present are not fetched again
+/// (`cached: true`). Each item goes through a temp file in `dest_dir` (`.tmp-*`), is verified
+/// against its checksum, fsync'ed and renamed; on any failure nothing is stored for it.
+///
+/// Manifest problems (unsupported type, malformed item or checksum) fail before anything is
+/// fetched. Otherwise every item is attempted; if any failed, `SourceError::Failed` carries the
+/// first error's message and all results.
+pub fn fetch(
+    source: &manifest::Source,
+    wanted: Option<&BTreeSet<String>>,
+    dest_dir: &Path,
+    opts: &FetchOptions,
+) -> Result<Vec<ItemResult>, SourceError> {
+    if !is_supported(&source.kind) {
+        return Err(SourceError::UnsupportedSource(source.kind.clone()));
+    }
+    let jobs = parse_items(source, wanted)?;
+    fs::create_dir_all(dest_dir).map_err(|e| SourceError::io("create directory", dest_dir, e))?;
+
+    let needs_rhsm =
+        jobs.iter().any(|(_, job)| matches!(job, Job::Curl(i) if i.secrets.as_deref() == Some("org.osbuild.rhsm")));
+    let subscriptions = needs_rhsm.then(rhsm::Subscriptions::from_host_system);
+    let mut outcomes: Vec<Option<Result<bool, SourceError>>> = Vec::with_capacity(jobs.len());
+    let mut local = Vec::new();
+    let mut transfers = Vec::new();
+    for (index, (checksum, job)) in jobs.iter().enumerate() {
+        if staging::is_stored(dest_dir, &checksum.to_string()) {
+            outcomes.push(Some(Ok(true)));
+            continue;
+        }
+        outcomes.push(None);
+        match job {
+            Job::Curl(item) => match curl::resolve_secrets(item, |k| std::env::var(k).ok(), subscriptions.as_ref()) {
+                Ok(tls) => transfers.push(Transfer {
+                    index,
+                    url: item.url.clone(),
+                    checksum: checksum.clone(),
+                    insecure: item.insecure,
+                    tls,
+                }),
+                Err(e) => outcomes[index] = Some(Err(e)),
+            },
+            _ => local.push(index),
+        }
+    }
+
+    let (local_results, curl_results) = std::thread::scope(|s| {
+        let downloads = (!transfers.is_empty()).then(|| s.spawn(|| curl::fetch_with_curl(&transfers, dest_dir, opts)));
+        let local_results = run_parallel(&local, opts.parallel, |&i| {
+            let (checksum, job) = &jobs[i];
+            let r = match job {
+                Job::Inline(item) => inline::fetch_one(checksum, item, dest_dir),
+                Job::File { url, path } => curl::fetch_file(url, path, checksum, dest_dir),
+                Job::Curl(_) => unreachable!("curl jobs are batched"),
+            };
+            (i, r)
+        });
+        let curl_results = match downloads {
+            Some(h) => h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)),
+            None => Vec::new(),
+        };
+        (local_results, curl_results)
+    });
+    let mut stored_any = false;
+    for (i, r) in local_results.into_iter().chain(curl_results) {
+        stored_any |= r.is_ok();
+        outcomes[i] = Some(r.map(|()| false));
+    }
+    if stored_any {
+        staging::sync_dir(dest_dir)?;
+    }
+
+    let mut first = None;
+    let mut failed = 0;
+    let results: Vec<ItemResult> = jobs
+        .iter()
+        .zip(outcomes)
+        .map(|((checksum, _), outcome)| {
+            let checksum = checksum.to_string();
+            match outcome.unwrap_or_else(|| Err(SourceError::Curl(format!("no result for {checksum}")))) {
+                Ok(cached) => ItemResult { checksum, cached, error: None },
+                Err(e) => {
+                    failed += 1;
+                    let msg = e.to_string();
+                    first.get_or_insert_with(|| msg.clone());
+                    ItemResult { checksum, cached: false, error: Some(msg) }
+                }
+            }
+        })
+        .collect();
+    match first {
+        Some(first) => Err(SourceError::Failed { source_type: source.kind.clone(), first, failed, results }),
+        None => Ok(results),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn source(kind: &str, items: Value) -> manifest::Source {
+        manifest::Source { kind: kind.into(), items, options: Value::Null }
+    }
+
+    #[test]
+    fn store_kinds_follow_upstream() {
+        assert_eq!(store_kind("org.osbuild.curl"), Some("org.osbuild.files"));
+        assert_eq!(store_kind("org.osbuild.inline"), Some("org.osbuild.files"));
+        assert_eq!(store_kind("org.osbuild.ostree"), None);
+        assert!(is_supported("org.osbuild.inline") && !is_supported("org.osbuild.skopeo"));
+    }
+
+    #[test]
+    fn parses_items_and_filters_wanted() {
+        let a = format!("sha256:{}", "a".repeat(64));
+        let b = format!("md5:{}", "b".repeat(32));
+        let src = source("org.osbuild.curl", json!({ &a: "file:///x", &b: {"url": "https://h/y"} }));
+        let jobs = parse_items(&src, None).unwrap();
+        assert!(matches!(&jobs[0].1, Job::File { path, .. } if path == Path::new("/x")));
+        assert!(matches!(&jobs[1].1, Job::Curl(item) if item.url == "https://h/y"));
+        let wanted: BTreeSet<String> = [b.clone()].into();
+        let jobs = parse_items(&src, Some(&wanted)).unwrap();
+        assert_eq!(jobs.len(), 1);
+        assert_eq!(jobs[0].0.to_string(), b);
+    }
+
+    #[test]
+    fn rejects_bad_items_before_fetching() {
+        let err = parse_items(&source("org.osbuild.curl", json!({"sha256:xyz": "file:///x"})), None).unwrap_err();
+        assert!(err.to_string().starts_with("invalid checksum sha256:xyz"), "{err}");
+        let err = parse_items(&source("org.osbuild.curl", json!(["x"])), None).unwrap_err();
+        assert!(err.to_string().contains("org.osbuild.curl"), "{err}");
+        let dir = std::env::temp_dir();
+        let err = fetch(&source("org.osbuild.ostree", json!({})), None, &dir, &FetchOptions::default()).unwrap_err();
+        assert_eq!(err.to_string(), "unsupported source type org.osbuild.ostree");
+    }
+
+    #[test]
+    fn runs_jobs_in_parallel_keeping_order() {
+        let jobs: Vec<usize> = (0..100).collect();
+        assert_eq!(run_parallel(&jobs, 7, |&i| i * 2), (0..100).map(|i| i * 2).collect::<Vec<_>>());
+        assert!(run_parallel(&Vec::<usize>::new(), 4, |&i| i).is_empty());
+    }
+}
