@@ -137,7 +137,7 @@ fn stage_abi_paths() {
          touch /run/osbuild/api/x 2>/dev/null && echo api-writable || echo api-read-only; \
          touch /usr/x 2>/dev/null && echo usr-writable || echo usr-read-only; \
          touch /tmp/x /var/tmp/x /run/x /var/x && echo scratch-writable; \
-         echo \"$PATH|$LC_ALL|$container|$FOO|$HOME\"; pwd");
+         echo \"$PATH|$LC_ALL|$container|$FOO|$HOME\"; pwd; cat /proc/cmdline");
     sb.env = vec![("FOO".into(), "bar".into())];
     let (outcome, lines) = run(&sb);
     assert!(outcome.success(), "{outcome:?}");
@@ -150,6 +150,7 @@ fn stage_abi_paths() {
             "scratch-writable",
             "/usr/sbin:/usr/bin:/sbin:/bin|C.UTF-8|bwrap-osbuild|bar|",
             "/",
+            "root=/dev/osbuild",
         ]
     );
     assert_eq!(std::fs::read_to_string(&sb.meta_file).unwrap(), "{\"ok\": true}\n");
@@ -169,6 +170,13 @@ fn output_is_streamed_line_by_line() {
     assert_eq!(lines, ["one", "two", "three"]);
     // "one" arrived while the stage was still sleeping, not when it ended.
     assert!(finished - seen[0].1 >= Duration::from_millis(700), "{seen:?} finished at {finished:?}");
+}
+
+#[test]
+fn interactive_run_reports_the_exit_status() {
+    let (_tmp, sb) = fixture(&["/run/osbuild/bin/osbuild-rs", "__stage", "org.osbuild.noop"]);
+    let status = sb.run_interactive(&sh("test -e /run/osbuild/api/arguments && exit 4")).unwrap();
+    assert_eq!(status, ExitStatusLike::Code(4));
 }
 
 #[test]
@@ -388,6 +396,10 @@ fn helper_interrupt() {
     let again = sb.run(&mut |_| {}).unwrap_err();
     assert_eq!(again.to_string(), "interrupted by signal 15 before the stage started");
     println!("REFUSED");
+    std::io::stdout().flush().unwrap();
+    // The parent now sends a second SIGTERM, which must kill us.
+    std::thread::sleep(Duration::from_secs(30));
+    println!("SURVIVED A SECOND SIGNAL");
 }
 
 #[test]
@@ -402,6 +414,12 @@ fn sigterm_stops_the_running_stage() {
     assert!(outcome.starts_with("Some(15)"), "{outcome}");
     assert!(elapsed < Duration::from_secs(2), "stopping took {elapsed:?}");
     expect_line(&mut stdout, "REFUSED");
-    assert!(child.wait().unwrap().success());
     assert_no_process_with("60.0827");
+
+    // A second signal is not caught: it kills the process.
+    let start = Instant::now();
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), nix::sys::signal::Signal::SIGTERM).unwrap();
+    let status = child.wait().unwrap();
+    assert_eq!(std::os::unix::process::ExitStatusExt::signal(&status), Some(libc::SIGTERM), "{status:?}");
+    assert!(start.elapsed() < Duration::from_secs(2));
 }

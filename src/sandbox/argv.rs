@@ -14,6 +14,11 @@ pub const EXE_PATH: &str = "/run/osbuild/bin/osbuild-rs";
 pub const INPUTS_DIR: &str = "/run/osbuild/inputs";
 pub const MOUNTS_DIR: &str = "/run/osbuild/mounts";
 
+/// Host file whose content (`root=/dev/osbuild`) replaces `/proc/cmdline` inside the sandbox, as
+/// upstream does, so tools like kernel-install never copy the host's kernel command line into an image.
+pub const PROC_CMDLINE_FILE: &str = "/run/osbuild-rs/proc-cmdline";
+pub const PROC_CMDLINE: &str = "root=/dev/osbuild\n";
+
 /// `PATH` inside the sandbox.
 pub const SANDBOX_PATH: &str = "/usr/sbin:/usr/bin:/sbin:/bin";
 
@@ -135,6 +140,7 @@ pub(crate) fn build_argv(sb: &StageSandbox, root: &[RootEntry], caps: &[String])
         push(&["--dev-bind", &dev, &dev]);
     }
     push(&["--proc", "/proc"]);
+    push(&["--ro-bind", PROC_CMDLINE_FILE, "/proc/cmdline"]);
     push(&["--ro-bind", "/sys", "/sys"]);
     push(&["--tmpfs", "/run"]);
     push(&["--perms", "01777", "--tmpfs", "/tmp"]);

@@ -8,6 +8,7 @@
 //! | `/usr`, `/etc`, `/bin`, ... | the build root, read-only (host or a committed build tree)        |
 //! | `/dev`                      | fresh (bubblewrap `--dev`) plus the requested host device nodes    |
 //! | `/proc`, `/sys`             | a new procfs for the new PID namespace; the host's sysfs read-only |
+//! | `/proc/cmdline`             | `root=/dev/osbuild` (as upstream), not the host's command line     |
 //! | `/run`, `/tmp`, `/var`      | fresh tmpfs (`/tmp` and `/var/tmp` sticky, world-writable)         |
 //! | `/run/osbuild/tree`         | the tree being built, writable                                     |
 //! | `/run/osbuild/bin/osbuild-rs` | the running osbuild-rs binary (static), read-only                |
@@ -28,7 +29,8 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 pub use argv::{
-    scan_build_root, RootEntry, API_DIR, BIN_DIR, EXE_PATH, INPUTS_DIR, META_FILE, MOUNTS_DIR, SANDBOX_PATH, TREE_DIR,
+    scan_build_root, RootEntry, API_DIR, BIN_DIR, EXE_PATH, INPUTS_DIR, META_FILE, MOUNTS_DIR, PROC_CMDLINE,
+    PROC_CMDLINE_FILE, SANDBOX_PATH, TREE_DIR,
 };
 pub use caps::{capability_mask, capability_number, host_bounding_set, parse_status_mask, DEFAULT_CAPABILITIES};
 pub use namespace::{bind_mount, enter_private_mount_namespace, unmount};
@@ -61,6 +63,12 @@ pub enum SandboxError {
     },
     #[error("{what} not found: {}", path.display())]
     MissingPath { what: &'static str, path: PathBuf },
+    #[error("failed to write {}", path.display())]
+    RuntimeFile {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("sandbox has an empty command")]
     EmptyCommand,
     #[error("unknown capability {0}")]
@@ -222,8 +230,28 @@ impl StageSandbox {
     /// Run the sandbox. Each line of output (stdout and stderr combined, without the newline) goes to
     /// `on_line` as it arrives and is also collected. On timeout or when `interrupted()` becomes set
     /// the whole sandbox is killed (bubblewrap's PID namespace takes every process in it along).
-    /// Refuses to start when a signal was already received.
+    /// Refuses to start when a signal was already received. bubblewrap runs with --die-with-parent,
+    /// which the kernel ties to the calling *thread*: it blocks until the sandbox is gone anyway.
     pub fn run(&self, on_line: &mut dyn FnMut(&str)) -> Result<StageOutcome, SandboxError> {
+        self.check_paths()?;
+        ensure_proc_cmdline()?;
+        let root = scan_build_root(self.build_root.as_deref());
+        let argv = argv::build_argv(self, &root, &self.effective_capabilities()?);
+        run::run(self, argv, on_line)
+    }
+
+    /// Run `command` (e.g. `["/bin/sh"]`) in this stage's sandbox instead of the stage, on the
+    /// caller's terminal, and wait for it: the debug shell of `--break`. No timeout, no capture.
+    pub fn run_interactive(&self, command: &[String]) -> Result<ExitStatusLike, SandboxError> {
+        let sb = StageSandbox { argv: command.to_vec(), timeout: None, ..self.clone() };
+        sb.check_paths()?;
+        ensure_proc_cmdline()?;
+        let root = scan_build_root(sb.build_root.as_deref());
+        let argv = argv::build_argv(&sb, &root, &sb.effective_capabilities()?);
+        run::run_interactive(argv)
+    }
+
+    fn check_paths(&self) -> Result<(), SandboxError> {
         if self.argv.is_empty() {
             return Err(SandboxError::EmptyCommand);
         }
@@ -242,10 +270,23 @@ impl StageSandbox {
                 return Err(SandboxError::MissingPath { what: "build root", path: root.clone() });
             }
         }
-        let root = scan_build_root(self.build_root.as_deref());
-        let argv = argv::build_argv(self, &root, &self.effective_capabilities()?);
-        run::run(self, argv, on_line)
+        Ok(())
     }
+}
+
+/// Make sure `PROC_CMDLINE_FILE` holds `PROC_CMDLINE` (written atomically; shared by every
+/// osbuild-rs process on the host, all writing the same bytes).
+fn ensure_proc_cmdline() -> Result<(), SandboxError> {
+    let path = std::path::Path::new(PROC_CMDLINE_FILE);
+    if std::fs::read(path).is_ok_and(|c| c == PROC_CMDLINE.as_bytes()) {
+        return Ok(());
+    }
+    let err = |source| SandboxError::RuntimeFile { path: path.to_owned(), source };
+    let dir = path.parent().expect("absolute path");
+    std::fs::create_dir_all(dir).map_err(err)?;
+    let tmp = dir.join(format!(".proc-cmdline.{}", std::process::id()));
+    std::fs::write(&tmp, PROC_CMDLINE).map_err(err)?;
+    std::fs::rename(&tmp, path).map_err(err)
 }
 
 #[cfg(test)]

@@ -177,6 +177,10 @@ pub(crate) fn run(
     drop(registration);
     let status = reap(&mut child)?;
     result?;
+    // The forwarded signal may have ended the sandbox before the loop looked at the flag.
+    if stop.interrupted.is_none() {
+        stop.interrupted = interrupted();
+    }
     Ok(StageOutcome { status, output: lines.finish(), timed_out: stop.timed_out, interrupted: stop.interrupted })
 }
 
@@ -187,4 +191,19 @@ fn reap(child: &mut Child) -> Result<ExitStatusLike, SandboxError> {
         (None, Some(sig)) => ExitStatusLike::Signal(sig),
         (None, None) => ExitStatusLike::Code(-1),
     })
+}
+
+/// Run bubblewrap on the caller's terminal and wait for it.
+pub(crate) fn run_interactive(argv: Vec<String>) -> Result<ExitStatusLike, SandboxError> {
+    let mut child = Command::new(&argv[0])
+        .args(&argv[1..])
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_else(|| SANDBOX_PATH.into()))
+        .current_dir("/")
+        .spawn()
+        .map_err(|source| match source.kind() {
+            ErrorKind::NotFound => SandboxError::BwrapNotFound,
+            _ => SandboxError::Spawn { source },
+        })?;
+    reap(&mut child)
 }

@@ -20,8 +20,18 @@ static INTERRUPTED: AtomicI32 = AtomicI32::new(0);
 static RUNNING: [AtomicI32; 64] = [const { AtomicI32::new(0) }; 64];
 
 extern "C" fn on_signal(signal: nix::libc::c_int) {
-    let _ = INTERRUPTED.compare_exchange(0, signal, Ordering::SeqCst, Ordering::SeqCst);
     let Ok(sig) = Signal::try_from(signal) else { return };
+    if INTERRUPTED.compare_exchange(0, signal, Ordering::SeqCst, Ordering::SeqCst).is_err() {
+        // A second signal: the user insists. Die of it now; the kernel still tears down our mount
+        // namespace, and every sandbox dies with us (bubblewrap runs with --die-with-parent).
+        let default = SigAction::new(SigHandler::SigDfl, SaFlags::empty(), SigSet::empty());
+        // SAFETY: restoring the default disposition installs no Rust code as a handler, and
+        // sigaction(2) is async-signal-safe.
+        #[allow(unsafe_code)]
+        let _ = unsafe { sigaction(sig, &default) };
+        let _ = nix::sys::signal::raise(sig);
+        return;
+    }
     for slot in &RUNNING {
         let pgid = slot.load(Ordering::SeqCst);
         if pgid > 0 {
@@ -31,7 +41,8 @@ extern "C" fn on_signal(signal: nix::libc::c_int) {
 }
 
 /// Install handlers for SIGINT and SIGTERM that record the signal (see `interrupted`) and forward it
-/// to the running sandboxes. Safe to call more than once.
+/// to the running sandboxes. A second signal kills the process with it (default action), for when
+/// the engine does not stop soon enough. Safe to call more than once.
 pub fn install_signal_handlers() -> Result<(), SandboxError> {
     let action = SigAction::new(SigHandler::Handler(on_signal), SaFlags::SA_RESTART, SigSet::empty());
     for signal in [Signal::SIGINT, Signal::SIGTERM] {

@@ -74,6 +74,7 @@ bwrap --chdir / --die-with-parent --new-session
 --dev /dev
 --dev-bind /dev/loop3 /dev/loop3
 --proc /proc
+--ro-bind /run/osbuild-rs/proc-cmdline /proc/cmdline
 --ro-bind /sys /sys
 --tmpfs /run
 --perms 01777 --tmpfs /tmp
@@ -158,7 +159,7 @@ fn minimal_sandbox_argv() {
     let text = argv.join(" ");
     assert!(text.starts_with(
         "bwrap --chdir / --die-with-parent --new-session --unshare-ipc --unshare-pid --unshare-net --unshare-uts \
-         --cap-drop ALL --dev /dev --proc /proc"
+         --cap-drop ALL --dev /dev --proc /proc --ro-bind /run/osbuild-rs/proc-cmdline /proc/cmdline"
     ));
     assert!(text.ends_with(
         "--ro-bind /e /run/osbuild/bin/osbuild-rs --ro-bind /a /run/osbuild/api --bind /m /run/osbuild/meta \
