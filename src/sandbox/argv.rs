@@ -92,7 +92,9 @@ pub fn scan_build_root(build_root: Option<&Path>) -> Vec<RootEntry> {
 }
 
 /// The environment inside the sandbox: a minimal fixed set, then the stage's own (later wins).
-pub(crate) fn sandbox_env(extra: &[(String, String)]) -> Vec<(String, String)> {
+/// It is bubblewrap's whole environment (passed by `run`, not on the command line: `--clearenv` and
+/// `--setenv` need bubblewrap 0.5, CentOS Stream 9 ships 0.4).
+pub fn sandbox_env(extra: &[(String, String)]) -> Vec<(String, String)> {
     let mut env: Vec<(String, String)> =
         [("PATH", SANDBOX_PATH), ("LC_ALL", "C.UTF-8"), ("TERM", "dumb"), ("container", "bwrap-osbuild")]
             .iter()
@@ -112,7 +114,7 @@ fn lossy(p: &Path) -> String {
 }
 
 /// The bubblewrap argv for `sb`, given the build root's entries and the capabilities to keep.
-/// Mount order matters to bubblewrap: `/` first, then the fresh API file systems, then our binds
+/// Only options bubblewrap 0.4 knows are used. Mount order matters to bubblewrap: `/` first, then the fresh API file systems, then our binds
 /// (the stage's binds last, so they can cover anything before them).
 pub(crate) fn build_argv(sb: &StageSandbox, root: &[RootEntry], caps: &[String]) -> Vec<String> {
     let mut a: Vec<String> = Vec::new();
@@ -143,9 +145,9 @@ pub(crate) fn build_argv(sb: &StageSandbox, root: &[RootEntry], caps: &[String])
     push(&["--ro-bind", PROC_CMDLINE_FILE, "/proc/cmdline"]);
     push(&["--ro-bind", "/sys", "/sys"]);
     push(&["--tmpfs", "/run"]);
-    push(&["--perms", "01777", "--tmpfs", "/tmp"]);
+    push(&["--tmpfs", "/tmp"]);
     push(&["--tmpfs", "/var"]);
-    push(&["--perms", "01777", "--dir", "/var/tmp"]);
+    push(&["--dir", "/var/tmp"]);
 
     // The stage ABI.
     push(&["--ro-bind", &lossy(&sb.exe), EXE_PATH]);
@@ -155,11 +157,6 @@ pub(crate) fn build_argv(sb: &StageSandbox, root: &[RootEntry], caps: &[String])
     for bind in &sb.binds {
         let flag = if bind.writable { "--bind" } else { "--ro-bind" };
         push(&[flag, &lossy(&bind.src), &lossy(&bind.dest)]);
-    }
-
-    push(&["--clearenv"]);
-    for (key, value) in sandbox_env(&sb.env) {
-        push(&["--setenv", &key, &value]);
     }
 
     push(&["--"]);

@@ -9,7 +9,7 @@
 //! | `/dev`                      | fresh (bubblewrap `--dev`) plus the requested host device nodes    |
 //! | `/proc`, `/sys`             | a new procfs for the new PID namespace; the host's sysfs read-only |
 //! | `/proc/cmdline`             | `root=/dev/osbuild` (as upstream), not the host's command line     |
-//! | `/run`, `/tmp`, `/var`      | fresh tmpfs (`/tmp` and `/var/tmp` sticky, world-writable)         |
+//! | `/run`, `/tmp`, `/var`      | fresh tmpfs (with an empty `/var/tmp`)                             |
 //! | `/run/osbuild/tree`         | the tree being built, writable                                     |
 //! | `/run/osbuild/bin/osbuild-rs` | the running osbuild-rs binary (static), read-only                |
 //! | `/run/osbuild/api`          | the directory holding `arguments`, read-only                       |
@@ -29,8 +29,8 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 pub use argv::{
-    scan_build_root, RootEntry, API_DIR, BIN_DIR, EXE_PATH, INPUTS_DIR, META_FILE, MOUNTS_DIR, PROC_CMDLINE,
-    PROC_CMDLINE_FILE, SANDBOX_PATH, TREE_DIR,
+    sandbox_env, scan_build_root, RootEntry, API_DIR, BIN_DIR, EXE_PATH, INPUTS_DIR, META_FILE, MOUNTS_DIR,
+    PROC_CMDLINE, PROC_CMDLINE_FILE, SANDBOX_PATH, TREE_DIR,
 };
 pub use caps::{capability_mask, capability_number, host_bounding_set, parse_status_mask, DEFAULT_CAPABILITIES};
 pub use namespace::{bind_mount, enter_private_mount_namespace, unmount};
@@ -248,7 +248,7 @@ impl StageSandbox {
         ensure_proc_cmdline()?;
         let root = scan_build_root(sb.build_root.as_deref());
         let argv = argv::build_argv(&sb, &root, &sb.effective_capabilities()?);
-        run::run_interactive(argv)
+        run::run_interactive(argv, &sb.env)
     }
 
     fn check_paths(&self) -> Result<(), SandboxError> {

@@ -4,6 +4,7 @@ use std::fs::File;
 use std::io::{ErrorKind, Read};
 use std::os::fd::AsFd;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -15,7 +16,7 @@ use nix::sys::wait::{waitid, Id, WaitPidFlag, WaitStatus};
 use nix::unistd::{pipe2, Pid};
 
 use super::signals::{interrupted, Registration};
-use super::{ExitStatusLike, SandboxError, StageOutcome, StageSandbox, SANDBOX_PATH};
+use super::{sandbox_env, ExitStatusLike, SandboxError, StageOutcome, StageSandbox};
 
 /// How often the loop looks at the clock and the interrupt flag while nothing else happens.
 const TICK: Duration = Duration::from_millis(100);
@@ -112,10 +113,10 @@ pub(crate) fn run(
 
     let (reader, writer) = pipe2(OFlag::O_CLOEXEC).map_err(|source| SandboxError::Pipe { source: source.into() })?;
     let writer2 = writer.try_clone().map_err(|source| SandboxError::Pipe { source })?;
-    let mut cmd = Command::new(&argv[0]);
+    let mut cmd = Command::new(find_program(&argv[0])?);
     cmd.args(&argv[1..])
         .env_clear()
-        .env("PATH", std::env::var_os("PATH").unwrap_or_else(|| SANDBOX_PATH.into()))
+        .envs(sandbox_env(&sb.env))
         .stdin(Stdio::null())
         .stdout(Stdio::from(writer))
         .stderr(Stdio::from(writer2))
@@ -194,11 +195,11 @@ fn reap(child: &mut Child) -> Result<ExitStatusLike, SandboxError> {
 }
 
 /// Run bubblewrap on the caller's terminal and wait for it.
-pub(crate) fn run_interactive(argv: Vec<String>) -> Result<ExitStatusLike, SandboxError> {
-    let mut child = Command::new(&argv[0])
+pub(crate) fn run_interactive(argv: Vec<String>, env: &[(String, String)]) -> Result<ExitStatusLike, SandboxError> {
+    let mut child = Command::new(find_program(&argv[0])?)
         .args(&argv[1..])
         .env_clear()
-        .env("PATH", std::env::var_os("PATH").unwrap_or_else(|| SANDBOX_PATH.into()))
+        .envs(sandbox_env(env))
         .current_dir("/")
         .spawn()
         .map_err(|source| match source.kind() {
@@ -206,4 +207,13 @@ pub(crate) fn run_interactive(argv: Vec<String>) -> Result<ExitStatusLike, Sandb
             _ => SandboxError::Spawn { source },
         })?;
     reap(&mut child)
+}
+
+/// `bwrap` looked up in our own `PATH` (the child's `PATH` is the sandbox's).
+fn find_program(name: &str) -> Result<PathBuf, SandboxError> {
+    if name.contains('/') {
+        return Ok(name.into());
+    }
+    let path = std::env::var_os("PATH").unwrap_or_else(|| "/usr/local/bin:/usr/bin:/bin".into());
+    std::env::split_paths(&path).map(|dir| dir.join(name)).find(|p| p.is_file()).ok_or(SandboxError::BwrapNotFound)
 }
