@@ -130,6 +130,18 @@ fn tree_build_root_with_only_static_tools() {
 }
 
 #[test]
+fn empty_build_root_runs_the_static_binary() {
+    let (tmp, mut sb) = fixture(&["/run/osbuild/bin/osbuild-rs", "--version"]);
+    let root = tmp.path().join("empty-root");
+    std::fs::create_dir_all(root.join("usr")).unwrap();
+    sb.build_root = Some(root);
+    let (outcome, lines) = run(&sb);
+    assert!(outcome.success(), "{outcome:?}");
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    assert!(lines[0].contains("191"), "{lines:?}");
+}
+
+#[test]
 fn stage_abi_paths() {
     let (_tmp, mut sb) = fixture(&[]);
     sb.argv = sh("echo '{\"ok\": true}' > /run/osbuild/meta; \

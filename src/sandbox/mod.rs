@@ -3,17 +3,18 @@
 //!
 //! A stage runs in a bubblewrap sandbox laid out as upstream osbuild's stage ABI expects:
 //!
-//! | inside                      | what                                                              |
-//! |-----------------------------|-------------------------------------------------------------------|
-//! | `/usr`, `/etc`, `/bin`, ... | the build root, read-only (host or a committed build tree)        |
-//! | `/dev`                      | fresh (bubblewrap `--dev`) plus the requested host device nodes    |
-//! | `/proc`, `/sys`             | a new procfs for the new PID namespace; the host's sysfs read-only |
-//! | `/proc/cmdline`             | `root=/dev/osbuild` (as upstream), not the host's command line     |
-//! | `/run`, `/tmp`, `/var`      | fresh tmpfs (with an empty `/var/tmp`)                             |
-//! | `/run/osbuild/tree`         | the tree being built, writable                                     |
-//! | `/run/osbuild/bin/osbuild-rs` | the running osbuild-rs binary (static), read-only                |
-//! | `/run/osbuild/api`          | the directory holding `arguments`, read-only                       |
-//! | `/run/osbuild/meta`         | the metadata file the stage writes                                 |
+//! | inside                        | what                                                               |
+//! |-------------------------------|--------------------------------------------------------------------|
+//! | `/usr`, `/etc`, `/bin`, ...   | the build root, read-only (host or a committed build tree)         |
+//! | `/dev`                        | fresh (bubblewrap `--dev`) plus the requested host device nodes    |
+//! | `/proc`, `/sys`               | a new procfs for the new PID namespace; the host's sysfs read-only |
+//! | `/proc/cmdline`               | `root=/dev/osbuild` (as upstream), not the host's command line     |
+//! | `/run`, `/tmp`, `/var`        | fresh tmpfs (with an empty `/var/tmp`)                             |
+//! | `/run/osbuild/tree`           | the tree being built, writable                                     |
+//! | `/run/osbuild/bin/osbuild-rs` | the running osbuild-rs binary (static), read-only                  |
+//! | `/run/osbuild/api`            | the directory holding `arguments`, read-only                       |
+//! | `/run/osbuild/meta`           | the metadata file the stage writes                                 |
+//! | binds                         | inputs, mounts, ... as the engine asks, applied last               |
 //!
 //! IPC, PID, network and UTS namespaces are new; all capabilities are dropped except upstream's
 //! default set and those the stage declares; the stage has no terminal and a minimal environment.

@@ -46,8 +46,8 @@ extern "C" fn on_signal(signal: nix::libc::c_int) {
 pub fn install_signal_handlers() -> Result<(), SandboxError> {
     let action = SigAction::new(SigHandler::Handler(on_signal), SaFlags::SA_RESTART, SigSet::empty());
     for signal in [Signal::SIGINT, Signal::SIGTERM] {
-        // SAFETY: `on_signal` is async-signal-safe: it only uses atomics and kill(2), never
-        // allocates or takes locks, so running it at any point of any thread is sound.
+        // SAFETY: `on_signal` is async-signal-safe: it only uses atomics, kill(2), sigaction(2) and
+        // raise(3), never allocates or takes locks, so running it at any point of any thread is sound.
         #[allow(unsafe_code)]
         unsafe { sigaction(signal, &action) }.map_err(|source| SandboxError::SignalHandler { signal, source })?;
     }
