@@ -5,10 +5,10 @@ use crate::monitor;
 use crate::schema::{self, ModuleKind, Validation};
 use crate::store::{self, ObjectStore};
 use crate::{engine, sandbox, stages};
-use std::io::IsTerminal;
 use clap::Parser;
 use serde_json::Value;
 use std::ffi::OsString;
+use std::io::IsTerminal;
 use std::io::{Read, Write};
 use std::path::PathBuf;
 

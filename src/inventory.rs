@@ -22,7 +22,8 @@ pub fn feature_table() -> String {
             names.extend(crate::stages::registry().iter().map(|s| s.name.to_owned()));
         }
         for name in names {
-            let status = if is_implemented(kind, &name) { "implemented" } else { "validated only (schema; cannot run yet)" };
+            let status =
+                if is_implemented(kind, &name) { "implemented" } else { "validated only (schema; cannot run yet)" };
             out.push_str(&format!("| {} | `{}` | {} |\n", kind.noun(), name, status));
         }
     }

@@ -43,7 +43,10 @@ fn exports_hold_the_pipeline_trees() {
     let list = String::from_utf8_lossy(&list.stdout);
     assert!(list.lines().any(|l| l.trim_start_matches("./") == "etc/greeting"), "{list}");
     // Exactly the pipeline's tree: nothing of ours (metadata, scratch) leaks into exports.
-    let names: Vec<String> = std::fs::read_dir(env.out().join("tarball")).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+    let names: Vec<String> = std::fs::read_dir(env.out().join("tarball"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
     assert_eq!(names, vec!["tree.tar".to_string()]);
     assert!(env.tmp_entries().is_empty(), "tmp left: {:?}", env.tmp_entries());
     assert!(env.mounts().is_empty(), "mounts left: {:?}", env.mounts());
@@ -59,7 +62,8 @@ fn second_identical_run_does_no_stage_work() {
     let doc: Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(doc["success"], true);
     // No stage ran: the log has no entries for any pipeline.
-    let ran: usize = doc["log"].as_object().map(|l| l.values().map(|v| v.as_array().map_or(0, Vec::len)).sum()).unwrap_or(0);
+    let ran: usize =
+        doc["log"].as_object().map(|l| l.values().map(|v| v.as_array().map_or(0, Vec::len)).sum()).unwrap_or(0);
     assert_eq!(ran, 0, "stages ran again: {}", doc["log"]);
     assert!(env.out().join("tarball/tree.tar").is_file());
 }
@@ -73,7 +77,12 @@ fn checkpoints_keep_intermediate_stages_and_builds_resume_from_them() {
     );
     let inspect = std::process::Command::new(bin()).arg("--inspect").arg(&m).output().unwrap();
     let desc: Value = serde_json::from_slice(&inspect.stdout).unwrap();
-    let ids: Vec<String> = desc["pipelines"][0]["stages"].as_array().unwrap().iter().map(|s| s["id"].as_str().unwrap().to_owned()).collect();
+    let ids: Vec<String> = desc["pipelines"][0]["stages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["id"].as_str().unwrap().to_owned())
+        .collect();
     // Glob over stage ids: the second stage only.
     let pattern = format!("{}*", &ids[1][..12]);
     ok(&env.run(&m, &["--checkpoint", &pattern]));
@@ -136,7 +145,10 @@ fn unknown_stage_fails_before_any_work() {
     let o = env.run(&m, &["--export", "tree"]);
     assert_eq!(o.status.code(), Some(1));
     let err = String::from_utf8_lossy(&o.stderr);
-    assert!(err.contains("pipelines[0].stages[1]") && err.contains("org.example.nothere") && err.contains("/stages/"), "{err}");
+    assert!(
+        err.contains("pipelines[0].stages[1]") && err.contains("org.example.nothere") && err.contains("/stages/"),
+        "{err}"
+    );
     assert!(env.objects().is_empty());
 }
 
@@ -178,21 +190,22 @@ fn paths_from_manifests_never_escape_the_tree() {
 /// wait until it is inside the stage, send `sig`, and check nothing is left behind.
 fn interrupt_mid_stage(sig: i32, expect_code: Option<i32>) {
     let env = Env::new();
-    let marker = format!("osbuild-rs-test-sleeper-{}", std::process::id() + sig as u32);
-    let script = format!("#!/bin/sh\necho stage-started\nexec sleep 300 {marker}\n");
-    let (build, items) = foreign_build_root_pipeline(&env, &[("useradd", &script)]);
+    // A sleep duration unique to this test run is how we find its processes.
+    let marker = format!("sleep {}", 1000 + (std::process::id() % 5000) * 10 + sig as u32);
+    let script = format!("#!/bin/sh\necho stage-started\n{marker}\n");
+    let (build, mut items) = foreign_build_root_pipeline(&env, &[("useradd", &script)]);
+    let mut stages = etc_passwd_stages(&env, &mut items);
+    stages.push(json!({"type": "org.osbuild.users", "options": {"users": {"test": {}}}}));
+    let users_index = stages.len() - 1;
     let m = env.write_manifest(
         "sleepy.json",
         &json!({"version": "2",
             "sources": {"org.osbuild.curl": {"items": items}},
-            "pipelines": [build, {"name": "tree", "build": "name:build", "stages": [
-                mkdir("/etc"),
-                {"type": "org.osbuild.users", "options": {"users": {"test": {}}}}
-            ]}]}),
+            "pipelines": [build, {"name": "tree", "build": "name:build", "stages": stages}]}),
     );
     let mut child = env.spawn(&m, &["--export", "tree"]);
     let deadline = Instant::now() + Duration::from_secs(60);
-    while processes_with(&marker).iter().all(|p| !p.contains("sleep")) {
+    while processes_with(&marker).is_empty() {
         assert!(Instant::now() < deadline, "the stage never started");
         if let Some(st) = child.try_wait().unwrap() {
             let mut e = String::new();
@@ -224,13 +237,16 @@ fn interrupt_mid_stage(sig: i32, expect_code: Option<i32>) {
     let tree_id = {
         let o = std::process::Command::new(bin()).arg("--inspect").arg(&m).output().unwrap();
         let d: Value = serde_json::from_slice(&o.stdout).unwrap();
-        d["pipelines"][1]["stages"][1]["id"].as_str().unwrap().to_owned()
+        d["pipelines"][1]["stages"][users_index]["id"].as_str().unwrap().to_owned()
     };
     assert!(!env.objects().contains(&tree_id));
 
     if sig == 9 {
         // After SIGKILL the next run starts clean (stale tmp removed) and succeeds.
-        let fine = env.write_manifest("fine.json", &json!({"version": "2", "pipelines": [{"name": "tree", "stages": [mkdir("/x")]}]}));
+        let fine = env.write_manifest(
+            "fine.json",
+            &json!({"version": "2", "pipelines": [{"name": "tree", "stages": [mkdir("/x")]}]}),
+        );
         ok(&env.run(&fine, &["--export", "tree"]));
         assert!(env.tmp_entries().is_empty(), "stale tmp not cleaned: {:?}", env.tmp_entries());
     }
@@ -255,12 +271,13 @@ fn sigkill_mid_stage_then_next_run_is_clean() {
 fn stage_timeout_fails_the_stage() {
     let env = Env::new();
     let script = "#!/bin/sh\nexec sleep 300\n";
-    let (build, items) = foreign_build_root_pipeline(&env, &[("useradd", script)]);
+    let (build, mut items) = foreign_build_root_pipeline(&env, &[("useradd", script)]);
+    let mut stages = etc_passwd_stages(&env, &mut items);
+    stages.push(json!({"type": "org.osbuild.users", "options": {"users": {"t": {}}}}));
     let m = env.write_manifest(
         "timeout.json",
         &json!({"version": "2", "sources": {"org.osbuild.curl": {"items": items}},
-            "pipelines": [build, {"name": "tree", "build": "name:build", "stages": [
-                mkdir("/etc"), {"type": "org.osbuild.users", "options": {"users": {"t": {}}}}]}]}),
+            "pipelines": [build, {"name": "tree", "build": "name:build", "stages": stages}]}),
     );
     let started = Instant::now();
     let o = env.run(&m, &["--stage-timeout", "2", "--export", "tree", "--json"]);
@@ -276,12 +293,13 @@ fn foreign_build_root_runs_stages_with_its_own_tools() {
     // useradd here is the build root's own (a script): proves the stage used the build
     // root's tools, and that our static binary runs in a tree with no libc at all.
     let script = "#!/bin/sh\necho \"fake useradd $*\"\nmkdir -p /run/osbuild/tree/etc\necho \"$@\" > /run/osbuild/tree/etc/useradd-args\n";
-    let (build, items) = foreign_build_root_pipeline(&env, &[("useradd", script)]);
+    let (build, mut items) = foreign_build_root_pipeline(&env, &[("useradd", script)]);
+    let mut stages = etc_passwd_stages(&env, &mut items);
+    stages.push(json!({"type": "org.osbuild.users", "options": {"users": {"alice": {}}}}));
     let m = env.write_manifest(
         "foreign.json",
         &json!({"version": "2", "sources": {"org.osbuild.curl": {"items": items}},
-            "pipelines": [build, {"name": "tree", "build": "name:build", "stages": [
-                mkdir("/etc"), {"type": "org.osbuild.users", "options": {"users": {"alice": {}}}}]}]}),
+            "pipelines": [build, {"name": "tree", "build": "name:build", "stages": stages}]}),
     );
     let o = env.run(&m, &["--export", "tree"]);
     ok(&o);
@@ -301,7 +319,10 @@ fn foreign_build_root_runs_stages_with_its_own_tools() {
 fn two_concurrent_builds_share_one_store() {
     let env = Env::new();
     let m = two_pipelines(&env);
-    let m2 = env.write_manifest("other.json", &json!({"version": "2", "pipelines": [{"name": "tree", "stages": [mkdir("/x"), noop(1)]}]}));
+    let m2 = env.write_manifest(
+        "other.json",
+        &json!({"version": "2", "pipelines": [{"name": "tree", "stages": [mkdir("/x"), noop(1)]}]}),
+    );
     let a = env.cmd(&m, &["--export", "tarball"]).output();
     let b = std::thread::spawn({
         let mut c = env.cmd(&m, &["--export", "tree"]);
@@ -401,8 +422,13 @@ fn checksum_mismatch_is_a_source_error_and_nothing_is_stored() {
     let doc: Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(doc["error"]["type"], "org.osbuild.error.source", "{doc}");
     let text = doc.to_string();
-    assert!(text.contains(&url) && text.contains(&wrong[7..]) && text.contains(&sha256(b"actual content")[7..]), "{text}");
-    let stored: Vec<_> = std::fs::read_dir(env.store().join("sources/org.osbuild.files")).map(|rd| rd.flatten().collect()).unwrap_or_default();
+    assert!(
+        text.contains(&url) && text.contains(&wrong[7..]) && text.contains(&sha256(b"actual content")[7..]),
+        "{text}"
+    );
+    let stored: Vec<_> = std::fs::read_dir(env.store().join("sources/org.osbuild.files"))
+        .map(|rd| rd.flatten().collect())
+        .unwrap_or_default();
     assert!(stored.is_empty(), "something was stored: {:?}", stored.iter().map(|e| e.file_name()).collect::<Vec<_>>());
     assert!(env.objects().is_empty());
 }
@@ -437,12 +463,19 @@ fn monitor_stream_and_json_result_of_a_two_pipeline_build() {
         records.push(rec);
     }
     let messages: Vec<&str> = records.iter().filter_map(|r| r["message"].as_str()).collect();
-    let pos = |needle: &str| messages.iter().position(|m| m.contains(needle)).unwrap_or_else(|| panic!("no {needle:?} in {messages:?}"));
+    let pos = |needle: &str| {
+        messages.iter().position(|m| m.contains(needle)).unwrap_or_else(|| panic!("no {needle:?} in {messages:?}"))
+    };
     assert!(pos("starting") < pos("Starting pipeline tree"));
     assert!(pos("Starting pipeline tree") < pos("Starting pipeline tarball"));
     assert!(pos("Starting module org.osbuild.tar") < pos("Finished module org.osbuild.tar"));
     assert!(pos("Finished module org.osbuild.tar") < pos("finished successfully"));
-    let finished: Vec<&Value> = records.iter().filter(|r| r["message"].as_str().is_some_and(|m| m.starts_with("Finished module"))).collect();
+    // Stage results carry an id (callers keep only those); source results do not.
+    let finished: Vec<&Value> = records
+        .iter()
+        .filter(|r| r["message"].as_str().is_some_and(|m| m.starts_with("Finished module")))
+        .filter(|r| r["result"]["id"].as_str().is_some_and(|id| !id.is_empty()))
+        .collect();
     assert_eq!(finished.len(), 4);
     for r in &finished {
         assert!(r["duration"].is_number());

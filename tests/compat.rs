@@ -27,7 +27,10 @@ fn compare(ours: &Value, expected: &Value) -> Result<(), String> {
         }
     }
     let paths = |v: &Value| -> Vec<Value> {
-        v.get("errors").and_then(Value::as_array).map(|a| a.iter().map(|e| e["path"].clone()).collect()).unwrap_or_default()
+        v.get("errors")
+            .and_then(Value::as_array)
+            .map(|a| a.iter().map(|e| e["path"].clone()).collect())
+            .unwrap_or_default()
     };
     if paths(ours) != paths(expected) {
         return Err(format!("error paths: ours {:?}, upstream {:?}", paths(ours), paths(expected)));
@@ -91,7 +94,11 @@ fn inspect_matches_upstream_on_the_compat_corpus() {
         let ours: Value = match serde_json::from_slice(&out.stdout) {
             Ok(v) => v,
             Err(e) => {
-                failures.push(format!("{}: no JSON on stdout ({e}); stderr: {}", name.to_string_lossy(), String::from_utf8_lossy(&out.stderr)));
+                failures.push(format!(
+                    "{}: no JSON on stdout ({e}); stderr: {}",
+                    name.to_string_lossy(),
+                    String::from_utf8_lossy(&out.stderr)
+                ));
                 continue;
             }
         };
@@ -110,7 +117,8 @@ fn inspect_matches_upstream_on_the_compat_corpus() {
 
 #[test]
 fn canonical_json_vectors_match_python() {
-    let v: Value = serde_json::from_slice(&std::fs::read(compat_dir().join("canonical-json-vectors.json")).unwrap()).unwrap();
+    let v: Value =
+        serde_json::from_slice(&std::fs::read(compat_dir().join("canonical-json-vectors.json")).unwrap()).unwrap();
     let cases = v["cases"].as_array().unwrap();
     let mut n = 0;
     for c in cases {

@@ -14,8 +14,14 @@ fn arb_json() -> impl Strategy<Value = Value> {
         any::<i64>().prop_map(Value::from),
         any::<f64>().prop_filter("finite", |f| f.is_finite()).prop_map(Value::from),
         "[a-z:.\\-]{0,12}".prop_map(Value::String),
-        prop_oneof![Just("name:tree"), Just("name:build"), Just("org.osbuild.pipeline"), Just("org.osbuild.source"), Just("sha256:00")]
-            .prop_map(|s| Value::String(s.into())),
+        prop_oneof![
+            Just("name:tree"),
+            Just("name:build"),
+            Just("org.osbuild.pipeline"),
+            Just("org.osbuild.source"),
+            Just("sha256:00")
+        ]
+        .prop_map(|s| Value::String(s.into())),
     ];
     leaf.prop_recursive(4, 48, 6, |inner| {
         prop_oneof![

@@ -4,7 +4,8 @@
 #[test]
 fn readme_module_table_matches_the_code() {
     let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
-    let start = readme.find("<!-- modules-table:start -->\n").expect("start marker") + "<!-- modules-table:start -->\n".len();
+    let start =
+        readme.find("<!-- modules-table:start -->\n").expect("start marker") + "<!-- modules-table:start -->\n".len();
     let end = readme.find("<!-- modules-table:end -->").expect("end marker");
     let table = osbuild_rs::inventory::feature_table();
     assert_eq!(&readme[start..end], table, "README module table is stale: run `osbuild-rs __modules-table`");

@@ -39,7 +39,13 @@ fn metadata_of(opts: &Value) -> Value {
     opts.get("metadata").cloned().unwrap_or_else(|| Value::Object(Map::new()))
 }
 
-pub fn prepare(m: &Manifest, store: &ObjectStore, name: &str, input: &Input, target: &Path) -> Result<Prepared, String> {
+pub fn prepare(
+    m: &Manifest,
+    store: &ObjectStore,
+    name: &str,
+    input: &Input,
+    target: &Path,
+) -> Result<Prepared, String> {
     let _ = m;
     let mkdir = |p: &Path| std::fs::create_dir_all(p).map_err(|e| format!("cannot create {}: {e}", p.display()));
     match input.kind.as_str() {
@@ -66,10 +72,7 @@ pub fn prepare(m: &Manifest, store: &ObjectStore, name: &str, input: &Input, tar
                     if file.components().count() != 1 {
                         return Err(format!("input '{name}': '{reference}' is not a checksum"));
                     }
-                    let src = store
-                        .sources_dir("org.osbuild.files")
-                        .map_err(|e| e.to_string())?
-                        .join(&file);
+                    let src = store.sources_dir("org.osbuild.files").map_err(|e| e.to_string())?.join(&file);
                     if !src.is_file() {
                         return Err(format!("input '{name}': source item {reference} was not fetched"));
                     }
@@ -81,7 +84,9 @@ pub fn prepare(m: &Manifest, store: &ObjectStore, name: &str, input: &Input, tar
                         .and_then(Value::as_str)
                         .ok_or_else(|| format!("input '{name}': a pipeline reference needs a 'file' option"))?;
                     let file = confined(rel)?;
-                    let dir = store.get(reference).ok_or_else(|| format!("input '{name}': pipeline {reference} has not been built"))?;
+                    let dir = store
+                        .get(reference)
+                        .ok_or_else(|| format!("input '{name}': pipeline {reference} has not been built"))?;
                     let src = dir.join("tree").join(&file);
                     let meta = std::fs::symlink_metadata(&src).map_err(|e| format!("input '{name}': {rel}: {e}"))?;
                     if !meta.is_file() {

@@ -133,7 +133,20 @@ pub fn build(
                     .map(|i| SourceItemOutcome { checksum: i.checksum, cached: i.cached, error: i.error })
                     .collect(),
             },
-            Err(e) => SourceOutcome { kind: src.kind.clone(), success: false, output: format!("{e}"), items: vec![] },
+            Err(e) => {
+                let items = match &e {
+                    sources::SourceError::Failed { results, .. } => results
+                        .iter()
+                        .map(|i| SourceItemOutcome {
+                            checksum: i.checksum.clone(),
+                            cached: i.cached,
+                            error: i.error.clone(),
+                        })
+                        .collect(),
+                    _ => vec![],
+                };
+                SourceOutcome { kind: src.kind.clone(), success: false, output: format!("{e}"), items }
+            }
         };
         mon.finish_source(&outcome, started.elapsed());
         let ok = outcome.success;
@@ -293,7 +306,9 @@ fn run_stage(
         timeout: opts.stage_timeout,
         env,
     };
-    let outcome = sb.run(&mut |line| mon.stage_output(line))?;
+    // Monitors take raw output chunks, as upstream's do; the sandbox hands us lines.
+    let outcome = sb.run(&mut |line| mon.stage_output(&format!("{line}\n")))?;
+    mon.stage_output("");
     let success = outcome.status.success() && !outcome.timed_out && outcome.interrupted.is_none();
     let error = if success {
         None
@@ -306,8 +321,7 @@ fn run_stage(
         Some(json!(format!("stage exited with {}", outcome.status)))
     };
     let md = std::fs::read(&meta_file).ok().filter(|b| !b.is_empty()).and_then(|b| serde_json::from_slice(&b).ok());
-    let result =
-        StageResult { name: stage.kind.clone(), id: stage.id.clone(), success, output: outcome.output, error };
+    let result = StageResult { name: stage.kind.clone(), id: stage.id.clone(), success, output: outcome.output, error };
     Ok((result, md))
 }
 
@@ -323,7 +337,8 @@ pub fn export(store: &ObjectStore, p: &Pipeline, name: &str, output: &Path) -> R
     if std::env::var("OSBUILD_EXPORT_FORCE_NO_PRESERVE_OWNER").as_deref() == Ok("1") {
         cmd.arg("--no-preserve=ownership");
     }
-    let out = cmd.arg(format!("{}/.", src.display())).arg(&dest).output().map_err(|e| err(format!("cannot run cp: {e}")))?;
+    let out =
+        cmd.arg(format!("{}/.", src.display())).arg(&dest).output().map_err(|e| err(format!("cannot run cp: {e}")))?;
     if !out.status.success() {
         return Err(err(String::from_utf8_lossy(&out.stderr).trim().to_owned()));
     }
@@ -332,7 +347,7 @@ pub fn export(store: &ObjectStore, p: &Pipeline, name: &str, output: &Path) -> R
 
 /// Summary handed to the result document writers.
 pub fn summary<'a>(m: &'a Manifest, report: &BuildReport, store: &ObjectStore) -> monitor::BuildSummary<'a> {
-    let mut metadata = monitor::PipelineMetadata::new();
+    let mut metadata = std::collections::BTreeMap::new();
     if report.success {
         for p in &m.pipelines {
             let Some(id) = p.id() else { continue };

@@ -73,14 +73,21 @@ impl Env {
     }
     pub fn objects(&self) -> Vec<String> {
         match std::fs::read_dir(self.store().join("objects")) {
-            Ok(rd) => rd.map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).filter(|n| n.len() == 64).collect(),
+            Ok(rd) => {
+                rd.map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).filter(|n| n.len() == 64).collect()
+            }
             Err(_) => vec![],
         }
     }
     /// Mounts visible on the host under this test's directory.
     pub fn mounts(&self) -> Vec<String> {
         let needle = self.dir.path().to_string_lossy().into_owned();
-        std::fs::read_to_string("/proc/self/mountinfo").unwrap().lines().filter(|l| l.contains(&needle)).map(str::to_owned).collect()
+        std::fs::read_to_string("/proc/self/mountinfo")
+            .unwrap()
+            .lines()
+            .filter(|l| l.contains(&needle))
+            .map(str::to_owned)
+            .collect()
     }
 }
 
@@ -137,7 +144,10 @@ pub fn processes_with(marker: &str) -> Vec<String> {
 /// A build root that is not the host's distribution: only busybox (static), our fake tools.
 /// Built by a `build` pipeline from file:// sources, as users would ship one.
 pub fn foreign_build_root_pipeline(env: &Env, fake_tools: &[(&str, &str)]) -> (Value, serde_json::Map<String, Value>) {
-    let busybox = ["/bin/busybox", "/usr/bin/busybox"].into_iter().find(|p| Path::new(p).is_file()).expect("busybox-static is missing: run `make deps`");
+    let busybox = ["/bin/busybox", "/usr/bin/busybox"]
+        .into_iter()
+        .find(|p| Path::new(p).is_file())
+        .expect("busybox-static is missing: run `make deps`");
     let data = std::fs::read(busybox).unwrap();
     let mut items = serde_json::Map::new();
     let bb = sha256(&data);
@@ -149,7 +159,7 @@ pub fn foreign_build_root_pipeline(env: &Env, fake_tools: &[(&str, &str)]) -> (V
                "options": {"paths": [{"from": format!("input://bb/{bb}"), "to": "tree:///usr/bin/busybox"}]}}),
     ];
     let mut links = vec![];
-    for tool in ["sh", "sleep", "cat", "echo", "ls", "true", "false"] {
+    for tool in ["sh", "sleep", "cat", "echo", "ls", "true", "false", "cp", "chmod", "mkdir", "rm", "ln", "mv"] {
         links.push(json!({"target": "busybox", "link_name": format!("tree:///usr/bin/{tool}"), "symbolic": true}));
     }
     stages.push(json!({"type": "org.osbuild.ln", "options": {"paths": links}}));
@@ -161,8 +171,26 @@ pub fn foreign_build_root_pipeline(env: &Env, fake_tools: &[(&str, &str)]) -> (V
         stages.push(json!({"type": "org.osbuild.copy",
             "inputs": {"t": {"type": "org.osbuild.files", "origin": "org.osbuild.source", "references": {sum.clone(): {}}}},
             "options": {"paths": [{"from": format!("input://t/{sum}"), "to": format!("tree:///usr/bin/{name}")}]}}));
-        stages.push(json!({"type": "org.osbuild.chmod", "options": {"items": {format!("/usr/bin/{name}"): {"mode": "0755"}}}}));
+        stages.push(
+            json!({"type": "org.osbuild.chmod", "options": {"items": {format!("/usr/bin/{name}"): {"mode": "0755"}}}}),
+        );
     }
     stages.push(json!({"type": "org.osbuild.chmod", "options": {"items": {"/usr/bin/busybox": {"mode": "0755"}}}}));
     (json!({"name": "build", "stages": stages}), items)
+}
+
+/// Stages that give a tree a minimal /etc/passwd and /etc/group (the users stage reads
+/// them), with their file:// source items added to `items`.
+pub fn etc_passwd_stages(env: &Env, items: &mut serde_json::Map<String, Value>) -> Vec<Value> {
+    let mut stages = vec![mkdir("/etc")];
+    for (name, content) in [("passwd", "root:x:0:0:root:/root:/bin/sh\n"), ("group", "root:x:0:\n")] {
+        let path = env.path(&format!("etc-{name}"));
+        std::fs::write(&path, content).unwrap();
+        let sum = sha256(content.as_bytes());
+        items.insert(sum.clone(), json!({"url": format!("file://{}", path.display())}));
+        stages.push(json!({"type": "org.osbuild.copy",
+            "inputs": {"f": {"type": "org.osbuild.files", "origin": "org.osbuild.source", "references": {sum.clone(): {}}}},
+            "options": {"paths": [{"from": format!("input://f/{sum}"), "to": format!("tree:///etc/{name}")}]}}));
+    }
+    stages
 }
