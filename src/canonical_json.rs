@@ -29,6 +29,13 @@ impl IdHasher {
         self
     }
 
+    pub fn update_object(&mut self, map: &serde_json::Map<String, Value>) -> &mut Self {
+        let mut out = String::new();
+        write_object(&mut out, map);
+        self.0.update(out.as_bytes());
+        self
+    }
+
     pub fn update_str(&mut self, s: &str) -> &mut Self {
         self.update(&Value::String(s.to_owned()))
     }
@@ -55,22 +62,24 @@ fn write_value(out: &mut String, value: &Value) {
             }
             out.push(']');
         }
-        Value::Object(map) => {
-            // Python compares str keys by code point; UTF-8 byte order is the same order.
-            let mut keys: Vec<&String> = map.keys().collect();
-            keys.sort();
-            out.push('{');
-            for (i, key) in keys.into_iter().enumerate() {
-                if i > 0 {
-                    out.push_str(", ");
-                }
-                write_string(out, key);
-                out.push_str(": ");
-                write_value(out, &map[key]);
-            }
-            out.push('}');
-        }
+        Value::Object(map) => write_object(out, map),
     }
+}
+
+fn write_object(out: &mut String, map: &serde_json::Map<String, Value>) {
+    // Python compares str keys by code point; UTF-8 byte order is the same order.
+    let mut keys: Vec<&String> = map.keys().collect();
+    keys.sort();
+    out.push('{');
+    for (i, key) in keys.into_iter().enumerate() {
+        if i > 0 {
+            out.push_str(", ");
+        }
+        write_string(out, key);
+        out.push_str(": ");
+        write_value(out, &map[key]);
+    }
+    out.push('}');
 }
 
 fn write_string(out: &mut String, s: &str) {

@@ -127,6 +127,9 @@ impl Stage {
         if let Some(epoch) = &self.source_epoch {
             h.update(epoch);
         }
+        for (_, input) in self.inputs.iter_mut() {
+            input.seal();
+        }
         if !self.inputs.is_empty() {
             let ids: Map<String, Value> =
                 self.inputs.iter().map(|(n, i)| (n.clone(), Value::String(i.id.clone()))).collect();
@@ -182,16 +185,17 @@ impl Input {
         i
     }
 
+    /// Add a reference; call `seal` once all are added (sealing per reference, as
+    /// upstream does, is quadratic in the number of packages).
     fn add_reference(&mut self, reference: String, options: Value) {
         self.refs.insert(reference, or_empty(options));
-        self.seal();
     }
 
     fn seal(&mut self) {
         // The input's name is deliberately not part of its id (upstream does the same).
         let mut h = IdHasher::new();
         h.update_str(&self.kind).update_str(&self.origin);
-        h.update(&Value::Object(self.refs.clone()));
+        h.update_object(&self.refs);
         h.update(&self.options);
         self.id = h.finish();
     }
