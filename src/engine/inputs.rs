@@ -1,7 +1,7 @@
 //! Inputs: what a stage reads besides its tree, prepared on the host and bound read-only
 //! into the sandbox at `/run/osbuild/inputs/<name>` (upstream's input services).
 
-use crate::manifest::{Input, Manifest, ORIGIN_PIPELINE, ORIGIN_SOURCE};
+use crate::manifest::{Input, ORIGIN_PIPELINE, ORIGIN_SOURCE};
 use crate::store::ObjectStore;
 use serde_json::{json, Map, Value};
 use std::path::{Component, Path, PathBuf};
@@ -39,14 +39,7 @@ fn metadata_of(opts: &Value) -> Value {
     opts.get("metadata").cloned().unwrap_or_else(|| Value::Object(Map::new()))
 }
 
-pub fn prepare(
-    m: &Manifest,
-    store: &ObjectStore,
-    name: &str,
-    input: &Input,
-    target: &Path,
-) -> Result<Prepared, String> {
-    let _ = m;
+pub fn prepare(store: &ObjectStore, name: &str, input: &Input, target: &Path) -> Result<Prepared, String> {
     let mkdir = |p: &Path| std::fs::create_dir_all(p).map_err(|e| format!("cannot create {}: {e}", p.display()));
     match input.kind.as_str() {
         "org.osbuild.noop" => {

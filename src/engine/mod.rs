@@ -195,10 +195,7 @@ fn build_pipeline(
     if store.contains(pid) {
         return Ok(results);
     }
-    let build_root = match &p.build {
-        Some(b) => Some(store.tree_path(b)),
-        None => None,
-    };
+    let build_root = p.build.as_ref().map(|b| store.tree_path(b));
 
     // Continue from the last stage the store already has (a checkpoint), if any.
     let work = store.new_workdir()?;
@@ -262,7 +259,7 @@ fn run_stage(
     let mut binds = Vec::new();
     let mut input_args = Map::new();
     for (name, input) in &stage.inputs {
-        let prepared = inputs::prepare(m, store, name, input, &scratch.path().join("inputs").join(name))
+        let prepared = inputs::prepare(store, name, input, &scratch.path().join("inputs").join(name))
             .map_err(|message| EngineError::Input { stage: stage.path.to_string(), message })?;
         let dest = PathBuf::from("/run/osbuild/inputs").join(name);
         let mut arg = json!({ "path": dest });
