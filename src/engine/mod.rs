@@ -165,7 +165,7 @@ pub fn build(
 
     for p in pipelines {
         mon.begin_pipeline(p);
-        let results = build_pipeline(m, p, store, mon, opts, &mut report)?;
+        let results = build_pipeline(p, store, mon, opts, &mut report)?;
         mon.finish_pipeline(p);
         let failed = results.iter().find(|r| !r.success).cloned();
         report.pipeline_results.push((p.name.clone(), results));
@@ -183,7 +183,6 @@ pub fn build(
 }
 
 fn build_pipeline(
-    m: &Manifest,
     p: &Pipeline,
     store: &ObjectStore,
     mon: &mut dyn Monitor,
@@ -213,7 +212,7 @@ fn build_pipeline(
     for (i, stage) in p.stages.iter().enumerate().skip(start) {
         mon.begin_stage(p, stage);
         let started = Instant::now();
-        let (result, md) = run_stage(m, stage, &work, build_root.as_deref(), store, mon, opts, report)?;
+        let (result, md) = run_stage(stage, &work, build_root.as_deref(), store, mon, opts, report)?;
         if let Some(md) = &md {
             meta.insert(stage.id.clone(), md.clone());
         }
@@ -235,7 +234,6 @@ fn build_pipeline(
 
 #[allow(clippy::too_many_arguments)]
 fn run_stage(
-    m: &Manifest,
     stage: &Stage,
     work: &WorkDir,
     build_root: Option<&Path>,
