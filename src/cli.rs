@@ -214,7 +214,15 @@ pub fn prepare(args: &Args) -> Result<Prepared, i32> {
     let validation = schema::validate(&description);
     if !validation.is_valid() {
         if args.json || args.inspect {
+            // stdout stays the machine-readable document; people get one line on stderr.
             print_json(&validation.to_json());
+            let first = &validation.errors[0];
+            eprintln!(
+                "osbuild-rs: error: {name} is invalid ({} error(s)); first at {}: {}",
+                validation.errors.len(),
+                first.path,
+                first.message
+            );
         } else {
             show_validation(&validation, &args.manifest);
         }

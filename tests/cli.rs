@@ -79,13 +79,13 @@ fn reference_cycles_and_dangling_references_name_the_path() {
     assert_eq!(v["errors"][0]["path"], json!(["pipelines", 0, "build"]));
 
     let m = json!({"version": "2", "pipelines": [
-        {"name": "a", "stages": [{"type": "org.osbuild.copy", "inputs": {"tree": {"type": "org.osbuild.tree", "origin": "org.osbuild.pipeline", "references": ["name:a"]}}}]},
+        {"name": "a", "stages": [{"type": "org.osbuild.copy", "options": {"paths": [{"from": "input://tree/x", "to": "tree:///x"}]}, "inputs": {"tree": {"type": "org.osbuild.tree", "origin": "org.osbuild.pipeline", "references": ["name:a"]}}}]},
     ]});
     let o = run_stdin(&["--inspect", "-"], &m.to_string());
     assert_one_line_error(&o, 2, "pipelines[0].stages[0].inputs.tree");
 
     let m = json!({"version": "2", "pipelines": [
-        {"name": "a", "stages": [{"type": "org.osbuild.copy", "inputs": {"tree": {"type": "org.osbuild.tree", "origin": "org.osbuild.pipeline", "references": ["name:nope"]}}}]},
+        {"name": "a", "stages": [{"type": "org.osbuild.copy", "options": {"paths": [{"from": "input://tree/x", "to": "tree:///x"}]}, "inputs": {"tree": {"type": "org.osbuild.tree", "origin": "org.osbuild.pipeline", "references": ["name:nope"]}}}]},
     ]});
     let o = run_stdin(&["--inspect", "-"], &m.to_string());
     assert_one_line_error(&o, 2, "name:nope");
