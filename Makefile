@@ -37,6 +37,8 @@ demo: build
 # Everything CI runs: formatting, lints, unit tests, integration tests (root, bubblewrap).
 test: lint
 	$(CARGO) test --all-targets -- --test-threads=2
+	@# Show the compatibility score (the passing test's output is otherwise captured).
+	$(CARGO) test -q --test compat -- --nocapture
 
 test-unit:
 	$(CARGO) test --lib
