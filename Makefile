@@ -6,7 +6,7 @@ STORE   ?= $(CURDIR)/.osbuild
 OUT     ?= $(CURDIR)/output
 
 # Debian packages the build, the tests and the demo need (installed by `make deps`).
-DEB_DEPS := bubblewrap curl ca-certificates python3 passwd tar xz-utils zstd gzip coreutils util-linux \
+DEB_DEPS := bubblewrap curl ca-certificates python3 passwd tar xz-utils zstd gzip coreutils util-linux bsdutils \
             busybox-static time
 
 .PHONY: all build deps demo test test-unit test-integration lint bench fuzz clean

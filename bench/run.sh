@@ -21,7 +21,7 @@ run() { "$@" | tee -a "$results"; }
 # fails; never delete through them: unmount first, and stay on one file system.
 clean() {
     for d in "$@"; do
-        grep -F " $d" /proc/self/mountinfo | awk '{print $5}' | sort -r | while read -r m; do umount -l "$m" || true; done
+        { grep -F " $d" /proc/self/mountinfo || true; } | awk '{print $5}' | sort -r | while read -r m; do umount -l "$m" || true; done
         rm -rf --one-file-system "$d"
     done
 }

@@ -335,6 +335,7 @@ fn build(args: &Args, m: &Manifest) -> i32 {
     };
     let opts = engine::BuildOptions {
         libdir: args.libdir.clone(),
+        debug_break: args.debug_break.clone(),
         stage_timeout: args.stage_timeout.map(std::time::Duration::from_secs),
         checkpoints,
         exe,

@@ -486,3 +486,43 @@ fn monitor_stream_and_json_result_of_a_two_pipeline_build() {
     let last_progress = records.iter().rev().find_map(|r| r.get("progress")).expect("progress records");
     assert!(last_progress["total"].as_u64().unwrap() >= 2);
 }
+
+#[test]
+fn break_opens_a_shell_in_the_sandbox_when_a_terminal_is_attached() {
+    let env = Env::new();
+    let m = env.write_manifest(
+        "break.json",
+        &json!({"version": "2", "pipelines": [{"name": "tree", "stages": [mkdir("/made-before"), mkdir("/made-by-the-stage")]}]}),
+    );
+    // `script` gives the build a pseudo-terminal; the shell reads our commands from it.
+    let cmd = format!(
+        "{} --store {} --output-directory {} --export tree --break org.osbuild.mkdir {}",
+        bin(),
+        env.store().display(),
+        env.out().display(),
+        m.display()
+    );
+    let mut child = std::process::Command::new("script")
+        .args(["-qec", &cmd, "/dev/null"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("script (util-linux) is needed: run `make deps`");
+    {
+        use std::io::Write;
+        let mut stdin = child.stdin.take().unwrap();
+        // One shell per mkdir stage; each lists the tree it will build into and exits.
+        for _ in 0..2 {
+            stdin.write_all(b"ls /run/osbuild/tree; echo shell-saw-$((6*7)); exit\n").unwrap();
+            std::thread::sleep(Duration::from_millis(700));
+        }
+    }
+    let out = child.wait_with_output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(text.matches("shell-saw-42").count() >= 2, "{text}");
+    // In the second shell the first stage's directory is already in the tree.
+    assert!(text.contains("made-before"), "{text}");
+    assert!(env.out().join("tree/made-by-the-stage").is_dir());
+}

@@ -18,6 +18,7 @@ use crate::store::{ObjectStore, WorkDir};
 use crate::{sources, stages};
 use serde_json::{json, Map, Value};
 use std::collections::{BTreeSet, HashSet};
+use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -39,6 +40,8 @@ pub enum EngineError {
 
 pub struct BuildOptions {
     pub libdir: PathBuf,
+    /// `--break`: a stage type, stage id or `*`.
+    pub debug_break: Option<String>,
     pub stage_timeout: Option<Duration>,
     pub checkpoints: HashSet<String>,
     pub exe: PathBuf,
@@ -209,10 +212,14 @@ fn build_pipeline(
         }
     }
 
+    // Stage scratch (arguments, metadata, input links) lives beside, never inside, the tree;
+    // one scratch dir per pipeline keeps the per-stage cost low.
+    let scratch = store.new_workdir()?;
     for (i, stage) in p.stages.iter().enumerate().skip(start) {
         mon.begin_stage(p, stage);
         let started = Instant::now();
-        let (result, md) = run_stage(stage, &work, build_root.as_deref(), store, mon, opts, report)?;
+        let dir = scratch.path().join(format!("stage-{i}"));
+        let (result, md) = run_stage(stage, &work, &dir, build_root.as_deref(), store, mon, opts, report)?;
         if let Some(md) = &md {
             meta.insert(stage.id.clone(), md.clone());
         }
@@ -236,6 +243,7 @@ fn build_pipeline(
 fn run_stage(
     stage: &Stage,
     work: &WorkDir,
+    scratch: &Path,
     build_root: Option<&Path>,
     store: &ObjectStore,
     mon: &mut dyn Monitor,
@@ -243,10 +251,8 @@ fn run_stage(
     report: &mut BuildReport,
 ) -> Result<(StageResult, Option<Value>), EngineError> {
     let info = stages::find(&stage.kind).expect("checked before the build");
-    // Per-stage scratch (arguments, metadata, input links) lives beside, never inside, the tree.
-    let scratch = store.new_workdir()?;
-    let api = scratch.path().join("api");
-    let meta_file = scratch.path().join("meta");
+    let api = scratch.join("api");
+    let meta_file = scratch.join("meta");
     let io = |path: &Path| {
         let path = path.to_owned();
         move |source| EngineError::Io { path, source }
@@ -257,7 +263,7 @@ fn run_stage(
     let mut binds = Vec::new();
     let mut input_args = Map::new();
     for (name, input) in &stage.inputs {
-        let prepared = inputs::prepare(store, name, input, &scratch.path().join("inputs").join(name))
+        let prepared = inputs::prepare(store, name, input, &scratch.join("inputs").join(name))
             .map_err(|message| EngineError::Input { stage: stage.path.to_string(), message })?;
         let dest = PathBuf::from("/run/osbuild/inputs").join(name);
         let mut arg = json!({ "path": dest });
@@ -301,6 +307,19 @@ fn run_stage(
         timeout: opts.stage_timeout,
         env,
     };
+    if let Some(pattern) = &opts.debug_break {
+        if breaks_at(pattern, stage) {
+            if std::io::stdin().is_terminal() {
+                mon.log(
+                    &format!("--break: debug shell before {} ({}); exit it to run the stage", stage.kind, stage.id),
+                    None,
+                );
+                sb.run_interactive(&["/bin/sh".to_owned()])?;
+            } else {
+                mon.log("--break: no terminal attached, not opening a debug shell", None);
+            }
+        }
+    }
     // Monitors take raw output chunks, as upstream's do; the sandbox hands us lines.
     let outcome = sb.run(&mut |line| mon.stage_output(&format!("{line}\n")))?;
     mon.stage_output("");
@@ -318,6 +337,11 @@ fn run_stage(
     let md = std::fs::read(&meta_file).ok().filter(|b| !b.is_empty()).and_then(|b| serde_json::from_slice(&b).ok());
     let result = StageResult { name: stage.kind.clone(), id: stage.id.clone(), success, output: outcome.output, error };
     Ok((result, md))
+}
+
+/// Whether `--break PATTERN` selects this stage (upstream: stage name, id, or `*`).
+fn breaks_at(pattern: &str, stage: &Stage) -> bool {
+    pattern == "*" || pattern == stage.kind || pattern == stage.id
 }
 
 /// Copy a committed pipeline tree to `<output>/<name>/`.

@@ -158,6 +158,9 @@ pub(crate) fn run(
             }
         }
         // ... then until bubblewrap itself has exited (a stage may close its output early).
+        // It usually exits right after its output closes: poll quickly first, then back off,
+        // since a fixed 10 ms nap here was most of the cost of a trivial stage.
+        let mut nap = Duration::from_micros(100);
         loop {
             match waitid(
                 Id::Pid(Pid::from_raw(pgid)),
@@ -168,7 +171,8 @@ pub(crate) fn run(
                 Err(source) => return Err(SandboxError::Wait { source: source.into() }),
             }
             stop.check(pgid, deadline);
-            std::thread::sleep(Duration::from_millis(10));
+            std::thread::sleep(nap);
+            nap = (nap * 2).min(Duration::from_millis(10));
         }
     })();
     if result.is_err() || stop.drain_over() {
