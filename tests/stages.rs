@@ -13,9 +13,15 @@ use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-const COMPAT_MANIFESTS: &str = "/work/shared/compat/manifests";
-const UPSTREAM_STAGE_TESTS: &str = "/work/upstream/test/data/stages";
-const UPSTREAM_STAGES: &str = "/work/upstream/stages";
+/// The compat corpus beside the repository (as in CI).
+fn compat_manifests() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/compat/manifests")
+}
+
+/// An upstream osbuild checkout, only for the optional cross-checks (`OSBUILD_UPSTREAM`).
+fn upstream() -> Option<PathBuf> {
+    std::env::var_os("OSBUILD_UPSTREAM").map(PathBuf::from)
+}
 
 /// A temporary directory with `tree/` and the arguments/metadata files of one run.
 struct Run {
@@ -121,10 +127,10 @@ fn every_stage_has_a_valid_schema_with_its_capabilities() {
 #[test]
 fn compat_manifest_options_pass_schema_and_types() {
     let mut seen = std::collections::BTreeMap::<&str, usize>::new();
-    let mut files: Vec<_> = fs::read_dir(COMPAT_MANIFESTS).unwrap().map(|e| e.unwrap().path()).collect();
-    // and upstream's own stage test manifests for our stages
-    for stage in registry() {
-        let dir = Path::new(UPSTREAM_STAGE_TESTS).join(stage.name.trim_start_matches("org.osbuild."));
+    let mut files: Vec<_> = fs::read_dir(compat_manifests()).unwrap().map(|e| e.unwrap().path()).collect();
+    // and, given a checkout, upstream's own stage test manifests for our stages
+    for stage in registry().iter().filter(|_| upstream().is_some()) {
+        let dir = upstream().unwrap().join("test/data/stages").join(stage.name.trim_start_matches("org.osbuild."));
         if let Ok(rd) = fs::read_dir(dir) {
             files.extend(rd.map(|e| e.unwrap().path()).filter(|p| p.extension().is_some_and(|e| e == "json")));
         }
@@ -231,11 +237,14 @@ fn schemas_reject_what_upstream_rejects() {
 }
 
 /// Our schemas and upstream's (from its `.meta.json`, as upstream wraps them) give the same
-/// verdict on every sample above.
+/// verdict on every sample above. Needs an upstream checkout, so it is not part of `make test`:
+/// run `OSBUILD_UPSTREAM=/path/to/osbuild cargo test --test stages -- --ignored`.
 #[test]
+#[ignore = "needs an upstream osbuild checkout in OSBUILD_UPSTREAM"]
 fn schemas_agree_with_upstream_meta_json() {
+    let upstream = upstream().expect("set OSBUILD_UPSTREAM to an upstream osbuild checkout");
     for stage in registry() {
-        let meta = Path::new(UPSTREAM_STAGES).join(format!("{}.meta.json", stage.name));
+        let meta = upstream.join("stages").join(format!("{}.meta.json", stage.name));
         let meta: Value = serde_json::from_str(&fs::read_to_string(&meta).unwrap()).unwrap();
         let upstream = match meta.get("schema_2").filter(|v| v.as_object().is_some_and(|o| !o.is_empty())) {
             Some(s2) => s2.get("options").cloned().unwrap_or(json!({})),
