@@ -9,7 +9,7 @@ OUT     ?= $(CURDIR)/output
 DEB_DEPS := bubblewrap curl ca-certificates python3 passwd tar xz-utils zstd gzip coreutils util-linux bsdutils \
             busybox-static time openssl
 
-.PHONY: all build deps demo test test-unit test-integration lint bench fuzz clean
+.PHONY: all build deps demo test test-unit lint bench bless fuzz clean
 
 all: build
 
@@ -50,6 +50,10 @@ lint:
 # Benchmarks (wall time, peak memory) on manifests generated at run time; see bench/README.md.
 bench: build
 	bench/run.sh $(BIN)
+
+# Re-record the expected tree differences of stage tests (tests/data/stages/); review the diff.
+bless:
+	OSBUILD_RS_BLESS=1 $(CARGO) test --test 'stage_*'
 
 # A longer run of the loader property tests than `make test` does.
 fuzz:

@@ -1,6 +1,8 @@
 //! Helpers for integration tests that run real builds (root, bubblewrap).
 #![allow(dead_code)]
 
+pub mod treediff;
+
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
