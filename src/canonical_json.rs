@@ -11,7 +11,15 @@ use sha2::{Digest, Sha256};
 /// Serialise `value` the way Python's `json.dumps(value, sort_keys=True)` does.
 pub fn to_string(value: &Value) -> String {
     let mut out = String::new();
-    write_value(&mut out, value);
+    write_value(&mut out, value, true);
+    out
+}
+
+/// Python's `json.dumps(value)` without `sort_keys`: keys in insertion order (what
+/// upstream's monitor writes), otherwise the same text.
+pub fn to_string_unsorted(value: &Value) -> String {
+    let mut out = String::new();
+    write_value(&mut out, value, false);
     out
 }
 
@@ -31,7 +39,7 @@ impl IdHasher {
 
     pub fn update_object(&mut self, map: &serde_json::Map<String, Value>) -> &mut Self {
         let mut out = String::new();
-        write_object(&mut out, map);
+        write_object(&mut out, map, true);
         self.0.update(out.as_bytes());
         self
     }
@@ -45,7 +53,7 @@ impl IdHasher {
     }
 }
 
-fn write_value(out: &mut String, value: &Value) {
+fn write_value(out: &mut String, value: &Value, sort: bool) {
     match value {
         Value::Null => out.push_str("null"),
         Value::Bool(true) => out.push_str("true"),
@@ -58,18 +66,20 @@ fn write_value(out: &mut String, value: &Value) {
                 if i > 0 {
                     out.push_str(", ");
                 }
-                write_value(out, item);
+                write_value(out, item, sort);
             }
             out.push(']');
         }
-        Value::Object(map) => write_object(out, map),
+        Value::Object(map) => write_object(out, map, sort),
     }
 }
 
-fn write_object(out: &mut String, map: &serde_json::Map<String, Value>) {
-    // Python compares str keys by code point; UTF-8 byte order is the same order.
+fn write_object(out: &mut String, map: &serde_json::Map<String, Value>, sort: bool) {
     let mut keys: Vec<&String> = map.keys().collect();
-    keys.sort();
+    if sort {
+        // Python compares str keys by code point; UTF-8 byte order is the same order.
+        keys.sort();
+    }
     out.push('{');
     for (i, key) in keys.into_iter().enumerate() {
         if i > 0 {
@@ -77,7 +87,7 @@ fn write_object(out: &mut String, map: &serde_json::Map<String, Value>) {
         }
         write_string(out, key);
         out.push_str(": ");
-        write_value(out, &map[key]);
+        write_value(out, &map[key], sort);
     }
     out.push('}');
 }
