@@ -526,3 +526,61 @@ fn break_opens_a_shell_in_the_sandbox_when_a_terminal_is_attached() {
     assert!(text.contains("made-before"), "{text}");
     assert!(env.out().join("tree/made-by-the-stage").is_dir());
 }
+
+#[test]
+fn cache_max_size_evicts_least_recently_used_objects_of_other_manifests() {
+    let env = Env::new();
+    let first = env.write_manifest(
+        "first.json",
+        &json!({"version": "2", "pipelines": [{"name": "tree", "stages": [mkdir("/first")]}]}),
+    );
+    let second = env.write_manifest(
+        "second.json",
+        &json!({"version": "2", "pipelines": [{"name": "tree", "stages": [mkdir("/second")]}]}),
+    );
+    ok(&env.run(&first, &["--checkpoint", "tree", "--cache-max-size", "unlimited"]));
+    let first_objects = env.objects();
+    assert_eq!(first_objects.len(), 1);
+    ok(&env.run(&second, &["--checkpoint", "tree", "--cache-max-size", "1"]));
+    let now = env.objects();
+    assert_eq!(now.len(), 1, "{now:?}");
+    assert!(!now.contains(&first_objects[0]), "the older object should have been evicted");
+    let o = env.run(&second, &["--checkpoint", "tree", "--cache-max-size", "lots"]);
+    assert_eq!(o.status.code(), Some(2), "a bad size is a usage error");
+}
+
+#[test]
+fn files_input_from_another_pipeline() {
+    let env = Env::new();
+    let (sum, item) = inline_item(b"made in one pipeline, read by another\n");
+    let m = env.write_manifest(
+        "files-from-pipeline.json",
+        &json!({"version": "2",
+            "sources": {"org.osbuild.inline": {"items": {sum.clone(): item}}},
+            "pipelines": [
+                {"name": "tree", "stages": [
+                    mkdir("/etc"),
+                    {"type": "org.osbuild.copy",
+                     "inputs": {"f": {"type": "org.osbuild.files", "origin": "org.osbuild.source", "references": [sum.clone()]}},
+                     "options": {"paths": [{"from": format!("input://f/{sum}"), "to": "tree:///etc/greeting"}]}}
+                ]},
+                {"name": "other", "stages": [
+                    {"type": "org.osbuild.copy",
+                     "inputs": {"f": {"type": "org.osbuild.files", "origin": "org.osbuild.pipeline",
+                                      "references": {"name:tree": {"file": "/etc/greeting"}}}},
+                     "options": {"paths": [{"from": "input://f/etc/greeting", "to": "tree:///greeting"}]}}
+                ]}
+            ]}),
+    );
+    ok(&env.run(&m, &["--export", "other"]));
+    assert_eq!(std::fs::read(env.out().join("other/greeting")).unwrap(), b"made in one pipeline, read by another\n");
+
+    // A file reference that climbs out of the pipeline's tree is refused.
+    let mut bad: Value = serde_json::from_slice(&std::fs::read(&m).unwrap()).unwrap();
+    bad["pipelines"][1]["stages"][0]["inputs"]["f"]["references"]["name:tree"]["file"] =
+        json!("/../../../../etc/passwd");
+    let bad = env.write_manifest("bad-ref.json", &bad);
+    let o = env.run(&bad, &["--export", "other"]);
+    assert_ne!(o.status.code(), Some(0));
+    assert!(!env.out().join("other/passwd").exists());
+}
