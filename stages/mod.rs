@@ -18,15 +18,19 @@ pub mod util;
 mod chmod;
 mod chown;
 mod copy;
+mod dnf_automatic_config;
+mod dnf_config;
 mod greenboot;
 mod groups;
 mod hostname;
 mod ignition;
+mod ini;
 mod ln;
 mod locale;
 mod machine_id;
 mod mkdir;
 mod noop;
+mod rhsm;
 mod rhsm_facts;
 mod rpm_macros;
 mod tar;
@@ -192,6 +196,8 @@ static REGISTRY: &[StageInfo] = &[
     stage!("org.osbuild.chmod", chmod),
     stage!("org.osbuild.chown", chown),
     stage!("org.osbuild.copy", copy, "CAP_MAC_ADMIN"),
+    stage!("org.osbuild.dnf-automatic.config", dnf_automatic_config),
+    stage!("org.osbuild.dnf.config", dnf_config),
     stage!("org.osbuild.greenboot", greenboot),
     stage!("org.osbuild.groups", groups),
     stage!("org.osbuild.hostname", hostname),
@@ -201,6 +207,7 @@ static REGISTRY: &[StageInfo] = &[
     stage!("org.osbuild.machine-id", machine_id),
     stage!("org.osbuild.mkdir", mkdir),
     stage!("org.osbuild.noop", noop),
+    stage!("org.osbuild.rhsm", rhsm),
     stage!("org.osbuild.rhsm.facts", rhsm_facts),
     stage!("org.osbuild.rpm.macros", rpm_macros),
     stage!("org.osbuild.tar", tar, "CAP_MAC_ADMIN"),
