@@ -33,11 +33,13 @@ mod noop;
 mod rhsm;
 mod rhsm_facts;
 mod rpm_macros;
+mod rpmkeys_import;
 mod tar;
 mod timezone;
 mod truncate;
 mod tuned;
 mod untar;
+mod update_crypto_policies;
 mod users;
 mod yum_repos;
 
@@ -210,11 +212,13 @@ static REGISTRY: &[StageInfo] = &[
     stage!("org.osbuild.rhsm", rhsm),
     stage!("org.osbuild.rhsm.facts", rhsm_facts),
     stage!("org.osbuild.rpm.macros", rpm_macros),
+    stage!("org.osbuild.rpmkeys.import", rpmkeys_import),
     stage!("org.osbuild.tar", tar, "CAP_MAC_ADMIN"),
     stage!("org.osbuild.timezone", timezone),
     stage!("org.osbuild.truncate", truncate),
     stage!("org.osbuild.tuned", tuned),
     stage!("org.osbuild.untar", untar, "CAP_MAC_ADMIN"),
+    stage!("org.osbuild.update-crypto-policies", update_crypto_policies),
     stage!("org.osbuild.users", users),
     stage!("org.osbuild.yum.repos", yum_repos),
 ];
