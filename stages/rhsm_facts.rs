@@ -16,8 +16,8 @@ use std::os::unix::fs::OpenOptionsExt;
 
 const STAGE: &str = "org.osbuild.rhsm.facts";
 
+/// Upstream's schema allows other (ignored) keys, so unknown fields are accepted here too.
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct Options {
     /// Required by upstream's code (its schema forgets to say so).
     pub facts: Map<String, Value>,
