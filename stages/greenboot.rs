@@ -30,6 +30,8 @@ pub fn run(args: &StageArgs) -> StageResult {
     let options: Options = args.parse_options(STAGE)?;
     let source = tree_path(args, "/etc/greenboot/greenboot.conf", true)?;
     let old = std::fs::read_to_string(&source).map_err(StageError::io("cannot read", &source))?;
+    // Python reads it with universal newlines
+    let old = old.replace("\r\n", "\n").replace('\r', "\n");
     let mode =
         std::fs::metadata(&source).map_err(StageError::io("cannot read", &source))?.permissions().mode() & 0o7777;
     let mut pending = options.config.monitor_services;

@@ -67,6 +67,8 @@ impl Opt {
 #[derive(Debug, Default)]
 pub struct Ini {
     items: Vec<Top>,
+    /// The file started with a byte-order mark, which is written back.
+    bom: bool,
 }
 
 enum Line {
@@ -135,7 +137,9 @@ fn parse_option(raw: &str, r: &str) -> Option<Opt> {
 impl Ini {
     /// Parse `text` (what `iniparse` reads); `what` names the file in errors.
     pub fn parse(text: &str, what: &str) -> Result<Ini, StageError> {
-        let mut ini = Ini::default();
+        // Python reads text files with universal newlines: `\r\n` and `\r` become `\n`
+        let text = &text.replace("\r\n", "\n").replace('\r', "\n");
+        let mut ini = Ini { bom: text.starts_with('\u{feff}'), ..Ini::default() };
         let mut pending: Vec<String> = Vec::new();
         let mut bad: Vec<usize> = Vec::new();
         let mut lines: Vec<&str> = text.split('\n').collect();
@@ -282,7 +286,12 @@ impl Ini {
                 }
             }
         }
-        lines.join("\n")
+        let text = lines.join("\n");
+        if self.bom {
+            format!("\u{feff}{text}")
+        } else {
+            text
+        }
     }
 }
 
@@ -314,9 +323,11 @@ mod tests {
 
     #[test]
     fn unchanged_files_round_trip() {
-        for text in ["", "[a]\nx=1\n", "# c\n\n[a]\nx = 1\n  cont\n; c\n\n[b]\ny: 2", "[a]\r\nx=1\r\n"] {
+        for text in ["", "[a]\nx=1\n", "# c\n\n[a]\nx = 1\n  cont\n; c\n\n[b]\ny: 2", "\u{feff}[a]\nx=1\n"] {
             assert_eq!(edit(text, |_| {}), text);
         }
+        // read with universal newlines, written with `\n`
+        assert_eq!(edit("[a]\r\nx=1\ry=2\r\n", |_| {}), "[a]\nx=1\ny=2\n");
     }
 
     #[test]
