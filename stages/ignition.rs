@@ -5,7 +5,7 @@
 //! `set ignition_network_kcmdline='<network args joined by spaces>'` (no trailing newline),
 //! which GRUB sources on first boot. New files get mode 0644.
 
-use super::util::{location, write_file};
+use super::util::{location_parts, resolve_in_root, write_file};
 use super::{StageArgs, StageResult};
 use serde::Deserialize;
 
@@ -26,8 +26,8 @@ fn default_target() -> String {
 
 pub fn run(args: &StageArgs) -> StageResult {
     let options: Options = args.parse_options(STAGE)?;
-    let file = format!("{}/ignition.firstboot", options.target.trim_end_matches('/'));
-    let path = location(&file, args, true)?;
+    let (root, dir) = location_parts(&options.target, args)?;
+    let path = resolve_in_root(&root, format!("{dir}/ignition.firstboot"), true)?;
     let text = if options.network.is_empty() {
         String::new()
     } else {
@@ -55,6 +55,15 @@ mod tests {
             std::fs::read_to_string(t.path().join("efi/ignition.firstboot")).unwrap(),
             "set ignition_network_kcmdline='ip=dhcp rd.neednet=1'"
         );
+    }
+
+    #[test]
+    fn target_root_and_bad_targets() {
+        let t = tempfile::tempdir().unwrap();
+        run(&args(t.path(), json!({"target": "tree:///"}))).unwrap();
+        assert!(t.path().join("ignition.firstboot").is_file());
+        let e = run(&args(t.path(), json!({"target": "tree://"}))).unwrap_err();
+        assert!(e.to_string().contains("must start with '/'"), "{e}");
     }
 
     #[test]

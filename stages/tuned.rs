@@ -39,20 +39,21 @@ pub fn run(args: &StageArgs) -> StageResult {
 fn available_profiles(args: &StageArgs) -> Result<BTreeSet<String>, StageError> {
     let mut out = BTreeSet::new();
     for dir in ["/usr/lib/tuned", "/etc/tuned"] {
-        let mut dir = tree_path(args, dir, true)?;
-        if !dir.is_dir() {
+        // like Python's isdir / DirEntry.is_dir, symlinks are followed (within the tree)
+        if !tree_path(args, dir, true)?.is_dir() {
             continue;
         }
-        let sub = dir.join("profiles");
-        if std::fs::symlink_metadata(&sub).is_ok_and(|m| m.is_dir()) {
-            dir = sub;
+        let mut dir = dir.to_owned();
+        if tree_path(args, format!("{dir}/profiles"), true)?.is_dir() {
+            dir.push_str("/profiles");
         }
-        for entry in std::fs::read_dir(&dir).map_err(StageError::io("cannot read directory", &dir))? {
-            let entry = entry.map_err(StageError::io("cannot read directory", &dir))?;
+        let host = tree_path(args, &dir, true)?;
+        for entry in std::fs::read_dir(&host).map_err(StageError::io("cannot read directory", &host))? {
+            let entry = entry.map_err(StageError::io("cannot read directory", &host))?;
             let Some(name) = entry.file_name().to_str().map(str::to_owned) else { continue };
-            let conf =
-                tree_path(args, dir.strip_prefix(&args.tree).unwrap_or(&dir).join(&name).join("tuned.conf"), true)?;
-            if entry.file_type().is_ok_and(|t| t.is_dir()) && conf.is_file() {
+            let is_profile = tree_path(args, format!("{dir}/{name}"), true)?.is_dir()
+                && tree_path(args, format!("{dir}/{name}/tuned.conf"), true)?.is_file();
+            if is_profile {
                 out.insert(name);
             }
         }
@@ -76,7 +77,8 @@ mod tests {
         let t = tempfile::tempdir().unwrap();
         profile(t.path(), "usr/lib/tuned/profiles/sap-hana");
         profile(t.path(), "usr/lib/tuned/old-style"); // ignored: profiles/ exists
-        profile(t.path(), "etc/tuned/custom");
+        profile(t.path(), "etc/tuned/real");
+        std::os::unix::fs::symlink("real", t.path().join("etc/tuned/custom")).unwrap();
         run(&args(t.path(), json!({"profiles": ["sap-hana", "custom"]}))).unwrap();
         assert_eq!(std::fs::read_to_string(t.path().join("etc/tuned/active_profile")).unwrap(), "sap-hana custom\n");
         assert_eq!(std::fs::read_to_string(t.path().join("etc/tuned/profile_mode")).unwrap(), "manual\n");

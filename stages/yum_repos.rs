@@ -115,11 +115,11 @@ fn interpolation_ok(v: &str) -> bool {
 pub fn run(args: &StageArgs) -> StageResult {
     let options: Options = args.parse_options(STAGE)?;
     let f = &options.filename;
-    let valid_name = f.len() > 5
-        && f.len() <= 255
+    // upstream's schema: `^[\w.-]{1,250}\.repo$`
+    let chars = f.chars().count();
+    let valid_name = (6..=255).contains(&chars)
         && f.ends_with(".repo")
-        && f.chars().all(|c| c.is_alphanumeric() || c == '_' || c == '.' || c == '-')
-        && f != "..repo";
+        && f.chars().all(|c| c.is_alphanumeric() || c == '_' || c == '.' || c == '-');
     if !valid_name {
         return Err(StageError::Invalid(format!("filename '{f}' must be a plain file name ending in .repo")));
     }
