@@ -89,6 +89,12 @@ fn yum_repos_writes_repo_files() {
     assert_eq!(cases.len(), 2);
     let (_d, tree) = check_stage("org.osbuild.yum.repos", "google-cloud", |_| {}, cases[0].clone(), json!({}));
     let text = read(&tree, "etc/yum.repos.d/google-cloud.repo");
+    // digest of what Python's configparser writes for these options (checked with upstream's code)
+    use sha2::Digest;
+    assert_eq!(
+        hex::encode(sha2::Sha256::digest(text.as_bytes())),
+        "0992b6e69ba9dc7a7c236af380493e86ae258cf5f86b06c9e9816d2ac22a8534"
+    );
     assert!(text.starts_with(
         "[google-compute-engine]\nname=Google Compute Engine\nbaseurl=https://www.example.org/google-compute-engine\n\
          enabled=1\ngpgcheck=1\nrepo_gpgcheck=0\ngpgkey=https://packages.cloud.google.com/yum/doc/yum-key.gpg \
