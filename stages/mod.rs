@@ -18,18 +18,30 @@ pub mod util;
 mod chmod;
 mod chown;
 mod copy;
+mod dnf_automatic_config;
+mod dnf_config;
+mod greenboot;
 mod groups;
 mod hostname;
+mod ignition;
+mod ini;
 mod ln;
 mod locale;
 mod machine_id;
 mod mkdir;
 mod noop;
+mod rhsm;
+mod rhsm_facts;
+mod rpm_macros;
+mod rpmkeys_import;
 mod tar;
 mod timezone;
 mod truncate;
+mod tuned;
 mod untar;
+mod update_crypto_policies;
 mod users;
+mod yum_repos;
 
 /// Where the sandbox puts the arguments document.
 pub const ARGUMENTS_PATH: &str = "/run/osbuild/api/arguments";
@@ -186,18 +198,29 @@ static REGISTRY: &[StageInfo] = &[
     stage!("org.osbuild.chmod", chmod),
     stage!("org.osbuild.chown", chown),
     stage!("org.osbuild.copy", copy, "CAP_MAC_ADMIN"),
+    stage!("org.osbuild.dnf-automatic.config", dnf_automatic_config),
+    stage!("org.osbuild.dnf.config", dnf_config),
+    stage!("org.osbuild.greenboot", greenboot),
     stage!("org.osbuild.groups", groups),
     stage!("org.osbuild.hostname", hostname),
+    stage!("org.osbuild.ignition", ignition),
     stage!("org.osbuild.ln", ln),
     stage!("org.osbuild.locale", locale),
     stage!("org.osbuild.machine-id", machine_id),
     stage!("org.osbuild.mkdir", mkdir),
     stage!("org.osbuild.noop", noop),
+    stage!("org.osbuild.rhsm", rhsm),
+    stage!("org.osbuild.rhsm.facts", rhsm_facts),
+    stage!("org.osbuild.rpm.macros", rpm_macros),
+    stage!("org.osbuild.rpmkeys.import", rpmkeys_import),
     stage!("org.osbuild.tar", tar, "CAP_MAC_ADMIN"),
     stage!("org.osbuild.timezone", timezone),
     stage!("org.osbuild.truncate", truncate),
+    stage!("org.osbuild.tuned", tuned),
     stage!("org.osbuild.untar", untar, "CAP_MAC_ADMIN"),
+    stage!("org.osbuild.update-crypto-policies", update_crypto_policies),
     stage!("org.osbuild.users", users),
+    stage!("org.osbuild.yum.repos", yum_repos),
 ];
 
 /// All built-in stages, sorted by name.

@@ -1,0 +1,134 @@
+//! `org.osbuild.dnf-automatic.config`: settings in `/etc/dnf/automatic.conf`.
+//!
+//! As upstream: merged the way Python's `iniparse` does it (see [`super::ini`]), booleans
+//! written as `yes`/`no`; a missing file is created (its directory must exist), an existing
+//! one keeps its mode. Without `config` nothing is touched.
+
+use super::ini::Ini;
+use super::util::{tree_path, write_file};
+use super::{StageArgs, StageError, StageResult};
+use serde::Deserialize;
+use serde_json::{Map, Value};
+
+const STAGE: &str = "org.osbuild.dnf-automatic.config";
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Options {
+    pub config: Option<Config>,
+}
+
+/// Sections and their options in manifest order, as strings.
+#[derive(Debug, Deserialize)]
+#[serde(try_from = "Map<String, Value>")]
+pub struct Config(Vec<(String, Vec<(String, String)>)>);
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)]
+struct ConfigCheck {
+    commands: Option<CommandsCheck>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)]
+struct CommandsCheck {
+    apply_updates: Option<bool>,
+    upgrade_type: Option<UpgradeType>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "lowercase")]
+enum UpgradeType {
+    Default,
+    Security,
+}
+
+impl TryFrom<Map<String, Value>> for Config {
+    type Error = String;
+    fn try_from(map: Map<String, Value>) -> Result<Self, String> {
+        ConfigCheck::deserialize(Value::Object(map.clone())).map_err(|e| e.to_string())?;
+        let mut out = Vec::new();
+        for (section, options) in map {
+            let Value::Object(options) = options else { unreachable!("checked above") };
+            let values = options
+                .into_iter()
+                .map(|(k, v)| {
+                    let v = match v {
+                        Value::Bool(b) => (if b { "yes" } else { "no" }).to_owned(),
+                        Value::String(s) => s,
+                        other => other.to_string(),
+                    };
+                    (k, v)
+                })
+                .collect();
+            out.push((section, values));
+        }
+        Ok(Config(out))
+    }
+}
+
+pub fn run(args: &StageArgs) -> StageResult {
+    let options: Options = args.parse_options(STAGE)?;
+    let Some(config) = options.config else { return Ok(None) };
+    let path = tree_path(args, "/etc/dnf/automatic.conf", true)?;
+    let mut ini = match std::fs::read_to_string(&path) {
+        Ok(text) => Ini::parse(&text, "/etc/dnf/automatic.conf")?,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            println!(
+                "Warning: DNF automatic configuration file '/etc/dnf/automatic.conf' does not exist, will create a new one."
+            );
+            Ini::default()
+        }
+        Err(e) => return Err(StageError::Io { op: "cannot read", path, source: e }),
+    };
+    for (section, values) in &config.0 {
+        if !ini.has_section(section) {
+            ini.add_section(section);
+        }
+        for (key, value) in values {
+            ini.set(section, key, value);
+        }
+    }
+    write_file(&path, ini.render().as_bytes(), 0o644)?;
+    Ok(None)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::stages::error_chain;
+    use crate::stages::testutil::args;
+    use serde_json::json;
+
+    #[test]
+    fn edits_existing_file() {
+        let t = tempfile::tempdir().unwrap();
+        let p = t.path().join("etc/dnf/automatic.conf");
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(&p, "[commands]\n#  What kind of upgrade\nupgrade_type = default\napply_updates = no\n\n[emitters]\nemit_via = stdio\n").unwrap();
+        run(&args(t.path(), json!({"config": {"commands": {"apply_updates": true, "upgrade_type": "security"}}})))
+            .unwrap();
+        assert_eq!(
+            std::fs::read_to_string(&p).unwrap(),
+            "[commands]\n#  What kind of upgrade\nupgrade_type = security\napply_updates = yes\n\n[emitters]\nemit_via = stdio\n"
+        );
+    }
+
+    #[test]
+    fn creates_file_and_refuses_bad_options() {
+        let t = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(t.path().join("etc/dnf")).unwrap();
+        run(&args(t.path(), json!({}))).unwrap();
+        assert!(!t.path().join("etc/dnf/automatic.conf").exists());
+        run(&args(t.path(), json!({"config": {"commands": {"apply_updates": false}}}))).unwrap();
+        assert_eq!(
+            std::fs::read_to_string(t.path().join("etc/dnf/automatic.conf")).unwrap(),
+            "[commands]\napply_updates = no"
+        );
+        let e =
+            error_chain(&run(&args(t.path(), json!({"config": {"commands": {"upgrade_type": "all"}}}))).unwrap_err());
+        assert!(e.contains("unknown variant `all`"), "{e}");
+    }
+}
