@@ -18,16 +18,26 @@ pub mod util;
 mod chmod;
 mod chown;
 mod copy;
+mod dracut_conf;
+mod fix_bls;
+mod fstab;
 mod groups;
 mod hostname;
+mod kernel_cmdline;
+mod keymap;
 mod ln;
 mod locale;
 mod machine_id;
 mod mkdir;
+mod modprobe;
 mod noop;
+mod selinux_config;
+mod sysconfig;
+mod sysctld;
 mod tar;
 mod timezone;
 mod truncate;
+mod udev_rules;
 mod untar;
 mod users;
 
@@ -186,16 +196,26 @@ static REGISTRY: &[StageInfo] = &[
     stage!("org.osbuild.chmod", chmod),
     stage!("org.osbuild.chown", chown),
     stage!("org.osbuild.copy", copy, "CAP_MAC_ADMIN"),
+    stage!("org.osbuild.dracut.conf", dracut_conf),
+    stage!("org.osbuild.fix-bls", fix_bls),
+    stage!("org.osbuild.fstab", fstab),
     stage!("org.osbuild.groups", groups),
     stage!("org.osbuild.hostname", hostname),
+    stage!("org.osbuild.kernel-cmdline", kernel_cmdline),
+    stage!("org.osbuild.keymap", keymap),
     stage!("org.osbuild.ln", ln),
     stage!("org.osbuild.locale", locale),
     stage!("org.osbuild.machine-id", machine_id),
     stage!("org.osbuild.mkdir", mkdir),
+    stage!("org.osbuild.modprobe", modprobe),
     stage!("org.osbuild.noop", noop),
+    stage!("org.osbuild.selinux.config", selinux_config),
+    stage!("org.osbuild.sysconfig", sysconfig),
+    stage!("org.osbuild.sysctld", sysctld),
     stage!("org.osbuild.tar", tar, "CAP_MAC_ADMIN"),
     stage!("org.osbuild.timezone", timezone),
     stage!("org.osbuild.truncate", truncate),
+    stage!("org.osbuild.udev.rules", udev_rules),
     stage!("org.osbuild.untar", untar, "CAP_MAC_ADMIN"),
     stage!("org.osbuild.users", users),
 ];
