@@ -31,6 +31,7 @@ mod machine_id;
 mod mkdir;
 mod modprobe;
 mod noop;
+mod selinux;
 mod selinux_config;
 mod sysconfig;
 mod sysctld;
@@ -209,6 +210,7 @@ static REGISTRY: &[StageInfo] = &[
     stage!("org.osbuild.mkdir", mkdir),
     stage!("org.osbuild.modprobe", modprobe),
     stage!("org.osbuild.noop", noop),
+    stage!("org.osbuild.selinux", selinux, "CAP_MAC_ADMIN"),
     stage!("org.osbuild.selinux.config", selinux_config),
     stage!("org.osbuild.sysconfig", sysconfig),
     stage!("org.osbuild.sysctld", sysctld),

@@ -338,3 +338,114 @@ fn selinux_config_bad_option() {
     let e = stage_error("org.osbuild.selinux.config", json!({"state": "on"}));
     assert!(e.starts_with("invalid options: unknown variant `on`"), "{e}");
 }
+
+// ---------------------------------------------------------------- org.osbuild.selinux
+
+/// setfiles must be on this machine (Debian: policycoreutils); never skip without it.
+fn require_setfiles() {
+    let found = std::env::var_os("PATH")
+        .map(|p| std::env::split_paths(&p).any(|d| d.join("setfiles").is_file()))
+        .unwrap_or(false);
+    assert!(found, "setfiles is missing: install policycoreutils (apt-get install policycoreutils)");
+}
+
+const FILE_CONTEXTS: &str = "/.*\tsystem_u:object_r:default_t:s0\n\
+    /bin\t-l\tsystem_u:object_r:bin_t:s0\n\
+    /boot(/.*)?\tsystem_u:object_r:boot_t:s0\n\
+    /dev(/.*)?\tsystem_u:object_r:device_t:s0\n\
+    /etc(/.*)?\tsystem_u:object_r:etc_t:s0\n\
+    /home\t-d\tsystem_u:object_r:home_root_t:s0\n\
+    /lib\t-l\tsystem_u:object_r:lib_t:s0\n\
+    /usr(/.*)?\tsystem_u:object_r:usr_t:s0\n\
+    /usr/bin(/.*)?\tsystem_u:object_r:bin_t:s0\n\
+    /var/cache(/.*)?\tsystem_u:object_r:var_t:s0\n";
+
+/// A small Fedora-like tree with a policy's file_contexts (instead of installing it).
+fn selinux_tree(t: &Path) {
+    mkdirs(t, &["boot", "dev", "home", "usr/bin", "usr/lib", "var/cache/dnf", "etc/selinux/targeted/contexts/files"]);
+    fs::write(t.join("etc/selinux/targeted/contexts/files/file_contexts"), FILE_CONTEXTS).unwrap();
+    for f in ["usr/bin/ls", "usr/bin/cp", "var/cache/dnf/x"] {
+        fs::write(t.join(f), "").unwrap();
+    }
+    std::os::unix::fs::symlink("usr/bin", t.join("bin")).unwrap();
+    std::os::unix::fs::symlink("usr/lib", t.join("lib")).unwrap();
+}
+
+fn label(tree: &Path, rel: &str) -> String {
+    let v = xattr::get(tree.join(rel), "security.selinux").unwrap().unwrap_or_else(|| panic!("{rel} has no label"));
+    String::from_utf8(v).unwrap().trim_end_matches('\0').to_owned()
+}
+
+#[test]
+fn selinux_upstream_test_basic() {
+    require_setfiles();
+    // upstream's test/data/stages/selinux/test_basic.json
+    let opts = json!({"file_contexts": "etc/selinux/targeted/contexts/files/file_contexts",
+                      "labels": {"/usr/bin/cp": "system_u:object_r:install_exec_t:s0"}});
+    let (_d, tree) = check_stage("org.osbuild.selinux", "basic", selinux_tree, opts, json!({}));
+    for (path, want) in [
+        ("bin", "system_u:object_r:bin_t:s0"),
+        ("boot", "system_u:object_r:boot_t:s0"),
+        ("dev", "system_u:object_r:device_t:s0"),
+        ("etc", "system_u:object_r:etc_t:s0"),
+        ("home", "system_u:object_r:home_root_t:s0"),
+        ("lib", "system_u:object_r:lib_t:s0"),
+        ("usr", "system_u:object_r:usr_t:s0"),
+        ("usr/bin/ls", "system_u:object_r:bin_t:s0"),
+        ("usr/bin/cp", "system_u:object_r:install_exec_t:s0"),
+    ] {
+        assert_eq!(label(&tree, path), want, "{path}");
+    }
+    assert!(!tree.join(".autorelabel").exists());
+}
+
+#[test]
+fn selinux_exclude_paths_and_autorelabel() {
+    require_setfiles();
+    let opts = json!({"file_contexts": "tree:///etc/selinux/targeted/contexts/files/file_contexts",
+                      "exclude_paths": ["/var/cache"], "force_autorelabel": true});
+    let (_d, tree) = check_stage("org.osbuild.selinux", "exclude-autorelabel", selinux_tree, opts, json!({}));
+    assert_eq!(label(&tree, "usr/bin/cp"), "system_u:object_r:bin_t:s0");
+    assert_eq!(xattr::get(tree.join("var/cache/dnf/x"), "security.selinux").unwrap(), None);
+    assert_eq!(read(&tree, ".autorelabel"), "-F");
+}
+
+#[test]
+fn selinux_bad_option() {
+    let e = stage_error("org.osbuild.selinux", json!({"labels": {"/x": 1}}));
+    assert!(e.starts_with("invalid options: invalid type: number, expected a string"), "{e}");
+}
+
+/// Not a test of its own: when `selinux_without_setfiles` sets the variables, run the stage
+/// with its arguments file and exit with its exit code (so the parent can change `PATH`).
+#[test]
+fn child_runner() {
+    let Ok(args) = std::env::var("OSBUILD_RS_TEST_CHILD_ARGS") else { return };
+    let meta = Path::new(&args).with_file_name("meta.json");
+    std::process::exit(osbuild_rs::stages::run_stage_from_file("org.osbuild.selinux", Path::new(&args), &meta));
+}
+
+#[test]
+fn selinux_without_setfiles() {
+    let dir = tempfile::tempdir().unwrap();
+    let tree = dir.path().join("tree");
+    selinux_tree(&{
+        fs::create_dir(&tree).unwrap();
+        tree.clone()
+    });
+    let args = dir.path().join("arguments.json");
+    let opts = json!({"file_contexts": "etc/selinux/targeted/contexts/files/file_contexts"});
+    fs::write(&args, serde_json::to_vec(&json!({"tree": tree, "options": opts})).unwrap()).unwrap();
+    let out = std::process::Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", "child_runner", "--nocapture", "--test-threads=1"])
+        .env("OSBUILD_RS_TEST_CHILD_ARGS", &args)
+        .env("PATH", "/nonexistent")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("org.osbuild.selinux: setfiles not found in the build root, but org.osbuild.selinux needs it"),
+        "{stderr}"
+    );
+}
