@@ -18,6 +18,7 @@ pub mod util;
 mod chmod;
 mod chown;
 mod copy;
+mod dracut;
 mod dracut_conf;
 mod fix_bls;
 mod fstab;
@@ -197,6 +198,7 @@ static REGISTRY: &[StageInfo] = &[
     stage!("org.osbuild.chmod", chmod),
     stage!("org.osbuild.chown", chown),
     stage!("org.osbuild.copy", copy, "CAP_MAC_ADMIN"),
+    stage!("org.osbuild.dracut", dracut),
     stage!("org.osbuild.dracut.conf", dracut_conf),
     stage!("org.osbuild.fix-bls", fix_bls),
     stage!("org.osbuild.fstab", fstab),

@@ -449,3 +449,55 @@ fn selinux_without_setfiles() {
         "{stderr}"
     );
 }
+
+// ---------------------------------------------------------------- org.osbuild.dracut
+
+#[test]
+fn dracut_missing_in_the_tree() {
+    let e = stage_error("org.osbuild.dracut", json!({"kernel": ["6.5.6-300.fc39.x86_64"]}));
+    assert_eq!(e, "/usr/bin/dracut not found in the tree, but org.osbuild.dracut needs it");
+}
+
+#[test]
+fn dracut_bad_option() {
+    let e = stage_error("org.osbuild.dracut", json!({"kernel": "6.5.6"}));
+    assert!(e.starts_with("invalid options: invalid type: string \"6.5.6\", expected a sequence"), "{e}");
+}
+
+/// A tree whose `dracut` is a shell script (busybox) recording how it was called and what it
+/// saw of the chroot; needs root (mounts) and a static busybox, as the other build tests do.
+#[test]
+fn dracut_runs_in_a_chroot_of_the_tree() {
+    let busybox = ["/bin/busybox", "/usr/bin/busybox"]
+        .into_iter()
+        .find(|p| Path::new(p).is_file())
+        .expect("busybox-static is missing: run `make deps`");
+    let script = "#!/bin/sh\n\
+        logger this-goes-nowhere\n\
+        echo \"$@\" > /boot/args-$3\n\
+        test -e /proc/self/status && echo proc >> /boot/args-$3\n\
+        test -d /sys/kernel && echo sys >> /boot/args-$3\n\
+        test -e /dev/null && echo dev >> /boot/args-$3\n";
+    let prepare = |t: &Path| {
+        mkdirs(t, &["usr/bin", "boot"]);
+        fs::copy(busybox, t.join("usr/bin/busybox")).unwrap();
+        for tool in ["sh", "test", "true", "logger", "echo"] {
+            std::os::unix::fs::symlink("busybox", t.join("usr/bin").join(tool)).unwrap();
+        }
+        std::os::unix::fs::symlink("usr/bin", t.join("bin")).unwrap();
+        fs::write(t.join("usr/bin/dracut"), script).unwrap();
+        fs::set_permissions(t.join("usr/bin/dracut"), fs::Permissions::from_mode(0o755)).unwrap();
+    };
+    let opts = json!({"kernel": ["6.5.6-300.fc39.x86_64"], "add_modules": ["ostree", "fips"],
+                      "install": ["/etc/x"], "extra": ["--xz"]});
+    let (_d, tree) = check_stage("org.osbuild.dracut", "fake-dracut", prepare, opts, json!({}));
+    assert_eq!(
+        read(&tree, "boot/args-6.5.6-300.fc39.x86_64"),
+        "--no-hostonly --kver 6.5.6-300.fc39.x86_64 --force -v --show-modules --no-early-microcode --reproducible \
+         --add ostree fips --install /etc/x --xz\nproc\nsys\ndev\n"
+    );
+    // everything was unmounted again
+    for d in ["proc", "sys", "dev"] {
+        assert_eq!(fs::read_dir(tree.join(d)).unwrap().count(), 0, "{d} still mounted");
+    }
+}
