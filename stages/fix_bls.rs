@@ -8,7 +8,8 @@
 //! `/` when a prefix is required); we do that substitution directly. Files are read the way
 //! Python's text mode reads them (`\r\n` and `\r` become `\n`), split into lines at Python's
 //! line boundaries, and rewritten in place, keeping their mode. Hidden files are skipped, as
-//! by upstream's glob.
+//! by upstream's glob. A `prefix` with a backslash (a template escape for upstream's `re.sub`)
+//! is refused rather than interpreted.
 
 use super::util::{tree_path, write_file};
 use super::{StageArgs, StageError, StageResult};
@@ -59,6 +60,10 @@ fn fix_text(text: &str, prefix: &str, require: bool) -> String {
 
 pub fn run(args: &StageArgs) -> StageResult {
     let options: Options = args.parse_options(STAGE)?;
+    if options.prefix.contains('\\') {
+        // upstream hands the prefix to re.sub as a template, where backslashes are escapes
+        return Err(StageError::Invalid(format!("prefix {} has a backslash, which is not supported", options.prefix)));
+    }
     let dir = tree_path(args, "/boot/loader/entries", true)?;
     let Ok(rd) = std::fs::read_dir(&dir) else { return Ok(None) };
     let mut names: Vec<String> = rd
@@ -111,6 +116,8 @@ mod tests {
         run(&args(t.path(), json!({"prefix": ""}))).unwrap();
         assert_eq!(std::fs::read_to_string(d.join("a.conf")).unwrap(), "linux /boot/vmlinuz\ninitrd /boot/initrd\n");
         run(&args(t.path(), json!({"prefix": "", "require_boot_prefix": false}))).unwrap();
+        let e = run(&args(t.path(), json!({"prefix": "\\1"}))).unwrap_err();
+        assert_eq!(e.to_string(), "prefix \\1 has a backslash, which is not supported");
         assert_eq!(std::fs::read_to_string(d.join("a.conf")).unwrap(), "linux /vmlinuz\ninitrd /initrd\n");
     }
 }

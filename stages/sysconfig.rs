@@ -103,7 +103,7 @@ impl TryFrom<Ordered<Value>> for Network {
 #[serde(deny_unknown_fields)]
 pub struct NetworkScripts {
     #[serde(default)]
-    pub ifcfg: Ordered<Ifcfg>,
+    pub ifcfg: Option<Ordered<Ifcfg>>,
 }
 
 /// One interface's ifcfg settings, rendered in document order.
@@ -169,10 +169,11 @@ pub fn run(args: &StageArgs) -> StageResult {
     if let Some(n) = options.network.as_ref().filter(|n| !n.0.is_empty()) {
         write("network", &n.0)?;
     }
-    if let Some(ns) = &options.network_scripts {
+    // as upstream, an empty `network-scripts` object does nothing, `{"ifcfg": {}}` makes the directory
+    if let Some(ifcfg) = options.network_scripts.as_ref().and_then(|ns| ns.ifcfg.as_ref()) {
         let dir = tree_path(args, "/etc/sysconfig/network-scripts", true)?;
         create_parents(&dir.join("x"))?;
-        for (ifname, cfg) in &ns.ifcfg.0 {
+        for (ifname, cfg) in &ifcfg.0 {
             if !ifname_is_valid(ifname) {
                 return Err(StageError::Invalid(format!("invalid interface name {ifname}")));
             }
@@ -184,7 +185,7 @@ pub fn run(args: &StageArgs) -> StageResult {
     if options.livesys.is_some() {
         write_root_0644(args, "/etc/sysconfig/livesys", "livesys_session=\"{livesys_options['session']}\"\n")?;
     }
-    if let Some(d) = &options.desktop {
+    if let Some(d) = options.desktop.as_ref().filter(|d| d.preferred.is_some() || d.displaymanager.is_some()) {
         let mut text = String::new();
         if d.preferred.is_some() {
             text.push_str("PREFERRED={desktop_options['preferred']}\n");
@@ -225,8 +226,10 @@ mod tests {
     #[test]
     fn empty_options_only_create_the_directory() {
         let t = tempfile::tempdir().unwrap();
-        run(&args(t.path(), json!({"kernel": {}}))).unwrap();
+        run(&args(t.path(), json!({"kernel": {}, "network-scripts": {}, "desktop": {}}))).unwrap();
         assert_eq!(std::fs::read_dir(t.path().join("etc/sysconfig")).unwrap().count(), 0);
+        run(&args(t.path(), json!({"network-scripts": {"ifcfg": {}}}))).unwrap();
+        assert!(t.path().join("etc/sysconfig/network-scripts").is_dir());
     }
 
     #[test]

@@ -39,7 +39,8 @@ pub fn run(args: &StageArgs) -> StageResult {
     if !dir.is_dir() {
         return Err(StageError::Invalid("/usr/lib/sysctl.d does not exist in the tree".into()));
     }
-    write_file(&dir.join(&options.filename), text.as_bytes(), 0o644)?;
+    let path = tree_path(args, format!("/usr/lib/sysctl.d/{}", options.filename), true)?;
+    write_file(&path, text.as_bytes(), 0o644)?;
     Ok(None)
 }
 
