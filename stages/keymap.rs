@@ -2,7 +2,8 @@
 //! X11 keyboard layouts in `/etc/X11/xorg.conf.d/00-keyboard.conf`.
 //!
 //! Upstream removes `/etc/vconsole.conf` and runs `systemd-firstboot --keymap`, which checks
-//! the name and writes `KEYMAP=<keymap>\n` (mode 0644, `/etc` created if needed, its
+//! the name and writes `KEYMAP=<keymap>\n` (quoted as systemd quotes env files when the name
+//! needs it; mode 0644, `/etc` created if needed, its
 //! `/etc/.pwd.lock` gone afterwards), then appends `FONT=<font>\n`. We do the same directly,
 //! so no systemd is needed in the build root.
 
@@ -38,6 +39,24 @@ fn keymap_is_valid(name: &str) -> bool {
         && !name.chars().any(|c| c.is_control() || matches!(c, '"' | '\'' | '\\'))
 }
 
+/// A value as systemd's `write_env_file` writes it: double-quoted (with `"`, `\\`, `` ` `` and
+/// `$` escaped) when it has whitespace, control or shell-special characters.
+fn env_value(v: &str) -> String {
+    let special = |c: char| c.is_ascii_control() || " \t\n\r\"\\`$*?['()<>|&;!".contains(c);
+    if !v.chars().any(special) {
+        return v.to_owned();
+    }
+    let mut out = String::from("\"");
+    for c in v.chars() {
+        if "\"\\`$".contains(c) {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out.push('"');
+    out
+}
+
 pub fn run(args: &StageArgs) -> StageResult {
     let options: Options = args.parse_options(STAGE)?;
     if !keymap_is_valid(&options.keymap) {
@@ -48,7 +67,7 @@ pub fn run(args: &StageArgs) -> StageResult {
         println!("/etc/vconsole.conf already exists. Replacing.");
     }
     create_parents(&vconsole)?;
-    let mut text = format!("KEYMAP={}\n", options.keymap);
+    let mut text = format!("KEYMAP={}\n", env_value(&options.keymap));
     if let Some(font) = options.font.filter(|f| !f.is_empty()) {
         text.push_str(&format!("FONT={font}\n"));
     }
@@ -87,6 +106,12 @@ mod tests {
         );
         let x = std::fs::read_to_string(t.path().join("etc/X11/xorg.conf.d/00-keyboard.conf")).unwrap();
         assert!(x.contains("        Option \"XkbLayout\" \"cz,us\"\nEndSection\n"), "{x}");
+    }
+
+    #[test]
+    fn quoting_like_systemd() {
+        assert_eq!(env_value("de-latin1"), "de-latin1");
+        assert_eq!(env_value("a b$"), "\"a b\\$\"");
     }
 
     #[test]
