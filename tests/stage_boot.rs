@@ -501,3 +501,41 @@ fn dracut_runs_in_a_chroot_of_the_tree() {
         assert_eq!(fs::read_dir(tree.join(d)).unwrap().count(), 0, "{d} still mounted");
     }
 }
+
+// ---------------------------------------------------------------- end to end
+
+/// The configuration stages one after another in a real build (sandbox, host as build root).
+#[test]
+fn configuration_stages_build_in_the_sandbox() {
+    let env = common::Env::new();
+    let uuid = "76a22bf4-f153-4541-b6c7-0332c0dfaeac";
+    let m = env.write_manifest(
+        "m.json",
+        &json!({"version": "2", "pipelines": [{"name": "tree", "stages": [
+            {"type": "org.osbuild.mkdir", "options": {"paths": [
+                {"path": "/etc/selinux", "parents": true}, {"path": "/usr/lib/sysctl.d", "parents": true}]}},
+            {"type": "org.osbuild.kernel-cmdline", "options": {"root_fs_uuid": uuid, "kernel_opts": "ro"}},
+            {"type": "org.osbuild.fstab", "options": {"filesystems": [{"uuid": uuid, "vfs_type": "ext4", "path": "/"}]}},
+            {"type": "org.osbuild.sysctld", "options": {"filename": "a.conf", "config": [{"key": "vm.x", "value": "1"}]}},
+            {"type": "org.osbuild.keymap", "options": {"keymap": "us"}},
+            {"type": "org.osbuild.sysconfig", "options": {"kernel": {"update_default": true}}},
+            {"type": "org.osbuild.dracut.conf", "options": {"filename": "x.conf", "config": {"compress": "xz"}}},
+            {"type": "org.osbuild.modprobe", "options": {"filename": "x.conf",
+                "commands": [{"command": "blacklist", "modulename": "floppy"}]}},
+            {"type": "org.osbuild.selinux", "options": {"labels": {"/etc/fstab": "system_u:object_r:etc_t:s0"}}}
+        ]}]}),
+    );
+    common::ok(&env.run(&m, &["--export", "tree"]));
+    let tree = env.out().join("tree");
+    assert_eq!(read(&tree, "etc/kernel/cmdline"), format!("root=UUID={uuid} ro"));
+    assert_eq!(read(&tree, "etc/fstab"), format!("UUID={uuid}\t/\text4\tdefaults\t0\t0\n"));
+    assert_eq!(read(&tree, "usr/lib/sysctl.d/a.conf"), "vm.x = 1\n");
+    assert_eq!(read(&tree, "etc/vconsole.conf"), "KEYMAP=us\n");
+    assert_eq!(read(&tree, "etc/sysconfig/kernel"), "UPDATEDEFAULT=yes\n");
+    assert_eq!(read(&tree, "usr/lib/dracut/dracut.conf.d/x.conf"), "compress=\"xz\"\n");
+    assert_eq!(read(&tree, "usr/lib/modprobe.d/x.conf"), "blacklist floppy\n");
+    assert_eq!(label(&tree, "etc/fstab"), "system_u:object_r:etc_t:s0");
+    for f in ["etc/fstab", "etc/kernel/cmdline", "etc/vconsole.conf", "usr/lib/modprobe.d/x.conf"] {
+        assert_eq!(mode(&tree, f), 0o644, "{f}");
+    }
+}
