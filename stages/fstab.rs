@@ -203,5 +203,14 @@ mod tests {
                           "ostree": {"deployment": {"osname": "fedora", "ref": c, "serial": 0}}});
         run(&args(t.path(), opts)).unwrap();
         assert_eq!(std::fs::read_to_string(dep.join("etc/fstab")).unwrap(), "UUID=v\t/\tnone\tdefaults\t0\t0\n");
+        // a symbolic ref needs the build root's ostree (missing here, or no repo in the tree)
+        let opts = json!({"filesystems": [{"uuid": "v", "path": "/"}],
+                          "ostree": {"deployment": {"osname": "fedora", "ref": "fedora/x86_64/coreos"}}});
+        let e = run(&args(t.path(), opts)).unwrap_err().to_string();
+        assert!(
+            e == "ostree not found in the build root, but org.osbuild.fstab needs it"
+                || e.starts_with("ostree rev-parse fedora/x86_64/coreos failed"),
+            "{e}"
+        );
     }
 }
