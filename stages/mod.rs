@@ -20,24 +20,36 @@ mod chown;
 mod copy;
 mod dnf_automatic_config;
 mod dnf_config;
+mod dracut;
+mod dracut_conf;
+mod fix_bls;
+mod fstab;
 mod greenboot;
 mod groups;
 mod hostname;
 mod ignition;
 mod ini;
+mod kernel_cmdline;
+mod keymap;
 mod ln;
 mod locale;
 mod machine_id;
 mod mkdir;
+mod modprobe;
 mod noop;
 mod rhsm;
 mod rhsm_facts;
 mod rpm_macros;
 mod rpmkeys_import;
+mod selinux;
+mod selinux_config;
+mod sysconfig;
+mod sysctld;
 mod tar;
 mod timezone;
 mod truncate;
 mod tuned;
+mod udev_rules;
 mod untar;
 mod update_crypto_policies;
 mod users;
@@ -200,23 +212,35 @@ static REGISTRY: &[StageInfo] = &[
     stage!("org.osbuild.copy", copy, "CAP_MAC_ADMIN"),
     stage!("org.osbuild.dnf-automatic.config", dnf_automatic_config),
     stage!("org.osbuild.dnf.config", dnf_config),
+    stage!("org.osbuild.dracut", dracut),
+    stage!("org.osbuild.dracut.conf", dracut_conf),
+    stage!("org.osbuild.fix-bls", fix_bls),
+    stage!("org.osbuild.fstab", fstab),
     stage!("org.osbuild.greenboot", greenboot),
     stage!("org.osbuild.groups", groups),
     stage!("org.osbuild.hostname", hostname),
     stage!("org.osbuild.ignition", ignition),
+    stage!("org.osbuild.kernel-cmdline", kernel_cmdline),
+    stage!("org.osbuild.keymap", keymap),
     stage!("org.osbuild.ln", ln),
     stage!("org.osbuild.locale", locale),
     stage!("org.osbuild.machine-id", machine_id),
     stage!("org.osbuild.mkdir", mkdir),
+    stage!("org.osbuild.modprobe", modprobe),
     stage!("org.osbuild.noop", noop),
     stage!("org.osbuild.rhsm", rhsm),
     stage!("org.osbuild.rhsm.facts", rhsm_facts),
     stage!("org.osbuild.rpm.macros", rpm_macros),
     stage!("org.osbuild.rpmkeys.import", rpmkeys_import),
+    stage!("org.osbuild.selinux", selinux, "CAP_MAC_ADMIN"),
+    stage!("org.osbuild.selinux.config", selinux_config),
+    stage!("org.osbuild.sysconfig", sysconfig),
+    stage!("org.osbuild.sysctld", sysctld),
     stage!("org.osbuild.tar", tar, "CAP_MAC_ADMIN"),
     stage!("org.osbuild.timezone", timezone),
     stage!("org.osbuild.truncate", truncate),
     stage!("org.osbuild.tuned", tuned),
+    stage!("org.osbuild.udev.rules", udev_rules),
     stage!("org.osbuild.untar", untar, "CAP_MAC_ADMIN"),
     stage!("org.osbuild.update-crypto-policies", update_crypto_policies),
     stage!("org.osbuild.users", users),

@@ -100,7 +100,7 @@ fn mode(p: &Path) -> u32 {
 
 #[test]
 fn every_stage_has_a_valid_schema_with_its_capabilities() {
-    assert_eq!(registry().len(), 15);
+    assert_eq!(registry().len(), 38);
     for stage in registry() {
         let text =
             module_schema(ModuleKind::Stage, stage.name).unwrap_or_else(|| panic!("no schema for {}", stage.name));
@@ -193,6 +193,35 @@ fn rejected_options() -> Vec<(&'static str, Value)> {
         ("org.osbuild.tar", json!({"filename": "x.tar", "paths": ["a"], "root-node": "omit"})),
         ("org.osbuild.tar", json!({"filename": "x.tar", "compression": "bzip2"})),
         ("org.osbuild.untar", json!({"prefix": 1})),
+        ("org.osbuild.kernel-cmdline", json!({"root_fs_uuid": "not-a-uuid"})),
+        ("org.osbuild.kernel-cmdline", json!({"kernel_cmdline_size": 100})),
+        ("org.osbuild.fstab", json!({"filesystems": [{"path": "/"}]})),
+        ("org.osbuild.fstab", json!({"filesystems": [], "ostree": {"deployment": {"default": true, "osname": "x"}}})),
+        ("org.osbuild.fix-bls", json!({"prefix": "/boot", "extra": 1})),
+        ("org.osbuild.dracut.conf", json!({"filename": "x.conf", "config": {}})),
+        ("org.osbuild.dracut.conf", json!({"filename": "../x.conf", "config": {"compress": "xz"}})),
+        ("org.osbuild.dracut.conf", json!({"filename": "x.conf", "config": {"hostonly": true}})),
+        (
+            "org.osbuild.modprobe",
+            json!({"filename": "x.conf", "commands": [{"command": "install", "modulename": "m"}]}),
+        ),
+        (
+            "org.osbuild.udev.rules",
+            json!({"filename": "/etc/x.rules", "rules": [[{"key": "BOGUS", "op": "==", "val": "x"}]]}),
+        ),
+        (
+            "org.osbuild.udev.rules",
+            json!({"filename": "/etc/x.rules", "rules": [[{"key": "ENV", "op": "+=", "val": "x"}]]}),
+        ),
+        ("org.osbuild.sysctld", json!({"filename": "x.conf", "config": []})),
+        ("org.osbuild.sysctld", json!({"filename": "x.conf", "config": [{"key": "no.dash"}]})),
+        ("org.osbuild.keymap", json!({"keymap": "us", "x11-keymap": {"layouts": []}})),
+        ("org.osbuild.sysconfig", json!({"network-scripts": {"ifcfg": {".eth0": {}}}})),
+        ("org.osbuild.sysconfig", json!({"desktop": {}})),
+        ("org.osbuild.selinux.config", json!({"state": "on"})),
+        ("org.osbuild.selinux", json!({"force_autorelabel": true})),
+        ("org.osbuild.selinux", json!({"labels": {}, "target": "/x"})),
+        ("org.osbuild.dracut", json!({"compress": "xz"})),
     ]
 }
 
@@ -218,6 +247,37 @@ fn accepted_options() -> Vec<(&'static str, Value)> {
         ("org.osbuild.tar", json!({"filename": "x", "paths": ["a", "b"], "sparse": true, "numeric-owner": true})),
         ("org.osbuild.tar", json!({"filename": "x", "root-node": "include", "transform": "s/a/b/", "format": "v7"})),
         ("org.osbuild.untar", json!({})),
+        ("org.osbuild.kernel-cmdline", json!({"root_fs_uuid": "6699-AFB5", "kernel_cmdline_size": 4096})),
+        (
+            "org.osbuild.fstab",
+            json!({"filesystems": [{"device": "/dev/sda1", "path": "/", "other": 1, "freq": 1.5}],
+                                     "ostree": {"deployment": {"osname": "f", "ref": "r", "serial": 1}}}),
+        ),
+        ("org.osbuild.fix-bls", json!({"prefix": "", "require_boot_prefix": false})),
+        (
+            "org.osbuild.dracut.conf",
+            json!({"filename": "a_b-c.conf", "config": {"reproducible": false, "drivers": []}}),
+        ),
+        (
+            "org.osbuild.udev.rules",
+            json!({"filename": "/etc/x.rules", "rules": [{"comment": []},
+            [{"key": {"name": "ATTRS", "arg": "a"}, "op": "!=", "val": "x"}, {"key": "TAG", "op": "+=", "val": "y"}]]}),
+        ),
+        (
+            "org.osbuild.udev.rules",
+            json!({"filename": "/etc/x.rules", "rules": [[{"key": {"name": "RUN", "arg": "program"}, "op": ":=", "val": "y"}]]}),
+        ),
+        ("org.osbuild.sysctld", json!({"filename": "x.conf", "config": [{"key": "-a.b"}, {"key": "-c", "value": ""}]})),
+        ("org.osbuild.keymap", json!({"keymap": "us", "font": ""})),
+        ("org.osbuild.sysconfig", json!({})),
+        (
+            "org.osbuild.sysconfig",
+            json!({"network-scripts": {"ifcfg": {"e.0": {}}}, "desktop": {"displaymanager": "x"}}),
+        ),
+        ("org.osbuild.selinux.config", json!({})),
+        ("org.osbuild.selinux", json!({"labels": {"/x": "l"}, "target": "mount://root/"})),
+        ("org.osbuild.selinux", json!({"file_contexts": "input://i/f", "exclude_paths": ["/sysroot"]})),
+        ("org.osbuild.dracut", json!({"kernel": [], "include": [{"/a": "/b"}], "anything": 1})),
     ]
 }
 

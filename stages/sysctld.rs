@@ -1,0 +1,64 @@
+//! `org.osbuild.sysctld`: write `/usr/lib/sysctl.d/<filename>`, one `key = value` (or a bare
+//! `-key` exclusion, or a key whose value is empty) per line, as upstream does. Like upstream,
+//! `/usr/lib/sysctl.d` must already exist (systemd ships it).
+
+use super::util::{tree_path, write_file};
+use super::{StageArgs, StageError, StageResult};
+use serde::Deserialize;
+
+const STAGE: &str = "org.osbuild.sysctld";
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Options {
+    pub filename: String,
+    pub config: Vec<Parameter>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Parameter {
+    pub key: String,
+    #[serde(default)]
+    pub value: Option<String>,
+}
+
+pub fn run(args: &StageArgs) -> StageResult {
+    let options: Options = args.parse_options(STAGE)?;
+    if options.filename.contains('/') {
+        return Err(StageError::Invalid(format!("invalid file name {}", options.filename)));
+    }
+    let mut text = String::new();
+    for p in &options.config {
+        match p.value.as_deref().filter(|v| !v.is_empty()) {
+            Some(v) => text.push_str(&format!("{} = {v}\n", p.key)),
+            None => text.push_str(&format!("{}\n", p.key)),
+        }
+    }
+    let dir = tree_path(args, "/usr/lib/sysctl.d", true)?;
+    if !dir.is_dir() {
+        return Err(StageError::Invalid("/usr/lib/sysctl.d does not exist in the tree".into()));
+    }
+    let path = tree_path(args, format!("/usr/lib/sysctl.d/{}", options.filename), true)?;
+    write_file(&path, text.as_bytes(), 0o644)?;
+    Ok(None)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::stages::testutil::args;
+    use serde_json::json;
+
+    #[test]
+    fn writes_parameters() {
+        let t = tempfile::tempdir().unwrap();
+        let opts = json!({"filename": "a.conf", "config": [{"key": "vm.x", "value": "1"}, {"key": "-net.y"}]});
+        let e = run(&args(t.path(), opts.clone())).unwrap_err();
+        assert_eq!(e.to_string(), "/usr/lib/sysctl.d does not exist in the tree");
+        std::fs::create_dir_all(t.path().join("usr/lib/sysctl.d")).unwrap();
+        run(&args(t.path(), opts)).unwrap();
+        let got = std::fs::read_to_string(t.path().join("usr/lib/sysctl.d/a.conf")).unwrap();
+        assert_eq!(got, "vm.x = 1\n-net.y\n");
+    }
+}
