@@ -18,15 +18,23 @@ pub mod util;
 mod chmod;
 mod chown;
 mod copy;
+mod first_boot;
 mod groups;
 mod hostname;
+mod ini;
 mod ln;
 mod locale;
 mod machine_id;
 mod mkdir;
 mod noop;
+mod systemd_journald;
+mod systemd_logind;
+mod systemd_preset;
+mod systemd_unit;
+mod systemd_unit_create;
 mod tar;
 mod timezone;
+mod tmpfilesd;
 mod truncate;
 mod untar;
 mod users;
@@ -186,6 +194,7 @@ static REGISTRY: &[StageInfo] = &[
     stage!("org.osbuild.chmod", chmod),
     stage!("org.osbuild.chown", chown),
     stage!("org.osbuild.copy", copy, "CAP_MAC_ADMIN"),
+    stage!("org.osbuild.first-boot", first_boot),
     stage!("org.osbuild.groups", groups),
     stage!("org.osbuild.hostname", hostname),
     stage!("org.osbuild.ln", ln),
@@ -193,8 +202,14 @@ static REGISTRY: &[StageInfo] = &[
     stage!("org.osbuild.machine-id", machine_id),
     stage!("org.osbuild.mkdir", mkdir),
     stage!("org.osbuild.noop", noop),
+    stage!("org.osbuild.systemd-journald", systemd_journald),
+    stage!("org.osbuild.systemd-logind", systemd_logind),
+    stage!("org.osbuild.systemd.preset", systemd_preset),
+    stage!("org.osbuild.systemd.unit", systemd_unit),
+    stage!("org.osbuild.systemd.unit.create", systemd_unit_create),
     stage!("org.osbuild.tar", tar, "CAP_MAC_ADMIN"),
     stage!("org.osbuild.timezone", timezone),
+    stage!("org.osbuild.tmpfilesd", tmpfilesd),
     stage!("org.osbuild.truncate", truncate),
     stage!("org.osbuild.untar", untar, "CAP_MAC_ADMIN"),
     stage!("org.osbuild.users", users),

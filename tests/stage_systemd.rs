@@ -1,0 +1,253 @@
+//! Tree-difference tests (recorded in tests/data/stages/) for the systemd configuration
+//! stages. Where the compat corpus has a manifest for a stage, its options are the ones
+//! tested; the tree is prepared with the files the stage needs instead of installing packages.
+
+mod common;
+
+use common::treediff::check_stage;
+use osbuild_rs::stages::{error_chain, find, run_stage_from_file};
+use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
+use std::fs;
+use std::path::Path;
+
+/// The options of every `stage` in the compat manifest of upstream's test `name`.
+fn compat_options(name: &str, stage: &str) -> Vec<Value> {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join(format!("../shared/compat/manifests/test__data__stages__{name}__b.json"));
+    let text = fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let manifest: Value = serde_json::from_str(&text).unwrap();
+    let found: Vec<Value> = manifest["pipelines"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|p| p["stages"].as_array().cloned().unwrap_or_default())
+        .filter(|s| s["type"] == stage)
+        .map(|s| s["options"].clone())
+        .collect();
+    assert!(!found.is_empty(), "no {stage} in {}", path.display());
+    found
+}
+
+fn dirs(tree: &Path, list: &[&str]) {
+    for d in list {
+        fs::create_dir_all(tree.join(d.trim_start_matches('/'))).unwrap();
+    }
+}
+
+fn usr_lib_systemd(tree: &Path) {
+    dirs(tree, &["/usr/lib/systemd"]);
+}
+
+fn sha256(path: &Path) -> String {
+    format!("sha256:{}", hex::encode(Sha256::digest(fs::read(path).unwrap())))
+}
+
+fn read(tree: &Path, path: &str) -> String {
+    fs::read_to_string(tree.join(path.trim_start_matches('/'))).unwrap()
+}
+
+/// `stage` rejects `options`: its option check names the problem, and a run fails.
+fn assert_bad_options(stage: &str, options: Value, message: &str) {
+    let e = error_chain(&find(stage).unwrap().check_options(&options).unwrap_err());
+    assert!(e.contains(message), "{stage}: {e}");
+    let dir = tempfile::tempdir().unwrap();
+    fs::create_dir(dir.path().join("tree")).unwrap();
+    let args = json!({"tree": dir.path().join("tree"), "options": options});
+    fs::write(dir.path().join("args.json"), args.to_string()).unwrap();
+    assert_eq!(run_stage_from_file(stage, &dir.path().join("args.json"), &dir.path().join("meta.json")), 1);
+}
+
+#[test]
+fn logind_dropin_from_compat_manifest() {
+    let options = compat_options("systemd-logind", "org.osbuild.systemd-logind");
+    let (_d, tree) =
+        check_stage("org.osbuild.systemd-logind", "ec2-getty-fix", usr_lib_systemd, options[0].clone(), json!({}));
+    assert_eq!(
+        read(&tree, "/usr/lib/systemd/logind.conf.d/10-ec2-getty-fix.conf"),
+        "[Login]\nNAutoVTs=0\nReserveVT=2\n\n"
+    );
+}
+
+#[test]
+fn logind_bad_option() {
+    assert_bad_options(
+        "org.osbuild.systemd-logind",
+        json!({"filename": "a.conf", "config": {"Login": {"NAutoVTs": "0"}}}),
+        "invalid options: invalid type: string \"0\", expected u64",
+    );
+}
+
+#[test]
+fn journald_dropin() {
+    // upstream's test/data/stages/systemd-journald
+    let options = json!({"filename": "10-test-file-journald.conf", "config": {"Journal": {
+        "Storage": "persistent", "Compress": "300K", "SplitMode": "uid", "Audit": "yes"}}});
+    let (_d, tree) = check_stage("org.osbuild.systemd-journald", "test-file", usr_lib_systemd, options, json!({}));
+    assert_eq!(
+        read(&tree, "/usr/lib/systemd/journald.conf.d/10-test-file-journald.conf"),
+        "[Journal]\nStorage=persistent\nCompress=300K\nSplitMode=uid\nAudit=yes\n\n"
+    );
+}
+
+#[test]
+fn journald_bad_option() {
+    assert_bad_options(
+        "org.osbuild.systemd-journald",
+        json!({"filename": "a.conf", "config": {"Journal": {"Storage": "persistent", "RateLimit": "1"}}}),
+        "unknown field `RateLimit`",
+    );
+}
+
+#[test]
+fn preset_from_compat_manifest() {
+    let options = compat_options("systemd.preset", "org.osbuild.systemd.preset");
+    let prepare = |t: &Path| dirs(t, &["/usr/lib/systemd/system-preset"]);
+    let (_d, tree) = check_stage("org.osbuild.systemd.preset", "ssh-nftables", prepare, options[0].clone(), json!({}));
+    assert_eq!(
+        read(&tree, "/usr/lib/systemd/system-preset/50-osbuild.preset"),
+        "enable ssh.service\nenable nftables.service\n"
+    );
+}
+
+#[test]
+fn preset_bad_option() {
+    assert_bad_options(
+        "org.osbuild.systemd.preset",
+        json!({"presets": [{"name": "a.service", "state": "on"}]}),
+        "unknown variant `on`, expected `enable` or `disable`",
+    );
+}
+
+#[test]
+fn tmpfilesd_files() {
+    // upstream's test/data/stages/tmpfilesd
+    let prepare = |t: &Path| dirs(t, &["/usr/lib/tmpfiles.d"]);
+    let options = json!({"filename": "example.conf", "config": [
+        {"type": "w-", "path": "/proc/sys/vm/swappiness", "argument": "10"},
+        {"type": "d", "path": "/tmp/.X11-unix", "mode": "1777", "user": "root", "group": "root", "age": "10d"},
+        {"type": "d", "path": "/run/uscreens", "mode": "0755", "group": "screen"},
+        {"type": "t", "path": "/run/cups", "argument": "security.SMACK64=printing user.attr-with-spaces=\"foo bar\""}]});
+    let (_d, tree) = check_stage("org.osbuild.tmpfilesd", "example", prepare, options, json!({}));
+    assert_eq!(
+        read(&tree, "/usr/lib/tmpfiles.d/example.conf"),
+        "w- /proc/sys/vm/swappiness - - - - 10\nd /tmp/.X11-unix 1777 root root 10d\nd /run/uscreens 0755 - screen\n\
+         t /run/cups - - - - security.SMACK64=printing user.attr-with-spaces=\"foo bar\"\n"
+    );
+    let options = json!({"filename": "sap.conf", "config": [
+        {"type": "x", "path": "/tmp/.sap*"}, {"type": "x", "path": "/tmp/.hdb*lock"}, {"type": "x", "path": "/tmp/.trex*lock"}]});
+    let (_d, tree) = check_stage("org.osbuild.tmpfilesd", "sap", prepare, options, json!({}));
+    assert_eq!(read(&tree, "/usr/lib/tmpfiles.d/sap.conf"), "x /tmp/.sap*\nx /tmp/.hdb*lock\nx /tmp/.trex*lock\n");
+}
+
+#[test]
+fn tmpfilesd_bad_option() {
+    assert_bad_options(
+        "org.osbuild.tmpfilesd",
+        json!({"filename": "a.conf", "config": [{"path": "/tmp/x"}]}),
+        "missing field `type`",
+    );
+}
+
+#[test]
+fn first_boot_from_compat_manifest() {
+    let options = compat_options("first-boot", "org.osbuild.first-boot");
+    let (_d, tree) = check_stage("org.osbuild.first-boot", "wait-for-network", |_| {}, options[0].clone(), json!({}));
+    assert_eq!(
+        read(&tree, "/usr/lib/systemd/system/osbuild-first-boot.service"),
+        "[Unit]\nDescription=OSBuild First Boot Service\nConditionPathExists=/etc/osbuild-first-boot\n\
+         Wants=network-online.target\nAfter=network-online.target\n\n[Service]\nType=oneshot\n\n\
+         ExecStart=/usr/bin/rm /etc/osbuild-first-boot\nExecStart=/usr/bin/true\n"
+    );
+    assert_eq!(read(&tree, "/etc/osbuild-first-boot"), "");
+}
+
+#[test]
+fn first_boot_bad_option() {
+    assert_bad_options("org.osbuild.first-boot", json!({"commands": "/usr/bin/true"}), "expected a sequence");
+}
+
+#[test]
+fn unit_dropins() {
+    // upstream's test/data/stages/systemd.unit
+    let cases = [
+        (
+            "nm-cloud-setup",
+            json!({"unit": "nm-cloud-setup.service", "dropin": "10-rh-enable-for-ec2.conf",
+            "config": {"Service": {"Environment": "NM_CLOUD_SETUP_EC2=yes"}}}),
+            "/usr/lib/systemd/system/nm-cloud-setup.service.d/10-rh-enable-for-ec2.conf",
+            "[Service]\nEnvironment=NM_CLOUD_SETUP_EC2=yes\n\n",
+        ),
+        (
+            "grub-boot-success",
+            json!({"unit": "grub-boot-success.timer", "dropin": "10-disable-if-greenboot.conf",
+            "unit-type": "global", "config": {"Unit": {"ConditionPathExists": "/usr/lib/greenboot/greenboot"}}}),
+            "/usr/lib/systemd/user/grub-boot-success.timer.d/10-disable-if-greenboot.conf",
+            "[Unit]\nConditionPathExists=/usr/lib/greenboot/greenboot\n\n",
+        ),
+        (
+            "boltd",
+            json!({"unit": "boltd.service", "dropin": "30-boltd-debug.conf", "config": {"Service": {
+            "Environment": [{"key": "G_MESSAGES_DEBUG", "value": "all"}, {"key": "G_MESSAGES_TRACE", "value": "none"}]}}}),
+            "/usr/lib/systemd/system/boltd.service.d/30-boltd-debug.conf",
+            "[Service]\nEnvironment=\"G_MESSAGES_DEBUG=all\"\nEnvironment=\"G_MESSAGES_TRACE=none\"\n\n",
+        ),
+    ];
+    for (case, options, path, text) in cases {
+        let prepare = |t: &Path| dirs(t, &["/usr/lib/systemd/system", "/usr/lib/systemd/user"]);
+        let (_d, tree) = check_stage("org.osbuild.systemd.unit", case, prepare, options, json!({}));
+        assert_eq!(read(&tree, path), text);
+    }
+}
+
+#[test]
+fn unit_bad_option() {
+    assert_bad_options(
+        "org.osbuild.systemd.unit",
+        json!({"unit": "a.service", "dropin": "a.conf", "unit-type": "user", "config": {}}),
+        "unknown variant `user`, expected `system` or `global`",
+    );
+}
+
+#[test]
+fn unit_create_from_compat_manifest() {
+    let options = compat_options("systemd.unit.create", "org.osbuild.systemd.unit.create");
+    // the file each one writes and its content's digest in upstream's diff.json
+    let expected = [
+        (
+            "create-directory",
+            "/etc/systemd/user/create-directory.service",
+            "sha256:81ee5966cdfedee4d43a304e19a4c3655eae4c215f1856f245d137a4982d3601",
+        ),
+        (
+            "data-mount",
+            "/usr/lib/systemd/system/data.mount",
+            "sha256:2f7e14d9785faa8e9b31188473cb5f87a7bc2a37b31b4c0c533f0e3bfd9d427d",
+        ),
+        (
+            "service-socket",
+            "/usr/lib/systemd/system/service.socket",
+            "sha256:2c029a69c7a57f920c99a3537c8db87b26825436e131a87106e25a69197d7eb6",
+        ),
+        (
+            "swap",
+            "/usr/lib/systemd/system/dev-disk-by-uuid-4f581be3-e8c2-4b44-9456-54df3ab92944.swap",
+            "sha256:4bb9e774438a2857a3845936c551b945f2ed6edabec3f9955d8e7d6b794a5a59",
+        ),
+    ];
+    assert_eq!(options.len(), expected.len());
+    for (options, (case, path, digest)) in options.into_iter().zip(expected) {
+        let prepare = |t: &Path| dirs(t, &["/usr/lib/systemd/system", "/etc/systemd/user"]);
+        let (_d, tree) = check_stage("org.osbuild.systemd.unit.create", case, prepare, options, json!({}));
+        assert_eq!(sha256(&tree.join(path.trim_start_matches('/'))), digest, "{case}\n{}", read(&tree, path));
+    }
+}
+
+#[test]
+fn unit_create_bad_option() {
+    assert_bad_options(
+        "org.osbuild.systemd.unit.create",
+        json!({"filename": "a.service", "config": {"Service": {"ExecStart": "/bin/true"}}}),
+        "invalid type: string \"/bin/true\", expected a sequence",
+    );
+}
