@@ -27,6 +27,7 @@ mod locale;
 mod machine_id;
 mod mkdir;
 mod noop;
+mod systemd;
 mod systemd_journald;
 mod systemd_logind;
 mod systemd_preset;
@@ -202,6 +203,7 @@ static REGISTRY: &[StageInfo] = &[
     stage!("org.osbuild.machine-id", machine_id),
     stage!("org.osbuild.mkdir", mkdir),
     stage!("org.osbuild.noop", noop),
+    stage!("org.osbuild.systemd", systemd),
     stage!("org.osbuild.systemd-journald", systemd_journald),
     stage!("org.osbuild.systemd-logind", systemd_logind),
     stage!("org.osbuild.systemd.preset", systemd_preset),

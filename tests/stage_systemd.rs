@@ -10,6 +10,7 @@ use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 use std::fs;
 use std::path::Path;
+use std::process::Command;
 
 /// The options of every `stage` in the compat manifest of upstream's test `name`.
 fn compat_options(name: &str, stage: &str) -> Vec<Value> {
@@ -250,4 +251,101 @@ fn unit_create_bad_option() {
         json!({"filename": "a.service", "config": {"Service": {"ExecStart": "/bin/true"}}}),
         "invalid type: string \"/bin/true\", expected a sequence",
     );
+}
+
+fn write(tree: &Path, path: &str, text: &str) {
+    let p = tree.join(path.trim_start_matches('/'));
+    fs::create_dir_all(p.parent().unwrap()).unwrap();
+    fs::write(p, text).unwrap();
+}
+
+/// The tree of upstream's systemd stage test: nftables, sshd (enabled by its preset) and the
+/// `-.mount` unit that test copies in, with the [Install] sections the packages ship.
+fn systemd_tree(tree: &Path) {
+    let lib = "/usr/lib/systemd/system";
+    write(
+        tree,
+        &format!("{lib}/nftables.service"),
+        "[Unit]\nDescription=Netfilter Tables\n\n[Service]\nType=oneshot\n\n[Install]\nWantedBy=multi-user.target\n",
+    );
+    write(tree, &format!("{lib}/sshd.service"), "[Unit]\nDescription=OpenSSH server daemon\n\n[Service]\nExecStart=/usr/sbin/sshd -D\n\n[Install]\nWantedBy=multi-user.target\n");
+    write(tree, &format!("{lib}/ldconfig.service"), "[Unit]\nDescription=Rebuild Dynamic Linker Cache\n");
+    write(tree, &format!("{lib}/multi-user.target"), "[Unit]\nDescription=Multi-User System\n");
+    // the inline file upstream's test copies to /usr/lib/systemd/system/-.mount
+    write(tree, &format!("{lib}/-.mount"), "[Unit]\nBefore=local-fs.target\nAfter=blockdev@dev-disk-by\\x2duuid-af34257d\\x2d3e14\\x2d4a51\\x2db91d\\x2dc430a956dcba.target\n\n[Mount]\nWhat=/dev/disk/by-uuid/af34257d-3e14-4a51-b91d-c430a956dcba\nWhere=/\nType=ext4\nOptions=rw,noatime\n\n[Install]\nRequiredBy=local-fs.target\n");
+    let wants = tree.join("etc/systemd/system/multi-user.target.wants");
+    fs::create_dir_all(&wants).unwrap();
+    std::os::unix::fs::symlink(format!("{lib}/sshd.service"), wants.join("sshd.service")).unwrap();
+}
+
+fn link(tree: &Path, path: &str) -> String {
+    fs::read_link(tree.join(path.trim_start_matches('/'))).unwrap().to_string_lossy().into_owned()
+}
+
+#[test]
+fn systemd_from_compat_manifest() {
+    let options = compat_options("systemd", "org.osbuild.systemd");
+    let (_d, tree) =
+        check_stage("org.osbuild.systemd", "enable-disable-mask", systemd_tree, options[0].clone(), json!({}));
+    let etc = "/etc/systemd/system";
+    assert_eq!(
+        link(&tree, &format!("{etc}/multi-user.target.wants/nftables.service")),
+        "/usr/lib/systemd/system/nftables.service"
+    );
+    assert_eq!(link(&tree, &format!("{etc}/local-fs.target.requires/-.mount")), "/usr/lib/systemd/system/-.mount");
+    assert_eq!(link(&tree, &format!("{etc}/ldconfig.service")), "/dev/null");
+    assert_eq!(link(&tree, "/etc/systemd/system-generators/systemd-sysv-generator"), "/dev/null");
+    assert!(fs::symlink_metadata(tree.join("etc/systemd/system/multi-user.target.wants/sshd.service")).is_err());
+}
+
+#[test]
+fn systemd_default_target() {
+    let (_d, tree) = check_stage(
+        "org.osbuild.systemd",
+        "default-target",
+        systemd_tree,
+        json!({"default_target": "multi-user.target"}),
+        json!({}),
+    );
+    assert_eq!(link(&tree, "/etc/systemd/system/default.target"), "/usr/lib/systemd/system/multi-user.target");
+}
+
+#[test]
+fn systemd_bad_options() {
+    assert_bad_options("org.osbuild.systemd", json!({"enabled_services": "sshd"}), "expected a sequence");
+    assert_bad_options("org.osbuild.systemd", json!({"enable_services": ["sshd"]}), "unknown field `enable_services`");
+}
+
+/// Given `systemctl` on the host, our result must be the tree `systemctl --root` makes.
+#[test]
+fn systemd_matches_systemctl() {
+    if Command::new("systemctl").arg("--version").output().is_err() {
+        eprintln!("no systemctl here; skipped");
+        return;
+    }
+    let options = compat_options("systemd", "org.osbuild.systemd").remove(0);
+    let (_d, ours) =
+        check_stage("org.osbuild.systemd", "enable-disable-mask", systemd_tree, options.clone(), json!({}));
+    let theirs = tempfile::tempdir().unwrap();
+    systemd_tree(theirs.path());
+    let root = theirs.path().to_str().unwrap();
+    let mut runs: Vec<Vec<String>> = Vec::new();
+    for (key, verb) in [("enabled_services", "enable"), ("disabled_services", "disable"), ("masked_services", "mask")] {
+        for unit in options[key].as_array().into_iter().flatten() {
+            runs.push(vec!["--root".into(), root.into(), verb.into(), "--".into(), unit.as_str().unwrap().into()]);
+        }
+    }
+    for argv in runs {
+        let status = Command::new("systemctl").args(&argv).output().unwrap().status;
+        assert!(status.success(), "systemctl {argv:?}");
+    }
+    let gens = theirs.path().join("etc/systemd/system-generators");
+    fs::create_dir_all(&gens).unwrap();
+    for g in options["masked_generators"].as_array().unwrap() {
+        std::os::unix::fs::symlink("/dev/null", gens.join(g.as_str().unwrap())).unwrap();
+    }
+    let strip = |s: std::collections::BTreeMap<String, common::treediff::Entry>| {
+        s.into_iter().map(|(k, v)| (k, v.fields.get("target").cloned())).collect::<Vec<_>>()
+    };
+    assert_eq!(strip(common::treediff::snapshot(&ours)), strip(common::treediff::snapshot(theirs.path())));
 }
