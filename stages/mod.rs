@@ -31,6 +31,8 @@ mod systemd;
 mod systemd_journald;
 mod systemd_logind;
 mod systemd_preset;
+mod systemd_sysusers;
+mod systemd_sysusers_d;
 mod systemd_unit;
 mod systemd_unit_create;
 mod tar;
@@ -206,6 +208,8 @@ static REGISTRY: &[StageInfo] = &[
     stage!("org.osbuild.systemd", systemd),
     stage!("org.osbuild.systemd-journald", systemd_journald),
     stage!("org.osbuild.systemd-logind", systemd_logind),
+    stage!("org.osbuild.systemd-sysusers", systemd_sysusers),
+    stage!("org.osbuild.systemd-sysusers.d", systemd_sysusers_d),
     stage!("org.osbuild.systemd.preset", systemd_preset),
     stage!("org.osbuild.systemd.unit", systemd_unit),
     stage!("org.osbuild.systemd.unit.create", systemd_unit_create),

@@ -349,3 +349,151 @@ fn systemd_matches_systemctl() {
     };
     assert_eq!(strip(common::treediff::snapshot(&ours)), strip(common::treediff::snapshot(theirs.path())));
 }
+
+fn sysusers_options() -> [(&'static str, Value); 2] {
+    // upstream's test/data/stages/systemd-sysusers
+    [
+        (
+            "usr",
+            json!({"config": {"filename": "new.conf", "entries": [
+                {"type": "u", "name": "sysuser-a", "id": "-"},
+                {"type": "g", "name": "sysuser-a-group", "id": "101"},
+                {"type": "m", "name": "sysuser-a", "id": "sysuser-a-group"}]}}),
+        ),
+        (
+            "etc",
+            json!({"config": {"path-prefix": "etc", "filename": "new-etc.conf", "entries": [
+                {"type": "u", "name": "sysuser-etc", "id": "-"},
+                {"type": "g", "name": "sysuser-etc-group", "id": "102"},
+                {"type": "m", "name": "sysuser-etc", "id": "sysuser-etc-group"}]}}),
+        ),
+    ]
+}
+
+fn sysusers_tree(tree: &Path) {
+    dirs(tree, &["/usr/lib/sysusers.d", "/etc/sysusers.d"]);
+    write(tree, "/etc/passwd", "root:x:0:0:root:/root:/bin/bash\n");
+    write(tree, "/etc/group", "root:x:0:\n");
+}
+
+#[test]
+fn sysusers_d_files() {
+    for (case, options) in sysusers_options() {
+        let (_d, tree) = check_stage("org.osbuild.systemd-sysusers.d", case, sysusers_tree, options, json!({}));
+        let (path, user) = match case {
+            "usr" => ("/usr/lib/sysusers.d/new.conf", "sysuser-a"),
+            _ => ("/etc/sysusers.d/new-etc.conf", "sysuser-etc"),
+        };
+        let group = format!("{user}-group");
+        let id = if case == "usr" { 101 } else { 102 };
+        assert_eq!(read(&tree, path), format!("u {user} - - - -\ng {group} {id} - - -\nm {user} {group} - - -\n"));
+    }
+}
+
+#[test]
+fn sysusers_d_bad_options() {
+    assert_bad_options(
+        "org.osbuild.systemd-sysusers.d",
+        json!({"config": {"filename": "a.conf", "entries": [{"type": "x", "name": "a"}]}}),
+        "unknown variant `x`, expected one of `u`, `u!`, `g`, `m`, `r`",
+    );
+    assert_bad_options(
+        "org.osbuild.systemd-sysusers.d",
+        json!({"config": {"filename": "a.conf", "entries": [{"name": "a"}]}}),
+        "missing field `type`",
+    );
+}
+
+/// Runs the build root's (here: the host's) systemd-sysusers on a tree with upstream's test
+/// configuration; without it the stage fails. The recorded passwd/group digests are left
+/// unpinned (null) as they depend on the tool's version: reset them after blessing.
+#[test]
+fn sysusers_applies_configuration() {
+    let prepare = |t: &Path| {
+        sysusers_tree(t);
+        for (case, options) in sysusers_options() {
+            let dir = if case == "usr" { "/usr/lib/sysusers.d" } else { "/etc/sysusers.d" };
+            let config = &options["config"];
+            let text: String = config["entries"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|e| {
+                    format!(
+                        "{} {} {} - - -\n",
+                        e["type"].as_str().unwrap(),
+                        e["name"].as_str().unwrap(),
+                        e["id"].as_str().unwrap()
+                    )
+                })
+                .collect();
+            write(t, &format!("{dir}/{}", config["filename"].as_str().unwrap()), &text);
+        }
+    };
+    if Command::new("systemd-sysusers").arg("--version").output().is_err() {
+        let dir = tempfile::tempdir().unwrap();
+        fs::create_dir(dir.path().join("tree")).unwrap();
+        let args = json!({"tree": dir.path().join("tree"), "options": {}});
+        fs::write(dir.path().join("args.json"), args.to_string()).unwrap();
+        assert_eq!(
+            run_stage_from_file("org.osbuild.systemd-sysusers", &dir.path().join("args.json"), &dir.path().join("m")),
+            1
+        );
+        return;
+    }
+    let (_d, tree) = check_stage("org.osbuild.systemd-sysusers", "new-users", prepare, json!({}), json!({}));
+    let group = read(&tree, "/etc/group");
+    assert!(group.contains("sysuser-a-group:x:101:sysuser-a\n"), "{group}");
+    assert!(group.contains("sysuser-etc-group:x:102:sysuser-etc\n"), "{group}");
+    let passwd = read(&tree, "/etc/passwd");
+    assert!(passwd.lines().any(|l| l.starts_with("sysuser-a:x:")), "{passwd}");
+}
+
+#[test]
+fn sysusers_bad_options() {
+    assert_bad_options("org.osbuild.systemd-sysusers", json!({"root": "/"}), "unknown field `root`");
+}
+
+/// Every option set tested here fits our schema for its stage, too.
+#[test]
+fn tested_options_pass_the_schemas() {
+    use osbuild_rs::schema::{module_schema, validate_against, ModuleKind};
+    let mut all: Vec<(&str, Value)> = vec![
+        ("org.osbuild.systemd", json!({"default_target": "multi-user.target"})),
+        ("org.osbuild.tmpfilesd", json!({"filename": "a.conf", "config": [{"type": "x", "path": "/tmp/.sap*"}]})),
+        (
+            "org.osbuild.systemd.unit",
+            json!({"unit": "boltd.service", "dropin": "30-boltd-debug.conf", "config": {
+            "Service": {"Environment": [{"key": "G_MESSAGES_DEBUG", "value": "all"}]}}}),
+        ),
+        (
+            "org.osbuild.systemd.unit",
+            json!({"unit": "grub-boot-success.timer", "dropin": "10-x.conf",
+            "unit-type": "global", "config": {"Unit": {"ConditionPathExists": "/x"}}}),
+        ),
+        (
+            "org.osbuild.systemd-journald",
+            json!({"filename": "10-test-file-journald.conf", "config": {"Journal": {
+            "Storage": "persistent", "Compress": "300K", "SplitMode": "uid", "Audit": "yes"}}}),
+        ),
+        ("org.osbuild.systemd-sysusers", json!({})),
+    ];
+    for (_, o) in sysusers_options() {
+        all.push(("org.osbuild.systemd-sysusers.d", o));
+    }
+    for (name, stage) in [
+        ("systemd", "org.osbuild.systemd"),
+        ("systemd-logind", "org.osbuild.systemd-logind"),
+        ("systemd.preset", "org.osbuild.systemd.preset"),
+        ("systemd.unit.create", "org.osbuild.systemd.unit.create"),
+        ("first-boot", "org.osbuild.first-boot"),
+    ] {
+        all.extend(compat_options(name, stage).into_iter().map(|o| (stage, o)));
+    }
+    for (stage, options) in all {
+        let schema = module_schema(ModuleKind::Stage, stage).unwrap_or_else(|| panic!("no schema for {stage}"));
+        let errors = validate_against(&format!("stages/{stage}"), schema, &options);
+        assert!(errors.is_empty(), "{stage}: {options}: {errors:?}");
+        find(stage).unwrap().check_options(&options).unwrap();
+    }
+}
