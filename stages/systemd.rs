@@ -9,7 +9,9 @@
 //! - a unit file is looked up in the system unit directories (`/etc/systemd/system`,
 //!   `/run/systemd/system`, `/usr/local/lib/systemd/system`, `/usr/lib/systemd/system`,
 //!   `/lib/systemd/system`); an instance `a@b.service` falls back to its template
-//!   `a@.service`; an alias symlink is followed to the unit it names;
+//!   `a@.service`; an alias symlink is followed to the unit it names (but enabling through
+//!   an alias in `/etc` or `/run` is refused, as systemctl does); a symlink of the same name
+//!   ("linked" unit) stands for the file it points to;
 //! - enable: from the unit's `[Install]` section, `WantedBy=`/`RequiredBy=`/`UpheldBy=` give
 //!   `/etc/systemd/system/<target>.{wants,requires,upholds}/<unit>` and `Alias=` gives
 //!   `/etc/systemd/system/<alias>`, all symlinks to the unit file's absolute path in the tree;
@@ -140,6 +142,9 @@ struct Unit {
     name: String,
     path: String,
     host: PathBuf,
+    /// Found through a symlink in `/etc` or `/run` naming another unit, which `systemctl
+    /// enable` refuses ("linked unit file").
+    via_config_alias: Option<String>,
 }
 
 fn split_instance(name: &str) -> Option<(&str, &str, &str)> {
@@ -151,6 +156,7 @@ fn split_instance(name: &str) -> Option<(&str, &str, &str)> {
 /// Look up `name` in the unit directories, following alias symlinks to the unit they name.
 fn find_unit(args: &StageArgs, name: &str) -> Result<Unit, StageError> {
     let mut name = name.to_owned();
+    let mut via_config_alias = None;
     for _ in 0..32 {
         let mut found = lookup(args, &name)?;
         if found.is_none() {
@@ -165,7 +171,7 @@ fn find_unit(args: &StageArgs, name: &str) -> Result<Unit, StageError> {
         };
         let meta = std::fs::symlink_metadata(&host).map_err(StageError::io("cannot inspect", &host))?;
         if !meta.file_type().is_symlink() {
-            return Ok(Unit { name, path, host });
+            return Ok(Unit { name, path, host, via_config_alias });
         }
         let target = std::fs::read_link(&host).map_err(StageError::io("cannot read link", &host))?;
         if target == Path::new("/dev/null") {
@@ -181,9 +187,12 @@ fn find_unit(args: &StageArgs, name: &str) -> Result<Unit, StageError> {
                 return Err(StageError::Invalid(format!("unit file {name} is a dangling link")));
             }
             let rel = format!("/{}", resolved.strip_prefix(&args.tree).unwrap_or(&resolved).display());
-            return Ok(Unit { name, path: rel, host: resolved });
+            return Ok(Unit { name, path: rel, host: resolved, via_config_alias });
         }
         // an alias: continue with the unit it names (an instance keeps its instance)
+        if (path.starts_with("/etc/") || path.starts_with("/run/")) && via_config_alias.is_none() {
+            via_config_alias = Some(name.clone());
+        }
         name = match (split_instance(&name), split_instance(&target_name)) {
             (Some((_, instance, _)), Some((p, "", s))) if !instance.is_empty() => format!("{p}@{instance}{s}"),
             _ => target_name,
@@ -327,6 +336,9 @@ fn enable(args: &StageArgs, name: &str, seen: &mut BTreeSet<String>) -> Result<(
         return Ok(());
     }
     let unit = find_unit(args, name)?;
+    if let Some(alias) = &unit.via_config_alias {
+        return Err(StageError::Invalid(format!("refusing to operate on linked unit file {alias}")));
+    }
     let text = std::fs::read(&unit.host).map_err(StageError::io("cannot read", &unit.host))?;
     let install = parse_install(&String::from_utf8_lossy(&text));
     // the name the links get: an instance keeps its own, a template needs a default instance

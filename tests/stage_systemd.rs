@@ -316,18 +316,20 @@ fn systemd_bad_options() {
     assert_bad_options("org.osbuild.systemd", json!({"enable_services": ["sshd"]}), "unknown field `enable_services`");
 }
 
-/// Given `systemctl` on the host, our result must be the tree `systemctl --root` makes.
-#[test]
-fn systemd_matches_systemctl() {
-    if Command::new("systemctl").arg("--version").output().is_err() {
+fn have_systemctl() -> bool {
+    let found = Command::new("systemctl").arg("--version").output().is_ok_and(|o| o.status.success());
+    if !found {
         eprintln!("no systemctl here; skipped");
-        return;
     }
-    let options = compat_options("systemd", "org.osbuild.systemd").remove(0);
-    let (_d, ours) =
-        check_stage("org.osbuild.systemd", "enable-disable-mask", systemd_tree, options.clone(), json!({}));
+    found
+}
+
+/// Run the stage on the tree `prepare` makes, and `systemctl --root` as upstream does on
+/// another copy; both trees must end up the same (paths, types and link targets).
+fn compare_with_systemctl(case: &str, prepare: fn(&Path), options: Value) {
+    let (_d, ours) = check_stage("org.osbuild.systemd", case, prepare, options.clone(), json!({}));
     let theirs = tempfile::tempdir().unwrap();
-    systemd_tree(theirs.path());
+    prepare(theirs.path());
     let root = theirs.path().to_str().unwrap();
     let mut runs: Vec<Vec<String>> = Vec::new();
     for (key, verb) in [("enabled_services", "enable"), ("disabled_services", "disable"), ("masked_services", "mask")] {
@@ -339,15 +341,123 @@ fn systemd_matches_systemctl() {
         let status = Command::new("systemctl").args(&argv).output().unwrap().status;
         assert!(status.success(), "systemctl {argv:?}");
     }
-    let gens = theirs.path().join("etc/systemd/system-generators");
-    fs::create_dir_all(&gens).unwrap();
-    for g in options["masked_generators"].as_array().unwrap() {
-        std::os::unix::fs::symlink("/dev/null", gens.join(g.as_str().unwrap())).unwrap();
+    if let Some(generators) = options["masked_generators"].as_array() {
+        let gens = theirs.path().join("etc/systemd/system-generators");
+        fs::create_dir_all(&gens).unwrap();
+        for g in generators {
+            std::os::unix::fs::symlink("/dev/null", gens.join(g.as_str().unwrap())).unwrap();
+        }
+    }
+    if let Some(target) = options["default_target"].as_str() {
+        let status = Command::new("systemctl").args(["--root", root, "set-default", target]).output().unwrap().status;
+        assert!(status.success(), "systemctl set-default {target}");
     }
     let strip = |s: std::collections::BTreeMap<String, common::treediff::Entry>| {
-        s.into_iter().map(|(k, v)| (k, v.fields.get("target").cloned())).collect::<Vec<_>>()
+        s.into_iter()
+            .map(|(k, v)| (k, v.fields.get("type").cloned(), v.fields.get("target").cloned()))
+            .collect::<Vec<_>>()
     };
-    assert_eq!(strip(common::treediff::snapshot(&ours)), strip(common::treediff::snapshot(theirs.path())));
+    assert_eq!(strip(common::treediff::snapshot(&ours)), strip(common::treediff::snapshot(theirs.path())), "{case}");
+}
+
+#[test]
+fn systemd_matches_systemctl() {
+    if !have_systemctl() {
+        return;
+    }
+    let options = compat_options("systemd", "org.osbuild.systemd").remove(0);
+    compare_with_systemctl("enable-disable-mask", systemd_tree, options);
+}
+
+/// Aliases, units in /etc, linked units, templates, Also= and a default target via an alias.
+fn rich_tree(tree: &Path) {
+    let lib = "/usr/lib/systemd/system";
+    write(tree, &format!("{lib}/dbus-broker.service"), "[Install]\nWantedBy=multi-user.target\nAlias=dbus.service\n");
+    std::os::unix::fs::symlink("dbus-broker.service", tree.join("usr/lib/systemd/system/dbus.service")).unwrap();
+    write(tree, "/etc/systemd/system/local.service", "[Install]\nWantedBy=multi-user.target\n");
+    write(tree, "/opt/ext.service", "[Install]\nWantedBy=multi-user.target\n");
+    std::os::unix::fs::symlink("/opt/ext.service", tree.join("etc/systemd/system/ext.service")).unwrap();
+    write(tree, &format!("{lib}/getty@.service"), "[Install]\nWantedBy=getty.target\nDefaultInstance=tty1\n");
+    write(tree, &format!("{lib}/a.service"), "[Install]\nWantedBy=multi-user.target\nAlso=a.socket\n");
+    write(tree, &format!("{lib}/a.socket"), "[Install]\nWantedBy=sockets.target\n");
+    write(tree, &format!("{lib}/old.service"), "[Install]\nWantedBy=old.target\nAlso=old.socket\n");
+    write(tree, &format!("{lib}/old.socket"), "[Install]\nWantedBy=sockets.target\n");
+    write(tree, &format!("{lib}/static.service"), "[Unit]\nDescription=no install section\n");
+    write(tree, &format!("{lib}/multi-user.target"), "[Unit]\n");
+    std::os::unix::fs::symlink("multi-user.target", tree.join("usr/lib/systemd/system/runlevel3.target")).unwrap();
+    let etc = tree.join("etc/systemd/system");
+    fs::create_dir_all(etc.join("old.target.wants")).unwrap();
+    fs::create_dir_all(etc.join("sockets.target.wants")).unwrap();
+    std::os::unix::fs::symlink(format!("{lib}/old.service"), etc.join("old.target.wants/old.service")).unwrap();
+    std::os::unix::fs::symlink(format!("{lib}/old.socket"), etc.join("sockets.target.wants/old.socket")).unwrap();
+    fs::create_dir_all(etc.join("empty.wants")).unwrap();
+}
+
+#[test]
+fn systemd_matches_systemctl_on_aliases_templates_and_also() {
+    if !have_systemctl() {
+        return;
+    }
+    let options = json!({
+        "enabled_services": ["dbus", "local.service", "ext", "getty@.service", "getty@tty2", "a", "static"],
+        "disabled_services": ["old", "nope"],
+        "masked_services": ["ldconfig", "ldconfig"],
+        "default_target": "runlevel3",
+    });
+    compare_with_systemctl("aliases-templates-also", rich_tree, options);
+}
+
+#[test]
+fn systemd_refuses_what_systemctl_refuses() {
+    for (options, message) in [
+        (json!({"enabled_services": ["nope"]}), "unit file nope.service does not exist"),
+        (
+            json!({"masked_services": ["local"]}),
+            "/etc/systemd/system/local.service already exists and is not a symlink",
+        ),
+        (json!({"enabled_services": ["dbus", "dbus"]}), "refusing to operate on linked unit file dbus.service"),
+        (json!({"default_target": "nope"}), "unit file nope.target does not exist"),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let tree = dir.path().join("tree");
+        fs::create_dir(&tree).unwrap();
+        rich_tree(&tree);
+        // enabling dbus creates the alias in /etc; enabling through it is refused
+        let args = json!({"tree": tree, "options": options});
+        fs::write(dir.path().join("args.json"), args.to_string()).unwrap();
+        let code = run_stage_from_file("org.osbuild.systemd", &dir.path().join("args.json"), &dir.path().join("m"));
+        assert_eq!(code, 1, "{options}");
+        // and the message says why
+        let stage_args: osbuild_rs::stages::StageArgs =
+            serde_json::from_value(json!({"tree": tree, "options": options})).unwrap();
+        let e = (find("org.osbuild.systemd").unwrap().run)(&stage_args).unwrap_err();
+        assert_eq!(error_chain(&e), message);
+        if have_systemctl() {
+            let theirs = tempfile::tempdir().unwrap();
+            rich_tree(theirs.path());
+            let root = theirs.path().to_str().unwrap();
+            let mut ok = true;
+            for (key, verb) in [("enabled_services", "enable"), ("masked_services", "mask")] {
+                for unit in options[key].as_array().into_iter().flatten() {
+                    ok &= Command::new("systemctl")
+                        .args(["--root", root, verb, unit.as_str().unwrap()])
+                        .output()
+                        .unwrap()
+                        .status
+                        .success();
+                }
+            }
+            if let Some(t) = options["default_target"].as_str() {
+                ok &= Command::new("systemctl")
+                    .args(["--root", root, "set-default", t])
+                    .output()
+                    .unwrap()
+                    .status
+                    .success();
+            }
+            assert!(!ok, "systemctl accepts {options}");
+        }
+    }
 }
 
 fn sysusers_options() -> [(&'static str, Value); 2] {
