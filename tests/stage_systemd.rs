@@ -607,3 +607,29 @@ fn tested_options_pass_the_schemas() {
         find(stage).unwrap().check_options(&options).unwrap();
     }
 }
+
+/// Symlinks in the tree that point at host paths are followed inside the tree only.
+#[test]
+fn hostile_symlinks_stay_in_the_tree() {
+    let host = tempfile::tempdir().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let tree = dir.path().join("tree");
+    fs::create_dir(&tree).unwrap();
+    systemd_tree(&tree);
+    fs::create_dir_all(tree.join("usr/lib/systemd")).unwrap();
+    // /etc/systemd/system-generators and logind.conf.d lead to the host directory
+    std::os::unix::fs::symlink(host.path(), tree.join("etc/systemd/system-generators")).unwrap();
+    std::os::unix::fs::symlink(host.path(), tree.join("usr/lib/systemd/logind.conf.d")).unwrap();
+    for (stage, options) in [
+        ("org.osbuild.systemd", json!({"masked_generators": ["g"], "enabled_services": ["nftables"]})),
+        ("org.osbuild.systemd-logind", json!({"filename": "a.conf", "config": {"Login": {"NAutoVTs": 1}}})),
+    ] {
+        let args = json!({"tree": tree, "options": options});
+        fs::write(dir.path().join("args.json"), args.to_string()).unwrap();
+        assert_eq!(run_stage_from_file(stage, &dir.path().join("args.json"), &dir.path().join("m")), 0, "{stage}");
+    }
+    assert_eq!(fs::read_dir(host.path()).unwrap().count(), 0, "the host directory was written to");
+    let inside = tree.join(host.path().strip_prefix("/").unwrap());
+    assert_eq!(fs::read_link(inside.join("g")).unwrap(), Path::new("/dev/null"));
+    assert!(inside.join("a.conf").is_file());
+}
