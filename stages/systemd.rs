@@ -26,7 +26,8 @@
 //!   an existing link.
 //!
 //! A unit that does not exist is an error for enable and set-default; for disable it is
-//! reported and skipped, as `systemctl` 252 does (it exits 0). Specifiers in `[Install]` are expanded for `%n %N %p %i %j %%`; others are
+//! reported, links named like it are still removed, and the stage goes on, as `systemctl`
+//! 252 does (it exits 0). Disabling a masked unit leaves it alone, likewise. Specifiers in `[Install]` are expanded for `%n %N %p %i %j %%`; others are
 //! an error rather than a guess.
 
 use super::util::{create_parents, remove_if_exists, resolve_in_root, tree_path};
@@ -458,16 +459,22 @@ fn mark(
     if !seen.insert(name.to_owned()) {
         return Ok(());
     }
-    marks.insert(name.to_owned());
     let unit = match find_unit(args, name) {
         Ok(unit) => unit,
-        // systemctl (252) reports this but goes on, and exits 0
+        // systemctl (252) reports these but goes on, and exits 0; links named like a missing
+        // unit are still removed, a masked one is left alone
         Err(e) if e.to_string().ends_with("does not exist") => {
             println!("Failed to disable unit, unit {name} does not exist.");
+            marks.insert(name.to_owned());
+            return Ok(());
+        }
+        Err(e) if e.to_string().ends_with("is masked") => {
+            println!("Unit {name} is masked, ignoring.");
             return Ok(());
         }
         Err(e) => return Err(e),
     };
+    marks.insert(name.to_owned());
     marks.insert(unit.name.clone());
     marks.insert(unit.path.clone());
     let text = std::fs::read(&unit.host).map_err(StageError::io("cannot read", &unit.host))?;

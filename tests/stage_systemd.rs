@@ -391,6 +391,10 @@ fn rich_tree(tree: &Path) {
     std::os::unix::fs::symlink(format!("{lib}/old.service"), etc.join("old.target.wants/old.service")).unwrap();
     std::os::unix::fs::symlink(format!("{lib}/old.socket"), etc.join("sockets.target.wants/old.socket")).unwrap();
     fs::create_dir_all(etc.join("empty.wants")).unwrap();
+    write(tree, &format!("{lib}/masked.service"), "[Install]\nWantedBy=multi-user.target\n");
+    std::os::unix::fs::symlink("/dev/null", etc.join("masked.service")).unwrap();
+    fs::create_dir_all(etc.join("x.target.wants")).unwrap();
+    std::os::unix::fs::symlink(format!("{lib}/nope.service"), etc.join("x.target.wants/nope.service")).unwrap();
 }
 
 #[test]
@@ -400,7 +404,7 @@ fn systemd_matches_systemctl_on_aliases_templates_and_also() {
     }
     let options = json!({
         "enabled_services": ["dbus", "local.service", "ext", "getty@.service", "getty@tty2", "a", "static"],
-        "disabled_services": ["old", "nope"],
+        "disabled_services": ["old", "nope", "masked"],
         "masked_services": ["ldconfig", "ldconfig"],
         "default_target": "runlevel3",
     });
