@@ -637,3 +637,73 @@ fn hostile_symlinks_stay_in_the_tree() {
     assert_eq!(fs::read_link(inside.join("g")).unwrap(), Path::new("/dev/null"));
     assert!(inside.join("a.conf").is_file());
 }
+
+/// Our schemas give the same verdict as upstream's `.meta.json` on these samples. Needs an
+/// upstream checkout: `OSBUILD_UPSTREAM=/path/to/osbuild cargo test --test stage_systemd -- --ignored`.
+#[test]
+#[ignore = "needs an upstream osbuild checkout in OSBUILD_UPSTREAM"]
+fn schemas_agree_with_upstream() {
+    use osbuild_rs::schema::{module_schema, validate_against, ModuleKind};
+    let upstream = std::path::PathBuf::from(std::env::var_os("OSBUILD_UPSTREAM").expect("OSBUILD_UPSTREAM"));
+    let env = |v: Value| json!({"unit": "a.service", "dropin": "a.conf", "config": {"Service": {"Environment": v}}});
+    let svc = |c: Value| json!({"filename": "a.service", "config": c});
+    let samples: Vec<(&str, Value)> = vec![
+        ("systemd", json!({"enabled_services": ["a"], "default_target": "multi-user"})),
+        ("systemd", json!({"enabled_services": "a"})),
+        ("systemd", json!({"unit_dropins": {}})),
+        ("systemd.unit", env(json!("A=1"))),
+        ("systemd.unit", env(json!([{"key": "A", "value": "1"}]))),
+        ("systemd.unit", env(json!([{"key": "A", "value": "1", "x": 1}]))),
+        ("systemd.unit", env(json!([{"key": "1A", "value": "1"}]))),
+        ("systemd.unit", json!({"unit": "a.socket", "dropin": "a.conf", "config": {}})),
+        ("systemd.unit", json!({"unit": "a@b.timer", "dropin": "a.txt", "config": {}})),
+        ("systemd.unit", json!({"unit": "a.service", "dropin": "a.conf", "unit-type": "user", "config": {}})),
+        ("tmpfilesd", json!({"filename": "a.conf", "config": [{"type": "d!-", "path": "/a", "mode": "~0755"}]})),
+        ("tmpfilesd", json!({"filename": "a.conf", "config": [{"type": "y", "path": "/a"}]})),
+        ("tmpfilesd", json!({"filename": "a.conf", "config": [{"type": "d", "path": "/a", "mode": "755"}]})),
+        ("tmpfilesd", json!({"filename": "a.conf", "config": []})),
+        ("tmpfilesd", json!({"filename": "a", "config": [{"type": "d", "path": "/a"}]})),
+        (
+            "systemd-sysusers.d",
+            json!({"config": {"filename": "a.conf", "entries": [{"type": "u", "name": "a", "x": 1}]}}),
+        ),
+        ("systemd-sysusers.d", json!({"config": {"filename": "a.conf", "entries": [{"type": "u", "name": "Bad"}]}})),
+        ("systemd-sysusers.d", json!({"config": {"filename": "a.conf", "path-prefix": "opt", "entries": []}})),
+        ("systemd-sysusers.d", json!({"config": {"filename": "a.txt", "entries": []}})),
+        ("systemd-sysusers.d", json!({})),
+        ("systemd-sysusers", json!({})),
+        ("systemd-sysusers", json!({"root": "/"})),
+        ("systemd-journald", json!({"filename": "a.conf", "config": {"Journal": {"Audit": ""}}})),
+        ("systemd-journald", json!({"filename": "a.conf", "config": {"Journal": {"Storage": "x"}}})),
+        ("systemd-journald", json!({"filename": "a.conf", "config": {}})),
+        ("systemd-logind", json!({"filename": "a.conf", "config": {"Login": {"NAutoVTs": -1}}})),
+        ("systemd-logind", json!({"filename": "a.conf", "config": {"Login": {}}})),
+        ("systemd.unit.create", svc(json!({"Unit": {}, "Service": {}, "Install": {}}))),
+        ("systemd.unit.create", svc(json!({"Unit": {}, "Service": {}}))),
+        ("systemd.unit.create", svc(json!({"Unit": {}, "Service": {}, "Install": {}, "Socket": {}}))),
+        ("systemd.unit.create", json!({"filename": "a.mount", "config": {"Mount": {"What": "/dev/a"}}})),
+        ("systemd.unit.create", json!({"filename": "a.timer", "config": {"Swap": {"What": "/a"}}})),
+        ("systemd.unit.create", svc(json!({"Unit": {}, "Service": {"StandardOutput": "file:/../x"}, "Install": {}}))),
+        ("systemd.preset", json!({"presets": []})),
+        ("systemd.preset", json!({"presets": [{"name": "a", "state": "mask"}]})),
+        ("first-boot", json!({"wait_for_network": true})),
+        ("first-boot", json!({"commands": [], "wait_for_network": "yes"})),
+    ];
+    let mut verdicts = std::collections::BTreeSet::new();
+    for (name, options) in samples {
+        let stage = format!("org.osbuild.{name}");
+        let meta: Value = serde_json::from_str(
+            &fs::read_to_string(upstream.join("stages").join(format!("{stage}.meta.json"))).unwrap(),
+        )
+        .unwrap();
+        let mut theirs = meta["schema"].clone();
+        theirs.as_object_mut().unwrap().insert("type".into(), json!("object"));
+        let theirs_text: &'static str = Box::leak(theirs.to_string().into_boxed_str());
+        let ours = module_schema(ModuleKind::Stage, &stage).unwrap();
+        let a = validate_against(&format!("stages/{stage}"), ours, &options).is_empty();
+        let b = validate_against(&format!("upstream/{stage}"), theirs_text, &options).is_empty();
+        assert_eq!(a, b, "{stage}: {options}: ours {a}, upstream {b}");
+        verdicts.insert(a);
+    }
+    assert_eq!(verdicts.len(), 2, "samples both accepted and rejected");
+}
