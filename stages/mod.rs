@@ -17,11 +17,13 @@ pub mod util;
 
 mod chmod;
 mod chown;
+mod configparser;
 mod copy;
 mod dnf_automatic_config;
 mod dnf_config;
 mod dracut;
 mod dracut_conf;
+mod first_boot;
 mod fix_bls;
 mod fstab;
 mod greenboot;
@@ -45,8 +47,17 @@ mod selinux;
 mod selinux_config;
 mod sysconfig;
 mod sysctld;
+mod systemd;
+mod systemd_journald;
+mod systemd_logind;
+mod systemd_preset;
+mod systemd_sysusers;
+mod systemd_sysusers_d;
+mod systemd_unit;
+mod systemd_unit_create;
 mod tar;
 mod timezone;
+mod tmpfilesd;
 mod truncate;
 mod tuned;
 mod udev_rules;
@@ -214,6 +225,7 @@ static REGISTRY: &[StageInfo] = &[
     stage!("org.osbuild.dnf.config", dnf_config),
     stage!("org.osbuild.dracut", dracut),
     stage!("org.osbuild.dracut.conf", dracut_conf),
+    stage!("org.osbuild.first-boot", first_boot),
     stage!("org.osbuild.fix-bls", fix_bls),
     stage!("org.osbuild.fstab", fstab),
     stage!("org.osbuild.greenboot", greenboot),
@@ -236,8 +248,17 @@ static REGISTRY: &[StageInfo] = &[
     stage!("org.osbuild.selinux.config", selinux_config),
     stage!("org.osbuild.sysconfig", sysconfig),
     stage!("org.osbuild.sysctld", sysctld),
+    stage!("org.osbuild.systemd", systemd),
+    stage!("org.osbuild.systemd-journald", systemd_journald),
+    stage!("org.osbuild.systemd-logind", systemd_logind),
+    stage!("org.osbuild.systemd-sysusers", systemd_sysusers),
+    stage!("org.osbuild.systemd-sysusers.d", systemd_sysusers_d),
+    stage!("org.osbuild.systemd.preset", systemd_preset),
+    stage!("org.osbuild.systemd.unit", systemd_unit),
+    stage!("org.osbuild.systemd.unit.create", systemd_unit_create),
     stage!("org.osbuild.tar", tar, "CAP_MAC_ADMIN"),
     stage!("org.osbuild.timezone", timezone),
+    stage!("org.osbuild.tmpfilesd", tmpfilesd),
     stage!("org.osbuild.truncate", truncate),
     stage!("org.osbuild.tuned", tuned),
     stage!("org.osbuild.udev.rules", udev_rules),

@@ -1,0 +1,226 @@
+//! Unit and drop-in files (`configparser`-style writing; `ini` is the round-trip editor) in the format upstream's stages write them with Python's
+//! `configparser` (`space_around_delimiters=False`): `[Section]`, one `key=value` per line,
+//! a blank line after every section, continuation lines of multi-line values indented with
+//! a tab. Upstream writes repeated keys (e.g. several `ExecStart=`) as *value-less keys*
+//! named `ExecStart=<value>`; like a dict, setting a key again replaces its value in place,
+//! so an exact repeat is written once.
+
+use super::StageError;
+use serde_json::Value;
+
+/// One section: its name and its keys with their values (`None`: a bare key).
+type Section = (String, Vec<(String, Option<String>)>);
+
+#[derive(Debug, Default)]
+pub struct Ini {
+    sections: Vec<Section>,
+}
+
+impl Ini {
+    /// Add `name` unless it exists (`configparser` refuses a section called `DEFAULT`).
+    pub fn add_section(&mut self, name: &str) -> Result<(), StageError> {
+        if name == "DEFAULT" {
+            return Err(StageError::Invalid(format!("invalid section name: {name:?}")));
+        }
+        if !self.sections.iter().any(|(n, _)| n == name) {
+            self.sections.push((name.to_owned(), Vec::new()));
+        }
+        Ok(())
+    }
+
+    /// Set `key` in `section` (which must have been added); `None` writes the bare key.
+    pub fn set(&mut self, section: &str, key: String, value: Option<String>) {
+        let entries = &mut self.sections.iter_mut().find(|(n, _)| n == section).expect("section added").1;
+        match entries.iter_mut().find(|(k, _)| *k == key) {
+            Some(entry) => entry.1 = value,
+            None => entries.push((key, value)),
+        }
+    }
+
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        for (name, entries) in &self.sections {
+            out.push_str(&format!("[{name}]\n"));
+            for (key, value) in entries {
+                out.push_str(key);
+                if let Some(v) = value {
+                    out.push('=');
+                    out.push_str(&v.replace('\n', "\n\t"));
+                }
+                out.push('\n');
+            }
+            out.push('\n');
+        }
+        out
+    }
+}
+
+/// Python's `str()` of a JSON value, as upstream formats option values.
+pub fn py_str(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        other => py_repr(other),
+    }
+}
+
+fn py_repr(v: &Value) -> String {
+    match v {
+        Value::Null => "None".into(),
+        Value::Bool(true) => "True".into(),
+        Value::Bool(false) => "False".into(),
+        Value::Number(n) => n.to_string(),
+        Value::String(s) => {
+            let quote = if s.contains('\'') && !s.contains('"') { '"' } else { '\'' };
+            let mut out = String::from(quote);
+            for c in s.chars() {
+                match c {
+                    '\\' => out.push_str("\\\\"),
+                    '\n' => out.push_str("\\n"),
+                    '\r' => out.push_str("\\r"),
+                    '\t' => out.push_str("\\t"),
+                    c if c == quote => {
+                        out.push('\\');
+                        out.push(c);
+                    }
+                    c if (c as u32) < 0x20 || c as u32 == 0x7f => out.push_str(&format!("\\x{:02x}", c as u32)),
+                    c => out.push(c),
+                }
+            }
+            out.push(quote);
+            out
+        }
+        Value::Array(a) => format!("[{}]", a.iter().map(py_repr).collect::<Vec<_>>().join(", ")),
+        Value::Object(o) => {
+            format!(
+                "{{{}}}",
+                o.iter()
+                    .map(|(k, v)| format!("{}: {}", py_repr(&Value::String(k.clone())), py_repr(v)))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )
+        }
+    }
+}
+
+/// `configparser`'s default ("basic") interpolation refuses a `%` that is not `%%` or
+/// `%(name)s` when a value is set; upstream's journald and logind stages use it.
+pub fn check_basic_interpolation(value: &str) -> Result<(), StageError> {
+    let rest = value.replace("%%", "");
+    let bytes = rest.as_bytes();
+    for (i, b) in bytes.iter().enumerate() {
+        if *b == b'%' && bytes.get(i + 1) != Some(&b'(') {
+            return Err(StageError::Invalid(format!(
+                "invalid interpolation syntax in {value:?}: '%' must be followed by '%' or '('"
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Upstream's section writer shared by `systemd.unit` and `systemd.unit.create`: scalar
+/// values are set as `key=value`; list items become value-less keys `key=item`, where an
+/// `Environment` item `{key, value}` becomes `Environment="KEY=VALUE"`.
+pub fn unit_from_config(config: &serde_json::Map<String, Value>) -> Result<Ini, StageError> {
+    let mut ini = Ini::default();
+    for (section, opts) in config {
+        ini.add_section(section)?;
+        let Some(opts) = opts.as_object() else {
+            return Err(StageError::Invalid(format!("section {section} must be an object")));
+        };
+        for (option, value) in opts {
+            match value {
+                Value::Array(items) => {
+                    for v in items {
+                        let v = if option == "Environment" {
+                            let key = v.get("key").ok_or_else(|| {
+                                StageError::Invalid(format!("an Environment entry in [{section}] has no key"))
+                            })?;
+                            let value = v.get("value").ok_or_else(|| {
+                                StageError::Invalid(format!("Environment entry {} has no value", py_str(key)))
+                            })?;
+                            format!("\"{}={}\"", py_str(key), py_str(value))
+                        } else {
+                            py_str(v)
+                        };
+                        ini.set(section, format!("{option}={v}"), None);
+                    }
+                }
+                v => ini.set(section, option.clone(), Some(py_str(v))),
+            }
+        }
+    }
+    Ok(ini)
+}
+
+/// Upstream's plain drop-in writer (journald, logind): every option set as `key=value` with
+/// Python's `str()` of its value, under basic interpolation.
+pub fn dropin_from_config(config: &serde_json::Map<String, Value>) -> Result<Ini, StageError> {
+    let mut ini = Ini::default();
+    for (section, opts) in config {
+        ini.add_section(section)?;
+        let Some(opts) = opts.as_object() else {
+            return Err(StageError::Invalid(format!("section {section} must be an object")));
+        };
+        for (option, value) in opts {
+            let value = py_str(value);
+            check_basic_interpolation(&value)?;
+            ini.set(section, option.clone(), Some(value));
+        }
+    }
+    Ok(ini)
+}
+
+/// The raw `config` object of a stage's options, in document order.
+pub fn raw_config(args: &super::StageArgs) -> Result<&serde_json::Map<String, Value>, StageError> {
+    args.options
+        .get("config")
+        .and_then(Value::as_object)
+        .ok_or_else(|| StageError::Invalid("option config must be an object".into()))
+}
+
+/// File `name` in the tree's existing directory `dir`, resolved inside the tree (following a
+/// symlink at the file, as Python's `open` does). Upstream opens files in these directories
+/// without creating them, so a missing directory is an error there too.
+pub fn file_in_existing_dir(args: &super::StageArgs, dir: &str, name: &str) -> Result<std::path::PathBuf, StageError> {
+    check_file_name("file name", name)?;
+    if !super::util::tree_path(args, dir, true)?.is_dir() {
+        return Err(StageError::Invalid(format!("directory {dir} does not exist in the tree")));
+    }
+    super::util::tree_path(args, format!("{dir}/{name}"), true)
+}
+
+/// A file name option that must not name a path.
+pub fn check_file_name(what: &str, name: &str) -> Result<(), StageError> {
+    if name.is_empty() || name == "." || name == ".." || name.contains('/') || name.contains('\0') {
+        return Err(StageError::Invalid(format!("{what} {name:?} is not a valid file name")));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn renders_like_configparser() {
+        let cfg = json!({
+            "Unit": {"Description": "x\ny", "DefaultDependencies": false, "After": ["a", "b", "a"]},
+            "Service": {"Environment": [{"key": "K", "value": "v"}], "ExecStart": ["/bin/true"]},
+        });
+        let ini = unit_from_config(cfg.as_object().unwrap()).unwrap();
+        assert_eq!(
+            ini.render(),
+            "[Unit]\nDescription=x\n\ty\nDefaultDependencies=False\nAfter=a\nAfter=b\n\n\
+             [Service]\nEnvironment=\"K=v\"\nExecStart=/bin/true\n\n"
+        );
+        assert_eq!(py_str(&json!([1, "a'b", null, {"k": true}])), r#"[1, "a'b", None, {'k': True}]"#);
+    }
+
+    #[test]
+    fn interpolation_check() {
+        assert!(check_basic_interpolation("100%%").is_ok());
+        assert!(check_basic_interpolation("%(x)s").is_ok());
+        assert!(check_basic_interpolation("50%").is_err());
+    }
+}

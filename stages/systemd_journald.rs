@@ -1,0 +1,78 @@
+//! `org.osbuild.systemd-journald`: write a drop-in `/usr/lib/systemd/journald.conf.d/<filename>`.
+//!
+//! As upstream: the directory is created (0755) if missing and the file must not exist yet
+//! (upstream opens it with mode `x`); it is written with mode 0644 in `configparser`'s format,
+//! sections and keys in the order of the options.
+
+use super::configparser::{check_file_name, dropin_from_config, raw_config};
+use super::util::{create_parents, tree_path};
+use super::{StageArgs, StageError, StageResult};
+use serde::Deserialize;
+use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
+
+const STAGE: &str = "org.osbuild.systemd-journald";
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Options {
+    pub filename: String,
+    #[allow(dead_code)] // validated here, written from the raw options in document order
+    pub config: Config,
+}
+
+/// Only validated here; the file is written from the options in document order.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)]
+pub struct Config {
+    #[serde(rename = "Journal")]
+    pub journal: Option<Journal>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "PascalCase")]
+#[allow(dead_code)]
+pub struct Journal {
+    pub storage: Option<String>,
+    pub compress: Option<String>,
+    pub split_mode: Option<String>,
+    pub max_file_sec: Option<String>,
+    pub max_retention_sec: Option<String>,
+    pub sync_interval_sec: Option<String>,
+    pub audit: Option<String>,
+}
+
+pub fn run(args: &StageArgs) -> StageResult {
+    let options: Options = args.parse_options(STAGE)?;
+    check_file_name("drop-in file name", &options.filename)?;
+    let ini = dropin_from_config(raw_config(args)?)?;
+    let path = tree_path(args, format!("/usr/lib/systemd/journald.conf.d/{}", options.filename), false)?;
+    create_parents(&path)?;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o644)
+        .open(&path)
+        .map_err(StageError::io("cannot create", &path))?;
+    f.write_all(ini.render().as_bytes()).map_err(StageError::io("cannot write", &path))?;
+    Ok(None)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::stages::testutil::args;
+    use serde_json::json;
+
+    #[test]
+    fn writes_dropin_once() {
+        let t = tempfile::tempdir().unwrap();
+        let opts = json!({"filename": "j.conf", "config": {"Journal": {"Storage": "persistent", "Compress": "yes"}}});
+        run(&args(t.path(), opts.clone())).unwrap();
+        let text = std::fs::read_to_string(t.path().join("usr/lib/systemd/journald.conf.d/j.conf")).unwrap();
+        assert_eq!(text, "[Journal]\nStorage=persistent\nCompress=yes\n\n");
+        let e = crate::stages::error_chain(&run(&args(t.path(), opts)).unwrap_err());
+        assert!(e.starts_with("cannot create") && e.ends_with("File exists (os error 17)"), "{e}");
+    }
+}

@@ -1,0 +1,71 @@
+//! `org.osbuild.systemd-logind`: write a drop-in `/usr/lib/systemd/logind.conf.d/<filename>`.
+//!
+//! As upstream: the directory is created (0755) if missing, the file is (re)written with mode
+//! 0644 in `configparser`'s format, sections and keys in the order of the options.
+
+use super::configparser::{check_file_name, dropin_from_config, raw_config};
+use super::util::{create_parents, tree_path, write_file};
+use super::{StageArgs, StageResult};
+use serde::Deserialize;
+
+const STAGE: &str = "org.osbuild.systemd-logind";
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Options {
+    pub filename: String,
+    #[allow(dead_code)] // validated here, written from the raw options in document order
+    pub config: Config,
+}
+
+/// Only validated here; the file is written from the options in document order.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)]
+pub struct Config {
+    #[serde(rename = "Login")]
+    pub login: Option<Login>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "PascalCase")]
+#[allow(dead_code)]
+pub struct Login {
+    #[serde(rename = "NAutoVTs")]
+    pub n_auto_vts: Option<u64>,
+    #[serde(rename = "ReserveVT")]
+    pub reserve_vt: Option<u64>,
+}
+
+pub fn run(args: &StageArgs) -> StageResult {
+    let options: Options = args.parse_options(STAGE)?;
+    check_file_name("drop-in file name", &options.filename)?;
+    let ini = dropin_from_config(raw_config(args)?)?;
+    let path = tree_path(args, format!("/usr/lib/systemd/logind.conf.d/{}", options.filename), true)?;
+    create_parents(&path)?;
+    write_file(&path, ini.render().as_bytes(), 0o644)?;
+    Ok(None)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::stages::testutil::args;
+    use serde_json::json;
+
+    #[test]
+    fn writes_dropin_in_option_order() {
+        let t = tempfile::tempdir().unwrap();
+        let opts = json!({"filename": "10-x.conf", "config": {"Login": {"ReserveVT": 2, "NAutoVTs": 0}}});
+        run(&args(t.path(), opts)).unwrap();
+        let text = std::fs::read_to_string(t.path().join("usr/lib/systemd/logind.conf.d/10-x.conf")).unwrap();
+        assert_eq!(text, "[Login]\nReserveVT=2\nNAutoVTs=0\n\n");
+    }
+
+    #[test]
+    fn rejects_unknown_keys() {
+        let t = tempfile::tempdir().unwrap();
+        let e = run(&args(t.path(), json!({"filename": "a.conf", "config": {"Login": {"KillUserProcesses": "no"}}})));
+        assert!(crate::stages::error_chain(&e.unwrap_err()).contains("unknown field `KillUserProcesses`"));
+    }
+}

@@ -1,0 +1,27 @@
+//! `org.osbuild.systemd-sysusers`: create the users and groups the tree's sysusers.d files
+//! declare.
+//!
+//! Like upstream this runs `systemd-sysusers --root <tree>` from the build root: allocating
+//! ids and updating passwd, group, shadow and gshadow (with their `-` backups) the way
+//! systemd does is its job, and a second implementation could drift from it. A leftover
+//! `/etc/.pwd.lock` (systemd before 253 leaves it) is removed, as the tree upstream gets has none.
+
+use super::util::{drop_pwd_lock, run_tool};
+use super::{StageArgs, StageResult};
+use serde::Deserialize;
+use std::process::Command;
+
+const STAGE: &str = "org.osbuild.systemd-sysusers";
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Options {}
+
+pub fn run(args: &StageArgs) -> StageResult {
+    let _: Options = args.parse_options(STAGE)?;
+    run_tool(STAGE, Command::new("systemd-sysusers").arg("--root").arg(&args.tree))?;
+    // older systemd-sysusers leave their lock file behind; current ones (upstream's) do not
+    drop_pwd_lock(args)?;
+    println!("Applied systemd-sysusers");
+    Ok(None)
+}

@@ -1,0 +1,129 @@
+//! `org.osbuild.systemd.unit`: write a drop-in `<unit>.d/<dropin>` for a system unit
+//! (`/usr/lib/systemd/system`) or a global user unit (`/usr/lib/systemd/user`).
+//!
+//! As upstream: the `.d` directory is created (0755) if missing and the file (re)written with
+//! mode 0644 in `configparser`'s format; list values become one `key=value` line per item
+//! and `Environment` items `{key, value}` become `Environment="KEY=VALUE"`.
+
+use super::configparser::{check_file_name, raw_config, unit_from_config};
+use super::util::{create_parents, tree_path, write_file};
+use super::{StageArgs, StageError, StageResult};
+use serde::Deserialize;
+
+const STAGE: &str = "org.osbuild.systemd.unit";
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Options {
+    pub unit: String,
+    pub dropin: String,
+    #[allow(dead_code)] // validated here, written from the raw options in document order
+    pub config: Config,
+    #[serde(rename = "unit-type", default)]
+    pub unit_type: UnitType,
+}
+
+#[derive(Debug, Deserialize, Default, Clone, Copy, PartialEq)]
+#[serde(rename_all = "lowercase")]
+pub enum UnitType {
+    #[default]
+    System,
+    Global,
+}
+
+/// Only validated here; the file is written from the options in document order.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)]
+pub struct Config {
+    #[serde(rename = "Unit")]
+    pub unit: Option<UnitSection>,
+    #[serde(rename = "Service")]
+    pub service: Option<ServiceSection>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "PascalCase")]
+#[allow(dead_code)]
+pub struct UnitSection {
+    pub condition_path_exists: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "PascalCase")]
+#[allow(dead_code)]
+pub struct ServiceSection {
+    pub environment: Option<Environment>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+#[allow(dead_code)]
+pub enum Environment {
+    Line(String),
+    List(Vec<EnvVar>),
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)]
+pub struct EnvVar {
+    pub key: Option<String>,
+    pub value: Option<String>,
+}
+
+pub fn run(args: &StageArgs) -> StageResult {
+    let options: Options = args.parse_options(STAGE)?;
+    if options.unit.len() + 2 > 255 {
+        return Err(StageError::Invalid(format!(
+            "the {} unit drop-in directory exceeds the maximum filename length",
+            options.unit
+        )));
+    }
+    check_file_name("unit name", &options.unit)?;
+    check_file_name("drop-in file name", &options.dropin)?;
+    let base = match options.unit_type {
+        UnitType::System => "/usr/lib/systemd/system",
+        UnitType::Global => "/usr/lib/systemd/user",
+    };
+    let ini = unit_from_config(raw_config(args)?)?;
+    let path = tree_path(args, format!("{base}/{}.d/{}", options.unit, options.dropin), true)?;
+    create_parents(&path)?;
+    write_file(&path, ini.render().as_bytes(), 0o644)?;
+    Ok(None)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::stages::testutil::args;
+    use serde_json::json;
+
+    #[test]
+    fn writes_dropin() {
+        let t = tempfile::tempdir().unwrap();
+        let opts = json!({"unit": "a.service", "dropin": "e.conf", "unit-type": "global", "config": {
+            "Service": {"Environment": [{"key": "A", "value": "1"}, {"key": "B", "value": "x y"}]},
+            "Unit": {"ConditionPathExists": "/etc/x"}}});
+        run(&args(t.path(), opts)).unwrap();
+        let text = std::fs::read_to_string(t.path().join("usr/lib/systemd/user/a.service.d/e.conf")).unwrap();
+        assert_eq!(
+            text,
+            "[Service]\nEnvironment=\"A=1\"\nEnvironment=\"B=x y\"\n\n[Unit]\nConditionPathExists=/etc/x\n\n"
+        );
+        let opts = json!({"unit": "a.service", "dropin": "s.conf", "config": {"Service": {"Environment": "A=1"}}});
+        run(&args(t.path(), opts)).unwrap();
+        let text = std::fs::read_to_string(t.path().join("usr/lib/systemd/system/a.service.d/s.conf")).unwrap();
+        assert_eq!(text, "[Service]\nEnvironment=A=1\n\n");
+    }
+
+    #[test]
+    fn bad_options() {
+        let t = tempfile::tempdir().unwrap();
+        let long = format!("{}.service", "a".repeat(250));
+        let e = run(&args(t.path(), json!({"unit": long, "dropin": "a.conf", "config": {}}))).unwrap_err();
+        assert!(e.to_string().contains("exceeds the maximum filename length"), "{e}");
+        let e = run(&args(t.path(), json!({"unit": "a.service", "dropin": "a.conf", "config": {"Install": {}}})));
+        assert!(crate::stages::error_chain(&e.unwrap_err()).contains("unknown field `Install`"));
+    }
+}
