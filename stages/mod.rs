@@ -18,6 +18,7 @@ pub mod util;
 mod chmod;
 mod chown;
 mod copy;
+mod cron_script;
 mod groups;
 mod hostname;
 mod ln;
@@ -25,6 +26,10 @@ mod locale;
 mod machine_id;
 mod mkdir;
 mod noop;
+mod pam_limits_conf;
+mod pwquality_conf;
+mod resolv_conf;
+mod sshd_config;
 mod tar;
 mod timezone;
 mod truncate;
@@ -186,6 +191,7 @@ static REGISTRY: &[StageInfo] = &[
     stage!("org.osbuild.chmod", chmod),
     stage!("org.osbuild.chown", chown),
     stage!("org.osbuild.copy", copy, "CAP_MAC_ADMIN"),
+    stage!("org.osbuild.cron.script", cron_script),
     stage!("org.osbuild.groups", groups),
     stage!("org.osbuild.hostname", hostname),
     stage!("org.osbuild.ln", ln),
@@ -193,6 +199,10 @@ static REGISTRY: &[StageInfo] = &[
     stage!("org.osbuild.machine-id", machine_id),
     stage!("org.osbuild.mkdir", mkdir),
     stage!("org.osbuild.noop", noop),
+    stage!("org.osbuild.pam.limits.conf", pam_limits_conf),
+    stage!("org.osbuild.pwquality.conf", pwquality_conf),
+    stage!("org.osbuild.resolv-conf", resolv_conf),
+    stage!("org.osbuild.sshd.config", sshd_config),
     stage!("org.osbuild.tar", tar, "CAP_MAC_ADMIN"),
     stage!("org.osbuild.timezone", timezone),
     stage!("org.osbuild.truncate", truncate),

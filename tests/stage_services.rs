@@ -1,0 +1,229 @@
+//! Tree-difference tests (recorded in tests/data/stages/) for the configuration stages of
+//! RPM-based OS trees. Where upstream's own stage test (`test/data/stages/<name>/b.json`)
+//! is in the shared compat set, its options are loaded from there and run on a tree holding
+//! the stock file the stage edits.
+
+mod common;
+
+use common::treediff::check_stage;
+use serde_json::{json, Value};
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+
+/// Options of every `org.osbuild.<stage>` stage in upstream's stage test manifest, in order.
+fn upstream_options(stage: &str) -> Vec<Value> {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join(format!("../shared/compat/manifests/test__data__stages__{stage}__b.json"));
+    let text = fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let manifest: Value = serde_json::from_str(&text).unwrap();
+    let ty = format!("org.osbuild.{stage}");
+    let mut out = vec![];
+    for p in manifest["pipelines"].as_array().unwrap() {
+        for s in p["stages"].as_array().unwrap() {
+            if s["type"] == ty {
+                out.push(s["options"].clone());
+            }
+        }
+    }
+    assert!(!out.is_empty(), "no {ty} stage in {}", path.display());
+    out
+}
+
+fn write(tree: &Path, rel: &str, content: &str, mode: u32) {
+    let p = tree.join(rel);
+    fs::create_dir_all(p.parent().unwrap()).unwrap();
+    fs::write(&p, content).unwrap();
+    fs::set_permissions(&p, fs::Permissions::from_mode(mode)).unwrap();
+}
+
+fn read(tree: &Path, rel: &str) -> String {
+    fs::read_to_string(tree.join(rel)).unwrap()
+}
+
+fn mode(tree: &Path, rel: &str) -> u32 {
+    fs::metadata(tree.join(rel)).unwrap().permissions().mode() & 0o7777
+}
+
+/// Run `stage` with bad options through the stage entry point: it must fail.
+fn rejects(stage: &str, options: Value, want: &str) {
+    let info = osbuild_rs::stages::find(stage).unwrap();
+    let e = osbuild_rs::stages::error_chain(&info.check_options(&options).unwrap_err());
+    assert!(e.contains(want), "{stage}: {e}");
+    let dir = tempfile::tempdir().unwrap();
+    fs::create_dir(dir.path().join("tree")).unwrap();
+    let args = json!({"tree": dir.path().join("tree"), "options": options});
+    let args_path = dir.path().join("arguments.json");
+    fs::write(&args_path, serde_json::to_vec(&args).unwrap()).unwrap();
+    assert_eq!(osbuild_rs::stages::run_stage_from_file(stage, &args_path, &dir.path().join("meta")), 1);
+}
+
+// ---- org.osbuild.resolv-conf
+
+#[test]
+fn resolv_conf_upstream_case() {
+    let opts = upstream_options("resolv-conf");
+    let (_d, tree) = check_stage("org.osbuild.resolv-conf", "upstream", |_| {}, opts[0].clone(), json!({}));
+    assert_eq!(
+        read(&tree, "etc/resolv.conf"),
+        "# This file was created by osbuild\nsearch osbuild.org\nnameserver 1.2.3.4\n"
+    );
+    assert_eq!(mode(&tree, "etc/resolv.conf"), 0o644);
+}
+
+#[test]
+fn resolv_conf_replaces_symlink() {
+    let prepare = |t: &Path| {
+        fs::create_dir(t.join("etc")).unwrap();
+        std::os::unix::fs::symlink("../run/systemd/resolve/stub-resolv.conf", t.join("etc/resolv.conf")).unwrap();
+    };
+    let opts = json!({"nameserver": ["8.8.8.8", "2001:4860:4860::8888"]});
+    let (_d, tree) = check_stage("org.osbuild.resolv-conf", "replace-symlink", prepare, opts, json!({}));
+    assert_eq!(
+        read(&tree, "etc/resolv.conf"),
+        "# This file was created by osbuild\nnameserver 8.8.8.8\nnameserver 2001:4860:4860::8888\n"
+    );
+}
+
+// ---- org.osbuild.pam.limits.conf
+
+#[test]
+fn pam_limits_conf_sap() {
+    let prepare = |t: &Path| fs::create_dir_all(t.join("etc/security/limits.d")).unwrap();
+    // upstream's test/data/stages/pam.limits.conf/b.json
+    let mut config = vec![];
+    for item in ["nofile", "nproc"] {
+        for domain in ["@sapsys", "@dba"] {
+            for ty in ["hard", "soft"] {
+                let value = if item == "nofile" { json!(65536) } else { json!("unlimited") };
+                config.push(json!({"domain": domain, "type": ty, "item": item, "value": value}));
+            }
+        }
+    }
+    let opts = json!({"filename": "99-sap.conf", "config": config});
+    let (_d, tree) = check_stage("org.osbuild.pam.limits.conf", "sap", prepare, opts, json!({}));
+    assert_eq!(
+        read(&tree, "etc/security/limits.d/99-sap.conf"),
+        "@sapsys hard nofile 65536\n@sapsys soft nofile 65536\n@dba hard nofile 65536\n@dba soft nofile 65536\n\
+         @sapsys hard nproc unlimited\n@sapsys soft nproc unlimited\n@dba hard nproc unlimited\n@dba soft nproc unlimited\n"
+    );
+    assert_eq!(mode(&tree, "etc/security/limits.d/99-sap.conf"), 0o644);
+}
+
+// ---- org.osbuild.pwquality.conf
+
+/// The stock file as libpwquality ships it (settings commented out), abridged.
+const PWQUALITY_CONF: &str = "# Configuration for systemwide password quality limits\n\
+# Defaults:\n\
+#\n\
+# Minimum acceptable size for the new password (plus one if\n\
+# credits are not disabled which is the default). (See pam_cracklib manual.)\n\
+# Cannot be set to lower value than 6.\n\
+# minlen = 8\n\
+#\n\
+# The maximum credit for having digits in the new password. If less than 0\n\
+# it is the minimum number of digits in the new password.\n\
+# dcredit = 0\n\
+#\n\
+# The minimum number of required classes of characters for the new\n\
+# password (digits, uppercase, lowercase, others).\n\
+# minclass = 0\n\
+#\n\
+# Whether the check is enforced for root.\n\
+# enforce_for_root\n";
+
+#[test]
+fn pwquality_conf_upstream_case() {
+    let opts = upstream_options("pwquality.conf");
+    let prepare = |t: &Path| write(t, "etc/security/pwquality.conf", PWQUALITY_CONF, 0o644);
+    let (_d, tree) = check_stage("org.osbuild.pwquality.conf", "upstream-first", prepare, opts[0].clone(), json!({}));
+    assert_eq!(
+        read(&tree, "etc/security/pwquality.conf"),
+        format!("{PWQUALITY_CONF}minlen = 9\nminclass = 0\ndcredit = 1\n")
+    );
+}
+
+#[test]
+fn pwquality_conf_upstream_twice() {
+    // upstream's b.json runs the stage twice: the second run rewrites the lines in place
+    let opts = upstream_options("pwquality.conf");
+    let first = format!("{PWQUALITY_CONF}minlen = 9\nminclass = 0\ndcredit = 1\n");
+    let prepare = |t: &Path| write(t, "etc/security/pwquality.conf", &first, 0o644);
+    let (_d, tree) = check_stage("org.osbuild.pwquality.conf", "upstream-second", prepare, opts[1].clone(), json!({}));
+    assert_eq!(
+        read(&tree, "etc/security/pwquality.conf"),
+        format!("{PWQUALITY_CONF}minlen = 6\nminclass = 3\ndcredit = 0\n")
+    );
+}
+
+// ---- org.osbuild.sshd.config
+
+/// The settings part of a stock Fedora sshd_config, abridged.
+const SSHD_CONFIG: &str = "#\t$OpenBSD: sshd_config,v 1.104 2021/07/02 05:11:21 dtucker Exp $\n\
+\n\
+Include /etc/ssh/sshd_config.d/*.conf\n\
+\n\
+#PermitRootLogin prohibit-password\n\
+#PasswordAuthentication yes\n\
+#KbdInteractiveAuthentication yes\n\
+#ClientAliveInterval 0\n\
+\n\
+Subsystem\tsftp\t/usr/libexec/openssh/sftp-server\n";
+
+#[test]
+fn sshd_config_upstream_case() {
+    // upstream's test/data/stages/sshd.config/b.json: two runs; here each on its own tree
+    let prepare = |t: &Path| write(t, "etc/ssh/sshd_config", SSHD_CONFIG, 0o600);
+    let opts = json!({"config": {"PasswordAuthentication": false, "ChallengeResponseAuthentication": false,
+                                  "ClientAliveInterval": 180, "PermitRootLogin": "forced-commands-only"}});
+    let (_d, tree) = check_stage("org.osbuild.sshd.config", "append", prepare, opts, json!({}));
+    let first = format!(
+        "{SSHD_CONFIG}PasswordAuthentication no\nChallengeResponseAuthentication no\nClientAliveInterval 180\n\
+         PermitRootLogin forced-commands-only\n"
+    );
+    assert_eq!(read(&tree, "etc/ssh/sshd_config"), first);
+    assert_eq!(mode(&tree, "etc/ssh/sshd_config"), 0o600);
+
+    let prepare = |t: &Path| write(t, "etc/ssh/sshd_config", &first, 0o600);
+    let opts = json!({"config": {"PasswordAuthentication": false, "ChallengeResponseAuthentication": true,
+                                  "ClientAliveInterval": 200, "PermitRootLogin": false}});
+    let (_d, tree) = check_stage("org.osbuild.sshd.config", "replace", prepare, opts, json!({}));
+    assert_eq!(
+        read(&tree, "etc/ssh/sshd_config"),
+        format!(
+            "{SSHD_CONFIG}PasswordAuthentication no\nChallengeResponseAuthentication yes\nClientAliveInterval 200\n\
+             PermitRootLogin no\n"
+        )
+    );
+}
+
+// ---- org.osbuild.cron.script
+
+#[test]
+fn cron_script_daily() {
+    let prepare = |t: &Path| fs::create_dir_all(t.join("etc/cron.daily")).unwrap();
+    // upstream's test/data/stages/cron.script/b.json
+    let opts = json!({"filename": "osbuild", "interval": "daily",
+                      "simple": {"comment": ["Created by osbuild", "and very awesome"], "command": "osbuild --help"}});
+    let (_d, tree) = check_stage("org.osbuild.cron.script", "daily", prepare, opts, json!({}));
+    assert_eq!(
+        read(&tree, "etc/cron.daily/osbuild"),
+        "!/bin/bash\n# Created by osbuild\n# and very awesome\nosbuild --help\n"
+    );
+    assert_eq!(mode(&tree, "etc/cron.daily/osbuild"), 0o755);
+}
+
+// ---- bad options
+
+#[test]
+fn bad_options_are_rejected_clearly() {
+    rejects("org.osbuild.resolv-conf", json!({"nameserver": "1.1.1.1"}), "invalid options: invalid type: string");
+    rejects("org.osbuild.pam.limits.conf", json!({"filename": "x.conf"}), "invalid options: missing field `config`");
+    rejects("org.osbuild.pwquality.conf", json!({"config": {"maxlen": 3}}), "unknown setting `maxlen`");
+    rejects("org.osbuild.sshd.config", json!({"config": {"PermitRootLogin": "sometimes"}}), "invalid options");
+    rejects(
+        "org.osbuild.cron.script",
+        json!({"interval": "yearly", "filename": "x", "simple": {"command": "true"}}),
+        "unknown variant `yearly`",
+    );
+}
