@@ -21,10 +21,13 @@ mod copy;
 mod cron_script;
 mod groups;
 mod hostname;
+mod ini;
 mod ln;
 mod locale;
 mod machine_id;
 mod mkdir;
+mod nm_conf;
+mod nm_conn;
 mod noop;
 mod pam_limits_conf;
 mod pwquality_conf;
@@ -198,6 +201,8 @@ static REGISTRY: &[StageInfo] = &[
     stage!("org.osbuild.locale", locale),
     stage!("org.osbuild.machine-id", machine_id),
     stage!("org.osbuild.mkdir", mkdir),
+    stage!("org.osbuild.nm.conf", nm_conf),
+    stage!("org.osbuild.nm.conn", nm_conn),
     stage!("org.osbuild.noop", noop),
     stage!("org.osbuild.pam.limits.conf", pam_limits_conf),
     stage!("org.osbuild.pwquality.conf", pwquality_conf),

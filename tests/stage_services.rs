@@ -45,8 +45,32 @@ fn mode(tree: &Path, rel: &str) -> u32 {
     fs::metadata(tree.join(rel)).unwrap().permissions().mode() & 0o7777
 }
 
+/// Whether `options` pass our embedded schema for `stage`.
+fn schema_errors(stage: &str, options: &Value) -> Vec<String> {
+    let text = osbuild_rs::schema::module_schema(osbuild_rs::schema::ModuleKind::Stage, stage)
+        .unwrap_or_else(|| panic!("no schema for {stage}"));
+    osbuild_rs::schema::validate_against(&format!("stages/{stage}"), text, options)
+        .into_iter()
+        .map(|e| e.message)
+        .collect()
+}
+
+/// [`check_stage`] for options that must also pass the stage's schema.
+fn check(
+    stage: &str,
+    case: &str,
+    prepare: impl FnOnce(&Path),
+    options: Value,
+    inputs: Value,
+) -> (tempfile::TempDir, std::path::PathBuf) {
+    let errors = schema_errors(stage, &options);
+    assert!(errors.is_empty(), "{stage} case {case}: schema rejects the options: {errors:?}");
+    check_stage(stage, case, prepare, options, inputs)
+}
+
 /// Run `stage` with bad options through the stage entry point: it must fail.
 fn rejects(stage: &str, options: Value, want: &str) {
+    assert!(!schema_errors(stage, &options).is_empty(), "{stage}: schema accepts {options}");
     let info = osbuild_rs::stages::find(stage).unwrap();
     let e = osbuild_rs::stages::error_chain(&info.check_options(&options).unwrap_err());
     assert!(e.contains(want), "{stage}: {e}");
@@ -63,7 +87,7 @@ fn rejects(stage: &str, options: Value, want: &str) {
 #[test]
 fn resolv_conf_upstream_case() {
     let opts = upstream_options("resolv-conf");
-    let (_d, tree) = check_stage("org.osbuild.resolv-conf", "upstream", |_| {}, opts[0].clone(), json!({}));
+    let (_d, tree) = check("org.osbuild.resolv-conf", "upstream", |_| {}, opts[0].clone(), json!({}));
     assert_eq!(
         read(&tree, "etc/resolv.conf"),
         "# This file was created by osbuild\nsearch osbuild.org\nnameserver 1.2.3.4\n"
@@ -78,7 +102,7 @@ fn resolv_conf_replaces_symlink() {
         std::os::unix::fs::symlink("../run/systemd/resolve/stub-resolv.conf", t.join("etc/resolv.conf")).unwrap();
     };
     let opts = json!({"nameserver": ["8.8.8.8", "2001:4860:4860::8888"]});
-    let (_d, tree) = check_stage("org.osbuild.resolv-conf", "replace-symlink", prepare, opts, json!({}));
+    let (_d, tree) = check("org.osbuild.resolv-conf", "replace-symlink", prepare, opts, json!({}));
     assert_eq!(
         read(&tree, "etc/resolv.conf"),
         "# This file was created by osbuild\nnameserver 8.8.8.8\nnameserver 2001:4860:4860::8888\n"
@@ -101,7 +125,7 @@ fn pam_limits_conf_sap() {
         }
     }
     let opts = json!({"filename": "99-sap.conf", "config": config});
-    let (_d, tree) = check_stage("org.osbuild.pam.limits.conf", "sap", prepare, opts, json!({}));
+    let (_d, tree) = check("org.osbuild.pam.limits.conf", "sap", prepare, opts, json!({}));
     assert_eq!(
         read(&tree, "etc/security/limits.d/99-sap.conf"),
         "@sapsys hard nofile 65536\n@sapsys soft nofile 65536\n@dba hard nofile 65536\n@dba soft nofile 65536\n\
@@ -136,7 +160,7 @@ const PWQUALITY_CONF: &str = "# Configuration for systemwide password quality li
 fn pwquality_conf_upstream_case() {
     let opts = upstream_options("pwquality.conf");
     let prepare = |t: &Path| write(t, "etc/security/pwquality.conf", PWQUALITY_CONF, 0o644);
-    let (_d, tree) = check_stage("org.osbuild.pwquality.conf", "upstream-first", prepare, opts[0].clone(), json!({}));
+    let (_d, tree) = check("org.osbuild.pwquality.conf", "upstream-first", prepare, opts[0].clone(), json!({}));
     assert_eq!(
         read(&tree, "etc/security/pwquality.conf"),
         format!("{PWQUALITY_CONF}minlen = 9\nminclass = 0\ndcredit = 1\n")
@@ -149,7 +173,7 @@ fn pwquality_conf_upstream_twice() {
     let opts = upstream_options("pwquality.conf");
     let first = format!("{PWQUALITY_CONF}minlen = 9\nminclass = 0\ndcredit = 1\n");
     let prepare = |t: &Path| write(t, "etc/security/pwquality.conf", &first, 0o644);
-    let (_d, tree) = check_stage("org.osbuild.pwquality.conf", "upstream-second", prepare, opts[1].clone(), json!({}));
+    let (_d, tree) = check("org.osbuild.pwquality.conf", "upstream-second", prepare, opts[1].clone(), json!({}));
     assert_eq!(
         read(&tree, "etc/security/pwquality.conf"),
         format!("{PWQUALITY_CONF}minlen = 6\nminclass = 3\ndcredit = 0\n")
@@ -176,7 +200,7 @@ fn sshd_config_upstream_case() {
     let prepare = |t: &Path| write(t, "etc/ssh/sshd_config", SSHD_CONFIG, 0o600);
     let opts = json!({"config": {"PasswordAuthentication": false, "ChallengeResponseAuthentication": false,
                                   "ClientAliveInterval": 180, "PermitRootLogin": "forced-commands-only"}});
-    let (_d, tree) = check_stage("org.osbuild.sshd.config", "append", prepare, opts, json!({}));
+    let (_d, tree) = check("org.osbuild.sshd.config", "append", prepare, opts, json!({}));
     let first = format!(
         "{SSHD_CONFIG}PasswordAuthentication no\nChallengeResponseAuthentication no\nClientAliveInterval 180\n\
          PermitRootLogin forced-commands-only\n"
@@ -187,7 +211,7 @@ fn sshd_config_upstream_case() {
     let prepare = |t: &Path| write(t, "etc/ssh/sshd_config", &first, 0o600);
     let opts = json!({"config": {"PasswordAuthentication": false, "ChallengeResponseAuthentication": true,
                                   "ClientAliveInterval": 200, "PermitRootLogin": false}});
-    let (_d, tree) = check_stage("org.osbuild.sshd.config", "replace", prepare, opts, json!({}));
+    let (_d, tree) = check("org.osbuild.sshd.config", "replace", prepare, opts, json!({}));
     assert_eq!(
         read(&tree, "etc/ssh/sshd_config"),
         format!(
@@ -205,7 +229,7 @@ fn cron_script_daily() {
     // upstream's test/data/stages/cron.script/b.json
     let opts = json!({"filename": "osbuild", "interval": "daily",
                       "simple": {"comment": ["Created by osbuild", "and very awesome"], "command": "osbuild --help"}});
-    let (_d, tree) = check_stage("org.osbuild.cron.script", "daily", prepare, opts, json!({}));
+    let (_d, tree) = check("org.osbuild.cron.script", "daily", prepare, opts, json!({}));
     assert_eq!(
         read(&tree, "etc/cron.daily/osbuild"),
         "!/bin/bash\n# Created by osbuild\n# and very awesome\nosbuild --help\n"
@@ -226,4 +250,59 @@ fn bad_options_are_rejected_clearly() {
         json!({"interval": "yearly", "filename": "x", "simple": {"command": "true"}}),
         "unknown variant `yearly`",
     );
+}
+
+// ---- org.osbuild.nm.conn
+
+#[test]
+fn nm_conn_filename_and_path() {
+    // upstream's test/data/stages/nm.conn/b.json
+    let settings = |ifname: &str, uuid: &str, addr: &str| {
+        json!({"connection": {"type": "ethernet", "id": "static-conn", "uuid": uuid, "interface-name": ifname,
+                              "autoconnect-priority": 0, "autoconnect": true},
+               "ipv4": {"method": "manual", "address": [addr]}, "ipv6": {"method": "ignore"}})
+    };
+    let opts = json!({"filename": "osbuild.nmconnection",
+                      "settings": settings("eth0", "5fb8f75a-7fde-4906-a51e-a70e56c58742", "10.23.0.3/24")});
+    let (_d, tree) = check("org.osbuild.nm.conn", "filename", |_| {}, opts, json!({}));
+    let file = "usr/lib/NetworkManager/system-connections/osbuild.nmconnection";
+    assert_eq!(
+        read(&tree, file),
+        "[connection]\ntype=ethernet\nid=static-conn\nuuid=5fb8f75a-7fde-4906-a51e-a70e56c58742\n\
+         interface-name=eth0\nautoconnect-priority=0\nautoconnect=true\n\n\
+         [ipv4]\nmethod=manual\naddress=10.23.0.3/24\n\n[ipv6]\nmethod=ignore\n\n"
+    );
+    assert_eq!(mode(&tree, file), 0o600);
+
+    let opts = json!({"path": "/etc/NetworkManager/system-connections/test.conf",
+                      "settings": settings("eth1", "6fb8f75a-7fde-4906-a51e-a70e56c58742", "10.24.0.5/24")});
+    let (_d, tree) = check("org.osbuild.nm.conn", "path", |_| {}, opts, json!({}));
+    let file = "etc/NetworkManager/system-connections/test.conf";
+    assert!(read(&tree, file).contains("\ninterface-name=eth1\n"));
+    assert_eq!(mode(&tree, file), 0o600);
+}
+
+// ---- org.osbuild.nm.conf
+
+#[test]
+fn nm_conf_upstream_cases() {
+    let opts = upstream_options("nm.conf");
+    let (_d, tree) = check("org.osbuild.nm.conf", "main", |_| {}, opts[0].clone(), json!({}));
+    assert_eq!(
+        read(&tree, "etc/NetworkManager/NetworkManager.conf"),
+        "[main]\nplugins=keyfile\nno-auto-default=*\n\n[global-dns-domain-*]\nservers=8.8.8.8\n\n\
+         [device]\nwifi.scan-rand-mac-address=false\n\n"
+    );
+    assert_eq!(mode(&tree, "etc/NetworkManager/NetworkManager.conf"), 0o600);
+    let (_d, tree) = check("org.osbuild.nm.conf", "drop-in", |_| {}, opts[1].clone(), json!({}));
+    assert_eq!(
+        read(&tree, "etc/NetworkManager/conf.d/99-unmanaged-devices.conf"),
+        "[keyfile]\nunmanaged-devices=interface-name:veth*,interface-name:starfish0\n\n"
+    );
+}
+
+#[test]
+fn bad_nm_options_are_rejected_clearly() {
+    rejects("org.osbuild.nm.conn", json!({"filename": "x.nmconnection", "settings": {}}), "missing field `connection`");
+    rejects("org.osbuild.nm.conf", json!({"path": "/x", "settings": {"logging": {}}}), "unknown field `logging`");
 }
