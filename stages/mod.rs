@@ -17,6 +17,7 @@ pub mod util;
 
 mod chmod;
 mod chown;
+mod chrony;
 mod copy;
 mod cron_script;
 mod groups;
@@ -193,6 +194,7 @@ macro_rules! stage {
 static REGISTRY: &[StageInfo] = &[
     stage!("org.osbuild.chmod", chmod),
     stage!("org.osbuild.chown", chown),
+    stage!("org.osbuild.chrony", chrony),
     stage!("org.osbuild.copy", copy, "CAP_MAC_ADMIN"),
     stage!("org.osbuild.cron.script", cron_script),
     stage!("org.osbuild.groups", groups),

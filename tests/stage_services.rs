@@ -306,3 +306,67 @@ fn bad_nm_options_are_rejected_clearly() {
     rejects("org.osbuild.nm.conn", json!({"filename": "x.nmconnection", "settings": {}}), "missing field `connection`");
     rejects("org.osbuild.nm.conf", json!({"path": "/x", "settings": {"logging": {}}}), "unknown field `logging`");
 }
+
+// ---- org.osbuild.chrony
+
+/// Fedora's stock chrony.conf, abridged.
+const CHRONY_CONF: &str = "# Use public servers from the pool.ntp.org project.\n\
+# Please consider joining the pool (https://www.pool.ntp.org/join.html).\n\
+pool 2.fedora.pool.ntp.org iburst\n\
+\n\
+# Use NTP servers from DHCP.\n\
+sourcedir /run/chrony-dhcp\n\
+\n\
+# Record the rate at which the system clock gains/losses time.\n\
+driftfile /var/lib/chrony/drift\n\
+\n\
+# Allow the system clock to be stepped in the first three updates\n\
+# if its offset is larger than 1 second.\n\
+makestep 1.0 3\n\
+\n\
+# Enable kernel synchronization of the real-time clock (RTC).\n\
+rtcsync\n\
+\n\
+# Get TAI-UTC offset and leap seconds from the system tz database.\n\
+leapsectz right/UTC\n\
+\n\
+# Specify directory for log files.\n\
+logdir /var/log/chrony\n";
+
+#[test]
+fn chrony_upstream_case() {
+    let opts = upstream_options("chrony");
+    let prepare = |t: &Path| write(t, "etc/chrony.conf", CHRONY_CONF, 0o644);
+    let (_d, tree) = check("org.osbuild.chrony", "upstream", prepare, opts[0].clone(), json!({}));
+    let stock_without_pool = CHRONY_CONF.replace("pool 2.fedora.pool.ntp.org iburst\n", "");
+    assert_eq!(
+        read(&tree, "etc/chrony.conf"),
+        format!(
+            "refclock PPS /dev/pps42:clear poll 1 dpoll 2 offset 0.3\n\
+             refclock SHM 42:perm=0660 poll 1 dpoll 2 offset 0.3\n\
+             refclock SOCK /run/time/thingie.socket poll 1 dpoll 2 offset 0.3\n\
+             refclock PHC /dev/ptp11:nocrossts,extpps,pin=3,channel=4,clear poll 1 dpoll 2 offset 0.3\n\
+             server ntp.example.com iburst\nserver ntp2.example.com iburst\n{stock_without_pool}"
+        )
+    );
+    assert_eq!(mode(&tree, "etc/chrony.conf"), 0o644);
+}
+
+#[test]
+fn chrony_servers_and_leapsectz() {
+    let prepare = |t: &Path| write(t, "etc/chrony.conf", CHRONY_CONF, 0o640);
+    let opts = json!({"servers": [{"hostname": "127.0.0.1", "minpoll": 0, "maxpoll": 4, "prefer": true},
+                                  {"hostname": "ntp.local", "iburst": false}],
+                      "leapsectz": ""});
+    let (_d, tree) = check("org.osbuild.chrony", "servers", prepare, opts, json!({}));
+    let conf = read(&tree, "etc/chrony.conf");
+    assert!(conf.starts_with("server 127.0.0.1 prefer iburst minpoll 0 maxpoll 4\nserver ntp.local\n# Use public"));
+    assert!(!conf.lines().any(|l| l.starts_with("leapsectz ") || l.starts_with("pool ")), "{conf}");
+    assert_eq!(mode(&tree, "etc/chrony.conf"), 0o640);
+}
+
+#[test]
+fn bad_chrony_options_are_rejected_clearly() {
+    rejects("org.osbuild.chrony", json!({}), "at least one of timeservers, servers, leapsectz or refclocks");
+    rejects("org.osbuild.chrony", json!({"refclocks": [{"driver": {"name": "GPS"}}]}), "unknown variant `GPS`");
+}
