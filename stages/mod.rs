@@ -18,6 +18,7 @@ pub mod util;
 mod chmod;
 mod chown;
 mod chrony;
+mod cloud_init;
 mod copy;
 mod cron_script;
 mod groups;
@@ -32,6 +33,7 @@ mod nm_conn;
 mod noop;
 mod pam_limits_conf;
 mod pwquality_conf;
+mod pyyaml;
 mod resolv_conf;
 mod sshd_config;
 mod tar;
@@ -195,6 +197,7 @@ static REGISTRY: &[StageInfo] = &[
     stage!("org.osbuild.chmod", chmod),
     stage!("org.osbuild.chown", chown),
     stage!("org.osbuild.chrony", chrony),
+    stage!("org.osbuild.cloud-init", cloud_init),
     stage!("org.osbuild.copy", copy, "CAP_MAC_ADMIN"),
     stage!("org.osbuild.cron.script", cron_script),
     stage!("org.osbuild.groups", groups),

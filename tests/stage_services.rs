@@ -370,3 +370,35 @@ fn bad_chrony_options_are_rejected_clearly() {
     rejects("org.osbuild.chrony", json!({}), "at least one of timeservers, servers, leapsectz or refclocks");
     rejects("org.osbuild.chrony", json!({"refclocks": [{"driver": {"name": "GPS"}}]}), "unknown variant `GPS`");
 }
+
+// ---- org.osbuild.cloud-init
+
+#[test]
+fn cloud_init_upstream_cases() {
+    let opts = upstream_options("cloud-init");
+    let want = [
+        ("00-default_user.cfg", "ssh_pwauth: false\nsystem_info:\n  default_user:\n    name: ec2-user\n"),
+        ("10-azure-kfp.cfg", "reporting:\n  logging:\n    type: log\n  telemetry:\n    type: hyperv\n"),
+        (
+            "91-azure_datasource.cfg",
+            "datasource:\n  Azure:\n    apply_network_config: false\ndatasource_list: [Azure]\n",
+        ),
+        ("06_logging_override.cfg", "output:\n  all: '>> /var/log/cloud-init-all.log'\n"),
+    ];
+    assert_eq!(opts.len(), want.len());
+    for (o, (file, content)) in opts.into_iter().zip(want) {
+        assert_eq!(o["filename"], file);
+        let prepare = |t: &Path| fs::create_dir_all(t.join("etc/cloud/cloud.cfg.d")).unwrap();
+        let case = file.trim_end_matches(".cfg");
+        let (_d, tree) = check("org.osbuild.cloud-init", case, prepare, o, json!({}));
+        let rel = format!("etc/cloud/cloud.cfg.d/{file}");
+        assert_eq!(read(&tree, &rel), content, "{file}");
+        assert_eq!(mode(&tree, &rel), 0o644);
+    }
+}
+
+#[test]
+fn bad_cloud_init_options_are_rejected_clearly() {
+    rejects("org.osbuild.cloud-init", json!({"filename": "x.cfg", "config": {"users": []}}), "unknown field `users`");
+    rejects("org.osbuild.cloud-init", json!({"filename": "x.cfg", "config": {}}), "config must not be empty");
+}
