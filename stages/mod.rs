@@ -19,6 +19,7 @@ mod chmod;
 mod chown;
 mod chrony;
 mod cloud_init;
+mod containers_storage_conf;
 mod copy;
 mod cron_script;
 mod groups;
@@ -198,6 +199,7 @@ static REGISTRY: &[StageInfo] = &[
     stage!("org.osbuild.chown", chown),
     stage!("org.osbuild.chrony", chrony),
     stage!("org.osbuild.cloud-init", cloud_init),
+    stage!("org.osbuild.containers.storage.conf", containers_storage_conf),
     stage!("org.osbuild.copy", copy, "CAP_MAC_ADMIN"),
     stage!("org.osbuild.cron.script", cron_script),
     stage!("org.osbuild.groups", groups),

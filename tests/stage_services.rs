@@ -402,3 +402,69 @@ fn bad_cloud_init_options_are_rejected_clearly() {
     rejects("org.osbuild.cloud-init", json!({"filename": "x.cfg", "config": {"users": []}}), "unknown field `users`");
     rejects("org.osbuild.cloud-init", json!({"filename": "x.cfg", "config": {}}), "config must not be empty");
 }
+
+// ---- org.osbuild.containers.storage.conf
+
+const STORAGE_CONF_HEADER: &str = "# This file is the configuration file for all tools that\n\
+# use the containers/storage library.\n\
+# See 'man 5 containers-storage.conf' for more information.\n\
+# This file was created by osbuild.\n\
+# \n\n";
+
+#[test]
+fn containers_storage_conf_upstream_case() {
+    // upstream's test/data/stages/containers.storage.conf/b.json
+    let prepare = |t: &Path| fs::create_dir_all(t.join("etc/containers")).unwrap();
+    let opts = json!({
+        "comment": ["Allow extra containers at '/usr/share/containers/storage'",
+                    "Use 'nodev' for security and 'metacopy' to allow better", "pagecache sharing of base-layers"],
+        "config": {"storage": {"options": {"additionalimagestores": ["/usr/share/container/storage"],
+                                           "overlay": {"mountopt": "nodev,metacopy=on"}}}}});
+    let (_d, tree) = check("org.osbuild.containers.storage.conf", "upstream", prepare, opts, json!({}));
+    assert_eq!(
+        read(&tree, "etc/containers/storage.conf"),
+        format!(
+            "{STORAGE_CONF_HEADER}\
+             # Allow extra containers at '/usr/share/containers/storage'\n\
+             # Use 'nodev' for security and 'metacopy' to allow better\n\
+             # pagecache sharing of base-layers\n\n\
+             [storage.options]\nadditionalimagestores = [\n    \"/usr/share/container/storage\",\n]\n\n\
+             [storage.options.overlay]\nmountopt = \"nodev,metacopy=on\"\n"
+        )
+    );
+    assert_eq!(mode(&tree, "etc/containers/storage.conf"), 0o644);
+}
+
+#[test]
+fn containers_storage_conf_merges_existing_file() {
+    let prepare = |t: &Path| {
+        write(
+            t,
+            "usr/share/containers/storage.conf",
+            "[storage]\ndriver = \"overlay\"\nrunroot = \"/run/containers/storage\"\n\n[storage.options]\n\
+             pull_options = {enable_partial_images = \"false\"}\n\n[other]\nx = 1\n",
+            0o644,
+        )
+    };
+    let opts = json!({"filename": "/usr/share/containers/storage.conf",
+                      "config": {"storage": {"driver": "vfs", "options": {"overlay": {"mountopt": "nodev"}}}}});
+    let (_d, tree) = check("org.osbuild.containers.storage.conf", "merge", prepare, opts, json!({}));
+    // only the existing `storage` table is kept, as upstream does
+    assert_eq!(
+        read(&tree, "usr/share/containers/storage.conf"),
+        format!(
+            "{STORAGE_CONF_HEADER}\n[storage]\ndriver = \"vfs\"\nrunroot = \"/run/containers/storage\"\n\n\
+             [storage.options.pull_options]\nenable_partial_images = \"false\"\n\n\
+             [storage.options.overlay]\nmountopt = \"nodev\"\n"
+        )
+    );
+}
+
+#[test]
+fn bad_containers_storage_options_are_rejected_clearly() {
+    rejects(
+        "org.osbuild.containers.storage.conf",
+        json!({"config": {"storage": {"driver": "ext4"}}}),
+        "unknown variant `ext4`",
+    );
+}
