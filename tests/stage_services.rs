@@ -468,3 +468,48 @@ fn bad_containers_storage_options_are_rejected_clearly() {
         "unknown variant `ext4`",
     );
 }
+
+/// Options upstream's interface allows that the cases above do not use: both our schema
+/// and the typed options must take them.
+#[test]
+fn schemas_and_types_accept_what_upstream_accepts() {
+    let conn = json!({"id": "a", "uuid": "u", "type": "802-3-ethernet"});
+    let accepted = [
+        ("org.osbuild.resolv-conf", json!({})),
+        ("org.osbuild.pwquality.conf", json!({"config": {}})),
+        ("org.osbuild.sshd.config", json!({"config": {"PermitRootLogin": true, "ClientAliveInterval": 0}})),
+        ("org.osbuild.cron.script", json!({"interval": "hourly", "filename": "x", "simple": {"command": "c", "x": 1}})),
+        (
+            "org.osbuild.pam.limits.conf",
+            json!({"filename": "a.conf", "config": [{"domain": "*", "type": "-", "item": "as", "value": "infinity"}]}),
+        ),
+        (
+            "org.osbuild.nm.conn",
+            json!({"path": "/x", "settings": {"connection": conn, "ipv4": {"method": "auto", "dns-search": "d"},
+                                                                  "ethernet": {"mac-address": "m", "mtu": 1500}}}),
+        ),
+        ("org.osbuild.nm.conf", json!({"path": "/x", "settings": {}})),
+        ("org.osbuild.chrony", json!({"leapsectz": ""})),
+        (
+            "org.osbuild.chrony",
+            json!({"refclocks": [{"driver": {"name": "SHM", "segment": 1, "perm": "0644"}, "offset": 1}]}),
+        ),
+        (
+            "org.osbuild.cloud-init",
+            json!({"filename": "a.cfg", "config": {"datasource": {"Ec2": {"x": 1}}, "output": {"foo": "bar"}}}),
+        ),
+        ("org.osbuild.cloud-init", json!({"filename": "a.cfg", "config": {"network": {"config": "disabled"}}})),
+        (
+            "org.osbuild.containers.storage.conf",
+            json!({"filename": "/usr/share/containers/storage.conf", "filebase": "/x",
+            "config": {"storage": {"transient_store": true, "options": {"pull_options": {"use_hard_links": "true"}}}}}),
+        ),
+    ];
+    for (stage, options) in accepted {
+        let errors = schema_errors(stage, &options);
+        assert!(errors.is_empty(), "{stage}: schema refuses {options}: {errors:?}");
+        let info = osbuild_rs::stages::find(stage).unwrap();
+        info.check_options(&options)
+            .unwrap_or_else(|e| panic!("{stage}: {options}: {}", osbuild_rs::stages::error_chain(&e)));
+    }
+}
