@@ -25,9 +25,11 @@ impl Ini {
     }
 
     /// Set `key` in an existing `section`. Like configparser's basic interpolation, a `%`
-    /// that is not part of `%%` is an error.
+    /// that is not part of `%%` or of a `%(name)s` reference is an error.
     pub fn set(&mut self, section: &str, key: &str, value: String) -> Result<(), String> {
-        if let Some(pos) = value.replace("%%", "").find('%') {
+        static REFERENCE: std::sync::OnceLock<regex::Regex> = std::sync::OnceLock::new();
+        let reference = REFERENCE.get_or_init(|| regex::Regex::new(r"%\(([^)]+)\)s").expect("valid regex"));
+        if let Some(pos) = reference.replace_all(&value.replace("%%", ""), "").find('%') {
             return Err(format!("invalid interpolation syntax in {value:?} at position {pos}"));
         }
         let (_, items) =
@@ -154,6 +156,8 @@ mod tests {
         ini.set("main", "p", "100%%".into()).unwrap();
         assert_eq!(ini.render(), "[main]\na=2\nB=x\n\ty\np=100%%\n\n[other]\n\n");
         assert!(ini.set("main", "p", "100%".into()).unwrap_err().starts_with("invalid interpolation syntax"));
+        ini.set("main", "r", "%(home)s/x".into()).unwrap();
+        assert!(ini.set("main", "r", "%(home)/x".into()).is_err());
         assert!(ini.ensure_section("DEFAULT").is_err());
     }
 }
