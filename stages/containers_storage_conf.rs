@@ -9,8 +9,8 @@
 //! headers, arrays one item per line, strings in double quotes. The directory must exist;
 //! a new file gets mode 0644, an existing one keeps its mode.
 //!
-//! Deviation: date and time values in an existing file are an error here; upstream would
-//! write them back.
+//! Deviation: date and time values and `inf`/`nan` floats in an existing file are an error
+//! here; upstream would write them back.
 
 use super::ini::py_number;
 use super::util::{tree_path, write_file};
