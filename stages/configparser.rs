@@ -105,14 +105,12 @@ fn py_repr(v: &Value) -> String {
 /// `configparser`'s default ("basic") interpolation refuses a `%` that is not `%%` or
 /// `%(name)s` when a value is set; upstream's journald and logind stages use it.
 pub fn check_basic_interpolation(value: &str) -> Result<(), StageError> {
-    let rest = value.replace("%%", "");
-    let bytes = rest.as_bytes();
-    for (i, b) in bytes.iter().enumerate() {
-        if *b == b'%' && bytes.get(i + 1) != Some(&b'(') {
-            return Err(StageError::Invalid(format!(
-                "invalid interpolation syntax in {value:?}: '%' must be followed by '%' or '('"
-            )));
-        }
+    // configparser's BasicInterpolation: after dropping `%%` and `%(name)s` references, no
+    // `%` may remain.
+    static REFERENCE: std::sync::OnceLock<regex::Regex> = std::sync::OnceLock::new();
+    let reference = REFERENCE.get_or_init(|| regex::Regex::new(r"%\(([^)]+)\)s").expect("valid regex"));
+    if let Some(pos) = reference.replace_all(&value.replace("%%", ""), "").find('%') {
+        return Err(StageError::Invalid(format!("invalid interpolation syntax in {value:?} at position {pos}")));
     }
     Ok(())
 }

@@ -17,8 +17,12 @@ pub mod util;
 
 mod chmod;
 mod chown;
+mod chrony;
+mod cloud_init;
 mod configparser;
+mod containers_storage_conf;
 mod copy;
+mod cron_script;
 mod dnf_automatic_config;
 mod dnf_config;
 mod dracut;
@@ -38,13 +42,21 @@ mod locale;
 mod machine_id;
 mod mkdir;
 mod modprobe;
+mod nm_conf;
+mod nm_conn;
 mod noop;
+mod pam_limits_conf;
+mod pwquality_conf;
+mod pyfmt;
+mod pyyaml;
+mod resolv_conf;
 mod rhsm;
 mod rhsm_facts;
 mod rpm_macros;
 mod rpmkeys_import;
 mod selinux;
 mod selinux_config;
+mod sshd_config;
 mod sysconfig;
 mod sysctld;
 mod systemd;
@@ -220,7 +232,11 @@ macro_rules! stage {
 static REGISTRY: &[StageInfo] = &[
     stage!("org.osbuild.chmod", chmod),
     stage!("org.osbuild.chown", chown),
+    stage!("org.osbuild.chrony", chrony),
+    stage!("org.osbuild.cloud-init", cloud_init),
+    stage!("org.osbuild.containers.storage.conf", containers_storage_conf),
     stage!("org.osbuild.copy", copy, "CAP_MAC_ADMIN"),
+    stage!("org.osbuild.cron.script", cron_script),
     stage!("org.osbuild.dnf-automatic.config", dnf_automatic_config),
     stage!("org.osbuild.dnf.config", dnf_config),
     stage!("org.osbuild.dracut", dracut),
@@ -239,13 +255,19 @@ static REGISTRY: &[StageInfo] = &[
     stage!("org.osbuild.machine-id", machine_id),
     stage!("org.osbuild.mkdir", mkdir),
     stage!("org.osbuild.modprobe", modprobe),
+    stage!("org.osbuild.nm.conf", nm_conf),
+    stage!("org.osbuild.nm.conn", nm_conn),
     stage!("org.osbuild.noop", noop),
+    stage!("org.osbuild.pam.limits.conf", pam_limits_conf),
+    stage!("org.osbuild.pwquality.conf", pwquality_conf),
+    stage!("org.osbuild.resolv-conf", resolv_conf),
     stage!("org.osbuild.rhsm", rhsm),
     stage!("org.osbuild.rhsm.facts", rhsm_facts),
     stage!("org.osbuild.rpm.macros", rpm_macros),
     stage!("org.osbuild.rpmkeys.import", rpmkeys_import),
     stage!("org.osbuild.selinux", selinux, "CAP_MAC_ADMIN"),
     stage!("org.osbuild.selinux.config", selinux_config),
+    stage!("org.osbuild.sshd.config", sshd_config),
     stage!("org.osbuild.sysconfig", sysconfig),
     stage!("org.osbuild.sysctld", sysctld),
     stage!("org.osbuild.systemd", systemd),
