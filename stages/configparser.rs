@@ -221,4 +221,22 @@ mod tests {
         assert!(check_basic_interpolation("%(x)s").is_ok());
         assert!(check_basic_interpolation("50%").is_err());
     }
+
+    #[test]
+    fn renders_like_configparser_and_checks_interpolation() {
+        let mut ini = Ini::default();
+        ini.add_section("main").unwrap();
+        ini.set("main", "a".into(), Some("1".into()));
+        ini.set("main", "B".into(), Some("x\ny".into()));
+        ini.set("main", "a".into(), Some("2".into()));
+        ini.add_section("other").unwrap();
+        ini.add_section("main").unwrap();
+        ini.set("main", "p".into(), Some("100%%".into()));
+        assert_eq!(ini.render(), "[main]\na=2\nB=x\n\ty\np=100%%\n\n[other]\n\n");
+        assert!(check_basic_interpolation("100%%").is_ok());
+        assert!(check_basic_interpolation("%(home)s/x").is_ok());
+        assert!(check_basic_interpolation("100%").unwrap_err().to_string().contains("invalid interpolation syntax"));
+        assert!(check_basic_interpolation("%(home)/x").is_err());
+        assert!(ini.add_section("DEFAULT").is_err());
+    }
 }

@@ -68,21 +68,4 @@ mod tests {
         assert_eq!(py_value(&serde_json::from_str::<Value>("2.50").unwrap()).unwrap(), "2.5");
         assert!(py_value(&json!([1])).is_err());
     }
-
-    #[test]
-    fn renders_like_configparser() {
-        let mut ini = Ini::default();
-        ini.ensure_section("main").unwrap();
-        ini.set("main", "a", "1".into()).unwrap();
-        ini.set("main", "B", "x\ny".into()).unwrap();
-        ini.set("main", "a", "2".into()).unwrap();
-        ini.ensure_section("other").unwrap();
-        ini.ensure_section("main").unwrap();
-        ini.set("main", "p", "100%%".into()).unwrap();
-        assert_eq!(ini.render(), "[main]\na=2\nB=x\n\ty\np=100%%\n\n[other]\n\n");
-        assert!(ini.set("main", "p", "100%".into()).unwrap_err().starts_with("invalid interpolation syntax"));
-        ini.set("main", "r", "%(home)s/x".into()).unwrap();
-        assert!(ini.set("main", "r", "%(home)/x".into()).is_err());
-        assert!(ini.ensure_section("DEFAULT").is_err());
-    }
 }
