@@ -41,6 +41,7 @@ mod modprobe;
 mod noop;
 mod rhsm;
 mod rhsm_facts;
+mod rpm;
 mod rpm_macros;
 mod rpmkeys_import;
 mod selinux;
@@ -242,6 +243,7 @@ static REGISTRY: &[StageInfo] = &[
     stage!("org.osbuild.noop", noop),
     stage!("org.osbuild.rhsm", rhsm),
     stage!("org.osbuild.rhsm.facts", rhsm_facts),
+    stage!("org.osbuild.rpm", rpm),
     stage!("org.osbuild.rpm.macros", rpm_macros),
     stage!("org.osbuild.rpmkeys.import", rpmkeys_import),
     stage!("org.osbuild.selinux", selinux, "CAP_MAC_ADMIN"),
