@@ -415,7 +415,7 @@ impl MachineId {
         self.done = true;
         let p = &self.path;
         let _ = std::fs::remove_file(p);
-        write_file(&p, b"", 0o444)?;
+        write_file(p, b"", 0o444)?;
         std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o444)).map_err(StageError::io("cannot chmod", p))
     }
 }
