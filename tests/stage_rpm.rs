@@ -103,6 +103,7 @@ fn installs_signed_and_unsigned_packages_and_reports_them() {
     assert!(tree.join("lib/modules/6.1.0-fix/vmlinuz").is_file());
     // the %post scriptlet ran inside the tree
     assert_eq!(std::fs::read_to_string(tree.join("var/lib/fish/post-ran")).unwrap(), "post of fish ran\n");
+    assert_eq!(std::fs::read_to_string(tree.join("etc/fixture-env")).unwrap(), "nil nil\n");
     // the database is in the tree, where upstream's default puts it
     assert!(std::fs::read_dir(tree.join("usr/lib/sysimage/rpm")).unwrap().next().is_some());
     // an empty machine-id is left, as upstream; the API file systems were only mounted
@@ -213,7 +214,7 @@ fn failing_post_scriptlet_is_a_warning_naming_the_package_as_with_rpm() {
 }
 
 #[test]
-fn exclude_docs_ostree_booted_disable_dracut_and_dbpath() {
+fn exclude_docs_ostree_booted_disable_dracut_dbpath_env_and_keys_from_the_tree() {
     let env = Env::new();
     let fx = fixtures(&env, rpmfix::standard());
     let files = [
@@ -223,7 +224,9 @@ fn exclude_docs_ostree_booted_disable_dracut_and_dbpath() {
         (fx.rpm("kernel-core"), false),
     ];
     let options = json!({"exclude": {"docs": true}, "ostree_booted": true, "disable_dracut": true,
-                         "dbpath": "/var/lib/rpm", "install_langs": ["en_US"], "generic_env": {"FISH_TEST": "1"}});
+                         "dbpath": "/var/lib/rpm", "install_langs": ["en_US"], "generic_env": {"FISH_TEST": "1"},
+                         "kernel_install_env": {"boot_root": "/boot"},
+                         "gpgkeys.fromtree": ["/etc/pki/rpm-gpg/RPM-GPG-KEY-fixtures"]});
     let m = manifest(&env, &files, options);
     let (o, doc) = build(&env, &m);
     ok(&o);
@@ -238,5 +241,37 @@ fn exclude_docs_ostree_booted_disable_dracut_and_dbpath() {
     assert!(std::fs::read_dir(tree.join("var/lib/rpm")).unwrap().next().is_some());
     assert!(!tree.join("usr/lib/sysimage/rpm").exists());
     let names: Vec<String> = packages_meta(&doc).iter().map(|p| p["name"].as_str().unwrap().to_owned()).collect();
-    assert_eq!(names, ["fish", "fixture-lib", "fixture-setup", "kernel-core"]);
+    // the key shipped by fixture-setup was imported after the installation
+    assert_eq!(names, ["fish", "fixture-lib", "fixture-setup", "gpg-pubkey", "kernel-core"]);
+    // scriptlets saw generic_env and kernel_install_env
+    assert_eq!(std::fs::read_to_string(tree.join("etc/fixture-env")).unwrap(), "1 /boot\n");
+}
+
+#[test]
+fn v1_manifest_lists_packages_in_options() {
+    let env = Env::new();
+    let fx = fixtures(&env, rpmfix::standard());
+    let mut urls = Map::new();
+    let mut packages = vec![];
+    for (name, check) in [("fixture-setup", false), ("fixture-lib", true)] {
+        let sum = sha256(&std::fs::read(fx.rpm(name)).unwrap());
+        urls.insert(sum.clone(), json!(format!("file://{}", fx.rpm(name).display())));
+        packages.push(if check { json!({"checksum": sum, "check_gpg": true}) } else { json!(sum) });
+    }
+    let m = env.write_manifest(
+        "v1.json",
+        &json!({"sources": {"org.osbuild.files": {"urls": urls}},
+                "pipeline": {"stages": [{"name": "org.osbuild.rpm",
+                                         "options": {"gpgkeys": [fx.public_key], "packages": packages}}]}}),
+    );
+    let o = env.run(&m, &["--export", "tree", "--json"]);
+    ok(&o);
+    let doc: Value = serde_json::from_slice(&o.stdout).unwrap();
+    let tree = env.out().join("tree");
+    assert_eq!(std::fs::read_to_string(tree.join("usr/lib/fixture/data.txt")).unwrap(), "fixture data\n");
+    // v1 results carry the stage metadata under `stages`
+    let stage = doc["stages"].as_array().and_then(|s| s.first()).unwrap_or_else(|| panic!("{doc}"));
+    let names: Vec<&str> =
+        stage["metadata"]["packages"].as_array().unwrap().iter().map(|p| p["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["fixture-lib", "fixture-setup", "gpg-pubkey"], "{doc}");
 }

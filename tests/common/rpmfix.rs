@@ -103,25 +103,8 @@ pub fn build(dir: &Path, specs: &[Spec]) -> Fixtures {
     for (tool, pkg) in [("rpmbuild", "rpm"), ("rpmsign", "rpm"), ("rpmkeys", "rpm"), ("gpg", "gnupg")] {
         need(tool, pkg);
     }
-    let top = dir.join("rpmbuild");
-    std::fs::create_dir_all(top.join("SPECS")).unwrap();
-    let mut rpms = BTreeMap::new();
-    for spec in specs {
-        let path = top.join("SPECS").join(format!("{}.spec", spec.name));
-        std::fs::write(&path, spec.text()).unwrap();
-        run(Command::new("rpmbuild")
-            .arg("--define")
-            .arg(format!("_topdir {}", top.display()))
-            .args(["--define", "_build_id_links none", "--quiet", "-bb"])
-            .arg(&path));
-        let arch = if spec.noarch { "noarch".to_owned() } else { host_arch() };
-        let file =
-            top.join("RPMS").join(&arch).join(format!("{}-{}-{}.{arch}.rpm", spec.name, spec.version, spec.release));
-        assert!(file.is_file(), "rpmbuild made no {}", file.display());
-        rpms.insert(spec.name.to_owned(), file);
-    }
-
-    // A signing key without passphrase, in a GNUPGHOME of our own.
+    // First a signing key without passphrase, in a GNUPGHOME of our own; packages may ship it
+    // (`%{fixture_key}` names the armored public key file).
     let home = dir.join("gnupg");
     std::fs::create_dir_all(&home).unwrap();
     std::fs::set_permissions(&home, std::os::unix::fs::PermissionsExt::from_mode(0o700)).unwrap();
@@ -137,6 +120,28 @@ pub fn build(dir: &Path, specs: &[Spec]) -> Fixtures {
     ]);
     let public_key = gpg(&["--armor", "--export", "fixtures@osbuild-rs.test"]);
     assert!(public_key.contains("BEGIN PGP PUBLIC KEY BLOCK"), "{public_key}");
+    let key_file = dir.join("RPM-GPG-KEY-fixtures");
+    std::fs::write(&key_file, &public_key).unwrap();
+    let top = dir.join("rpmbuild");
+    std::fs::create_dir_all(top.join("SPECS")).unwrap();
+    let mut rpms = BTreeMap::new();
+    for spec in specs {
+        let path = top.join("SPECS").join(format!("{}.spec", spec.name));
+        std::fs::write(&path, spec.text()).unwrap();
+        run(Command::new("rpmbuild")
+            .arg("--define")
+            .arg(format!("_topdir {}", top.display()))
+            .args(["--define", "_build_id_links none", "--quiet", "-bb"])
+            .arg("--define")
+            .arg(format!("fixture_key {}", key_file.display()))
+            .arg(&path));
+        let arch = if spec.noarch { "noarch".to_owned() } else { host_arch() };
+        let file =
+            top.join("RPMS").join(&arch).join(format!("{}-{}-{}.{arch}.rpm", spec.name, spec.version, spec.release));
+        assert!(file.is_file(), "rpmbuild made no {}", file.display());
+        rpms.insert(spec.name.to_owned(), file);
+    }
+
     for spec in specs.iter().filter(|s| s.sign) {
         // --rpmv3 adds the header+payload signature (SIGPGP) next to the header-only one.
         run(Command::new("rpmsign")
@@ -155,18 +160,25 @@ pub fn host_arch() -> String {
 
 /// The fixture set most tests use.
 ///
-/// - `fixture-setup`: `/etc/passwd` and `/etc/group` with user/group `fixuser` (1234);
+/// - `fixture-setup`: `/etc/passwd` and `/etc/group` with user/group `fixuser` (1234), the
+///   signing key as `/etc/pki/rpm-gpg/RPM-GPG-KEY-fixtures`, and a Lua `%post` that writes the
+///   values of `FISH_TEST` and `BOOT_ROOT` it sees to `/etc/fixture-env`;
 /// - `fixture-lib` (signed): a data file and a doc file;
 /// - `fish` (signed, epoch 2, requires both): `/usr/bin/fish`, a symlink to it, a file with a
 ///   capability, a directory and a file owned by `fixuser`, a `%config` and a `%ghost` file, a
 ///   doc file, and a Lua `%post` that writes `/var/lib/fish/post-ran`;
-/// - `kernel-core` (host architecture): `/lib/modules/6.1.0-fix.x86_64/vmlinuz`.
+/// - `kernel-core` (host architecture): `/lib/modules/6.1.0-fix/vmlinuz`.
 pub fn standard() -> Vec<Spec> {
     let mut setup = Spec::new("fixture-setup");
-    setup.install = "mkdir -p $RPM_BUILD_ROOT/etc\n\
+    setup.install = "mkdir -p $RPM_BUILD_ROOT/etc/pki/rpm-gpg\n\
+        cp %{fixture_key} $RPM_BUILD_ROOT/etc/pki/rpm-gpg/RPM-GPG-KEY-fixtures\n\
         printf 'root:x:0:0:root:/root:/bin/sh\\nfixuser:x:1234:1234::/home/fixuser:/bin/sh\\n' > $RPM_BUILD_ROOT/etc/passwd\n\
         printf 'root:x:0:\\nfixgroup:x:1234:\\n' > $RPM_BUILD_ROOT/etc/group";
-    setup.files = "%config(noreplace) /etc/passwd\n%config(noreplace) /etc/group";
+    setup.files = "%config(noreplace) /etc/passwd\n%config(noreplace) /etc/group\n/etc/pki/rpm-gpg";
+    setup.extra = "%post -p <lua>\n\
+        local f = io.open(\"/etc/fixture-env\", \"w\")\n\
+        f:write(tostring(os.getenv(\"FISH_TEST\")) .. \" \" .. tostring(os.getenv(\"BOOT_ROOT\")) .. \"\\n\")\n\
+        f:close()";
 
     let mut lib = Spec::new("fixture-lib");
     lib.version = "2.5";
