@@ -150,7 +150,7 @@ fn install_args(o: &Options) -> Vec<String> {
     }
     if !o.install_langs.is_empty() {
         a.push("--define".to_owned());
-        a.push(format!("_install_langs {}", o.install_langs.join(":")));
+        a.push(format!("%_install_langs {}", o.install_langs.join(":")));
     }
     if o.ignorearch {
         a.push("--ignorearch".to_owned());
@@ -455,10 +455,10 @@ fn mask_dracut(args: &StageArgs) -> Result<Vec<PathBuf>, StageError> {
 }
 
 /// Why the transaction failed, per package: bad digests and failed scriptlets.
-fn diagnose(pkgpath: &Path, pkgs: &[Package], rpm_stderr: &[String]) -> Vec<String> {
+fn diagnose(bin: &str, pkgpath: &Path, pkgs: &[Package], rpm_stderr: &[String]) -> Vec<String> {
     let mut found = Vec::new();
     for p in pkgs {
-        let ok = Command::new("rpmkeys")
+        let ok = Command::new(bin)
             .args(["--nosignature", "--checksig"])
             .arg(&p.file)
             .current_dir(pkgpath)
@@ -535,7 +535,7 @@ fn install(
     cmd.current_dir(pkgpath).envs(env.iter().map(|(k, v)| (k, v)));
     let ran = exec(&mut cmd, false)?;
     if !ran.ok {
-        let why = diagnose(pkgpath, pkgs, &ran.stderr);
+        let why = diagnose(bin, pkgpath, pkgs, &ran.stderr);
         let why = if why.is_empty() { String::new() } else { format!(": {}", why.join("; ")) };
         return Err(StageError::Invalid(format!(
             "installing the packages failed (rpm: {}){why}{}",
@@ -688,7 +688,7 @@ mod tests {
         .unwrap();
         assert_eq!(
             install_args(&o),
-            ["--excludedocs", "--nodeps", "--define", "_install_langs en_US:de_DE", "--ignorearch"]
+            ["--excludedocs", "--nodeps", "--define", "%_install_langs en_US:de_DE", "--ignorearch"]
         );
         assert_eq!(o.gpgkeys_fromtree, ["/etc/pki/k"]);
         let env = environment(&o).unwrap();

@@ -100,10 +100,14 @@ fn installs_signed_and_unsigned_packages_and_reports_them() {
     assert!(!tree.join("var/log/fish.log").exists(), "a %ghost file was created");
     assert_eq!(std::fs::read_to_string(tree.join("usr/lib/fixture/data.txt")).unwrap(), "fixture data\n");
     assert!(tree.join("usr/share/doc/fish/README").is_file());
+    assert!(tree.join("usr/share/locale/de/fish.mo").is_file() && tree.join("usr/share/locale/fr/fish.mo").is_file());
     assert!(tree.join("lib/modules/6.1.0-fix/vmlinuz").is_file());
     // the %post scriptlet ran inside the tree
     assert_eq!(std::fs::read_to_string(tree.join("var/lib/fish/post-ran")).unwrap(), "post of fish ran\n");
-    assert_eq!(std::fs::read_to_string(tree.join("etc/fixture-env")).unwrap(), "nil nil\n");
+    assert_eq!(
+        std::fs::read_to_string(tree.join("etc/fixture-env")).unwrap(),
+        format!("nil nil false {}\n", "f".repeat(32))
+    );
     // the database is in the tree, where upstream's default puts it
     assert!(std::fs::read_dir(tree.join("usr/lib/sysimage/rpm")).unwrap().next().is_some());
     // an empty machine-id is left, as upstream; the API file systems were only mounted
@@ -224,7 +228,7 @@ fn exclude_docs_ostree_booted_disable_dracut_dbpath_env_and_keys_from_the_tree()
         (fx.rpm("kernel-core"), false),
     ];
     let options = json!({"exclude": {"docs": true}, "ostree_booted": true, "disable_dracut": true,
-                         "dbpath": "/var/lib/rpm", "install_langs": ["en_US"], "generic_env": {"FISH_TEST": "1"},
+                         "dbpath": "/var/lib/rpm", "install_langs": ["de"], "generic_env": {"FISH_TEST": "1"},
                          "kernel_install_env": {"boot_root": "/boot"},
                          "gpgkeys.fromtree": ["/etc/pki/rpm-gpg/RPM-GPG-KEY-fixtures"]});
     let m = manifest(&env, &files, options);
@@ -234,6 +238,8 @@ fn exclude_docs_ostree_booted_disable_dracut_dbpath_env_and_keys_from_the_tree()
     assert!(tree.join("usr/bin/fish").is_file());
     assert!(!tree.join("usr/share/doc/fish/README").exists(), "docs were installed");
     assert!(!tree.join("usr/share/doc/fixture-lib/README").exists(), "docs were installed");
+    assert!(tree.join("usr/share/locale/de/fish.mo").is_file());
+    assert!(!tree.join("usr/share/locale/fr/fish.mo").exists(), "install_langs was ignored");
     assert!(!tree.join("run/ostree-booted").exists(), "the ostree-booted marker was left");
     assert!(tree.join("run").is_dir());
     // the dracut plugins were masked only for the run
@@ -243,8 +249,11 @@ fn exclude_docs_ostree_booted_disable_dracut_dbpath_env_and_keys_from_the_tree()
     let names: Vec<String> = packages_meta(&doc).iter().map(|p| p["name"].as_str().unwrap().to_owned()).collect();
     // the key shipped by fixture-setup was imported after the installation
     assert_eq!(names, ["fish", "fixture-lib", "fixture-setup", "gpg-pubkey", "kernel-core"]);
-    // scriptlets saw generic_env and kernel_install_env
-    assert_eq!(std::fs::read_to_string(tree.join("etc/fixture-env")).unwrap(), "1 /boot\n");
+    // scriptlets saw generic_env, kernel_install_env, the ostree-booted marker, a machine-id
+    assert_eq!(
+        std::fs::read_to_string(tree.join("etc/fixture-env")).unwrap(),
+        format!("1 /boot true {}\n", "f".repeat(32))
+    );
 }
 
 #[test]

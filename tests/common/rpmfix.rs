@@ -161,12 +161,13 @@ pub fn host_arch() -> String {
 /// The fixture set most tests use.
 ///
 /// - `fixture-setup`: `/etc/passwd` and `/etc/group` with user/group `fixuser` (1234), the
-///   signing key as `/etc/pki/rpm-gpg/RPM-GPG-KEY-fixtures`, and a Lua `%post` that writes the
-///   values of `FISH_TEST` and `BOOT_ROOT` it sees to `/etc/fixture-env`;
+///   signing key as `/etc/pki/rpm-gpg/RPM-GPG-KEY-fixtures`, and a Lua `%post` that writes what
+///   it sees (`$FISH_TEST`, `$BOOT_ROOT`, whether `/run/ostree-booted` exists, the first line of
+///   `/etc/machine-id`) to `/etc/fixture-env`;
 /// - `fixture-lib` (signed): a data file and a doc file;
 /// - `fish` (signed, epoch 2, requires both): `/usr/bin/fish`, a symlink to it, a file with a
 ///   capability, a directory and a file owned by `fixuser`, a `%config` and a `%ghost` file, a
-///   doc file, and a Lua `%post` that writes `/var/lib/fish/post-ran`;
+///   doc file, German and French translations, and a Lua `%post` that writes `/var/lib/fish/post-ran`;
 /// - `kernel-core` (host architecture): `/lib/modules/6.1.0-fix/vmlinuz`.
 pub fn standard() -> Vec<Spec> {
     let mut setup = Spec::new("fixture-setup");
@@ -176,8 +177,12 @@ pub fn standard() -> Vec<Spec> {
         printf 'root:x:0:\\nfixgroup:x:1234:\\n' > $RPM_BUILD_ROOT/etc/group";
     setup.files = "%config(noreplace) /etc/passwd\n%config(noreplace) /etc/group\n/etc/pki/rpm-gpg";
     setup.extra = "%post -p <lua>\n\
+        local booted = io.open(\"/run/ostree-booted\") ~= nil\n\
+        local id = io.open(\"/etc/machine-id\")\n\
+        local mid = id and id:read(\"l\") or \"none\"\n\
         local f = io.open(\"/etc/fixture-env\", \"w\")\n\
-        f:write(tostring(os.getenv(\"FISH_TEST\")) .. \" \" .. tostring(os.getenv(\"BOOT_ROOT\")) .. \"\\n\")\n\
+        f:write(tostring(os.getenv(\"FISH_TEST\")) .. \" \" .. tostring(os.getenv(\"BOOT_ROOT\")) .. \" \" ..\n\
+                tostring(booted) .. \" \" .. mid .. \"\\n\")\n\
         f:close()";
 
     let mut lib = Spec::new("fixture-lib");
@@ -203,14 +208,18 @@ pub fn standard() -> Vec<Spec> {
         ln -s fish $RPM_BUILD_ROOT/usr/bin/fish-link\n\
         echo 'set -g x 1' > $RPM_BUILD_ROOT/etc/fish/config.fish\n\
         echo 'owned' > $RPM_BUILD_ROOT/usr/share/fish/owned.txt\n\
-        echo 'fish docs' > $RPM_BUILD_ROOT/usr/share/doc/fish/README";
+        echo 'fish docs' > $RPM_BUILD_ROOT/usr/share/doc/fish/README\n\
+        mkdir -p $RPM_BUILD_ROOT/usr/share/locale/de $RPM_BUILD_ROOT/usr/share/locale/fr\n\
+        echo de > $RPM_BUILD_ROOT/usr/share/locale/de/fish.mo\n\
+        echo fr > $RPM_BUILD_ROOT/usr/share/locale/fr/fish.mo";
     fish.files = "/usr/bin/fish\n/usr/bin/fish-link\n\
         %caps(cap_net_raw=ep) %attr(0711, root, root) /usr/bin/fish-ping\n\
         %dir /etc/fish\n%config(noreplace) /etc/fish/config.fish\n\
         %dir %attr(0750, fixuser, fixgroup) /usr/share/fish\n\
         %attr(0640, fixuser, fixgroup) /usr/share/fish/owned.txt\n\
         %dir /var/lib/fish\n%ghost /var/log/fish.log\n\
-        %doc /usr/share/doc/fish/README";
+        %doc /usr/share/doc/fish/README\n\
+        %lang(de) /usr/share/locale/de/fish.mo\n%lang(fr) /usr/share/locale/fr/fish.mo";
     fish.extra = "%post -p <lua>\n\
         local f = io.open(\"/var/lib/fish/post-ran\", \"w\")\n\
         f:write(\"post of fish ran\\n\")\n\
