@@ -284,3 +284,40 @@ fn v1_manifest_lists_packages_in_options() {
         stage["metadata"]["packages"].as_array().unwrap().iter().map(|p| p["name"].as_str().unwrap()).collect();
     assert_eq!(names, ["fixture-lib", "fixture-setup", "gpg-pubkey"], "{doc}");
 }
+
+#[test]
+fn missing_dependency_fails_naming_both_packages_unless_nodeps() {
+    let env = Env::new();
+    let fx = fixtures(&env, rpmfix::standard());
+    let files = [(fx.rpm("fish"), false), (fx.rpm("fixture-setup"), false)];
+    let m = manifest(&env, &files, json!({}));
+    let (o, doc) = build(&env, &m);
+    let out = failure(&env, &o, &doc);
+    assert!(out.contains("fixture-lib >= 2.5 is needed by fish-2:3.7.1-1.fix.noarch"), "{out}");
+
+    let m = manifest(&env, &files, json!({"nodeps": true}));
+    let (o, _) = build(&env, &m);
+    ok(&o);
+    assert!(env.out().join("tree/usr/bin/fish").is_file());
+}
+
+#[test]
+fn a_key_rpm_cannot_import_fails_unless_ignored() {
+    let env = Env::new();
+    let fx = fixtures(&env, rpmfix::standard());
+    let files = [(fx.rpm("fixture-setup"), false)];
+    let m = manifest(&env, &files, json!({"gpgkeys": ["this is not a key"]}));
+    let (o, doc) = build(&env, &m);
+    let out = failure(&env, &o, &doc);
+    assert!(out.contains("cannot import gpg key 1 of 'gpgkeys'"), "{out}");
+
+    let m = manifest(
+        &env,
+        &files,
+        json!({"gpgkeys": ["this is not a key", fx.public_key], "rpmkeys": {"ignore_import_failures": true}}),
+    );
+    let (o, doc) = build(&env, &m);
+    ok(&o);
+    let names: Vec<String> = packages_meta(&doc).iter().map(|p| p["name"].as_str().unwrap().to_owned()).collect();
+    assert_eq!(names, ["fixture-setup", "gpg-pubkey"]);
+}
