@@ -7,7 +7,7 @@ OUT     ?= $(CURDIR)/output
 
 # Debian packages the build, the tests and the demo need (installed by `make deps`).
 DEB_DEPS := bubblewrap curl ca-certificates python3 passwd tar xz-utils zstd gzip coreutils util-linux bsdutils \
-            busybox-static time openssl rpm policycoreutils
+            busybox-static time openssl rpm gnupg policycoreutils
 
 .PHONY: all build deps demo test test-unit lint bench bless fuzz clean
 

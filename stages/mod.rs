@@ -52,6 +52,7 @@ mod pyyaml;
 mod resolv_conf;
 mod rhsm;
 mod rhsm_facts;
+mod rpm;
 mod rpm_macros;
 mod rpmkeys_import;
 mod selinux;
@@ -263,6 +264,7 @@ static REGISTRY: &[StageInfo] = &[
     stage!("org.osbuild.resolv-conf", resolv_conf),
     stage!("org.osbuild.rhsm", rhsm),
     stage!("org.osbuild.rhsm.facts", rhsm_facts),
+    stage!("org.osbuild.rpm", rpm),
     stage!("org.osbuild.rpm.macros", rpm_macros),
     stage!("org.osbuild.rpmkeys.import", rpmkeys_import),
     stage!("org.osbuild.selinux", selinux, "CAP_MAC_ADMIN"),

@@ -100,7 +100,7 @@ fn mode(p: &Path) -> u32 {
 
 #[test]
 fn every_stage_has_a_valid_schema_with_its_capabilities() {
-    assert_eq!(registry().len(), 58);
+    assert_eq!(registry().len(), 59);
     for stage in registry() {
         let text =
             module_schema(ModuleKind::Stage, stage.name).unwrap_or_else(|| panic!("no schema for {}", stage.name));
@@ -177,6 +177,12 @@ fn collect_stages<'a>(v: &'a Value, out: &mut Vec<&'a Value>) {
 fn rejected_options() -> Vec<(&'static str, Value)> {
     vec![
         ("org.osbuild.mkdir", json!({"paths": [{"path": "/x", "bogus": 1}]})),
+        ("org.osbuild.rpm", json!({"exclude": {"doc": true}})),
+        ("org.osbuild.rpm", json!({"install_langs": []})),
+        ("org.osbuild.rpm", json!({"kernel_install_env": {"machine_id": "xyz"}})),
+        ("org.osbuild.rpm", json!({"kernel_install_env": {"boot_root": "../boot"}})),
+        ("org.osbuild.rpm", json!({"generic_env": {"A": 1}})),
+        ("org.osbuild.rpm", json!({"rpmkeys": {"path": "/x"}})),
         ("org.osbuild.mkdir", json!({"paths": [{"path": "../x"}]})),
         ("org.osbuild.copy", json!({"paths": []})),
         ("org.osbuild.copy", json!({"paths": [{"from": "/x", "to": "tree:///y"}]})),
@@ -230,6 +236,16 @@ fn accepted_options() -> Vec<(&'static str, Value)> {
     vec![
         ("org.osbuild.noop", json!({"anything": {"goes": [1]}})),
         ("org.osbuild.mkdir", json!({})),
+        ("org.osbuild.rpm", json!({})),
+        (
+            "org.osbuild.rpm",
+            json!({"dbpath": "/var/lib/rpm", "gpgkeys": ["k"], "gpgkeys.fromtree": ["/k"], "disable_dracut": true,
+                   "exclude": {"docs": true}, "install_langs": ["en_US"], "nodeps": false, "ignorearch": true,
+                   "ostree_booted": true, "generic_env": {"A": "1"},
+                   "rpmkeys": {"bin_path": "/usr/bin/rpmkeys", "ignore_import_failures": true},
+                   "kernel_install_env": {"boot_root": "/boot", "conf_root": "/etc/kernel", "plugins": "p",
+                                          "machine_id": "0123456789abcdef0123456789abcdef"}}),
+        ),
         (
             "org.osbuild.mkdir",
             json!({"paths": [{"path": "tree:///a", "mode": 420, "parents": true, "exist_ok": true}]}),
