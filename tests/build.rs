@@ -338,41 +338,6 @@ fn two_concurrent_builds_share_one_store() {
     assert!(env.tmp_entries().is_empty(), "tmp left: {:?}", env.tmp_entries());
 }
 
-/// A real HTTP server on loopback serving `dir`; killed on drop.
-struct HttpServer {
-    child: std::process::Child,
-    port: u16,
-}
-
-impl HttpServer {
-    fn start(dir: &std::path::Path) -> Self {
-        let port = {
-            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-            l.local_addr().unwrap().port()
-        };
-        let child = std::process::Command::new("python3")
-            .args(["-m", "http.server", "--bind", "127.0.0.1", &port.to_string()])
-            .current_dir(dir)
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .expect("python3 is needed for the HTTP server: run `make deps`");
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "HTTP server did not start");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        HttpServer { child, port }
-    }
-}
-
-impl Drop for HttpServer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 #[test]
 fn curl_sources_over_http_and_file_urls() {
     let env = Env::new();

@@ -1,13 +1,13 @@
 //! Issue acceptance: test-manifests/os-tree.json builds, from RPMs made at test time only, a
 //! tree with a user, an enabled service, locale, timezone, hostname, kernel command line
-//! and SELinux labels; each is checked in the exported tree. The manifest in the repository
+//! and SELinux labels; each is checked in the exported tree. The RPMs are served over HTTP. The manifest in the repository
 //! carries everything but the package checksums, which exist only once the RPMs are built.
 
 mod common;
 #[path = "common/rpmfix.rs"]
 mod rpmfix;
 
-use common::{ok, sha256, Env};
+use common::{ok, sha256, Env, HttpServer};
 use rpmfix::Spec;
 use serde_json::{json, Map, Value};
 
@@ -40,12 +40,18 @@ fn os_tree_manifest_builds_a_configured_tree_from_test_rpms() {
 
     let template = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("test-manifests/os-tree.json");
     let mut m: Value = serde_json::from_str(&std::fs::read_to_string(&template).unwrap()).unwrap();
+    // The packages come from a real HTTP server on loopback (file:// is covered in stage_rpm.rs).
+    let served = env.path("served");
+    std::fs::create_dir_all(&served).unwrap();
+    let server = HttpServer::start(&served);
     let mut items = Map::new();
     let mut refs = Map::new();
     for name in ["fixture-setup", "fixture-lib", "fish", "kernel-core", "os-base"] {
         let path = fx.rpm(name);
+        let file = path.file_name().unwrap().to_string_lossy().into_owned();
+        std::fs::copy(path, served.join(&file)).unwrap();
         let sum = sha256(&std::fs::read(path).unwrap());
-        items.insert(sum.clone(), json!({"url": format!("file://{}", path.display())}));
+        items.insert(sum.clone(), json!(format!("http://127.0.0.1:{}/{file}", server.port)));
         let signed = matches!(name, "fish" | "fixture-lib");
         refs.insert(sum, if signed { json!({"metadata": {"rpm.check_gpg": true}}) } else { json!({}) });
     }
