@@ -39,6 +39,19 @@ run $M "300 MiB file:// sources, 2 exports (cold)" "$RUNS" --setup "clean $STORE
 run $M "fully cached rebuild" 10 -- \
     "$BIN" --quiet --store "$STORE" --checkpoint tree --checkpoint tarball "$WORK/files300.json"
 
+"$HERE/rpms.sh" "$BIN" "$WORK" | tee -a "$results"
+python3 - "$results" <<'PY'
+import sys
+r = {}
+for line in open(sys.argv[1]):
+    if line.startswith("RESULT "):
+        label, value = line[7:].rsplit(" ", 1)
+        r[label] = float(value)
+ours, hand = r.get("org.osbuild.rpm, 500 packages"), r.get("rpm -i --root by hand, 500 packages")
+if ours and hand:
+    print(f"== org.osbuild.rpm overhead over rpm -i by hand: {100 * (ours / hand - 1):+.1f}%")
+PY
+
 if [ -n "${OSBUILD_UPSTREAM:-}" ]; then
     # upstream's host build root binds /etc/containers: it must exist.
     mkdir -p /etc/containers
