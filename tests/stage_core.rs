@@ -35,3 +35,18 @@ fn mkdir_modes_and_parents() {
         json!({}),
     );
 }
+
+#[test]
+fn machine_id_first_boot_modes() {
+    let (_d, tree) = check_stage("org.osbuild.machine-id", "yes", etc, json!({"first-boot": "yes"}), json!({}));
+    assert_eq!(fs::read_to_string(tree.join("etc/machine-id")).unwrap(), "uninitialized\n");
+    let (_d, tree) = check_stage("org.osbuild.machine-id", "no", etc, json!({"first-boot": "no"}), json!({}));
+    assert_eq!(fs::read_to_string(tree.join("etc/machine-id")).unwrap(), "");
+    let existing = |t: &std::path::Path| {
+        etc(t);
+        fs::write(t.join("etc/machine-id"), "0123456789abcdef0123456789abcdef\n").unwrap();
+    };
+    let (_d, tree) =
+        check_stage("org.osbuild.machine-id", "preserve", existing, json!({"first-boot": "preserve"}), json!({}));
+    assert_eq!(fs::read_to_string(tree.join("etc/machine-id")).unwrap(), "0123456789abcdef0123456789abcdef\n");
+}

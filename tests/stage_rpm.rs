@@ -321,3 +321,52 @@ fn a_key_rpm_cannot_import_fails_unless_ignored() {
     let names: Vec<String> = packages_meta(&doc).iter().map(|p| p["name"].as_str().unwrap().to_owned()).collect();
     assert_eq!(names, ["fixture-setup", "gpg-pubkey"]);
 }
+
+/// The tree difference of an install, recorded like every other stage's (the rpm database's
+/// bytes differ on every run, so its files are recorded as "changed, not pinned").
+#[test]
+fn install_tree_difference_is_recorded() {
+    use common::treediff::{assert_expected, diff, snapshot};
+    let env = Env::new();
+    let fx = fixtures(&env, rpmfix::standard());
+    let input = env.path("packages");
+    std::fs::create_dir_all(&input).unwrap();
+    let mut files = Map::new();
+    for name in ["fixture-setup", "fixture-lib"] {
+        let sum = sha256(&std::fs::read(fx.rpm(name)).unwrap());
+        std::fs::copy(fx.rpm(name), input.join(&sum)).unwrap();
+        files.insert(sum, json!({}));
+    }
+    let tree = env.path("tree");
+    std::fs::create_dir_all(&tree).unwrap();
+    let before = snapshot(&tree);
+    let args = json!({
+        "tree": tree, "options": {"exclude": {"docs": true}},
+        "inputs": {"packages": {"path": input, "data": {"files": files}}},
+        "devices": {}, "mounts": {}, "meta": {"id": "0".repeat(64)}, "paths": {},
+    });
+    let args_path = env.path("arguments.json");
+    std::fs::write(&args_path, serde_json::to_vec(&args).unwrap()).unwrap();
+    assert_eq!(osbuild_rs::stages::run_stage_from_file("org.osbuild.rpm", &args_path, &env.path("meta.json")), 0);
+    let mut d = diff(&before, &snapshot(&tree));
+    // Unpin what changes from run to run: the database and the packages' build-time keys.
+    if let Some(changed) = d["differences"].as_object_mut() {
+        for (path, fields) in changed.iter_mut() {
+            if path.starts_with("/usr/lib/sysimage/rpm") {
+                for v in fields.as_object_mut().unwrap().values_mut() {
+                    *v = Value::Null;
+                }
+            }
+        }
+    }
+    let added: Vec<Value> = d["added_files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|p| !p.as_str().unwrap().starts_with("/usr/lib/sysimage/rpm/"))
+        .cloned()
+        .collect();
+    d["added_files"] = Value::Array(added);
+    assert_expected("org.osbuild.rpm", "two-packages", &d);
+    assert_eq!(std::fs::read_to_string(tree.join("usr/lib/fixture/data.txt")).unwrap(), "fixture data\n");
+}
