@@ -190,10 +190,10 @@ mod tests {
 
     #[test]
     fn baseurl_variables_match_one_path_segment() {
-        let p = compile_baseurl("https://cdn.redhat.com/content/dist/rhel9/$releasever/$basearch/baseos/os");
-        assert!(matches_prefix(&p, "https://cdn.redhat.com/content/dist/rhel9/9.4/x86_64/baseos/os/Packages/a.rpm"));
-        assert!(!matches_prefix(&p, "https://cdn.redhat.com/content/dist/rhel9/9.4/x86_64/appstream/os/a.rpm"));
-        assert!(!matches_prefix(&p, "https://cdn.redhat.com/content/dist/rhel9/9/4/x86_64/baseos/os/a.rpm"));
+        let p = compile_baseurl("https://cdn.example.com/content/dist/rhel9/$releasever/$basearch/baseos/os");
+        assert!(matches_prefix(&p, "https://cdn.example.com/content/dist/rhel9/9.4/x86_64/baseos/os/Packages/a.rpm"));
+        assert!(!matches_prefix(&p, "https://cdn.example.com/content/dist/rhel9/9.4/x86_64/appstream/os/a.rpm"));
+        assert!(!matches_prefix(&p, "https://cdn.example.com/content/dist/rhel9/9/4/x86_64/baseos/os/a.rpm"));
         let q = compile_baseurl("https://h/r-$releasever-x/");
         assert!(matches_prefix(&q, "https://h/r-9-x-x/p"));
         assert!(matches_prefix(&q, "https://h/r--x/p"));
