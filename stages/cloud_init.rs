@@ -6,6 +6,7 @@
 //! (`datasource_list: [Azure]`). The file gets mode 0644; the directory must exist.
 
 use super::pyyaml;
+use super::util::NonEmptyObject as NonEmpty;
 use super::util::{tree_path, write_file};
 use super::{StageError, StageResult};
 use serde::Deserialize;
@@ -134,19 +135,6 @@ struct Network {
 #[serde(rename_all = "lowercase")]
 enum NetworkConfig {
     Disabled,
-}
-
-/// An object with at least one key.
-struct NonEmpty<T>(#[allow(dead_code)] T);
-
-impl<'de, T: Deserialize<'de>> Deserialize<'de> for NonEmpty<T> {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let v = Map::<String, Value>::deserialize(d)?;
-        if v.is_empty() {
-            return Err(serde::de::Error::custom("the object must not be empty"));
-        }
-        T::deserialize(Value::Object(v)).map(NonEmpty).map_err(serde::de::Error::custom)
-    }
 }
 
 impl TryFrom<Value> for Options {

@@ -13,6 +13,7 @@
 //! here; upstream would write them back.
 
 use super::pyfmt::py_number;
+use super::util::NonEmptyObject as NonEmpty;
 use super::util::{tree_path, write_file};
 use super::{StageError, StageResult};
 use serde::Deserialize;
@@ -116,19 +117,6 @@ enum TrueFalse {
 #[allow(dead_code)]
 struct Overlay {
     mountopt: Option<String>,
-}
-
-/// An object with at least one key.
-struct NonEmpty<T>(#[allow(dead_code)] T);
-
-impl<'de, T: Deserialize<'de>> Deserialize<'de> for NonEmpty<T> {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let v = Map::<String, Value>::deserialize(d)?;
-        if v.is_empty() {
-            return Err(serde::de::Error::custom("the object must not be empty"));
-        }
-        T::deserialize(Value::Object(v)).map(NonEmpty).map_err(serde::de::Error::custom)
-    }
 }
 
 impl TryFrom<Value> for Options {

@@ -264,6 +264,20 @@ impl<'de, T: serde::Deserialize<'de>> serde::Deserialize<'de> for Ordered<T> {
     }
 }
 
+/// Options validation: an object with at least one key, then checked as `T`.
+pub(crate) struct NonEmptyObject<T>(#[allow(dead_code)] pub T);
+
+impl<'de, T: serde::Deserialize<'de>> serde::Deserialize<'de> for NonEmptyObject<T> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        use serde_json::{Map, Value};
+        let v = Map::<String, Value>::deserialize(d)?;
+        if v.is_empty() {
+            return Err(serde::de::Error::custom("the object must not be empty"));
+        }
+        T::deserialize(Value::Object(v)).map(NonEmptyObject).map_err(serde::de::Error::custom)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
