@@ -120,6 +120,20 @@ impl StageArgs {
             .ok_or_else(|| StageError::Invalid(format!("unknown input '{name}'")))
     }
 
+    /// The path of device `name`'s node (upstream: `paths.devices` joined with the device's
+    /// `path`, e.g. `/dev/loop3`).
+    #[allow(dead_code)] // used by the disk stages landing next
+    pub(crate) fn device_path(&self, name: &str) -> Result<PathBuf, StageError> {
+        let dev = self
+            .devices
+            .get(name)
+            .and_then(|d| d.get("path"))
+            .and_then(Value::as_str)
+            .ok_or_else(|| StageError::Invalid(format!("unknown device '{name}'")))?;
+        let root = self.paths.get("devices").and_then(Value::as_str).unwrap_or("/dev");
+        Ok(Path::new(root).join(dev))
+    }
+
     /// The host path of mount `name`, or the mounts directory when `name` is empty.
     pub(crate) fn mount_path(&self, name: &str) -> Result<PathBuf, StageError> {
         let found = if name.is_empty() {
