@@ -9,7 +9,9 @@ pub fn is_implemented(kind: ModuleKind, name: &str) -> bool {
         ModuleKind::Stage => crate::stages::find(name).is_some(),
         ModuleKind::Source => crate::sources::is_supported(name),
         ModuleKind::Input => crate::engine::input_supported(name),
-        ModuleKind::Device | ModuleKind::Mount | ModuleKind::Assembler => false,
+        ModuleKind::Device => crate::engine::device_supported(name),
+        ModuleKind::Mount => crate::engine::mount_supported(name),
+        ModuleKind::Assembler => crate::stages::assemblers::find(name).is_some(),
     }
 }
 

@@ -15,6 +15,8 @@ use std::path::{Path, PathBuf};
 
 pub mod util;
 
+pub mod assemblers;
+
 mod chmod;
 mod chown;
 mod chrony;
@@ -314,6 +316,21 @@ pub fn registry() -> &'static [StageInfo] {
 /// The built-in stage called `name`, if there is one.
 pub fn find(name: &str) -> Option<&'static StageInfo> {
     REGISTRY.iter().find(|s| s.name == name)
+}
+
+/// Entry point of `osbuild-rs __assembler <name>` inside the sandbox.
+pub fn assembler_main(name: &str) -> i32 {
+    let Some(info) = assemblers::find(name) else {
+        eprintln!("{name}: unknown assembler");
+        return 1;
+    };
+    match run_info(info, Path::new(ARGUMENTS_PATH), Path::new(META_PATH)) {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln!("{name}: {}", error_chain(&e));
+            1
+        }
+    }
 }
 
 /// Entry point of `osbuild-rs __stage <name>` inside the sandbox.

@@ -1,10 +1,22 @@
 //! Planning and executing a build: which pipelines to build, in which order, each stage
 //! in its sandbox, the results committed to the store. Nothing else decides order.
 
+mod attach;
 mod inputs;
 mod plan;
 
 pub use plan::{mark_checkpoints, plan};
+
+pub use attach::{device_supported, mount_supported};
+
+/// The module that runs `stage`: a stage, or for a v1 `assembler` an assembler.
+fn module_of(stage: &Stage) -> Option<&'static stages::StageInfo> {
+    if stage.assembler {
+        stages::assemblers::find(&stage.kind)
+    } else {
+        stages::find(&stage.kind)
+    }
+}
 
 /// Whether the engine can prepare inputs of this type.
 pub fn input_supported(kind: &str) -> bool {
@@ -68,18 +80,19 @@ pub fn check_supported(m: &Manifest, pipelines: &[&Pipeline], libdir: &Path) -> 
     };
     for p in pipelines {
         for s in &p.stages {
-            if stages::find(&s.kind).is_none() {
-                return Err(unsupported(s.path.to_string(), "stage", &s.kind, "stages"));
+            if module_of(s).is_none() {
+                let (what, dir) = if s.assembler { ("assembler", "assemblers") } else { ("stage", "stages") };
+                return Err(unsupported(s.path.to_string(), what, &s.kind, dir));
             }
             for (name, i) in &s.inputs {
                 if !inputs::is_supported(&i.kind) {
                     return Err(unsupported(s.path.key("inputs").key(name).to_string(), "input", &i.kind, "inputs"));
                 }
             }
-            if let Some((name, d)) = s.devices.first() {
+            if let Some((name, d)) = s.devices.iter().find(|(_, d)| !attach::device_supported(&d.kind)) {
                 return Err(unsupported(s.path.key("devices").key(name).to_string(), "device", &d.kind, "devices"));
             }
-            if let Some(mnt) = s.mounts.first() {
+            if let Some(mnt) = s.mounts.iter().find(|m| !attach::mount_supported(&m.kind)) {
                 return Err(unsupported(s.path.key("mounts").key(&mnt.name).to_string(), "mount", &mnt.kind, "mounts"));
             }
         }
@@ -250,7 +263,7 @@ fn run_stage(
     opts: &BuildOptions,
     report: &mut BuildReport,
 ) -> Result<(StageResult, Option<Value>), EngineError> {
-    let info = stages::find(&stage.kind).expect("checked before the build");
+    let info = module_of(stage).expect("checked before the build");
     let api = scratch.join("api");
     let meta_file = scratch.join("meta");
     let io = |path: &Path| {
@@ -274,6 +287,15 @@ fn run_stage(
         binds.push(sandbox::Bind { src: prepared.host_path, dest, writable: false });
     }
 
+    // Devices and mounts stay attached until `attached` is closed or dropped, on every path out.
+    let mounts_root = scratch.join("mounts");
+    std::fs::create_dir_all(&mounts_root).map_err(io(&mounts_root))?;
+    let attached = attach::Attached::open(stage, &work.tree(), &mounts_root)
+        .map_err(|message| EngineError::Input { stage: stage.kind.clone(), message })?;
+    if !stage.mounts.is_empty() {
+        binds.push(sandbox::Bind { src: mounts_root.clone(), dest: sandbox::MOUNTS_DIR.into(), writable: true });
+    }
+
     let mut meta = json!({ "id": stage.id });
     if let Some(epoch) = &stage.source_epoch {
         meta["source-epoch"] = epoch.clone();
@@ -282,10 +304,10 @@ fn run_stage(
         "tree": "/run/osbuild/tree",
         "options": stage.options,
         "inputs": input_args,
-        "devices": {},
-        "mounts": {},
+        "devices": attached.device_args,
+        "mounts": attached.mount_args,
         "meta": meta,
-        "paths": { "mounts": "/run/osbuild/mounts", "inputs": "/run/osbuild/inputs" },
+        "paths": { "devices": attach::DEVICES_MAPPED, "mounts": attach::MOUNTS_MAPPED, "inputs": "/run/osbuild/inputs" },
     });
     let args_path = api.join("arguments");
     std::fs::write(&args_path, serde_json::to_vec(&arguments).expect("JSON")).map_err(io(&args_path))?;
@@ -301,9 +323,14 @@ fn run_stage(
         api_dir: api,
         meta_file: meta_file.clone(),
         exe: opts.exe.clone(),
-        argv: vec!["/run/osbuild/bin/osbuild-rs".into(), "__stage".into(), stage.kind.clone()],
+        argv: vec![
+            "/run/osbuild/bin/osbuild-rs".into(),
+            if stage.assembler { "__assembler" } else { "__stage" }.into(),
+            stage.kind.clone(),
+        ],
         capabilities: info.capabilities.iter().map(|c| c.to_string()).collect(),
-        devices: vec![],
+        // Assemblers attach their own loop devices (partitions are known only once they ran).
+        devices: if stage.assembler { vec!["/dev/loop-control".into()] } else { attached.nodes() },
         timeout: opts.stage_timeout,
         env,
     };
@@ -323,9 +350,12 @@ fn run_stage(
     // Monitors take raw output chunks, as upstream's do; the sandbox hands us lines.
     let outcome = sb.run(&mut |line| mon.stage_output(&format!("{line}\n")))?;
     mon.stage_output("");
-    let success = outcome.status.success() && !outcome.timed_out && outcome.interrupted.is_none();
+    let released = attached.close();
+    let success = outcome.status.success() && !outcome.timed_out && outcome.interrupted.is_none() && released.is_ok();
     let error = if success {
         None
+    } else if let (true, Err(e)) = (outcome.success(), &released) {
+        Some(json!(format!("releasing devices and mounts failed: {e}")))
     } else if outcome.timed_out {
         Some(json!(format!("stage timed out after {} s", opts.stage_timeout.unwrap_or_default().as_secs())))
     } else if let Some(sig) = outcome.interrupted {

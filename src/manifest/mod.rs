@@ -99,6 +99,8 @@ pub struct Stage {
     pub mounts: Vec<Mount>,
     pub id: String,
     pub path: JsonPath,
+    /// A v1 `assembler`: runs an assembler module (same name space as stages, other modules).
+    pub assembler: bool,
 }
 
 impl Stage {
@@ -114,6 +116,7 @@ impl Stage {
             mounts: Vec::new(),
             id: String::new(),
             path,
+            assembler: false,
         }
     }
 

@@ -145,6 +145,7 @@ fn load_assembler(m: &mut Manifest, desc: &Value, path: JsonPath) -> Result<(), 
     let mut input = Input::new("org.osbuild.tree", ORIGIN_PIPELINE, Value::Null);
     input.add_reference(base.unwrap_or_else(|| "null".into()), Value::Null);
     stage.inputs.push(("tree".into(), input));
+    stage.assembler = true;
     stage.seal();
     pipeline.stages.push(stage);
     m.pipelines.push(pipeline);

@@ -21,6 +21,7 @@
 
 mod argv;
 mod caps;
+mod loopdev;
 mod namespace;
 mod run;
 mod signals;
@@ -34,7 +35,8 @@ pub use argv::{
     PROC_CMDLINE, PROC_CMDLINE_FILE, SANDBOX_PATH, TREE_DIR,
 };
 pub use caps::{capability_mask, capability_number, host_bounding_set, parse_status_mask, DEFAULT_CAPABILITIES};
-pub use namespace::{bind_mount, enter_private_mount_namespace, unmount};
+pub use loopdev::{LoopDevice, LoopOptions};
+pub use namespace::{bind_mount, enter_private_mount_namespace, mount_dev_tmpfs, mount_fs, rbind_mount, unmount};
 pub use signals::{install_signal_handlers, interrupted};
 
 /// Everything that can go wrong setting up or running a sandbox.
@@ -101,6 +103,21 @@ pub enum SandboxError {
     Mount {
         src: PathBuf,
         dest: PathBuf,
+        #[source]
+        source: nix::errno::Errno,
+    },
+    #[error("loop device: cannot {what} {}", path.display())]
+    Loop {
+        what: &'static str,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot mount {source_desc} ({fstype}) on {}", target.display())]
+    MountFs {
+        source_desc: String,
+        fstype: String,
+        target: PathBuf,
         #[source]
         source: nix::errno::Errno,
     },

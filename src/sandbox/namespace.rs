@@ -39,3 +39,33 @@ pub fn unmount(path: &Path, lazy: bool) -> Result<(), SandboxError> {
     let flags = if lazy { MntFlags::MNT_DETACH } else { MntFlags::empty() };
     umount2(path, flags).map_err(|source| SandboxError::Unmount { path: path.to_owned(), source })
 }
+
+/// Mount the file system on `source` (a block device) at `target`. `data` is the file system's
+/// option string (e.g. `norecovery`), empty for none.
+pub fn mount_fs(source: &Path, target: &Path, fstype: &str, read_only: bool, data: &str) -> Result<(), SandboxError> {
+    let mut flags = MsFlags::empty();
+    if read_only {
+        flags |= MsFlags::MS_RDONLY;
+    }
+    let data = (!data.is_empty()).then_some(data);
+    mount(Some(source), target, Some(fstype), flags, data).map_err(|source_err| SandboxError::MountFs {
+        source_desc: source.display().to_string(),
+        fstype: fstype.to_owned(),
+        target: target.to_owned(),
+        source: source_err,
+    })
+}
+
+/// Recursively bind `src` onto `dest`, writable (upstream's `mount --rbind`).
+pub fn rbind_mount(src: &Path, dest: &Path) -> Result<(), SandboxError> {
+    mount(Some(src), dest, None::<&str>, MsFlags::MS_BIND | MsFlags::MS_REC, None::<&str>)
+        .map_err(|source| SandboxError::Mount { src: src.to_owned(), dest: dest.to_owned(), source })
+}
+
+/// Mount a fresh tmpfs (device nodes allowed, unlike bubblewrap's `/dev`) at `target`, so a
+/// stage can create the nodes of loop devices it attaches itself.
+pub fn mount_dev_tmpfs(target: &Path) -> Result<(), SandboxError> {
+    mount(Some("tmpfs"), target, Some("tmpfs"), MsFlags::MS_NOSUID, Some("mode=0700")).map_err(|source| {
+        SandboxError::MountFs { source_desc: "tmpfs".into(), fstype: "tmpfs".into(), target: target.to_owned(), source }
+    })
+}

@@ -1,0 +1,73 @@
+//! `org.osbuild.tar` (assembler): the input tree as a tar archive in the output directory,
+//! with ACLs, SELinux labels and all extended attributes unless switched off (upstream's
+//! defaults).
+
+use crate::stages::util::{run_tool, tree_path};
+use crate::stages::{StageArgs, StageResult};
+use serde::Deserialize;
+use std::process::Command;
+
+const NAME: &str = "org.osbuild.tar";
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Options {
+    pub filename: String,
+    pub compression: Option<Compression>,
+    #[serde(default = "yes")]
+    pub acls: bool,
+    #[serde(default = "yes")]
+    pub selinux: bool,
+    #[serde(default = "yes")]
+    pub xattrs: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Compression {
+    Bzip2,
+    Xz,
+    Lzip,
+    Lzma,
+    Lzop,
+    Gzip,
+}
+
+impl Compression {
+    fn flag(self) -> &'static str {
+        match self {
+            Compression::Bzip2 => "--bzip2",
+            Compression::Xz => "--xz",
+            Compression::Lzip => "--lzip",
+            Compression::Lzma => "--lzma",
+            Compression::Lzop => "--lzop",
+            Compression::Gzip => "--gzip",
+        }
+    }
+}
+
+pub fn run(args: &StageArgs) -> StageResult {
+    let o: Options = args.parse_options(NAME)?;
+    let input = args.input_path("tree")?;
+    let out = tree_path(args, &o.filename, false)?;
+    let mut cmd = Command::new("tar");
+    if let Some(c) = o.compression {
+        cmd.arg(c.flag());
+    }
+    if o.acls {
+        cmd.arg("--acls");
+    }
+    if o.selinux {
+        cmd.arg("--selinux");
+    }
+    if o.xattrs {
+        cmd.args(["--xattrs", "--xattrs-include", "*"]);
+    }
+    cmd.arg("-cf").arg(&out).arg("-C").arg(&input).arg(".").env("XZ_OPT", "--threads 0");
+    run_tool(NAME, &mut cmd)?;
+    Ok(None)
+}
