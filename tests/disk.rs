@@ -55,7 +55,8 @@ fn v1_qemu_assembler_builds_a_gpt_disk_with_grub_and_the_tree() {
     assert_eq!(loop_cat(&raw, root_off, root_size, "/etc/hostname"), "osbuild-rs-v1\n");
     let fstab = loop_cat(&raw, root_off, root_size, "/etc/fstab");
     assert!(fstab.contains("UUID=0194fdc2-fa2f-4cc0-81d3-ff12045b73c8\t/boot\text4\tdefaults"), "{fstab}");
-    let listing = run(Command::new("debugfs").arg("-R").arg("ls -p /").arg(format!("{}?offset={boot_off}", raw.display())));
+    let listing =
+        run(Command::new("debugfs").arg("-R").arg("ls -p /").arg(format!("{}?offset={boot_off}", raw.display())));
     assert!(listing.contains("/grub2/"), "boot partition holds the tree's /boot: {listing}");
 
     // GRUB: boot.img in the MBR points at the core in the BIOS boot partition (sector 2048),
@@ -102,12 +103,12 @@ fn a_stage_failing_on_a_mounted_disk_leaves_no_mount_and_no_loop_device() {
     let env = Env::new();
     let (items, input, _) = ext4_image_source(&env, "disk.img", 32);
     let m = json!({"version": "2", "sources": {"org.osbuild.curl": {"items": items}}, "pipelines": [
-        {"name": "image", "stages": [
-            {"type": "org.osbuild.untar", "inputs": {"file": input}},
-            {"type": "org.osbuild.copy", "devices": loopback("disk.img"),
-             "mounts": [{"name": "root", "type": "org.osbuild.ext4", "source": "device", "target": "/"}],
-             "options": {"paths": [{"from": "tree:///does/not/exist", "to": "mount://root/x"}]}}
-        ]}]});
+    {"name": "image", "stages": [
+        {"type": "org.osbuild.untar", "inputs": {"file": input}},
+        {"type": "org.osbuild.copy", "devices": loopback("disk.img"),
+         "mounts": [{"name": "root", "type": "org.osbuild.ext4", "source": "device", "target": "/"}],
+         "options": {"paths": [{"from": "tree:///does/not/exist", "to": "mount://root/x"}]}}
+    ]}]});
     let out = env.run(&env.write_manifest("m.json", &m), &["--export", "image"]);
     assert!(!out.status.success());
     let text = String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
@@ -135,24 +136,28 @@ fn mounts_by_partition_number_and_content_lands_on_the_partition() {
     let part = dir.join("p2.img");
     run(Command::new("truncate").arg("-s").arg(format!("{}", 61440 * 512)).arg(&part));
     run(Command::new("mkfs.ext4").args(["-q", "-U", "11111111-2222-3333-4444-555555555555"]).arg(&part));
-    run(Command::new("dd").arg(format!("if={}", part.display())).arg(format!("of={}", disk.display()))
-        .args(["bs=512", "seek=10240", "conv=notrunc,sparse", "status=none"]));
+    run(Command::new("dd").arg(format!("if={}", part.display())).arg(format!("of={}", disk.display())).args([
+        "bs=512",
+        "seek=10240",
+        "conv=notrunc,sparse",
+        "status=none",
+    ]));
     std::fs::remove_file(&part).unwrap();
     let tar = env.path("disk.tar");
     run(Command::new("tar").arg("--sparse").arg("-cf").arg(&tar).arg("-C").arg(&dir).arg("disk.img"));
     let sum = sha256(&std::fs::read(&tar).unwrap());
 
     let m = json!({"version": "2",
-        "sources": {"org.osbuild.curl": {"items": {sum.clone(): {"url": format!("file://{}", tar.display())}}}},
-        "pipelines": [
-            {"name": "tree", "stages": [mkdir("/etc"), {"type": "org.osbuild.hostname", "options": {"hostname": "on-p2"}}]},
-            {"name": "image", "stages": [
-                {"type": "org.osbuild.untar", "inputs": {"file": {"type": "org.osbuild.files", "origin": "org.osbuild.source", "references": {sum.clone(): {}}}}},
-                {"type": "org.osbuild.copy", "devices": loopback("disk.img"),
-                 "inputs": {"root-tree": tree_input("tree")},
-                 "mounts": [{"name": "root", "type": "org.osbuild.ext4", "source": "device", "partition": 2, "target": "/"}],
-                 "options": {"paths": [{"from": "input://root-tree/", "to": "mount://root/"}]}}
-            ]}]});
+    "sources": {"org.osbuild.curl": {"items": {sum.clone(): {"url": format!("file://{}", tar.display())}}}},
+    "pipelines": [
+        {"name": "tree", "stages": [mkdir("/etc"), {"type": "org.osbuild.hostname", "options": {"hostname": "on-p2"}}]},
+        {"name": "image", "stages": [
+            {"type": "org.osbuild.untar", "inputs": {"file": {"type": "org.osbuild.files", "origin": "org.osbuild.source", "references": {sum.clone(): {}}}}},
+            {"type": "org.osbuild.copy", "devices": loopback("disk.img"),
+             "inputs": {"root-tree": tree_input("tree")},
+             "mounts": [{"name": "root", "type": "org.osbuild.ext4", "source": "device", "partition": 2, "target": "/"}],
+             "options": {"paths": [{"from": "input://root-tree/", "to": "mount://root/"}]}}
+        ]}]});
     ok(&env.run(&env.write_manifest("m.json", &m), &["--export", "image"]));
     let img = env.out().join("image/disk.img");
     assert_eq!(ext4_cat(&img, 10240 * 512, "/etc/hostname"), "on-p2\n");
@@ -194,13 +199,13 @@ fn fat_mount_works_where_the_kernel_can_and_says_so_where_it_cannot() {
     run(Command::new("tar").arg("-cf").arg(&tar).arg("-C").arg(&dir).arg("esp.img"));
     let sum = sha256(&std::fs::read(&tar).unwrap());
     let m = json!({"version": "2",
-        "sources": {"org.osbuild.curl": {"items": {sum.clone(): {"url": format!("file://{}", tar.display())}}}},
-        "pipelines": [{"name": "image", "stages": [
-            {"type": "org.osbuild.untar", "inputs": {"file": {"type": "org.osbuild.files", "origin": "org.osbuild.source", "references": {sum.clone(): {}}}}},
-            {"type": "org.osbuild.mkdir", "devices": loopback("esp.img"),
-             "mounts": [{"name": "esp", "type": "org.osbuild.fat", "source": "device", "target": "/boot/efi"}],
-             "options": {"paths": [{"path": "mount://esp/EFI", "parents": true}]}}
-        ]}]});
+    "sources": {"org.osbuild.curl": {"items": {sum.clone(): {"url": format!("file://{}", tar.display())}}}},
+    "pipelines": [{"name": "image", "stages": [
+        {"type": "org.osbuild.untar", "inputs": {"file": {"type": "org.osbuild.files", "origin": "org.osbuild.source", "references": {sum.clone(): {}}}}},
+        {"type": "org.osbuild.mkdir", "devices": loopback("esp.img"),
+         "mounts": [{"name": "esp", "type": "org.osbuild.fat", "source": "device", "target": "/boot/efi"}],
+         "options": {"paths": [{"path": "mount://esp/EFI", "parents": true}]}}
+    ]}]});
     let out = env.run(&env.write_manifest("m.json", &m), &["--export", "image"]);
     let kernel_can = std::fs::read_to_string("/proc/filesystems").unwrap().contains("vfat")
         || Command::new("modprobe").arg("vfat").status().map(|s| s.success()).unwrap_or(false);
@@ -215,4 +220,37 @@ fn fat_mount_works_where_the_kernel_can_and_says_so_where_it_cannot() {
         assert!(err.contains("cannot mount vfat file systems") && err.contains("mounts.esp"), "{err}");
     }
     assert!(loops_backed_under(&env.store()).is_empty());
+}
+
+#[test]
+fn ostree_deployment_mount_makes_the_deployment_the_root() {
+    let env = Env::new();
+    let commit = "a".repeat(64);
+    let dep = format!("/ostree/deploy/iot/deploy/{commit}.0");
+    let (ref_item_sum, ref_item) = inline_item(format!("{commit}\n").as_bytes());
+    let m = json!({"version": "2",
+    "sources": {"org.osbuild.inline": {"items": {ref_item_sum.clone(): ref_item}}},
+    "pipelines": [{"name": "image", "stages": [
+        {"type": "org.osbuild.mkdir", "options": {"paths": [
+            {"path": "/ostree/repo/refs/heads/osbuild-rs", "parents": true},
+            {"path": format!("{dep}/sysroot"), "parents": true},
+            {"path": format!("{dep}/var")}, {"path": format!("{dep}/boot")}, {"path": format!("{dep}/etc")},
+            {"path": "/ostree/deploy/iot/var"}, {"path": "/boot"}]}},
+        {"type": "org.osbuild.copy",
+         "inputs": {"r": {"type": "org.osbuild.files", "origin": "org.osbuild.source", "references": {ref_item_sum.clone(): {}}}},
+         "options": {"paths": [{"from": format!("input://r/{ref_item_sum}"), "to": "tree:///ostree/repo/refs/heads/osbuild-rs/iot"}]}},
+        {"type": "org.osbuild.mkdir",
+         "mounts": [{"name": "ostree.deployment", "type": "org.osbuild.ostree.deployment",
+                     "options": {"deployment": {"osname": "iot", "ref": "osbuild-rs/iot"}}}],
+         "options": {"paths": [{"path": "/etc/in-deployment"}, {"path": "/var/in-stateroot-var"},
+                               {"path": "/boot/in-boot"}, {"path": "/sysroot/in-physical-root"}]}}
+    ]}]});
+    ok(&env.run(&env.write_manifest("m.json", &m), &["--export", "image"]));
+    let root = env.out().join("image");
+    assert!(root.join(dep.trim_start_matches('/')).join("etc/in-deployment").is_dir());
+    assert!(root.join("ostree/deploy/iot/var/in-stateroot-var").is_dir());
+    assert!(root.join("boot/in-boot").is_dir());
+    assert!(root.join("in-physical-root").is_dir());
+    assert!(!root.join("etc").exists(), "nothing written to the physical root's /etc");
+    assert!(host_mounts_with(&env.dir.path().to_string_lossy()).is_empty());
 }

@@ -19,7 +19,12 @@ pub fn device_supported(kind: &str) -> bool {
 pub fn mount_supported(kind: &str) -> bool {
     matches!(
         kind,
-        "org.osbuild.ext4" | "org.osbuild.xfs" | "org.osbuild.btrfs" | "org.osbuild.fat" | "org.osbuild.bind"
+        "org.osbuild.ext4"
+            | "org.osbuild.xfs"
+            | "org.osbuild.btrfs"
+            | "org.osbuild.fat"
+            | "org.osbuild.bind"
+            | "org.osbuild.ostree.deployment"
     )
 }
 
@@ -41,8 +46,8 @@ pub struct Attached {
     devices: Vec<AttachedDevice>,
     /// Loop devices made for `partition` mounts (no partition nodes on loop devices here).
     partition_loops: Vec<LoopDevice>,
-    /// Mount points, in the order they were mounted.
-    mounted: Vec<PathBuf>,
+    /// Mount points, in the order they were mounted; `true`: detach with everything below it.
+    mounted: Vec<(PathBuf, bool)>,
     pub device_args: Map<String, Value>,
     pub mount_args: Map<String, Value>,
 }
@@ -106,6 +111,9 @@ impl Attached {
         if m.kind == "org.osbuild.bind" {
             return self.bind(m, tree, mounts_root);
         }
+        if m.kind == "org.osbuild.ostree.deployment" {
+            return self.ostree_deployment(m, tree, mounts_root);
+        }
         let target = m.target.as_ref().and_then(Value::as_str).ok_or("a target is required")?;
         let dev_name = m.source.as_deref().ok_or("a source device is required")?;
         let source = match &m.partition {
@@ -149,7 +157,7 @@ impl Attached {
             }
             Err(e) => return Err(error_chain(&e)),
         }
-        self.mounted.push(mountpoint.clone());
+        self.mounted.push((mountpoint.clone(), false));
         let rel = mountpoint.strip_prefix(mounts_root).expect("confined").to_string_lossy().into_owned();
         let rel = if rel.is_empty() { ".".to_owned() } else { rel };
         self.mount_args.insert(m.name.clone(), json!({ "path": format!("{MOUNTS_MAPPED}/{rel}") }));
@@ -174,7 +182,52 @@ impl Attached {
         let dest = location("target", target)?;
         std::fs::create_dir_all(&dest).map_err(|e| format!("cannot create {}: {e}", dest.display()))?;
         sandbox::rbind_mount(&src, &dest).map_err(|e| error_chain(&e))?;
-        self.mounted.push(dest);
+        self.mounted.push((dest, true));
+        self.mount_args.insert(m.name.clone(), json!({}));
+        Ok(())
+    }
+
+    /// `org.osbuild.ostree.deployment`: make the tree (or the disk mounted at `/`) look like the
+    /// booted deployment, as ostree does at boot: the deployment's root at the target, with the
+    /// physical root at `/sysroot`, the stateroot's `var` at `/var` and `/boot` bound in.
+    fn ostree_deployment(&mut self, m: &Mount, tree: &Path, mounts_root: &Path) -> Result<(), String> {
+        let o = &m.options;
+        let target = match o.get("source").and_then(Value::as_str).unwrap_or("tree") {
+            "tree" => tree.to_path_buf(),
+            "mount" => mounts_root.to_path_buf(),
+            other => return Err(format!("options.source must be 'tree' or 'mount', not '{other}'")),
+        };
+        let d = o.get("deployment").ok_or("options.deployment is required")?;
+        let (osname, commit, serial) = if d.get("default").and_then(Value::as_bool).unwrap_or(false) {
+            default_deployment(&target)?
+        } else {
+            let osname = d.get("osname").and_then(Value::as_str).ok_or("options.deployment.osname is required")?;
+            let reference = d.get("ref").and_then(Value::as_str).ok_or("options.deployment.ref is required")?;
+            let serial = d.get("serial").and_then(Value::as_u64).unwrap_or(0);
+            (osname.to_owned(), resolve_ref(&target.join("ostree/repo"), reference)?, serial)
+        };
+        let stateroot = confined(&target, &format!("ostree/deploy/{osname}"))?;
+        let root = confined(&stateroot, &format!("deploy/{commit}.{serial}"))?;
+        if !root.is_dir() {
+            return Err(format!("deployment {} does not exist", root.display()));
+        }
+        let bind = |src: &Path, dest: &Path| sandbox::bind_mount_flat(src, dest).map_err(|e| error_chain(&e));
+        // The physical root bound onto itself first, so the deployment can be moved over it and
+        // both come off again in reverse order.
+        bind(&target, &target)?;
+        self.mounted.push((target.clone(), true));
+        bind(&root, &root)?;
+        let rest = (|| {
+            bind(&target, &root.join("sysroot"))?;
+            bind(&stateroot.join("var"), &root.join("var"))?;
+            bind(&target.join("boot"), &root.join("boot"))?;
+            sandbox::move_mount(&root, &target).map_err(|e| error_chain(&e))
+        })();
+        if let Err(e) = rest {
+            let _ = sandbox::unmount(&root, true);
+            return Err(e);
+        }
+        self.mounted.push((target, true));
         self.mount_args.insert(m.name.clone(), json!({}));
         Ok(())
     }
@@ -213,8 +266,9 @@ impl Attached {
 
     fn release(&mut self) -> Result<(), String> {
         let mut first_err = None;
-        while let Some(mp) = self.mounted.pop() {
-            if let Err(e) = sandbox::unmount(&mp, false) {
+        while let Some((mp, recursive)) = self.mounted.pop() {
+            let _ = std::process::Command::new("sync").arg("-f").arg(&mp).status();
+            if let Err(e) = sandbox::unmount(&mp, recursive) {
                 // Busy (a process escaped the sandbox?): detach lazily so nothing stays visible.
                 let _ = sandbox::unmount(&mp, true);
                 first_err.get_or_insert_with(|| error_chain(&e));
@@ -259,6 +313,50 @@ fn partition_range(dev: &Path, n: u64) -> Result<(u64, u64), String> {
     let start = p["start"].as_u64().ok_or("sfdisk gave no start")?;
     let size = p["size"].as_u64().ok_or("sfdisk gave no size")?;
     Ok((start * sector, size * sector))
+}
+
+/// The only deployment with serial 0 under `root/ostree/deploy/*/deploy/` (upstream's
+/// `default: true`).
+fn default_deployment(root: &Path) -> Result<(String, String, u64), String> {
+    let mut found = vec![];
+    for os in std::fs::read_dir(root.join("ostree/deploy"))
+        .map_err(|e| format!("no ostree/deploy in the tree: {e}"))?
+        .flatten()
+    {
+        let Ok(entries) = std::fs::read_dir(os.path().join("deploy")) else { continue };
+        for e in entries.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            if let Some(commit) = name.strip_suffix(".0") {
+                if e.path().is_dir() {
+                    found.push((os.file_name().to_string_lossy().into_owned(), commit.to_owned(), 0));
+                }
+            }
+        }
+    }
+    match found.len() {
+        0 => Err("could not find a deployment".into()),
+        1 => Ok(found.remove(0)),
+        _ => Err(format!("more than one deployment found: {found:?}")),
+    }
+}
+
+/// A commit checksum, or the commit a ref (`name` or `remote:name`) points at in `repo`.
+fn resolve_ref(repo: &Path, reference: &str) -> Result<String, String> {
+    if reference.len() == 64 && reference.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Ok(reference.to_owned());
+    }
+    let candidates = match reference.split_once(':') {
+        Some((remote, name)) => vec![format!("refs/remotes/{remote}/{name}")],
+        None => vec![format!("refs/heads/{reference}"), format!("refs/mirrors/{reference}")],
+    };
+    for c in &candidates {
+        if let Ok(path) = confined(repo, c) {
+            if let Ok(text) = std::fs::read_to_string(path) {
+                return Ok(text.trim().to_owned());
+            }
+        }
+    }
+    Err(format!("ref '{reference}' not found in {}", repo.display()))
 }
 
 /// `root` joined with a manifest path that may not leave it (no `..`; absolute means from `root`).

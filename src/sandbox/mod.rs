@@ -36,7 +36,10 @@ pub use argv::{
 };
 pub use caps::{capability_mask, capability_number, host_bounding_set, parse_status_mask, DEFAULT_CAPABILITIES};
 pub use loopdev::{LoopDevice, LoopOptions};
-pub use namespace::{bind_mount, enter_private_mount_namespace, mount_dev_tmpfs, mount_fs, rbind_mount, unmount};
+pub use namespace::{
+    bind_mount, bind_mount_flat, enter_private_mount_namespace, mount_dev_tmpfs, mount_fs, move_mount, rbind_mount,
+    unmount,
+};
 pub use signals::{install_signal_handlers, interrupted};
 
 /// Everything that can go wrong setting up or running a sandbox.

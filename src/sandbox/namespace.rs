@@ -69,3 +69,21 @@ pub fn mount_dev_tmpfs(target: &Path) -> Result<(), SandboxError> {
         SandboxError::MountFs { source_desc: "tmpfs".into(), fstype: "tmpfs".into(), target: target.to_owned(), source }
     })
 }
+
+/// Move the mount at `src` to `dest` (`mount --move`).
+pub fn move_mount(src: &Path, dest: &Path) -> Result<(), SandboxError> {
+    mount(Some(src), dest, None::<&str>, MsFlags::MS_MOVE, None::<&str>).map_err(|source| SandboxError::Mount {
+        src: src.to_owned(),
+        dest: dest.to_owned(),
+        source,
+    })
+}
+
+/// Bind `src` onto `dest`, only that mount, not those below it (`mount --bind`).
+pub fn bind_mount_flat(src: &Path, dest: &Path) -> Result<(), SandboxError> {
+    mount(Some(src), dest, None::<&str>, MsFlags::MS_BIND, None::<&str>).map_err(|source| SandboxError::Mount {
+        src: src.to_owned(),
+        dest: dest.to_owned(),
+        source,
+    })
+}

@@ -55,7 +55,10 @@ pub fn blkid_at(image: &Path, offset: u64) -> std::collections::BTreeMap<String,
 
 /// A file's content from the ext4 file system at byte `offset` of `image` (debugfs, read-only).
 pub fn ext4_cat(image: &Path, offset: u64, path: &str) -> String {
-    run(Command::new("debugfs").arg("-R").arg(format!("cat {path}")).arg(format!("{}?offset={offset}", image.display())))
+    run(Command::new("debugfs")
+        .arg("-R")
+        .arg(format!("cat {path}"))
+        .arg(format!("{}?offset={offset}", image.display())))
 }
 
 /// Convert any image qemu-img understands to raw, beside it.
