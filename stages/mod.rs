@@ -23,6 +23,7 @@ mod configparser;
 mod containers_storage_conf;
 mod copy;
 mod cron_script;
+mod disk_util;
 mod dnf_automatic_config;
 mod dnf_config;
 mod dracut;
@@ -57,6 +58,7 @@ mod rpm_macros;
 mod rpmkeys_import;
 mod selinux;
 mod selinux_config;
+mod sfdisk;
 mod sshd_config;
 mod sysconfig;
 mod sysctld;
@@ -283,6 +285,7 @@ static REGISTRY: &[StageInfo] = &[
     stage!("org.osbuild.rpmkeys.import", rpmkeys_import),
     stage!("org.osbuild.selinux", selinux, "CAP_MAC_ADMIN"),
     stage!("org.osbuild.selinux.config", selinux_config),
+    stage!("org.osbuild.sfdisk", sfdisk),
     stage!("org.osbuild.sshd.config", sshd_config),
     stage!("org.osbuild.sysconfig", sysconfig),
     stage!("org.osbuild.sysctld", sysctld),
