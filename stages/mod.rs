@@ -42,6 +42,11 @@ mod ln;
 mod locale;
 mod machine_id;
 mod mkdir;
+mod mkfs_btrfs;
+mod mkfs_ext4;
+mod mkfs_fat;
+mod mkfs_xfs;
+mod mkswap;
 mod modprobe;
 mod nm_conf;
 mod nm_conn;
@@ -271,6 +276,11 @@ static REGISTRY: &[StageInfo] = &[
     stage!("org.osbuild.locale", locale),
     stage!("org.osbuild.machine-id", machine_id),
     stage!("org.osbuild.mkdir", mkdir),
+    stage!("org.osbuild.mkfs.btrfs", mkfs_btrfs),
+    stage!("org.osbuild.mkfs.ext4", mkfs_ext4),
+    stage!("org.osbuild.mkfs.fat", mkfs_fat),
+    stage!("org.osbuild.mkfs.xfs", mkfs_xfs),
+    stage!("org.osbuild.mkswap", mkswap),
     stage!("org.osbuild.modprobe", modprobe),
     stage!("org.osbuild.nm.conf", nm_conf),
     stage!("org.osbuild.nm.conn", nm_conn),
