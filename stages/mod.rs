@@ -52,6 +52,7 @@ mod nm_conf;
 mod nm_conn;
 mod noop;
 mod pam_limits_conf;
+mod parted;
 mod pwquality_conf;
 mod pyfmt;
 mod pyyaml;
@@ -64,6 +65,7 @@ mod rpmkeys_import;
 mod selinux;
 mod selinux_config;
 mod sfdisk;
+mod sgdisk;
 mod sshd_config;
 mod sysconfig;
 mod sysctld;
@@ -286,6 +288,7 @@ static REGISTRY: &[StageInfo] = &[
     stage!("org.osbuild.nm.conn", nm_conn),
     stage!("org.osbuild.noop", noop),
     stage!("org.osbuild.pam.limits.conf", pam_limits_conf),
+    stage!("org.osbuild.parted", parted),
     stage!("org.osbuild.pwquality.conf", pwquality_conf),
     stage!("org.osbuild.resolv-conf", resolv_conf),
     stage!("org.osbuild.rhsm", rhsm),
@@ -296,6 +299,7 @@ static REGISTRY: &[StageInfo] = &[
     stage!("org.osbuild.selinux", selinux, "CAP_MAC_ADMIN"),
     stage!("org.osbuild.selinux.config", selinux_config),
     stage!("org.osbuild.sfdisk", sfdisk),
+    stage!("org.osbuild.sgdisk", sgdisk),
     stage!("org.osbuild.sshd.config", sshd_config),
     stage!("org.osbuild.sysconfig", sysconfig),
     stage!("org.osbuild.sysctld", sysctld),
