@@ -39,6 +39,15 @@ pub fn create_output(path: &Path) -> Result<File, StageError> {
         .map_err(StageError::io("cannot create", path))
 }
 
+/// Run the compressor `cmd` (arguments but the file given) on the single file of the `file`
+/// input, its stdout going to `filename` in the tree, as upstream's compression stages do.
+pub fn compress_input(stage: &'static str, args: &StageArgs, filename: &str, cmd: &mut Command) -> Result<(), StageError> {
+    let source = single_input_file(args, "file")?;
+    let target = super::util::tree_path(args, filename, false)?;
+    let out = create_output(&target)?;
+    run_tool(stage, cmd.arg(&source).stdout(out))
+}
+
 /// Run a build-root tool for `stage` with `input` on its stdin. Like [`run_tool`], stderr
 /// goes to the log and its tail into the error when the tool fails.
 pub fn run_tool_with_input(stage: &'static str, cmd: &mut Command, input: &[u8]) -> Result<(), StageError> {
@@ -157,6 +166,27 @@ pub(crate) mod testing {
         String::from_utf8(out.stdout).unwrap()
     }
 
+    /// Arguments whose `file` input is one file of known, compressible content; the tree
+    /// (`dir/tree`, with an `images` directory) is the output. Returns the content too.
+    pub fn compress_args(dir: &Path, options: Value) -> (StageArgs, Vec<u8>) {
+        let tree = dir.join("tree");
+        let input = dir.join("input");
+        std::fs::create_dir_all(tree.join("images")).unwrap();
+        std::fs::create_dir_all(&input).unwrap();
+        let data: Vec<u8> = (0..300_000u32).flat_map(|i| (i % 251).to_le_bytes()).collect();
+        std::fs::write(input.join("sha256:abcd"), &data).unwrap();
+        let mut a = crate::stages::testutil::args(&tree, options);
+        a.inputs.insert("file".into(), json!({"path": input, "data": {"files": {"sha256:abcd": {}}}}));
+        (a, data)
+    }
+
+    /// `tool -d -c file`'s output.
+    pub fn decompress(tool: &str, file: &Path) -> Vec<u8> {
+        let out = Command::new(tool).args(["-d", "-c"]).arg(file).output().unwrap();
+        assert!(out.status.success(), "{tool} -d failed: {}", String::from_utf8_lossy(&out.stderr));
+        out.stdout
+    }
+
     /// `blkid -p -o export` of a file, as key/value pairs.
     pub fn blkid(path: &Path) -> std::collections::BTreeMap<String, String> {
         let text = output("blkid", &["-p", "-o", "export", path.to_str().unwrap()], "util-linux");
@@ -206,5 +236,20 @@ mod tests {
         let e = run_tool_with_input("org.osbuild.test", &mut Command::new("osbuild-rs-no-such-tool"), b"").unwrap_err();
         assert_eq!(e.to_string(), "osbuild-rs-no-such-tool not found in the build root, but org.osbuild.test needs it");
         assert_eq!(tool_output("org.osbuild.test", Command::new("echo").arg("x")).unwrap(), b"x\n");
+    }
+
+    #[test]
+    fn compressed_output_is_confined_and_input_checked() {
+        let t = tempfile::tempdir().unwrap();
+        let (mut a, data) = testing::compress_args(t.path(), json!({}));
+        std::os::unix::fs::symlink(t.path().join("victim"), a.tree.join("images/x")).unwrap();
+        let e = compress_input("org.osbuild.test", &a, "/images/x", &mut Command::new("cat")).unwrap_err();
+        assert!(e.to_string().starts_with("cannot create"), "{e}");
+        assert!(!t.path().join("victim").exists());
+        compress_input("org.osbuild.test", &a, "../../images/y", &mut Command::new("cat")).unwrap();
+        assert_eq!(std::fs::read(a.tree.join("images/y")).unwrap(), data);
+        a.inputs.insert("file".into(), json!({"path": "/nonexistent", "data": {"files": {}}}));
+        let e = compress_input("org.osbuild.test", &a, "z", &mut Command::new("cat")).unwrap_err();
+        assert!(e.to_string().contains("exactly one file"), "{e}");
     }
 }

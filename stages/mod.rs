@@ -33,6 +33,7 @@ mod fix_bls;
 mod fstab;
 mod greenboot;
 mod groups;
+mod gzip;
 mod hostname;
 mod ignition;
 mod ini;
@@ -86,7 +87,9 @@ mod udev_rules;
 mod untar;
 mod update_crypto_policies;
 mod users;
+mod xz;
 mod yum_repos;
+mod zstd;
 
 /// Where the sandbox puts the arguments document.
 pub const ARGUMENTS_PATH: &str = "/run/osbuild/api/arguments";
@@ -270,6 +273,7 @@ static REGISTRY: &[StageInfo] = &[
     stage!("org.osbuild.fstab", fstab),
     stage!("org.osbuild.greenboot", greenboot),
     stage!("org.osbuild.groups", groups),
+    stage!("org.osbuild.gzip", gzip),
     stage!("org.osbuild.hostname", hostname),
     stage!("org.osbuild.ignition", ignition),
     stage!("org.osbuild.kernel-cmdline", kernel_cmdline),
@@ -320,7 +324,9 @@ static REGISTRY: &[StageInfo] = &[
     stage!("org.osbuild.untar", untar, "CAP_MAC_ADMIN"),
     stage!("org.osbuild.update-crypto-policies", update_crypto_policies),
     stage!("org.osbuild.users", users),
+    stage!("org.osbuild.xz", xz),
     stage!("org.osbuild.yum.repos", yum_repos),
+    stage!("org.osbuild.zstd", zstd),
 ];
 
 /// All built-in stages, sorted by name.
