@@ -57,6 +57,7 @@ mod parted;
 mod pwquality_conf;
 mod pyfmt;
 mod pyyaml;
+mod qemu;
 mod resolv_conf;
 mod rhsm;
 mod rhsm_facts;
@@ -294,6 +295,7 @@ static REGISTRY: &[StageInfo] = &[
     stage!("org.osbuild.pam.limits.conf", pam_limits_conf),
     stage!("org.osbuild.parted", parted),
     stage!("org.osbuild.pwquality.conf", pwquality_conf),
+    stage!("org.osbuild.qemu", qemu),
     stage!("org.osbuild.resolv-conf", resolv_conf),
     stage!("org.osbuild.rhsm", rhsm),
     stage!("org.osbuild.rhsm.facts", rhsm_facts),
