@@ -15,6 +15,7 @@ use std::path::{Path, PathBuf};
 
 pub mod util;
 
+mod btrfs_subvol;
 mod chmod;
 mod chown;
 mod chrony;
@@ -258,6 +259,7 @@ macro_rules! stage {
 }
 
 static REGISTRY: &[StageInfo] = &[
+    stage!("org.osbuild.btrfs.subvol", btrfs_subvol),
     stage!("org.osbuild.chmod", chmod),
     stage!("org.osbuild.chown", chown),
     stage!("org.osbuild.chrony", chrony),
