@@ -17,6 +17,7 @@ pub mod util;
 
 pub mod assemblers;
 
+mod btrfs_subvol;
 mod chmod;
 mod chown;
 mod chrony;
@@ -25,6 +26,7 @@ mod configparser;
 mod containers_storage_conf;
 mod copy;
 mod cron_script;
+mod disk_util;
 mod dnf_automatic_config;
 mod dnf_config;
 mod dracut;
@@ -34,6 +36,7 @@ mod fix_bls;
 mod fstab;
 mod greenboot;
 mod groups;
+mod gzip;
 mod hostname;
 mod ignition;
 mod ini;
@@ -43,14 +46,21 @@ mod ln;
 mod locale;
 mod machine_id;
 mod mkdir;
+mod mkfs_btrfs;
+mod mkfs_ext4;
+mod mkfs_fat;
+mod mkfs_xfs;
+mod mkswap;
 mod modprobe;
 mod nm_conf;
 mod nm_conn;
 mod noop;
 mod pam_limits_conf;
+mod parted;
 mod pwquality_conf;
 mod pyfmt;
 mod pyyaml;
+mod qemu;
 mod resolv_conf;
 mod rhsm;
 mod rhsm_facts;
@@ -59,6 +69,8 @@ mod rpm_macros;
 mod rpmkeys_import;
 mod selinux;
 mod selinux_config;
+mod sfdisk;
+mod sgdisk;
 mod sshd_config;
 mod sysconfig;
 mod sysctld;
@@ -79,7 +91,9 @@ mod udev_rules;
 mod untar;
 mod update_crypto_policies;
 mod users;
+mod xz;
 mod yum_repos;
+mod zstd;
 
 /// Where the sandbox puts the arguments document.
 pub const ARGUMENTS_PATH: &str = "/run/osbuild/api/arguments";
@@ -247,6 +261,7 @@ macro_rules! stage {
 }
 
 static REGISTRY: &[StageInfo] = &[
+    stage!("org.osbuild.btrfs.subvol", btrfs_subvol),
     stage!("org.osbuild.chmod", chmod),
     stage!("org.osbuild.chown", chown),
     stage!("org.osbuild.chrony", chrony),
@@ -263,6 +278,7 @@ static REGISTRY: &[StageInfo] = &[
     stage!("org.osbuild.fstab", fstab),
     stage!("org.osbuild.greenboot", greenboot),
     stage!("org.osbuild.groups", groups),
+    stage!("org.osbuild.gzip", gzip),
     stage!("org.osbuild.hostname", hostname),
     stage!("org.osbuild.ignition", ignition),
     stage!("org.osbuild.kernel-cmdline", kernel_cmdline),
@@ -271,12 +287,19 @@ static REGISTRY: &[StageInfo] = &[
     stage!("org.osbuild.locale", locale),
     stage!("org.osbuild.machine-id", machine_id),
     stage!("org.osbuild.mkdir", mkdir),
+    stage!("org.osbuild.mkfs.btrfs", mkfs_btrfs),
+    stage!("org.osbuild.mkfs.ext4", mkfs_ext4),
+    stage!("org.osbuild.mkfs.fat", mkfs_fat),
+    stage!("org.osbuild.mkfs.xfs", mkfs_xfs),
+    stage!("org.osbuild.mkswap", mkswap),
     stage!("org.osbuild.modprobe", modprobe),
     stage!("org.osbuild.nm.conf", nm_conf),
     stage!("org.osbuild.nm.conn", nm_conn),
     stage!("org.osbuild.noop", noop),
     stage!("org.osbuild.pam.limits.conf", pam_limits_conf),
+    stage!("org.osbuild.parted", parted),
     stage!("org.osbuild.pwquality.conf", pwquality_conf),
+    stage!("org.osbuild.qemu", qemu),
     stage!("org.osbuild.resolv-conf", resolv_conf),
     stage!("org.osbuild.rhsm", rhsm),
     stage!("org.osbuild.rhsm.facts", rhsm_facts),
@@ -285,6 +308,8 @@ static REGISTRY: &[StageInfo] = &[
     stage!("org.osbuild.rpmkeys.import", rpmkeys_import),
     stage!("org.osbuild.selinux", selinux, "CAP_MAC_ADMIN"),
     stage!("org.osbuild.selinux.config", selinux_config),
+    stage!("org.osbuild.sfdisk", sfdisk),
+    stage!("org.osbuild.sgdisk", sgdisk),
     stage!("org.osbuild.sshd.config", sshd_config),
     stage!("org.osbuild.sysconfig", sysconfig),
     stage!("org.osbuild.sysctld", sysctld),
@@ -305,7 +330,9 @@ static REGISTRY: &[StageInfo] = &[
     stage!("org.osbuild.untar", untar, "CAP_MAC_ADMIN"),
     stage!("org.osbuild.update-crypto-policies", update_crypto_policies),
     stage!("org.osbuild.users", users),
+    stage!("org.osbuild.xz", xz),
     stage!("org.osbuild.yum.repos", yum_repos),
+    stage!("org.osbuild.zstd", zstd),
 ];
 
 /// All built-in stages, sorted by name.

@@ -1,0 +1,59 @@
+//! `org.osbuild.mkswap`: set up a swap area on the device `device` with
+//! `mkswap --uuid <uuid> [--label <label>] <device>`, as upstream does.
+
+use super::util::run_tool;
+use super::{StageArgs, StageResult};
+use serde::Deserialize;
+use std::process::Command;
+
+const STAGE: &str = "org.osbuild.mkswap";
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Options {
+    pub uuid: String,
+    pub label: Option<String>,
+}
+
+pub fn run(args: &StageArgs) -> StageResult {
+    let options: Options = args.parse_options(STAGE)?;
+    let device = args.device_path("device")?;
+    let mut cmd = Command::new("mkswap");
+    cmd.arg("--uuid").arg(&options.uuid);
+    if let Some(label) = options.label.as_ref().filter(|l| !l.is_empty()) {
+        cmd.arg("--label").arg(label);
+    }
+    run_tool(STAGE, cmd.arg(&device))?;
+    Ok(None)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::stages::disk_util::testing::{blkid, device_args, image, need};
+    use serde_json::json;
+
+    const UUID: &str = "3c1f2a8e-5d4b-4f7a-9e6c-8b2d0a1f4e37";
+
+    #[test]
+    fn creates_swap_with_uuid_and_label() {
+        need("mkswap", "util-linux");
+        let t = tempfile::tempdir().unwrap();
+        let img = image(t.path(), "swap.img", 32 << 20);
+        run(&device_args(t.path(), &[("device", "swap.img")], json!({"uuid": UUID, "label": "swap"}))).unwrap();
+        let id = blkid(&img);
+        assert_eq!(id["TYPE"], "swap");
+        assert_eq!(id["UUID"], UUID);
+        assert_eq!(id["LABEL"], "swap");
+        assert_eq!(id["VERSION"], "1");
+    }
+
+    #[test]
+    fn bad_uuid_fails_naming_mkswap() {
+        need("mkswap", "util-linux");
+        let t = tempfile::tempdir().unwrap();
+        image(t.path(), "swap.img", 1 << 20);
+        let e = run(&device_args(t.path(), &[("device", "swap.img")], json!({"uuid": "nope"}))).unwrap_err();
+        assert!(e.to_string().starts_with("`mkswap --uuid nope "), "{e}");
+    }
+}

@@ -1,0 +1,230 @@
+//! `org.osbuild.sfdisk`: write an MBR (`dos`/`mbr`) or GPT partition table to the device
+//! `device` by feeding `sfdisk -q --no-tell-kernel` the same script upstream builds
+//! (`label:` and `label-id:` headers, then one line per partition with `start`, `size`,
+//! `type`, `name`, `uuid`, `attrs` and `bootable`, prefixed by `<device>p<N>:` when the
+//! partition has a `partnum`). Afterwards the table is read back with `sfdisk --json`,
+//! checked to hold as many partitions as requested and printed to the log.
+
+use super::disk_util::{run_tool_with_input, tool_output};
+use super::{StageArgs, StageError, StageResult};
+use serde::Deserialize;
+use serde_json::Value;
+use std::process::Command;
+
+const STAGE: &str = "org.osbuild.sfdisk";
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Options {
+    /// Partition table type: `dos`, `mbr` or `gpt`.
+    pub label: String,
+    /// Identifier of the table (`label-id`): a GUID for GPT, `0x…` for MBR.
+    pub uuid: String,
+    #[serde(default)]
+    pub partitions: Vec<Partition>,
+}
+
+/// One partition; sizes and offsets are in 512-byte sectors. The schema leaves the object
+/// open, so unknown keys are ignored as upstream does.
+#[derive(Debug, Default, Deserialize)]
+pub struct Partition {
+    #[serde(default)]
+    pub bootable: Option<bool>,
+    pub name: Option<String>,
+    pub partnum: Option<u64>,
+    pub size: Option<u64>,
+    pub start: Option<u64>,
+    #[serde(rename = "type")]
+    pub ptype: Option<String>,
+    pub uuid: Option<String>,
+    pub attrs: Option<Vec<u64>>,
+}
+
+/// The attribute names sfdisk knows for the low GPT attribute bits; bits 48-63 are passed as
+/// numbers and any other bit is dropped (as upstream does).
+fn attrs_value(bits: &[u64]) -> String {
+    bits.iter()
+        .filter_map(|bit| match bit {
+            0 => Some("RequiredPartition".to_owned()),
+            1 => Some("NoBlockIOProtocol".to_owned()),
+            2 => Some("LegacyBIOSBootable".to_owned()),
+            48..=63 => Some(bit.to_string()),
+            _ => None,
+        })
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// The sfdisk script for `options` on the device node `target`.
+pub fn script(options: &Options, target: &str) -> String {
+    let mut out = format!("label: {}\nlabel-id: {}", options.label, options.uuid);
+    for p in &options.partitions {
+        let mut fields = Vec::new();
+        // a field that is absent, zero or empty is left out, as upstream does
+        let mut push = |key: &str, value: Option<String>| {
+            if let Some(v) = value.filter(|v| !v.is_empty() && v != "0") {
+                fields.push(format!("{key}=\"{v}\""));
+            }
+        };
+        push("start", p.start.map(|v| v.to_string()));
+        push("size", p.size.map(|v| v.to_string()));
+        push("type", p.ptype.clone());
+        push("name", p.name.clone());
+        push("uuid", p.uuid.clone());
+        if let Some(bits) = p.attrs.as_ref().filter(|b| !b.is_empty()) {
+            fields.push(format!("attrs=\"{}\"", attrs_value(bits)));
+        }
+        if p.bootable == Some(true) {
+            fields.push("bootable".to_owned());
+        }
+        out.push('\n');
+        if let Some(n) = p.partnum.filter(|&n| n != 0) {
+            out.push_str(&format!("{target}p{n}: "));
+        }
+        out.push_str(&fields.join(", "));
+    }
+    out
+}
+
+pub fn run(args: &StageArgs) -> StageResult {
+    let options: Options = args.parse_options(STAGE)?;
+    let device = args.device_path("device")?;
+    let script = script(&options, &device.to_string_lossy());
+    println!("{script}");
+    run_tool_with_input(STAGE, Command::new("sfdisk").arg("-q").arg("--no-tell-kernel").arg(&device), script.as_bytes())?;
+
+    let json = tool_output(STAGE, Command::new("sfdisk").arg("--json").arg(&device))?;
+    println!("{}", String::from_utf8_lossy(&json));
+    let table: Value = serde_json::from_slice(&json)
+        .map_err(|e| StageError::Invalid(format!("cannot parse `sfdisk --json {}`: {e}", device.display())))?;
+    let found = table.pointer("/partitiontable/partitions").and_then(Value::as_array).map_or(0, Vec::len);
+    if found != options.partitions.len() {
+        return Err(StageError::Invalid(format!(
+            "{} holds {found} partitions after sfdisk, but {} were requested",
+            device.display(),
+            options.partitions.len()
+        )));
+    }
+    Ok(None)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::stages::disk_util::testing::{device_args, image, need, output};
+    use serde_json::json;
+
+    fn table(path: &std::path::Path) -> Value {
+        let text = output("sfdisk", &["--json", path.to_str().unwrap()], "fdisk");
+        serde_json::from_str::<Value>(&text).unwrap()["partitiontable"].clone()
+    }
+
+    #[test]
+    fn script_matches_upstream_layout() {
+        let options: Options = serde_json::from_value(json!({
+            "label": "gpt", "uuid": "D209C89E-EA5E-4FBD-B161-B461CCE297E0",
+            "partitions": [
+                {"start": 2048, "size": 2048, "type": "21686148-6449-6E6F-744E-656564454649", "bootable": true,
+                 "uuid": "FAC7F1FB-3E8D-4137-A512-961DE09A5549", "attrs": [0, 2, 5, 60]},
+                {"partnum": 3, "start": 0, "name": "", "size": 100},
+                {"partnum": 2, "name": "root", "attrs": [5]},
+            ]
+        }))
+        .unwrap();
+        assert_eq!(
+            script(&options, "/dev/loop0"),
+            "label: gpt\nlabel-id: D209C89E-EA5E-4FBD-B161-B461CCE297E0\n\
+             start=\"2048\", size=\"2048\", type=\"21686148-6449-6E6F-744E-656564454649\", \
+             uuid=\"FAC7F1FB-3E8D-4137-A512-961DE09A5549\", attrs=\"RequiredPartition,LegacyBIOSBootable,60\", bootable\n\
+             /dev/loop0p3: size=\"100\"\n\
+             /dev/loop0p2: name=\"root\", attrs=\"\""
+        );
+    }
+
+    #[test]
+    fn writes_gpt_table() {
+        need("sfdisk", "fdisk");
+        let t = tempfile::tempdir().unwrap();
+        let img = image(t.path(), "disk.img", 256 << 20);
+        let a = device_args(
+            t.path(),
+            &[("device", "disk.img")],
+            json!({
+                "label": "gpt", "uuid": "D209C89E-EA5E-4FBD-B161-B461CCE297E0",
+                "partitions": [
+                    {"start": 2048, "size": 2048, "type": "21686148-6449-6E6F-744E-656564454649",
+                     "uuid": "FAC7F1FB-3E8D-4137-A512-961DE09A5549", "bootable": true},
+                    {"start": 4096, "size": 204800, "type": "C12A7328-F81F-11D2-BA4B-00A0C93EC93B",
+                     "uuid": "68B2905B-DF3E-4FB3-80FA-49D1E773AA33", "name": "EFI System Partition",
+                     "attrs": [0, 60]},
+                    {"start": 208896, "type": "0FC63DAF-8483-4772-8E79-3D69D8477DE4",
+                     "uuid": "6264D520-3FB9-423F-8AB8-7A0A8E3D3562", "name": "root"},
+                ]
+            }),
+        );
+        run(&a).unwrap();
+        let pt = table(&img);
+        assert_eq!(pt["label"], "gpt");
+        assert_eq!(pt["id"], "D209C89E-EA5E-4FBD-B161-B461CCE297E0");
+        let parts = pt["partitions"].as_array().unwrap();
+        assert_eq!(parts.len(), 3);
+        assert_eq!((parts[0]["start"].as_u64(), parts[0]["size"].as_u64()), (Some(2048), Some(2048)));
+        assert_eq!(parts[0]["type"], "21686148-6449-6E6F-744E-656564454649");
+        assert_eq!(parts[0]["uuid"], "FAC7F1FB-3E8D-4137-A512-961DE09A5549");
+        // sfdisk ignores `bootable` on GPT (there is no such flag)
+        assert!(parts[0].get("attrs").is_none(), "{}", parts[0]);
+        assert_eq!((parts[1]["start"].as_u64(), parts[1]["size"].as_u64()), (Some(4096), Some(204800)));
+        assert_eq!(parts[1]["name"], "EFI System Partition");
+        assert_eq!(parts[1]["attrs"], "RequiredPartition GUID:60");
+        assert_eq!(parts[2]["start"].as_u64(), Some(208896));
+        // the last partition fills the disk up to the backup GPT, its end aligned to 1 MiB
+        assert_eq!(parts[2]["size"].as_u64(), Some(255 * 2048 - 208896));
+        assert_eq!(parts[2]["name"], "root");
+    }
+
+    #[test]
+    fn writes_dos_table_with_partition_numbers() {
+        need("sfdisk", "fdisk");
+        let t = tempfile::tempdir().unwrap();
+        let img = image(t.path(), "disk.img", 32 << 20);
+        let a = device_args(
+            t.path(),
+            &[("device", "disk.img")],
+            json!({
+                "label": "dos", "uuid": "0x14fc63d2",
+                "partitions": [
+                    {"partnum": 2, "start": 20480, "type": "83"},
+                    {"partnum": 1, "start": 2048, "size": 18432, "type": "41", "bootable": true},
+                ]
+            }),
+        );
+        run(&a).unwrap();
+        let pt = table(&img);
+        assert_eq!(pt["label"], "dos");
+        assert_eq!(pt["id"], "0x14fc63d2");
+        let parts = pt["partitions"].as_array().unwrap();
+        assert_eq!(parts[0]["node"], format!("{}1", img.display()));
+        assert_eq!((parts[0]["start"].as_u64(), parts[0]["size"].as_u64()), (Some(2048), Some(18432)));
+        assert_eq!(parts[0]["type"], "41");
+        assert_eq!(parts[0]["bootable"], true);
+        assert_eq!((parts[1]["start"].as_u64(), parts[1]["size"].as_u64()), (Some(20480), Some(65536 - 20480)));
+        assert_eq!(parts[1]["type"], "83");
+        assert!(parts[1].get("bootable").is_none());
+    }
+
+    #[test]
+    fn bad_table_reports_sfdisk() {
+        need("sfdisk", "fdisk");
+        let t = tempfile::tempdir().unwrap();
+        image(t.path(), "disk.img", 1 << 20);
+        let a = device_args(
+            t.path(),
+            &[("device", "disk.img")],
+            json!({"label": "gpt", "uuid": "D209C89E-EA5E-4FBD-B161-B461CCE297E0",
+                   "partitions": [{"start": 2048, "size": 1000000}]}),
+        );
+        let e = run(&a).unwrap_err().to_string();
+        assert!(e.starts_with("`sfdisk -q --no-tell-kernel "), "{e}");
+        assert!(device_args(t.path(), &[], json!({"label": "gpt", "uuid": "x"})).device_path("device").is_err());
+    }
+}

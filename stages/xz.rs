@@ -1,0 +1,47 @@
+//! `org.osbuild.xz`: compress the single file of the `file` input into `filename` in the
+//! tree with `xz --keep --stdout -0` and `XZ_OPT=--threads 0`, as upstream does.
+
+use super::disk_util::compress_input;
+use super::{StageArgs, StageResult};
+use serde::Deserialize;
+use std::process::Command;
+
+const STAGE: &str = "org.osbuild.xz";
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Options {
+    /// Output file in the tree.
+    pub filename: String,
+}
+
+pub fn run(args: &StageArgs) -> StageResult {
+    let options: Options = args.parse_options(STAGE)?;
+    let mut cmd = Command::new("xz");
+    cmd.env("XZ_OPT", "--threads 0").args(["--keep", "--stdout", "-0"]);
+    compress_input(STAGE, args, &options.filename, &mut cmd)?;
+    Ok(None)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::stages::disk_util::testing::{compress_args, decompress, need, output};
+    use serde_json::json;
+
+    #[test]
+    fn compresses_input_into_tree_at_preset_0() {
+        need("xz", "xz-utils");
+        let t = tempfile::tempdir().unwrap();
+        let (a, data) = compress_args(t.path(), json!({"filename": "/images/disk.raw.xz"}));
+        run(&a).unwrap();
+        let out = a.tree.join("images/disk.raw.xz");
+        assert!(Command::new("xz").arg("-t").arg(&out).status().unwrap().success());
+        assert_eq!(decompress("xz", &out), data);
+        // preset 0 means a 256 KiB dictionary; threaded mode (XZ_OPT) cuts the input into
+        // blocks of 3 dictionaries, so 1.2 MB make 2 blocks
+        let info = output("xz", &["-l", "-vv", out.to_str().unwrap()], "xz-utils");
+        assert_eq!(info.matches("--lzma2=dict=256KiB").count(), 2, "{info}");
+        assert!(t.path().join("input/sha256:abcd").exists());
+    }
+}

@@ -1,0 +1,51 @@
+//! `org.osbuild.zstd`: compress the single file of the `file` input into `filename` in the
+//! tree with `zstd --keep --stdout -T0 -1`, as upstream does.
+
+use super::disk_util::compress_input;
+use super::{StageArgs, StageResult};
+use serde::Deserialize;
+use std::process::Command;
+
+const STAGE: &str = "org.osbuild.zstd";
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Options {
+    /// Output file in the tree.
+    pub filename: String,
+}
+
+pub fn run(args: &StageArgs) -> StageResult {
+    let options: Options = args.parse_options(STAGE)?;
+    let mut cmd = Command::new("zstd");
+    cmd.args(["--keep", "--stdout", "-T0", "-1"]);
+    compress_input(STAGE, args, &options.filename, &mut cmd)?;
+    Ok(None)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::stages::disk_util::testing::{compress_args, decompress, need};
+    use serde_json::json;
+
+    #[test]
+    fn compresses_input_into_tree() {
+        need("zstd", "zstd");
+        let t = tempfile::tempdir().unwrap();
+        let (a, data) = compress_args(t.path(), json!({"filename": "disk.raw.zst"}));
+        run(&a).unwrap();
+        let out = a.tree.join("disk.raw.zst");
+        assert_eq!(&std::fs::read(&out).unwrap()[..4], &[0x28, 0xb5, 0x2f, 0xfd]);
+        assert!(Command::new("zstd").arg("-q").arg("-t").arg(&out).status().unwrap().success());
+        assert_eq!(decompress("zstd", &out), data);
+        assert!(t.path().join("input/sha256:abcd").exists());
+    }
+
+    #[test]
+    fn missing_input_is_named() {
+        let t = tempfile::tempdir().unwrap();
+        let a = crate::stages::testutil::args(t.path(), json!({"filename": "x.zst"}));
+        assert_eq!(run(&a).unwrap_err().to_string(), "unknown input 'file'");
+    }
+}
