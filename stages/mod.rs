@@ -138,7 +138,6 @@ impl StageArgs {
 
     /// The path of device `name`'s node (upstream: `paths.devices` joined with the device's
     /// `path`, e.g. `/dev/loop3`).
-    #[allow(dead_code)] // used by the disk stages landing next
     pub(crate) fn device_path(&self, name: &str) -> Result<PathBuf, StageError> {
         let dev = self
             .devices
