@@ -8,7 +8,9 @@ use common::disk::*;
 use common::*;
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
+use std::io::Read;
 use std::process::Command;
+use std::time::{Duration, Instant};
 
 fn manifest_path(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("test-manifests").join(name)
@@ -253,4 +255,74 @@ fn ostree_deployment_mount_makes_the_deployment_the_root() {
     assert!(root.join("in-physical-root").is_dir());
     assert!(!root.join("etc").exists(), "nothing written to the physical root's /etc");
     assert!(host_mounts_with(&env.dir.path().to_string_lossy()).is_empty());
+}
+
+/// A build that blocks inside `mkfs.ext4` (a fake one in a foreign build root sleeps) while one
+/// loop device is attached for mkfs and another one is mounted; `sig` arrives then. Nothing may
+/// be left: no process, no mount, no loop device over the store.
+fn interrupt_during_mkfs(sig: i32) {
+    let env = Env::new();
+    let marker = format!("sleep {}", 2000 + (std::process::id() % 5000) * 10 + sig as u32);
+    let script = format!("#!/bin/sh\necho mkfs-started\n{marker}\n");
+    let (build, items) = foreign_build_root_pipeline(&env, &[("mkfs.ext4", &script)]);
+    let m = env.write_manifest("m.json", &json!({"version": "2",
+        "sources": {"org.osbuild.curl": {"items": items}},
+        "pipelines": [
+            build,
+            {"name": "data", "stages": [
+                {"type": "org.osbuild.truncate", "options": {"filename": "data.img", "size": "33554432"}},
+                {"type": "org.osbuild.mkfs.ext4", "devices": loopback("data.img"), "options": {"uuid": "8a1b0c7e-3f2d-4e5a-9b6c-7d8e9f0a1b2c"}},
+                {"type": "org.osbuild.truncate", "options": {"filename": "disk.img", "size": "67108864"}}
+            ]},
+            {"name": "image", "build": "name:build", "stages": [
+                {"type": "org.osbuild.copy", "inputs": {"data": tree_input("data")},
+                 "options": {"paths": [{"from": "input://data/", "to": "tree:///"}]}},
+                {"type": "org.osbuild.mkfs.ext4", "options": {"uuid": "0194fdc2-fa2f-4cc0-81d3-ff12045b73c8"},
+                 "devices": {"device": {"type": "org.osbuild.loopback", "options": {"filename": "disk.img"}},
+                             "data": {"type": "org.osbuild.loopback", "options": {"filename": "data.img"}}},
+                 "mounts": [{"name": "data", "type": "org.osbuild.ext4", "source": "data", "target": "/"}]}
+            ]}]}));
+    let mut child = env.spawn(&m, &["--export", "image"]);
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while processes_with(&marker).is_empty() {
+        assert!(Instant::now() < deadline, "mkfs never started");
+        if let Some(st) = child.try_wait().unwrap() {
+            let mut e = String::new();
+            child.stderr.take().unwrap().read_to_string(&mut e).unwrap();
+            panic!("build ended early with {st}: {e}");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(loops_backed_under(&env.store()).len(), 2, "both devices attached while mkfs runs");
+    Command::new("kill").arg(format!("-{sig}")).arg(child.id().to_string()).status().unwrap();
+    let sent = Instant::now();
+    let status = loop {
+        if let Some(st) = child.try_wait().unwrap() {
+            break st;
+        }
+        assert!(sent.elapsed() < Duration::from_secs(5), "no exit within 5 s of signal {sig}");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    if sig != 9 {
+        assert_eq!(status.code(), Some(130));
+    }
+    // The kernel releases autoclear devices once the last user is gone; give it a moment.
+    let released = Instant::now();
+    while !loops_backed_under(&env.store()).is_empty() && released.elapsed() < Duration::from_secs(5) {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(loops_backed_under(&env.store()).is_empty(), "{:?}", loops_backed_under(&env.store()));
+    assert!(processes_with(&marker).is_empty());
+    assert!(host_mounts_with(&env.dir.path().to_string_lossy()).is_empty());
+    assert!(env.mounts().is_empty());
+}
+
+#[test]
+fn sigterm_during_mkfs_leaves_no_loop_device_mount_or_process() {
+    interrupt_during_mkfs(15);
+}
+
+#[test]
+fn sigkill_during_mkfs_leaves_no_loop_device_mount_or_process() {
+    interrupt_during_mkfs(9);
 }
