@@ -40,6 +40,7 @@ run $M "fully cached rebuild" 10 -- \
     "$BIN" --quiet --store "$STORE" --checkpoint tree --checkpoint tarball "$WORK/files300.json"
 
 "$HERE/rpms.sh" "$BIN" "$WORK" | tee -a "$results"
+"$HERE/disk.sh" "$BIN" "$WORK" | tee -a "$results"
 python3 - "$results" <<'PY'
 import sys
 r = {}
