@@ -2,6 +2,8 @@
 //! the device `hash_device` with `veritysetup format <data> <hash> --data-block-size <n>
 //! --root-hash-file <tree>/<root_hash_file>`, then check it with `veritysetup verify`, as
 //! upstream does (which calls `/usr/sbin/veritysetup`; here it is looked up on `PATH`).
+//! The root hash file is always inside the tree: an absolute `root_hash_file` is taken from
+//! the tree's root (upstream's path join would let it name a host path).
 
 use super::util::{run_tool, tree_path};
 use super::{StageArgs, StageResult};
