@@ -71,9 +71,12 @@ mod tests {
     fn creates_subvolumes_with_parents() {
         let t = tempfile::tempdir().unwrap();
         let m = mount_btrfs(t.path());
-        let mut a = args(&t.path().join("tree"), json!({"subvolumes": [
-            {"name": "/root"}, {"name": "home"}, {"name": "/var/lib/machines"}, {"name": "/root/nested"},
-        ]}));
+        let mut a = args(
+            &t.path().join("tree"),
+            json!({"subvolumes": [
+                {"name": "/root"}, {"name": "home"}, {"name": "/var/lib/machines"}, {"name": "/root/nested"},
+            ]}),
+        );
         a.paths.insert("mounts".into(), json!(m.0));
         run(&a).unwrap();
         let list = output("btrfs", &["subvolume", "list", m.0.to_str().unwrap()], "btrfs-progs");

@@ -41,7 +41,12 @@ pub fn create_output(path: &Path) -> Result<File, StageError> {
 
 /// Run the compressor `cmd` (arguments but the file given) on the single file of the `file`
 /// input, its stdout going to `filename` in the tree, as upstream's compression stages do.
-pub fn compress_input(stage: &'static str, args: &StageArgs, filename: &str, cmd: &mut Command) -> Result<(), StageError> {
+pub fn compress_input(
+    stage: &'static str,
+    args: &StageArgs,
+    filename: &str,
+    cmd: &mut Command,
+) -> Result<(), StageError> {
     let source = single_input_file(args, "file")?;
     let target = super::util::tree_path(args, filename, false)?;
     let out = create_output(&target)?;
@@ -52,7 +57,8 @@ pub fn compress_input(stage: &'static str, args: &StageArgs, filename: &str, cmd
 /// goes to the log and its tail into the error when the tool fails.
 pub fn run_tool_with_input(stage: &'static str, cmd: &mut Command, input: &[u8]) -> Result<(), StageError> {
     let tool = cmd.get_program().to_string_lossy().into_owned();
-    let mut child = cmd.stdin(Stdio::piped()).stderr(Stdio::piped()).spawn().map_err(|e| spawn_error(stage, &tool, e))?;
+    let mut child =
+        cmd.stdin(Stdio::piped()).stderr(Stdio::piped()).spawn().map_err(|e| spawn_error(stage, &tool, e))?;
     let mut stdin = child.stdin.take().expect("piped stdin");
     let input = input.to_vec();
     // a writer thread, so a tool that fills its stderr before reading stdin cannot block us
@@ -74,7 +80,8 @@ pub fn run_tool_with_input(stage: &'static str, cmd: &mut Command, input: &[u8])
 
 /// Run a build-root tool for `stage` and return its stdout (stderr as in [`run_tool`]).
 pub fn tool_output(stage: &'static str, cmd: &mut Command) -> Result<Vec<u8>, StageError> {
-    let (mut reader, writer) = std::io::pipe().map_err(StageError::io("cannot create a pipe for", cmd.get_program()))?;
+    let (mut reader, writer) =
+        std::io::pipe().map_err(StageError::io("cannot create a pipe for", cmd.get_program()))?;
     let collect = std::thread::spawn(move || {
         let mut out = Vec::new();
         let _ = reader.read_to_end(&mut out);
@@ -100,8 +107,7 @@ fn argv_string(cmd: &Command) -> String {
         .chain(cmd.get_args())
         .map(|a| {
             let s = a.to_string_lossy();
-            let plain =
-                !s.is_empty() && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_./=:,+@%".contains(&b));
+            let plain = !s.is_empty() && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_./=:,+@%".contains(&b));
             if plain {
                 s.into_owned()
             } else {
@@ -227,11 +233,16 @@ mod tests {
     fn stdin_reaches_tool_and_failures_are_reported() {
         let t = tempfile::tempdir().unwrap();
         let out = t.path().join("out");
-        run_tool_with_input("org.osbuild.test", Command::new("sh").arg("-c").arg(format!("cat > {}", out.display())), b"hi\n")
-            .unwrap();
+        run_tool_with_input(
+            "org.osbuild.test",
+            Command::new("sh").arg("-c").arg(format!("cat > {}", out.display())),
+            b"hi\n",
+        )
+        .unwrap();
         assert_eq!(std::fs::read(&out).unwrap(), b"hi\n");
-        let e = run_tool_with_input("org.osbuild.test", Command::new("sh").args(["-c", "cat >&2; exit 2"]), b"bad input")
-            .unwrap_err();
+        let e =
+            run_tool_with_input("org.osbuild.test", Command::new("sh").args(["-c", "cat >&2; exit 2"]), b"bad input")
+                .unwrap_err();
         assert_eq!(e.to_string(), "`sh -c 'cat >&2; exit 2'` failed (exit status: 2): bad input");
         let e = run_tool_with_input("org.osbuild.test", &mut Command::new("osbuild-rs-no-such-tool"), b"").unwrap_err();
         assert_eq!(e.to_string(), "osbuild-rs-no-such-tool not found in the build root, but org.osbuild.test needs it");

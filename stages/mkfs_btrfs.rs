@@ -45,8 +45,12 @@ mod tests {
         need("mkfs.btrfs", "btrfs-progs");
         let t = tempfile::tempdir().unwrap();
         let img = image(t.path(), "fs.img", 256 << 20);
-        run(&device_args(t.path(), &[("device", "fs.img")], json!({"uuid": UUID, "label": "fedora", "metadata": "single"})))
-            .unwrap();
+        run(&device_args(
+            t.path(),
+            &[("device", "fs.img")],
+            json!({"uuid": UUID, "label": "fedora", "metadata": "single"}),
+        ))
+        .unwrap();
         let id = blkid(&img);
         assert_eq!(id["TYPE"], "btrfs");
         assert_eq!(id["UUID"], UUID);

@@ -37,9 +37,11 @@ pub fn argv(options: &Options, device: &std::path::Path) -> Vec<OsString> {
             format!("lazy_journal_init={n}").into(),
         ]);
     }
-    for (feature, value) in
-        [("verity", options.verity), ("orphan_file", options.orphan_file), ("metadata_csum_seed", options.metadata_csum_seed)]
-    {
+    for (feature, value) in [
+        ("verity", options.verity),
+        ("orphan_file", options.orphan_file),
+        ("metadata_csum_seed", options.metadata_csum_seed),
+    ] {
         match value {
             Some(true) => v.extend(["-O".into(), feature.into()]),
             Some(false) => v.extend(["-O".into(), format!("^{feature}").into()]),
@@ -74,8 +76,21 @@ mod tests {
         let v: Vec<String> = argv(&o, "/dev/loop1".as_ref()).iter().map(|a| a.to_string_lossy().into_owned()).collect();
         assert_eq!(
             v,
-            ["-U", UUID, "-L", "root", "-E", "lazy_itable_init=0", "-E", "lazy_journal_init=0", "-O", "verity", "-O",
-             "^orphan_file", "/dev/loop1"]
+            [
+                "-U",
+                UUID,
+                "-L",
+                "root",
+                "-E",
+                "lazy_itable_init=0",
+                "-E",
+                "lazy_journal_init=0",
+                "-O",
+                "verity",
+                "-O",
+                "^orphan_file",
+                "/dev/loop1"
+            ]
         );
     }
 

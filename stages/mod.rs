@@ -27,6 +27,7 @@ mod containers_storage_conf;
 mod copy;
 mod cron_script;
 mod disk_util;
+mod dmverity;
 mod dnf_automatic_config;
 mod dnf_config;
 mod dracut;
@@ -268,6 +269,7 @@ static REGISTRY: &[StageInfo] = &[
     stage!("org.osbuild.containers.storage.conf", containers_storage_conf),
     stage!("org.osbuild.copy", copy, "CAP_MAC_ADMIN"),
     stage!("org.osbuild.cron.script", cron_script),
+    stage!("org.osbuild.dmverity", dmverity),
     stage!("org.osbuild.dnf-automatic.config", dnf_automatic_config),
     stage!("org.osbuild.dnf.config", dnf_config),
     stage!("org.osbuild.dracut", dracut),

@@ -96,10 +96,9 @@ mod tests {
             {"start": 45056, "size": 40960, "name": "root"},
         ]});
         run(&device_args(t.path(), &[("device", "disk.img")], o)).unwrap();
-        let pt: Value =
-            serde_json::from_str::<Value>(&output("sfdisk", &["--json", img.to_str().unwrap()], "fdisk")).unwrap()
-                ["partitiontable"]
-                .clone();
+        let pt: Value = serde_json::from_str::<Value>(&output("sfdisk", &["--json", img.to_str().unwrap()], "fdisk"))
+            .unwrap()["partitiontable"]
+            .clone();
         assert_eq!(pt["label"], "gpt");
         let parts = pt["partitions"].as_array().unwrap();
         assert_eq!(parts.len(), 3);

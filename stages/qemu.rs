@@ -25,21 +25,10 @@ pub struct Options {
 #[derive(Debug, Deserialize)]
 #[serde(tag = "type", rename_all = "lowercase", deny_unknown_fields)]
 pub enum Format {
-    Qcow2 {
-        compression: Option<bool>,
-        compat: Option<String>,
-    },
+    Qcow2 { compression: Option<bool>, compat: Option<String> },
     Vdi {},
-    Vmdk {
-        adapter_type: Option<String>,
-        compat6: Option<bool>,
-        compression: Option<bool>,
-        subformat: Option<String>,
-    },
-    Vpc {
-        force_size: Option<bool>,
-        subformat: Option<String>,
-    },
+    Vmdk { adapter_type: Option<String>, compat6: Option<bool>, compression: Option<bool>, subformat: Option<String> },
+    Vpc { force_size: Option<bool>, subformat: Option<String> },
     Vhdx {},
 }
 
@@ -180,11 +169,22 @@ mod tests {
     #[test]
     fn argv_is_upstreams() {
         let f = |v: Value| serde_json::from_value::<Format>(v).unwrap();
-        assert_eq!(argv(&f(json!({"type": "qcow2", "compat": "0.10"})), None).join(" "), "convert -O qcow2 -c -o compat=0.10");
-        assert_eq!(argv(&f(json!({"type": "qcow2", "compression": false})), Some("4")).join(" "), "convert -O qcow2 -m 4");
         assert_eq!(
-            argv(&f(json!({"type": "vmdk", "subformat": "streamOptimized", "adapter_type": "lsilogic", "compat6": true})), None)
-                .join(" "),
+            argv(&f(json!({"type": "qcow2", "compat": "0.10"})), None).join(" "),
+            "convert -O qcow2 -c -o compat=0.10"
+        );
+        assert_eq!(
+            argv(&f(json!({"type": "qcow2", "compression": false})), Some("4")).join(" "),
+            "convert -O qcow2 -m 4"
+        );
+        assert_eq!(
+            argv(
+                &f(
+                    json!({"type": "vmdk", "subformat": "streamOptimized", "adapter_type": "lsilogic", "compat6": true})
+                ),
+                None
+            )
+            .join(" "),
             "convert -O vmdk -c -o adapter_type=lsilogic,compat6,subformat=streamOptimized"
         );
         assert_eq!(argv(&f(json!({"type": "vmdk", "compression": false})), None).join(" "), "convert -O vmdk");

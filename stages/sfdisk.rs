@@ -91,7 +91,11 @@ pub fn run(args: &StageArgs) -> StageResult {
     let device = args.device_path("device")?;
     let script = script(&options, &device.to_string_lossy());
     println!("{script}");
-    run_tool_with_input(STAGE, Command::new("sfdisk").arg("-q").arg("--no-tell-kernel").arg(&device), script.as_bytes())?;
+    run_tool_with_input(
+        STAGE,
+        Command::new("sfdisk").arg("-q").arg("--no-tell-kernel").arg(&device),
+        script.as_bytes(),
+    )?;
 
     let json = tool_output(STAGE, Command::new("sfdisk").arg("--json").arg(&device))?;
     println!("{}", String::from_utf8_lossy(&json));

@@ -22,7 +22,8 @@ const STAGE: &str = "org.osbuild.sgdisk";
 pub struct Options {
     /// GUID of the table.
     pub uuid: String,
-    /// Only `gpt` is possible.
+    /// Only `gpt` is possible (sgdisk writes nothing else), so it is only validated.
+    #[allow(dead_code)]
     pub label: Option<String>,
     #[serde(default = "yes")]
     pub quote_partition_name: bool,
@@ -115,9 +116,21 @@ mod tests {
         let v: Vec<String> = argv(&o, "/dev/loop2".as_ref()).iter().map(|a| a.to_string_lossy().into_owned()).collect();
         assert_eq!(
             v[..13],
-            ["-Z", "/dev/loop2", "-g", "-U", "D209C89E-EA5E-4FBD-B161-B461CCE297E0", "-n", "1:2048:+2048", "-c",
-             "1:\"BIOS-BOOT\"", "-u", "1:FAC7F1FB-3E8D-4137-A512-961DE09A5549", "-t",
-             "1:21686148-6449-6E6F-744E-656564454649"]
+            [
+                "-Z",
+                "/dev/loop2",
+                "-g",
+                "-U",
+                "D209C89E-EA5E-4FBD-B161-B461CCE297E0",
+                "-n",
+                "1:2048:+2048",
+                "-c",
+                "1:\"BIOS-BOOT\"",
+                "-u",
+                "1:FAC7F1FB-3E8D-4137-A512-961DE09A5549",
+                "-t",
+                "1:21686148-6449-6E6F-744E-656564454649"
+            ]
         );
         assert_eq!(v[13..15], ["-A", "1:set:2"]);
         assert!(v.join(" ").contains("-n 2:208896:0 -c 2:\"root\""), "{v:?}");

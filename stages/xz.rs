@@ -1,5 +1,7 @@
 //! `org.osbuild.xz`: compress the single file of the `file` input into `filename` in the
-//! tree with `xz --keep --stdout -0` and `XZ_OPT=--threads 0`, as upstream does.
+//! tree with `xz --keep --stdout -0` and `XZ_OPT=--threads 0`, as upstream does. Upstream
+//! runs xz with only that variable set; here the environment is kept but `XZ_DEFAULTS` is
+//! dropped, so no setting from outside changes the output either.
 
 use super::disk_util::compress_input;
 use super::{StageArgs, StageResult};
@@ -18,7 +20,7 @@ pub struct Options {
 pub fn run(args: &StageArgs) -> StageResult {
     let options: Options = args.parse_options(STAGE)?;
     let mut cmd = Command::new("xz");
-    cmd.env("XZ_OPT", "--threads 0").args(["--keep", "--stdout", "-0"]);
+    cmd.env_remove("XZ_DEFAULTS").env("XZ_OPT", "--threads 0").args(["--keep", "--stdout", "-0"]);
     compress_input(STAGE, args, &options.filename, &mut cmd)?;
     Ok(None)
 }
