@@ -32,6 +32,10 @@ mod fix_bls;
 mod fstab;
 mod greenboot;
 mod groups;
+mod grub2;
+mod grub2_inst;
+mod grub2_legacy;
+mod grub_util;
 mod hostname;
 mod ignition;
 mod ini;
@@ -261,6 +265,9 @@ static REGISTRY: &[StageInfo] = &[
     stage!("org.osbuild.fstab", fstab),
     stage!("org.osbuild.greenboot", greenboot),
     stage!("org.osbuild.groups", groups),
+    stage!("org.osbuild.grub2", grub2),
+    stage!("org.osbuild.grub2.inst", grub2_inst),
+    stage!("org.osbuild.grub2.legacy", grub2_legacy),
     stage!("org.osbuild.hostname", hostname),
     stage!("org.osbuild.ignition", ignition),
     stage!("org.osbuild.kernel-cmdline", kernel_cmdline),
