@@ -601,6 +601,83 @@ fn debian_bios_disk_end_to_end() {
     assert!(listing.contains(&format!("vmlinuz-{KERNEL}")) && listing.contains(&format!("initrd.img-{KERNEL}")));
 }
 
+// ------------------------------------------------------------- compat manifests
+
+/// The options of every `stage` in the compat manifest `file`.
+fn compat_options(file: &str, stage: &str) -> Vec<Value> {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/compat/manifests").join(file);
+    let doc: Value = serde_json::from_str(&fs::read_to_string(&path).unwrap()).unwrap();
+    doc["pipelines"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|p| p["stages"].as_array().cloned().unwrap_or_default())
+        .filter(|s| s["type"] == stage)
+        .map(|s| s["options"].clone())
+        .collect()
+}
+
+/// The GRUB half of upstream's `fedora-boot` manifest on a disk laid out as its image is:
+/// BIOS boot partition at 2048, ESP, /boot (partition 3, where the core's prefix points).
+#[test]
+fn fedora_boot_manifest_options() {
+    need_grub();
+    let d = tempfile::tempdir().unwrap();
+    let tree = d.path().join("tree");
+    fs::create_dir(&tree).unwrap();
+    let grub2 = compat_options("test__data__manifests__fedora-boot.json", "org.osbuild.grub2").remove(0);
+    run_stage("org.osbuild.grub2", &tree, grub2).unwrap();
+    let env = read(&tree, "boot/grub2/grubenv");
+    let head = "# GRUB Environment Block\nsaved_entry=ffffffffffffffffffffffffffffffff-6.19.7-200.fc43.x86_64\n";
+    assert_eq!(env, format!("{head}{}", "#".repeat(1024 - head.len())));
+    assert_eq!(
+        read(&tree, "boot/efi/EFI/fedora/grub.cfg"),
+        "\nsearch --no-floppy --set prefix --file /grub2/grub.cfg\nset prefix=($prefix)/grub2\nconfigfile $prefix/grub.cfg\n"
+    );
+    let cfg = read(&tree, "boot/grub2/grub.cfg");
+    assert!(cfg.contains("\nsearch --no-floppy --set=root --fs-uuid 0194fdc2-fa2f-4cc0-81d3-ff12045b73c8\n"), "{cfg}");
+    assert_eq!(
+        read(&tree, "etc/default/grub"),
+        "GRUB_CMDLINE_LINUX=\"ro no_timer_check console=ttyS0,115200n8 biosdevname=0 net.ifnames=0\"\n\
+         GRUB_TIMEOUT=0\nGRUB_ENABLE_BLSCFG=true\nGRUB_DEFAULT=saved\n"
+    );
+    assert_modules_copied(&tree);
+
+    let script = format!(
+        "label: gpt\nstart=2048, size=2048, type={BIOS_BOOT}\nstart=4096, size=8192, type=U\nstart=12288, type={LINUX_FS}\n"
+    );
+    let img = disk(d.path(), 16, &script);
+    let table = sfdisk_json(&img);
+    let inst = compat_options("test__data__manifests__fedora-boot.json", "org.osbuild.grub2.inst").remove(0);
+    run_stage("org.osbuild.grub2.inst", &tree, inst).unwrap();
+    assert_eq!(sfdisk_json(&img), table);
+    let after = fs::read(&img).unwrap();
+    assert_eq!(u64_at(&after, 0x5c), 2048);
+    let mut core = mkimage("(,gpt3)/grub2", "i386-pc", &["biosdisk", "part_gpt", "ext2"]);
+    core[500..508].copy_from_slice(&2049u64.to_le_bytes());
+    assert_eq!(after[2048 * 512..2048 * 512 + core.len()], core[..]);
+}
+
+/// Upstream rejects the arch-build manifest for its grub2.legacy options (`bios` given as a
+/// string, an unknown `architecture`); so does our schema. Its grub2.inst options (xfs, an
+/// explicit `grub-mkimage`) are fine.
+#[test]
+fn arch_build_manifest_options() {
+    let file = "test__data__manifests__arch__arch-build.json";
+    let legacy = compat_options(file, "org.osbuild.grub2.legacy").remove(0);
+    let schema = module_schema(ModuleKind::Stage, "org.osbuild.grub2.legacy").unwrap();
+    let errors = validate_against("stages/org.osbuild.grub2.legacy", schema, &legacy);
+    let messages: BTreeSet<String> = errors.iter().map(|e| format!("{e:?}")).collect();
+    assert_eq!(messages.len(), 2, "{messages:?}");
+    assert!(messages.iter().any(|m| m.contains("is not of type \\\"object\\\"")), "{messages:?}");
+    assert!(messages.iter().any(|m| m.contains("'architecture' was unexpected")), "{messages:?}");
+    assert!(find("org.osbuild.grub2.legacy").unwrap().check_options(&legacy).is_err());
+    let inst = compat_options(file, "org.osbuild.grub2.inst").remove(0);
+    let schema = module_schema(ModuleKind::Stage, "org.osbuild.grub2.inst").unwrap();
+    assert!(validate_against("stages/org.osbuild.grub2.inst", schema, &inst).is_empty());
+    find("org.osbuild.grub2.inst").unwrap().check_options(&inst).unwrap();
+}
+
 // ------------------------------------------------------------- upstream cross-check
 
 /// Run upstream's Python stage `name` on `tree` with `options`.
