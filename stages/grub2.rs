@@ -224,9 +224,9 @@ fn layout<'a>(o: &'a Options, root_uuid: &'a Filesystem, boot_uuid: &'a Filesyst
         None => return Err(StageError::Invalid("either rootfs or root_fs_uuid is required".into())),
     };
     let bootfs = match o.bootfs.as_ref() {
-        Some(f) => Some(f),
-        None if o.boot_fs_uuid.is_some() => Some(boot_uuid),
-        None => None,
+        Some(f) if !f.is_empty() => Some(f),
+        _ if o.boot_fs_uuid.is_some() => Some(boot_uuid),
+        other => other,
     };
     let root = rootfs.resolve("rootfs", false)?;
     let grubfs = match bootfs.filter(|f| !f.is_empty()) {
@@ -525,6 +525,21 @@ mod tests {
              set prefix=($prefix)/boot/grub2\nconfigfile $prefix/grub.cfg\n"
         );
         assert!(read(t.path(), "boot/grub2/grub.cfg").ends_with("\nblscfg\n"));
+    }
+
+    #[test]
+    fn empty_bootfs_falls_back_to_boot_fs_uuid() {
+        let t = tempfile::tempdir().unwrap();
+        let boot = "156f0420-627b-4151-ae6f-fda298097515";
+        run_in(t.path(), json!({"rootfs": {"label": "root"}, "bootfs": {}, "boot_fs_uuid": boot, "ignition": true}));
+        let cfg = read(t.path(), "boot/grub2/grub.cfg");
+        assert!(cfg.contains(&format!("search --no-floppy --set=root --fs-uuid {boot}\n")), "{cfg}");
+        // an empty bootfs alone still means a separate /boot, found through the root file system
+        let t = tempfile::tempdir().unwrap();
+        run_in(t.path(), json!({"rootfs": {"label": "root"}, "bootfs": {}, "ignition": true}));
+        let cfg = read(t.path(), "boot/grub2/grub.cfg");
+        assert!(cfg.contains("search --no-floppy --set=root --label root\n"), "{cfg}");
+        assert!(cfg.contains("if [ -f \"/ignition.firstboot\" ]; then"), "{cfg}");
     }
 
     #[test]

@@ -234,6 +234,8 @@ pub struct Region {
     pub end: u64,
     /// "partition 2", "the GPT header and partition entries", ...
     pub what: String,
+    /// Partition table data rather than a partition: no core may start in it.
+    pub table: bool,
 }
 
 /// The regions of the image that the partition table uses: MBR partitions and, behind a
@@ -254,7 +256,7 @@ pub fn used_regions(image: &File, sector_size: u64) -> Result<Vec<Region>, Stage
         if kind == 0xee {
             gpt = true;
         } else if kind != 0 && count > 0 {
-            regions.push(Region { start, end: start + count, what: format!("partition {}", i + 1) });
+            regions.push(Region { start, end: start + count, what: format!("partition {}", i + 1), table: false });
         }
     }
     if !gpt {
@@ -275,18 +277,25 @@ pub fn used_regions(image: &File, sector_size: u64) -> Result<Vec<Region>, Stage
     let table_sectors = (count * size).div_ceil(sector_size);
     regions.push(Region {
         start: 1,
-        end: entries_lba.max(1) + table_sectors,
+        end: entries_lba.max(1).saturating_add(table_sectors),
         what: "the GPT header and partition entries".into(),
+        table: true,
     });
     let mut table = vec![0u8; (count * size) as usize];
-    image.read_exact_at(&mut table, entries_lba * sector_size).map_err(|_| bad())?;
+    let table_at = entries_lba.checked_mul(sector_size).ok_or_else(bad)?;
+    image.read_exact_at(&mut table, table_at).map_err(|_| bad())?;
     for (i, e) in table.chunks(size as usize).enumerate() {
         if e[0..16].iter().all(|b| *b == 0) {
             continue;
         }
         let first = u64::from_le_bytes(e[32..40].try_into().unwrap());
         let last = u64::from_le_bytes(e[40..48].try_into().unwrap());
-        regions.push(Region { start: first, end: last + 1, what: format!("partition {}", i + 1) });
+        regions.push(Region {
+            start: first,
+            end: last.saturating_add(1),
+            what: format!("partition {}", i + 1),
+            table: false,
+        });
     }
     Ok(regions)
 }
@@ -294,10 +303,10 @@ pub fn used_regions(image: &File, sector_size: u64) -> Result<Vec<Region>, Stage
 /// Refuse a core of `sectors` sectors at `location` that would damage the partition table or
 /// a partition it does not belong to.
 pub fn check_placement(regions: &[Region], location: u64, sectors: u64) -> Result<(), StageError> {
-    let end = location + sectors;
+    let end = location.saturating_add(sectors);
     for r in regions {
         if (r.start..r.end).contains(&location) {
-            if r.what.starts_with("the GPT") {
+            if r.table {
                 return Err(StageError::Invalid(format!(
                     "the core image location, sector {location}, is inside {} (sectors {}..{})",
                     r.what, r.start, r.end
@@ -331,7 +340,7 @@ fn install(o: &Options, image: &Path, core: &[u8], location: u64) -> Result<(), 
         std::fs::OpenOptions::new().read(true).write(true).open(image).map_err(StageError::io("cannot open", image))?;
     let len = f.metadata().map_err(StageError::io("cannot read", image))?.len();
     let sectors = (core.len() as u64).div_ceil(ss);
-    if (location + sectors) * ss > len {
+    if location.saturating_add(sectors).saturating_mul(ss) > len {
         return Err(StageError::Invalid(format!(
             "the core image ({sectors} sectors at sector {location}) ends beyond the end of {} ({len} bytes)",
             image.display()
@@ -419,7 +428,7 @@ mod tests {
     }
 
     fn region(start: u64, end: u64, what: &str) -> Region {
-        Region { start, end, what: what.into() }
+        Region { start, end, what: what.into(), table: what.starts_with("the GPT") }
     }
 
     #[test]
