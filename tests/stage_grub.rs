@@ -548,6 +548,30 @@ fn inst_names_a_missing_mkimage() {
     assert_eq!(e, "osbuild-rs-no-such-mkimage not found in the build root, but org.osbuild.grub2.inst needs it");
 }
 
+/// With neither grub2-mkimage nor grub-mkimage on PATH the error names both. Runs the stage
+/// in a child process of this test binary, with an empty PATH.
+#[test]
+fn inst_names_both_mkimage_programs_when_neither_is_there() {
+    if std::env::var_os("OSBUILD_RS_GRUB_CHILD").is_some() {
+        let (_d, tree) = tmp_tree();
+        let e = run_stage("org.osbuild.grub2.inst", &tree, inst_options(Some(1), "gpt", 0)).unwrap_err();
+        println!("child error: {e}");
+        return;
+    }
+    let empty = tempfile::tempdir().unwrap();
+    let out = Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", "inst_names_both_mkimage_programs_when_neither_is_there", "--nocapture", "--test-threads=1"])
+        .env("OSBUILD_RS_GRUB_CHILD", "1")
+        .env("PATH", empty.path())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    let want = "child error: grub2-mkimage (or grub-mkimage) not found in the build root, \
+                but org.osbuild.grub2.inst needs it";
+    assert!(stdout.contains(want), "{stdout}");
+}
+
 /// The whole BIOS path on a real disk image: the legacy config and modules in an ext4 root
 /// partition, the core in the BIOS boot partition with the prefix `(,gpt2)/boot/grub2`; GRUB's
 /// own partition and ext2 code (grub-fstest) then finds grub.cfg, grubenv, normal.mod and the
