@@ -531,6 +531,14 @@ fn inst_without_location_writes_the_core_as_the_file() {
         fs::read(tree.join("disk.img")).unwrap(),
         mkimage("(,gpt1)/boot/", "i386-pc", &["biosdisk", "part_gpt", "ext2"])
     );
+    // the other file systems of the root (arch-build's core is xfs)
+    for (fs_name, module) in [("xfs", "xfs"), ("btrfs", "btrfs")] {
+        let mut o = inst_options(None, "dos", 1);
+        o["core"]["filesystem"] = json!(fs_name);
+        run_stage("org.osbuild.grub2.inst", &tree, o).unwrap();
+        let want = mkimage("(,msdos2)/boot/grub2", "i386-pc", &["biosdisk", "part_msdos", module]);
+        assert_eq!(fs::read(tree.join("disk.img")).unwrap(), want, "{fs_name}");
+    }
     // an El Torito image for an ISO
     let o = json!({"filename": "eltorito.img", "platform": "i386-pc", "prefix": {"path": "/boot/grub2"},
                    "core": {"type": "mkimage", "partlabel": "gpt", "filesystem": "iso9660"}});
