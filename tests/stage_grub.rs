@@ -710,6 +710,156 @@ fn arch_build_manifest_options() {
     find("org.osbuild.grub2.inst").unwrap().check_options(&inst).unwrap();
 }
 
+// ------------------------------------------------------------------- schemas
+
+/// Options the schemas must refuse (as upstream's do).
+fn rejected_samples() -> Vec<(&'static str, Value)> {
+    let r = json!({"label": "r"});
+    let entry = json!({"id": "a", "kernel": "1", "product": {"name": "D", "version": "1"}});
+    let core = json!({"type": "mkimage", "partlabel": "gpt", "filesystem": "ext4"});
+    let prefix = json!({"type": "partition", "partlabel": "gpt", "number": 1, "path": "/boot/grub2"});
+    vec![
+        ("org.osbuild.grub2", json!({})),
+        ("org.osbuild.grub2", json!({"rootfs": r, "root_fs_uuid": ROOT_UUID})),
+        ("org.osbuild.grub2", json!({"rootfs": {}})),
+        ("org.osbuild.grub2", json!({"rootfs": {"uuid": "not-a-uuid"}})),
+        ("org.osbuild.grub2", json!({"rootfs": r, "legacy": 1})),
+        ("org.osbuild.grub2", json!({"rootfs": r, "uefi": {}})),
+        ("org.osbuild.grub2", json!({"rootfs": r, "uefi": {"vendor": ""}})),
+        ("org.osbuild.grub2", json!({"rootfs": r, "config": {"timeout": -1}})),
+        ("org.osbuild.grub2", json!({"rootfs": r, "config": {"timeout_style": "loud"}})),
+        ("org.osbuild.grub2", json!({"rootfs": r, "config": {"terminal": "console"}})),
+        ("org.osbuild.grub2", json!({"rootfs": r, "config": {"cmdline": "ro"}})),
+        ("org.osbuild.grub2", json!({"rootfs": r, "compat_version": 3})),
+        ("org.osbuild.grub2", json!({"rootfs": r, "entries": [entry]})),
+        ("org.osbuild.grub2.legacy", json!({"rootfs": r, "bios": {"platform": "i386-pc"}})),
+        ("org.osbuild.grub2.legacy", json!({"rootfs": r, "bios": {"platform": "i386-pc"}, "entries": []})),
+        ("org.osbuild.grub2.legacy", json!({"rootfs": r, "entries": [entry]})),
+        ("org.osbuild.grub2.legacy", json!({"rootfs": r, "bios": "i386-pc", "entries": [entry]})),
+        ("org.osbuild.grub2.legacy", json!({"rootfs": r, "bios": {"platform": "x86_64-efi"}, "entries": [entry]})),
+        ("org.osbuild.grub2.legacy", json!({"rootfs": {}, "uefi": {"vendor": "d"}, "entries": [entry]})),
+        (
+            "org.osbuild.grub2.legacy",
+            json!({"rootfs": r, "uefi": {"vendor": "d"}, "entries": [{"id": "a", "kernel": "1"}]}),
+        ),
+        (
+            "org.osbuild.grub2.legacy",
+            json!({"rootfs": r, "uefi": {"vendor": "d"},
+                   "entries": [{"id": "a", "kernel": "1", "initrd": "x", "product": {"name": "D", "version": "1"}}]}),
+        ),
+        (
+            "org.osbuild.grub2.legacy",
+            json!({"rootfs": r, "uefi": {"vendor": "d"}, "entries": [entry], "kernel_opts": ""}),
+        ),
+        ("org.osbuild.grub2.inst", json!({"filename": "d", "platform": "i386-pc", "core": core})),
+        (
+            "org.osbuild.grub2.inst",
+            json!({"filename": "d", "platform": "i386-pc", "prefix": prefix,
+                   "core": {"type": "other", "partlabel": "gpt", "filesystem": "ext4"}}),
+        ),
+        (
+            "org.osbuild.grub2.inst",
+            json!({"filename": "d", "platform": "i386-pc", "prefix": prefix,
+                   "core": {"type": "mkimage", "partlabel": "mbr", "filesystem": "ext4"}}),
+        ),
+        (
+            "org.osbuild.grub2.inst",
+            json!({"filename": "d", "platform": "i386-pc", "prefix": prefix,
+                   "core": {"type": "mkimage", "partlabel": "gpt", "filesystem": "vfat"}}),
+        ),
+        (
+            "org.osbuild.grub2.inst",
+            json!({"filename": "d", "platform": "i386-pc", "core": core, "prefix": {"path": "boot"}}),
+        ),
+        (
+            "org.osbuild.grub2.inst",
+            json!({"filename": "d", "platform": "i386-pc", "core": core,
+                   "prefix": {"type": "partition", "partlabel": "gpt", "path": "/boot"}}),
+        ),
+        (
+            "org.osbuild.grub2.inst",
+            json!({"filename": "d", "platform": "i386-pc", "core": core, "prefix": prefix, "location": "1"}),
+        ),
+    ]
+}
+
+/// Options the schemas and the typed options must accept.
+fn accepted_samples() -> Vec<(&'static str, Value)> {
+    let entry =
+        json!({"id": "a", "kernel": "1", "default": true, "product": {"name": "D", "version": "1", "nick": "n"}});
+    let mut out = vec![
+        ("org.osbuild.grub2", json!({"rootfs": {"label": "r"}})),
+        ("org.osbuild.grub2", json!({"root_fs_uuid": "6699-AFB5", "boot_fs_uuid": BOOT_UUID, "compat_version": 2})),
+        (
+            "org.osbuild.grub2",
+            json!({"rootfs": {"uuid": ROOT_UUID}, "legacy": "i386-pc", "uefi": {"vendor": "d", "future": 1},
+                   "ignition": true, "greenboot": true, "write_cmdline": false, "saved_entry": "x",
+                   "config": {"default": "saved", "disable_recovery": true, "disable_submenu": false,
+                              "distributor": "D", "terminal": ["console"], "terminal_input": [],
+                              "terminal_output": ["serial"], "timeout": 0, "timeout_style": "hidden", "serial": "serial"}}),
+        ),
+        ("org.osbuild.grub2.legacy", legacy_debian_options()),
+        (
+            "org.osbuild.grub2.legacy",
+            json!({"rootfs": {"device": "/dev/vda3"}, "uefi": {"vendor": "d", "install": false}, "entries": [entry],
+                   "write_defaults": false, "config": {"cmdline": "ro", "default": "0"}}),
+        ),
+        (
+            "org.osbuild.grub2.inst",
+            json!({"filename": "d", "platform": "powerpc-ieee1275", "sector-size": 4096, "prefix": {"path": "/boot/grub2"},
+                   "core": {"type": "mkimage", "partlabel": "dos", "filesystem": "btrfs", "binary": "grub-mkimage"}}),
+        ),
+    ];
+    for file in ["test__data__manifests__fedora-boot.json", "test__data__manifests__fedora-ostree-image.json"] {
+        for stage in ["org.osbuild.grub2", "org.osbuild.grub2.inst"] {
+            for o in compat_options(file, stage) {
+                out.push((stage, o));
+            }
+        }
+    }
+    out.push((
+        "org.osbuild.grub2.legacy",
+        compat_options("test__data__stages__grub2.legacy__b.json", "org.osbuild.grub2.legacy").remove(0),
+    ));
+    out
+}
+
+#[test]
+fn schemas_take_what_upstream_takes() {
+    for (name, options) in rejected_samples() {
+        let errors =
+            validate_against(&format!("stages/{name}"), module_schema(ModuleKind::Stage, name).unwrap(), &options);
+        assert!(!errors.is_empty(), "{name} accepted {options}");
+    }
+    for (name, options) in accepted_samples() {
+        let errors =
+            validate_against(&format!("stages/{name}"), module_schema(ModuleKind::Stage, name).unwrap(), &options);
+        assert!(errors.is_empty(), "{name} refused {options}: {errors:?}");
+        find(name).unwrap().check_options(&options).unwrap_or_else(|e| panic!("{name}: {options}: {e:?}"));
+    }
+}
+
+/// The same samples through upstream's schemas (from its `.meta.json`) give the same verdicts.
+#[test]
+#[ignore = "needs an upstream osbuild checkout in OSBUILD_UPSTREAM"]
+fn schemas_agree_with_upstream() {
+    let upstream = PathBuf::from(std::env::var_os("OSBUILD_UPSTREAM").expect("set OSBUILD_UPSTREAM"));
+    for (name, options, accepted) in rejected_samples()
+        .into_iter()
+        .map(|(n, o)| (n, o, false))
+        .chain(accepted_samples().into_iter().map(|(n, o)| (n, o, true)))
+    {
+        let meta: Value =
+            serde_json::from_str(&fs::read_to_string(upstream.join(format!("stages/{name}.meta.json"))).unwrap())
+                .unwrap();
+        let mut schema = meta["schema"].clone();
+        schema.as_object_mut().unwrap().insert("type".into(), json!("object"));
+        let text: &'static str = Box::leak(schema.to_string().into_boxed_str());
+        let errors = validate_against(&format!("upstream/{name}"), text, &options);
+        assert_eq!(errors.is_empty(), accepted, "upstream {name}: {options}: {errors:?}");
+    }
+}
+
 // ------------------------------------------------------------- upstream cross-check
 
 /// Run upstream's Python stage `name` on `tree` with `options`.
