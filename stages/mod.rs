@@ -37,6 +37,10 @@ mod fix_bls;
 mod fstab;
 mod greenboot;
 mod groups;
+mod grub2;
+mod grub2_inst;
+mod grub2_legacy;
+mod grub_util;
 mod gzip;
 mod hostname;
 mod ignition;
@@ -279,6 +283,9 @@ static REGISTRY: &[StageInfo] = &[
     stage!("org.osbuild.fstab", fstab),
     stage!("org.osbuild.greenboot", greenboot),
     stage!("org.osbuild.groups", groups),
+    stage!("org.osbuild.grub2", grub2),
+    stage!("org.osbuild.grub2.inst", grub2_inst),
+    stage!("org.osbuild.grub2.legacy", grub2_legacy),
     stage!("org.osbuild.gzip", gzip),
     stage!("org.osbuild.hostname", hostname),
     stage!("org.osbuild.ignition", ignition),
