@@ -7,8 +7,8 @@ mod common;
 use common::disk::*;
 use common::*;
 use serde_json::{json, Value};
-use std::path::{Path, PathBuf};
 use std::io::Read;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -63,13 +63,14 @@ fn v1_qemu_assembler_builds_a_gpt_disk_with_grub_and_the_tree() {
 
     // GRUB: boot.img in the MBR points at the core in the BIOS boot partition (sector 2048),
     // and the core's first sector points at its second one.
-    let disk = std::fs::read(&raw).unwrap();
+    let disk = read_at(&raw, 0, 512);
+    let core = read_at(&raw, 2048 * 512, 512);
     assert_eq!(u64::from_le_bytes(disk[0x5c..0x64].try_into().unwrap()), 2048);
-    assert_eq!(u64::from_le_bytes(disk[2048 * 512 + 500..2048 * 512 + 508].try_into().unwrap()), 2049);
+    assert_eq!(u64::from_le_bytes(core[500..508].try_into().unwrap()), 2049);
     let boot_img = std::fs::read(grub_dir().join("boot.img")).unwrap();
     assert_eq!(&disk[..0x5c], &boot_img[..0x5c], "MBR boot code is GRUB's boot.img");
     assert_eq!(&disk[0x1fe..0x200], &[0x55, 0xaa], "protective MBR signature kept");
-    assert!(disk[2048 * 512..2048 * 512 + 16].iter().any(|b| *b != 0), "core image written");
+    assert!(core[..16].iter().any(|b| *b != 0), "core image written");
 
     assert!(loops_backed_under(&env.store()).is_empty());
 }
@@ -325,4 +326,76 @@ fn sigterm_during_mkfs_leaves_no_loop_device_mount_or_process() {
 #[test]
 fn sigkill_during_mkfs_leaves_no_loop_device_mount_or_process() {
     interrupt_during_mkfs(9);
+}
+
+#[test]
+fn v2_gpt_disk_with_grub_exported_as_qcow2_vmdk_and_vhd() {
+    let env = Env::new();
+    let out = env.run(&manifest_path("disk.json"), &["--export", "qcow2", "--export", "vmdk", "--export", "vhd"]);
+    ok(&out);
+    let qcow = env.out().join("qcow2/disk.qcow2");
+    let vmdk = env.out().join("vmdk/disk.vmdk");
+    let vhd = env.out().join("vhd/disk.vhd");
+    let info = qemu_img_info(&qcow);
+    assert_eq!((info["format"].as_str(), info["virtual-size"].as_u64()), (Some("qcow2"), Some(1 << 30)));
+    assert_eq!(info["format-specific"]["data"]["compat"], "1.1");
+    let info = qemu_img_info(&vmdk);
+    assert_eq!(info["format"], "vmdk");
+    assert_eq!(info["format-specific"]["data"]["create-type"], "streamOptimized");
+    // A fixed VHD is raw data plus a footer: qemu-img only reads it as vpc when told to, and
+    // then must find a valid footer.
+    let info: Value =
+        serde_json::from_str(&run(Command::new("qemu-img").args(["info", "-f", "vpc", "--output=json"]).arg(&vhd)))
+            .unwrap();
+    assert_eq!(info["format"], "vpc");
+    // vpc with force_size keeps the exact size (no CHS rounding).
+    assert_eq!(info["virtual-size"].as_u64(), Some(1 << 30));
+    // The three formats hold the same disk.
+    run(Command::new("qemu-img").arg("compare").arg(&qcow).arg(&vmdk));
+    run(Command::new("qemu-img").args(["compare", "-F", "vpc"]).arg(&qcow).arg(&vhd));
+
+    let raw = to_raw(&qcow);
+    let t = sfdisk_json(&raw);
+    let parts = t["partitiontable"]["partitions"].as_array().unwrap().clone();
+    assert_eq!(t["partitiontable"]["label"], "gpt");
+    assert_eq!(
+        parts.iter().map(|p| (p["start"].as_u64().unwrap(), p["size"].as_u64().unwrap())).collect::<Vec<_>>(),
+        vec![(2048, 2048), (4096, 204800), (208896, 1888223)]
+    );
+    assert_eq!(parts[1]["name"], "boot");
+    assert_eq!(parts[2]["uuid"], "6264D520-3FB9-423F-8AB8-7A0A8E3D3562");
+
+    let (boot_off, _) = part_range(&t, 2);
+    let (root_off, root_size) = part_range(&t, 3);
+    let boot = blkid_at(&raw, boot_off);
+    assert_eq!(
+        (boot["TYPE"].as_str(), boot["UUID"].as_str(), boot["LABEL"].as_str()),
+        ("ext4", "0194fdc2-fa2f-4cc0-81d3-ff12045b73c8", "boot")
+    );
+    let root = blkid_at(&raw, root_off);
+    assert_eq!(
+        (root["TYPE"].as_str(), root["UUID"].as_str(), root["LABEL"].as_str()),
+        ("xfs", "6e4ff95f-f662-45ee-a82a-bdf44a2d0b75", "root")
+    );
+
+    // Content: / on xfs, /boot on ext4 (the tree split at the mount point).
+    assert_eq!(loop_cat(&raw, root_off, root_size, "/etc/hostname"), "osbuild-rs-disk\n");
+    assert!(loop_cat(&raw, root_off, root_size, "/etc/fstab")
+        .contains("UUID=0194fdc2-fa2f-4cc0-81d3-ff12045b73c8\t/boot\text4"));
+    assert_eq!(
+        loop_cat(&raw, root_off, root_size, "/boot/grub2/grub.cfg"),
+        "",
+        "/boot content is on the boot partition"
+    );
+    let cfg = ext4_cat(&raw, boot_off, "/grub2/grub.cfg");
+    assert!(cfg.contains("search --no-floppy --set=root --fs-uuid 0194fdc2-fa2f-4cc0-81d3-ff12045b73c8"), "{cfg}");
+    assert!(ext4_cat(&raw, boot_off, "/grub2/grubenv").starts_with("# GRUB Environment Block"));
+    assert!(!ext4_cat(&raw, boot_off, "/grub2/i386-pc/normal.mod").is_empty(), "GRUB modules for BIOS");
+
+    // GRUB itself finds its config through the core's prefix: boot.img -> core at sector 2048.
+    let disk = read_at(&raw, 0, 512);
+    assert_eq!(u64::from_le_bytes(disk[0x5c..0x64].try_into().unwrap()), 2048);
+    let via_grub = run(Command::new("grub-fstest").arg(&raw).args(["cat", "(loop0,gpt2)/grub2/grub.cfg"]));
+    assert_eq!(via_grub, cfg);
+    assert!(loops_backed_under(&env.store()).is_empty());
 }

@@ -82,3 +82,13 @@ pub fn loop_cat(image: &Path, offset: u64, size: u64, path: &str) -> String {
         image.display()
     )))
 }
+
+/// `len` bytes of `path` from `offset`.
+pub fn read_at(path: &Path, offset: u64, len: usize) -> Vec<u8> {
+    use std::io::{Read, Seek, SeekFrom};
+    let mut f = std::fs::File::open(path).unwrap();
+    f.seek(SeekFrom::Start(offset)).unwrap();
+    let mut buf = vec![0; len];
+    f.read_exact(&mut buf).unwrap();
+    buf
+}
