@@ -45,6 +45,16 @@ mod modprobe;
 mod nm_conf;
 mod nm_conn;
 mod noop;
+mod ostree_commit;
+mod ostree_config;
+mod ostree_deploy;
+mod ostree_init;
+mod ostree_init_fs;
+mod ostree_os_init;
+mod ostree_preptree;
+mod ostree_pull;
+mod ostree_remotes;
+mod ostree_util;
 mod pam_limits_conf;
 mod pwquality_conf;
 mod pyfmt;
@@ -273,6 +283,15 @@ static REGISTRY: &[StageInfo] = &[
     stage!("org.osbuild.nm.conf", nm_conf),
     stage!("org.osbuild.nm.conn", nm_conn),
     stage!("org.osbuild.noop", noop),
+    stage!("org.osbuild.ostree.commit", ostree_commit, "CAP_MAC_ADMIN", "CAP_NET_ADMIN", "CAP_SYS_PTRACE"),
+    stage!("org.osbuild.ostree.config", ostree_config),
+    stage!("org.osbuild.ostree.deploy", ostree_deploy, "CAP_MAC_ADMIN"),
+    stage!("org.osbuild.ostree.init", ostree_init),
+    stage!("org.osbuild.ostree.init-fs", ostree_init_fs),
+    stage!("org.osbuild.ostree.os-init", ostree_os_init),
+    stage!("org.osbuild.ostree.preptree", ostree_preptree, "CAP_MAC_ADMIN", "CAP_NET_ADMIN", "CAP_SYS_PTRACE"),
+    stage!("org.osbuild.ostree.pull", ostree_pull, "CAP_MAC_ADMIN"),
+    stage!("org.osbuild.ostree.remotes", ostree_remotes),
     stage!("org.osbuild.pam.limits.conf", pam_limits_conf),
     stage!("org.osbuild.pwquality.conf", pwquality_conf),
     stage!("org.osbuild.resolv-conf", resolv_conf),
