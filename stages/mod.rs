@@ -45,9 +45,11 @@ mod modprobe;
 mod nm_conf;
 mod nm_conn;
 mod noop;
+mod ostree_aleph;
 mod ostree_commit;
 mod ostree_config;
 mod ostree_deploy;
+mod ostree_fillvar;
 mod ostree_init;
 mod ostree_init_fs;
 mod ostree_os_init;
@@ -283,9 +285,11 @@ static REGISTRY: &[StageInfo] = &[
     stage!("org.osbuild.nm.conf", nm_conf),
     stage!("org.osbuild.nm.conn", nm_conn),
     stage!("org.osbuild.noop", noop),
+    stage!("org.osbuild.ostree.aleph", ostree_aleph, "CAP_MAC_ADMIN"),
     stage!("org.osbuild.ostree.commit", ostree_commit, "CAP_MAC_ADMIN", "CAP_NET_ADMIN", "CAP_SYS_PTRACE"),
     stage!("org.osbuild.ostree.config", ostree_config),
     stage!("org.osbuild.ostree.deploy", ostree_deploy, "CAP_MAC_ADMIN"),
+    stage!("org.osbuild.ostree.fillvar", ostree_fillvar),
     stage!("org.osbuild.ostree.init", ostree_init),
     stage!("org.osbuild.ostree.init-fs", ostree_init_fs),
     stage!("org.osbuild.ostree.os-init", ostree_os_init),

@@ -1,6 +1,7 @@
 //! Helpers for integration tests that run real builds (root, bubblewrap).
 #![allow(dead_code)]
 
+pub mod nginx;
 pub mod treediff;
 
 use serde_json::{json, Value};
