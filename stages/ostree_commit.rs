@@ -110,7 +110,9 @@ pub fn run(args: &StageArgs) -> StageResult {
     }
     argv.push(format!("--add-metadata-string=rpmostree.inputhash={inputhash}").into());
     if options.selinux_label_version != 0 {
-        argv.push(format!("--add-metadata-string=rpmostree.selinux-label-version={}", options.selinux_label_version).into());
+        argv.push(
+            format!("--add-metadata-string=rpmostree.selinux-label-version={}", options.selinux_label_version).into(),
+        );
     }
     if let Some(kver) = kernel_version(&input) {
         println!("ostree: bootable commit, kernel {kver}");
@@ -189,7 +191,12 @@ mod tests {
         let input = t.path().join("input");
         layout(&input);
         std::fs::create_dir_all(&tree).unwrap();
-        assert!(Command::new("ostree").args(["init", "--mode=archive"]).arg(repo_arg(&tree.join("repo"))).status().unwrap().success());
+        assert!(Command::new("ostree")
+            .args(["init", "--mode=archive"])
+            .arg(repo_arg(&tree.join("repo")))
+            .status()
+            .unwrap()
+            .success());
         let mut a = args(&tree, json!({"ref": "test/x86_64/iot", "os_version": "42.1"}));
         a.inputs.insert("tree".into(), json!({"path": input}));
         a.meta.insert("source-epoch".into(), json!(1_700_000_000));
@@ -218,7 +225,12 @@ mod tests {
         assert_eq!(key("ostree.linux"), "'6.1.0'");
         // same input, same epoch, fresh repository: same commit
         std::fs::remove_dir_all(tree.join("repo")).unwrap();
-        assert!(Command::new("ostree").args(["init", "--mode=archive"]).arg(repo_arg(&tree.join("repo"))).status().unwrap().success());
+        assert!(Command::new("ostree")
+            .args(["init", "--mode=archive"])
+            .arg(repo_arg(&tree.join("repo")))
+            .status()
+            .unwrap()
+            .success());
         let again = run(&a).unwrap().unwrap();
         assert_eq!(again["compose"]["ostree-commit"], commit.as_str());
     }
@@ -232,7 +244,12 @@ mod tests {
         let mut a = args(&tree, json!({"ref": "x"}));
         a.inputs.insert("tree".into(), json!({"path": t.path().join("input")}));
         assert!(run(&a).unwrap_err().to_string().contains("no ostree repository at /repo"));
-        assert!(Command::new("ostree").args(["init", "--mode=archive"]).arg(repo_arg(&tree.join("repo"))).status().unwrap().success());
+        assert!(Command::new("ostree")
+            .args(["init", "--mode=archive"])
+            .arg(repo_arg(&tree.join("repo")))
+            .status()
+            .unwrap()
+            .success());
         assert!(run(&a).unwrap_err().to_string().contains("not in ostree layout"));
     }
 }

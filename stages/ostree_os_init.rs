@@ -14,7 +14,10 @@ pub struct Options {
 
 pub fn run(args: &StageArgs) -> StageResult {
     let options: Options = args.parse_options(STAGE)?;
-    ostree(STAGE, &["admin".as_ref(), "os-init".as_ref(), options.osname.as_ref(), sysroot_arg(&args.tree).as_os_str()])?;
+    ostree(
+        STAGE,
+        &["admin".as_ref(), "os-init".as_ref(), options.osname.as_ref(), sysroot_arg(&args.tree).as_os_str()],
+    )?;
     Ok(None)
 }
 

@@ -255,7 +255,8 @@ fn relocate_rpmdb(tree: &Path, tmpfiles: &mut String) -> Result<(), StageError> 
     } else if sysimage.is_dir() {
         clean_rpmdb(&sysimage)?;
         if fs::symlink_metadata(&share).is_err() {
-            fs::create_dir_all(tree.join("usr/share")).map_err(io("cannot create directory", &tree.join("usr/share")))?;
+            fs::create_dir_all(tree.join("usr/share"))
+                .map_err(io("cannot create directory", &tree.join("usr/share")))?;
             symlink("../lib/sysimage/rpm", &share).map_err(io("cannot create link", &share))?;
         }
         remove_any(&var_db)?;
@@ -401,7 +402,8 @@ mod tests {
     use std::os::unix::fs::chown;
 
     fn package_tree(root: &Path) {
-        for d in ["etc", "usr/bin", "usr/local/bin", "var/lib/fish", "var/lib/rpm", "var/log", "home/test", "opt/x", "boot"]
+        for d in
+            ["etc", "usr/bin", "usr/local/bin", "var/lib/fish", "var/lib/rpm", "var/log", "home/test", "opt/x", "boot"]
         {
             fs::create_dir_all(root.join(d)).unwrap();
         }
@@ -432,7 +434,10 @@ mod tests {
         top.sort();
         assert_eq!(
             top,
-            ["boot", "dev", "home", "media", "mnt", "opt", "ostree", "proc", "root", "run", "srv", "sys", "sysroot", "tmp", "usr", "var"]
+            [
+                "boot", "dev", "home", "media", "mnt", "opt", "ostree", "proc", "root", "run", "srv", "sys", "sysroot",
+                "tmp", "usr", "var"
+            ]
         );
         assert_eq!(fs::read_link(root.join("ostree")).unwrap(), Path::new("sysroot/ostree"));
         assert_eq!(fs::read_link(root.join("home")).unwrap(), Path::new("var/home"));

@@ -53,7 +53,11 @@ mod tests {
         let mut a = args(&tree, json!({"repo": "/ostree/repo", "remote": "origin"}));
         a.inputs.insert("commits".into(), json!({"path": src, "data": {"refs": {&commit: {"ref": "os/ref"}}}}));
         run(&a).unwrap();
-        let rev = Command::new("ostree").arg(repo_arg(&tree.join("ostree/repo"))).args(["rev-parse", "origin:os/ref"]).output().unwrap();
+        let rev = Command::new("ostree")
+            .arg(repo_arg(&tree.join("ostree/repo")))
+            .args(["rev-parse", "origin:os/ref"])
+            .output()
+            .unwrap();
         assert_eq!(String::from_utf8_lossy(&rev.stdout).trim(), commit);
     }
 }

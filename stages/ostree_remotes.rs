@@ -53,7 +53,13 @@ pub fn run(args: &StageArgs) -> StageResult {
         for key in &r.gpgkeys {
             ostree_stdin(
                 STAGE,
-                &["remote".as_ref(), "gpg-import".as_ref(), "--stdin".as_ref(), r.name.as_ref(), repo_arg(&repo).as_os_str()],
+                &[
+                    "remote".as_ref(),
+                    "gpg-import".as_ref(),
+                    "--stdin".as_ref(),
+                    r.name.as_ref(),
+                    repo_arg(&repo).as_os_str(),
+                ],
                 key,
             )?;
         }

@@ -30,7 +30,11 @@ pub fn ostree_output(stage: &'static str, args: &[&std::ffi::OsStr]) -> Result<S
     output_with_stdin(stage, args, None)
 }
 
-fn output_with_stdin(stage: &'static str, args: &[&std::ffi::OsStr], input: Option<&str>) -> Result<String, StageError> {
+fn output_with_stdin(
+    stage: &'static str,
+    args: &[&std::ffi::OsStr],
+    input: Option<&str>,
+) -> Result<String, StageError> {
     let argv = format!("ostree {}", args.iter().map(|a| a.to_string_lossy()).collect::<Vec<_>>().join(" "));
     let mut child = Command::new("ostree")
         .args(args)
@@ -104,7 +108,10 @@ pub fn input_commits(args: &StageArgs, name: &str) -> Result<(PathBuf, Vec<Input
     }
     let commits = refs
         .iter()
-        .map(|(commit, data)| InputCommit { commit: commit.clone(), data: data.as_object().cloned().unwrap_or_default() })
+        .map(|(commit, data)| InputCommit {
+            commit: commit.clone(),
+            data: data.as_object().cloned().unwrap_or_default(),
+        })
         .collect();
     Ok((path, commits))
 }
@@ -208,9 +215,8 @@ pub struct BindMount(Option<PathBuf>);
 
 impl BindMount {
     pub fn new(src: &Path, target: &Path) -> Result<BindMount, StageError> {
-        nix::mount::mount(Some(src), target, None::<&str>, nix::mount::MsFlags::MS_BIND, None::<&str>).map_err(|e| {
-            StageError::Io { op: "cannot bind-mount onto", path: target.to_owned(), source: e.into() }
-        })?;
+        nix::mount::mount(Some(src), target, None::<&str>, nix::mount::MsFlags::MS_BIND, None::<&str>)
+            .map_err(|e| StageError::Io { op: "cannot bind-mount onto", path: target.to_owned(), source: e.into() })?;
         Ok(BindMount(Some(target.to_owned())))
     }
 }

@@ -157,7 +157,11 @@ fn commit_is_exported_served_pulled_and_deployed() {
     // served by nginx, pulled by the ostree source, deployed
     let url = f.publish(&repo, "repo");
     let dout = f.build(&f.deploy_manifest(&url, &commit), "deploy", &f.env.store(), &["deployed"]);
-    assert!(f.server.access_log().contains(&format!("GET /repo/objects/{}/", &commit[..2])), "{}", f.server.access_log());
+    assert!(
+        f.server.access_log().contains(&format!("GET /repo/objects/{}/", &commit[..2])),
+        "{}",
+        f.server.access_log()
+    );
     let sysroot = dout.join("deployed");
     let dep = sysroot.join(format!("ostree/deploy/osbuild-rs/deploy/{commit}.0"));
     assert!(dep.is_dir(), "no deployment {}", dep.display());
@@ -165,9 +169,11 @@ fn commit_is_exported_served_pulled_and_deployed() {
     assert_eq!(read("usr/bin/fish"), "#!/bin/sh\necho fish\n");
     assert!(read("etc/passwd").lines().any(|l| l.starts_with("test:$6$osbuildrs$")), "{}", read("etc/passwd"));
     assert_eq!(read("etc/hostname"), "osbuild-rs-iot\n", "/etc is merged from /usr/etc");
-    let origin = std::fs::read_to_string(sysroot.join(format!("ostree/deploy/osbuild-rs/deploy/{commit}.0.origin"))).unwrap();
+    let origin =
+        std::fs::read_to_string(sysroot.join(format!("ostree/deploy/osbuild-rs/deploy/{commit}.0.origin"))).unwrap();
     assert!(origin.lines().any(|l| l == format!("refspec=osbuild-rs:{REF}")), "{origin}");
-    let entries: Vec<_> = std::fs::read_dir(sysroot.join("boot/loader/entries")).unwrap().map(|e| e.unwrap().path()).collect();
+    let entries: Vec<_> =
+        std::fs::read_dir(sysroot.join("boot/loader/entries")).unwrap().map(|e| e.unwrap().path()).collect();
     assert_eq!(entries.len(), 1, "{entries:?}");
     let entry = std::fs::read_to_string(&entries[0]).unwrap();
     assert!(entry.contains("rw console=ttyS0 root=LABEL=root") && entry.contains("ostree=/ostree/boot."), "{entry}");

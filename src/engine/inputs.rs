@@ -136,7 +136,9 @@ fn ostree_cli(name: &str, args: &[&str], repo: &Path) -> Result<(), String> {
         .stdin(std::process::Stdio::null())
         .output()
         .map_err(|e| match e.kind() {
-            std::io::ErrorKind::NotFound => format!("input '{name}': ostree not found on the host, but the input needs it"),
+            std::io::ErrorKind::NotFound => {
+                format!("input '{name}': ostree not found on the host, but the input needs it")
+            }
             _ => format!("input '{name}': cannot run ostree: {e}"),
         })?;
     if !out.status.success() {
@@ -158,12 +160,16 @@ fn ostree_commits(store: &ObjectStore, name: &str, input: &Input) -> Result<Vec<
     for (reference, opts) in &input.refs {
         let opts = if opts.is_object() { opts.clone() } else { Value::Object(Map::new()) };
         if input.origin == ORIGIN_PIPELINE {
-            let dir = store.get(reference).ok_or_else(|| format!("input '{name}': pipeline {reference} has not been built"))?;
+            let dir = store
+                .get(reference)
+                .ok_or_else(|| format!("input '{name}': pipeline {reference} has not been built"))?;
             let tree = dir.join("tree");
             let compose = tree.join("compose.json");
-            let text = std::fs::read_to_string(&compose)
-                .map_err(|e| format!("input '{name}': pipeline {reference} has no compose.json (no ostree commit): {e}"))?;
-            let doc: Value = serde_json::from_str(&text).map_err(|e| format!("input '{name}': {}: {e}", compose.display()))?;
+            let text = std::fs::read_to_string(&compose).map_err(|e| {
+                format!("input '{name}': pipeline {reference} has no compose.json (no ostree commit): {e}")
+            })?;
+            let doc: Value =
+                serde_json::from_str(&text).map_err(|e| format!("input '{name}': {}: {e}", compose.display()))?;
             let commit = doc
                 .get("ostree-commit")
                 .and_then(Value::as_str)
@@ -175,7 +181,9 @@ fn ostree_commits(store: &ObjectStore, name: &str, input: &Input) -> Result<Vec<
             }
             let repo = store.sources_dir("org.osbuild.ostree").map_err(|e| e.to_string())?.join("repo");
             if !repo.join("config").is_file() {
-                return Err(format!("input '{name}': commit {reference} was not fetched (no ostree source repository)"));
+                return Err(format!(
+                    "input '{name}': commit {reference} was not fetched (no ostree source repository)"
+                ));
             }
             out.push((reference.clone(), repo, opts));
         }

@@ -111,7 +111,9 @@ fn ostree(args: &[&str], repo: &Path, input: Option<&str>) -> Result<String, Str
         .stderr(Stdio::piped())
         .spawn()
         .map_err(|e| match e.kind() {
-            std::io::ErrorKind::NotFound => "ostree not found on the host, but the org.osbuild.ostree source needs it".into(),
+            std::io::ErrorKind::NotFound => {
+                "ostree not found on the host, but the org.osbuild.ostree source needs it".into()
+            }
             _ => format!("cannot run ostree: {e}"),
         })?;
     if let (Some(data), Some(mut stdin)) = (input, child.stdin.take()) {
@@ -199,7 +201,8 @@ pub fn fetch(
     let mut first = None;
     let mut failed = 0;
     for item in &parsed {
-        let outcome = if has_commit(&repo, &item.commit) { Ok(true) } else { fetch_one(item, &repo, dest_dir).map(|()| false) };
+        let outcome =
+            if has_commit(&repo, &item.commit) { Ok(true) } else { fetch_one(item, &repo, dest_dir).map(|()| false) };
         match outcome {
             Ok(cached) => results.push(ItemResult { checksum: item.commit.clone(), cached, error: None }),
             Err(e) => {
@@ -251,8 +254,9 @@ mod tests {
             item.remote_options(env).unwrap(),
             ["--no-gpg-verify", "--contenturl=c", "--set=tls-client-key-path=/k", "--set=tls-permissive=true"]
         );
-        let rhsm = OstreeItem::parse(C, &json!({"remote": {"url": "u", "secrets": {"name": "org.osbuild.rhsm.consumer"}}}))
-            .unwrap();
+        let rhsm =
+            OstreeItem::parse(C, &json!({"remote": {"url": "u", "secrets": {"name": "org.osbuild.rhsm.consumer"}}}))
+                .unwrap();
         assert!(rhsm.remote_options(|_| None).unwrap_err().to_string().contains("not supported"));
     }
 }
