@@ -50,12 +50,16 @@ mod ostree_commit;
 mod ostree_config;
 mod ostree_deploy;
 mod ostree_fillvar;
+mod ostree_genkey;
 mod ostree_init;
 mod ostree_init_fs;
 mod ostree_os_init;
+mod ostree_passwd;
 mod ostree_preptree;
 mod ostree_pull;
 mod ostree_remotes;
+mod ostree_selinux;
+mod ostree_sign;
 mod ostree_util;
 mod pam_limits_conf;
 mod pwquality_conf;
@@ -290,12 +294,16 @@ static REGISTRY: &[StageInfo] = &[
     stage!("org.osbuild.ostree.config", ostree_config),
     stage!("org.osbuild.ostree.deploy", ostree_deploy, "CAP_MAC_ADMIN"),
     stage!("org.osbuild.ostree.fillvar", ostree_fillvar),
+    stage!("org.osbuild.ostree.genkey", ostree_genkey),
     stage!("org.osbuild.ostree.init", ostree_init),
     stage!("org.osbuild.ostree.init-fs", ostree_init_fs),
     stage!("org.osbuild.ostree.os-init", ostree_os_init),
+    stage!("org.osbuild.ostree.passwd", ostree_passwd),
     stage!("org.osbuild.ostree.preptree", ostree_preptree, "CAP_MAC_ADMIN", "CAP_NET_ADMIN", "CAP_SYS_PTRACE"),
     stage!("org.osbuild.ostree.pull", ostree_pull, "CAP_MAC_ADMIN"),
     stage!("org.osbuild.ostree.remotes", ostree_remotes),
+    stage!("org.osbuild.ostree.selinux", ostree_selinux, "CAP_MAC_ADMIN"),
+    stage!("org.osbuild.ostree.sign", ostree_sign),
     stage!("org.osbuild.pam.limits.conf", pam_limits_conf),
     stage!("org.osbuild.pwquality.conf", pwquality_conf),
     stage!("org.osbuild.resolv-conf", resolv_conf),
