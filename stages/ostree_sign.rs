@@ -152,7 +152,7 @@ fn split_array(data: &[u8], align: usize) -> Result<Vec<&[u8]>, String> {
     }
     let size = offset_size(|s| if s == 0 { usize::MAX } else { data.len() });
     let last = read_offset(&data[data.len() - size..], size);
-    if last > data.len() || (data.len() - last) % size != 0 {
+    if last > data.len() || !(data.len() - last).is_multiple_of(size) {
         return Err("malformed variant array".into());
     }
     let n = (data.len() - last) / size;
@@ -174,7 +174,7 @@ fn join_array(elems: &[Vec<u8>], align: usize) -> Vec<u8> {
     let mut body = Vec::new();
     let mut ends = Vec::new();
     for e in elems {
-        while body.len() % align != 0 {
+        while !body.len().is_multiple_of(align) {
             body.push(0);
         }
         body.extend_from_slice(e);
@@ -209,7 +209,7 @@ fn make_entry(key: &str, variant: &[u8]) -> Vec<u8> {
     let mut e = key.as_bytes().to_vec();
     e.push(0);
     let key_end = e.len();
-    while e.len() % 8 != 0 {
+    while !e.len().is_multiple_of(8) {
         e.push(0);
     }
     e.extend_from_slice(variant);
