@@ -26,7 +26,9 @@
 //!
 //! Deviations: users and groups stay in `/usr/etc/passwd` and `/usr/etc/group` (rpm-ostree's
 //! move of non-root entries to `/usr/lib/{passwd,group}` for nss-altfiles is not done), so
-//! `etc_group_members` has nothing to keep and is only accepted. Upstream's Python creates
+//! `etc_group_members` has nothing to keep and is only accepted; empty `/usr/lib/passwd` and
+//! `/usr/lib/group` are created when missing, so readers of a commit that expect them (e.g.
+//! `org.osbuild.ostree.passwd`) find them. Upstream's Python creates
 //! the `tmp-is-dir: false` link the wrong way round (`sysroot/tmp -> tmp`); we write
 //! `tmp -> sysroot/tmp`, which is what rpm-ostree means.
 
@@ -139,6 +141,13 @@ pub fn run(args: &StageArgs) -> StageResult {
     write_file(&tmpfiles_dir.join("rpm-ostree-0-integration.conf"), INTEGRATION_TMPFILES.as_bytes(), 0o644)?;
     write_file(&tmpfiles_dir.join("rpm-ostree-1-autovar.conf"), tmpfiles.as_bytes(), 0o644)?;
 
+    for f in ["passwd", "group"] {
+        let p = tree.join("usr/lib").join(f);
+        if fs::symlink_metadata(&p).is_err() {
+            fs::create_dir_all(tree.join("usr/lib")).map_err(io("cannot create directory", &tree.join("usr/lib")))?;
+            write_file(&p, b"", 0o644)?;
+        }
+    }
     let mid = tree.join("usr/etc/machine-id");
     if machineid_compat {
         write_file(&mid, b"", 0o444)?;
@@ -443,6 +452,8 @@ mod tests {
         assert_eq!(fs::read_link(root.join("home")).unwrap(), Path::new("var/home"));
         assert_eq!(fs::metadata(root.join("tmp")).unwrap().mode() & 0o7777, 0o1777);
         assert!(root.join("usr/etc/passwd").is_file() && !root.join("etc").exists());
+        assert_eq!(fs::read(root.join("usr/lib/passwd")).unwrap(), b"");
+        assert_eq!(fs::read(root.join("usr/lib/group")).unwrap(), b"");
         assert_eq!(fs::read(root.join("usr/etc/machine-id")).unwrap(), b"");
         assert_eq!(fs::read_to_string(root.join("usr/share/rpm/rpmdb.sqlite")).unwrap(), "db");
         assert!(!root.join("usr/share/rpm/.rpm.lock").exists());

@@ -194,7 +194,7 @@ fn commit_is_exported_served_pulled_and_deployed() {
 }
 
 #[test]
-fn parent_gives_history_and_source_epoch_gives_the_same_commit() {
+fn parent_history_reproducible_commit_checkout_and_pipeline_input() {
     let f = Fixture::new();
     let m = f.commit_manifest();
     let out1 = f.build(&m, "first", &f.env.path("store-a"), &["ostree-commit"]);
@@ -216,7 +216,28 @@ fn parent_gives_history_and_source_epoch_gives_the_same_commit() {
     );
     stages[2]["options"]["parent"] = json!(first);
     stages[2]["options"]["os_version"] = json!("2.0");
-    let out3 = f.build(&m2, "second", &f.env.path("store-a"), &["ostree-commit"]);
+    // and a pipeline that reads the first commit back: ostree.checkout input + ostree.passwd
+    m2["pipelines"].as_array_mut().unwrap().push(json!({
+        "name": "ids",
+        "stages": [{"type": "org.osbuild.ostree.passwd",
+                    "inputs": {"commits": {"type": "org.osbuild.ostree.checkout", "origin": "org.osbuild.source",
+                                           "references": [&first]}}}]
+    }));
+    // and one that deploys the new commit straight from its pipeline (org.osbuild.ostree input)
+    m2["pipelines"].as_array_mut().unwrap().push(json!({
+        "name": "local-deploy",
+        "stages": [
+            {"type": "org.osbuild.ostree.init-fs"},
+            {"type": "org.osbuild.ostree.os-init", "options": {"osname": "iot"}},
+            {"type": "org.osbuild.ostree.deploy", "options": {"osname": "iot"},
+             "inputs": {"commits": {"type": "org.osbuild.ostree", "origin": "org.osbuild.pipeline",
+                                    "references": {"name:ostree-commit": {"ref": REF}}}}}
+        ]
+    }));
+    let out3 = f.build(&m2, "second", &f.env.path("store-a"), &["ostree-commit", "ids", "local-deploy"]);
+    let ids = std::fs::read_to_string(out3.join("ids/etc/passwd")).unwrap();
+    assert!(ids.lines().any(|l| l.starts_with("test:") && l.contains(":1000:")), "{ids}");
+    assert!(ids.lines().any(|l| l.starts_with("fixuser:x:1234:")), "{ids}");
     let second = compose(&out3)["ostree-commit"].as_str().unwrap().to_owned();
     assert_ne!(second, first);
     let repo = out3.join("ostree-commit/repo");
@@ -224,6 +245,10 @@ fn parent_gives_history_and_source_epoch_gives_the_same_commit() {
     assert_eq!(log.lines().filter(|l| l.starts_with("commit ")).count(), 2, "{log}");
     assert!(log.find(&second).unwrap() < log.find(&first).unwrap(), "{log}");
     assert!(log.contains("Version: 2.0") && log.contains("Version: 1.0"), "{log}");
+    let deployed = out3.join(format!("local-deploy/ostree/deploy/iot/deploy/{second}.0"));
+    assert!(deployed.join("usr/bin/fish").is_file(), "{}", deployed.display());
+    let origin = std::fs::read_to_string(deployed.with_extension("0.origin")).unwrap();
+    assert!(origin.contains(&format!("refspec={REF}")), "{origin}");
 }
 
 /// Everything in the store besides what `before` listed (objects, sources, refs).
