@@ -73,6 +73,40 @@ mod tests {
     use super::*;
 
     #[test]
+    fn labels_boot_etc_and_var_of_the_deployment() {
+        use crate::stages::testutil::args;
+        let t = tempfile::tempdir().unwrap();
+        let root = t.path();
+        let dep = root.join("ostree/deploy/os/deploy/abc.0");
+        let se = dep.join("usr/etc/selinux");
+        std::fs::create_dir_all(se.join("targeted/contexts/files")).unwrap();
+        std::fs::write(se.join("config"), "SELINUX=enforcing\nSELINUXTYPE=targeted\n").unwrap();
+        std::fs::write(
+            se.join("targeted/contexts/files/file_contexts"),
+            "/.*\tsystem_u:object_r:default_t:s0\n/etc/.*\tsystem_u:object_r:etc_t:s0\n/var/.*\tsystem_u:object_r:var_t:s0\n/boot/.*\tsystem_u:object_r:boot_t:s0\n",
+        )
+        .unwrap();
+        for d in ["boot/loader", "ostree/deploy/os/var/lib"] {
+            std::fs::create_dir_all(root.join(d)).unwrap();
+        }
+        std::fs::create_dir_all(dep.join("etc")).unwrap();
+        std::fs::write(dep.join("etc/hostname"), "x\n").unwrap();
+        let label = |p: &Path| {
+            let mut buf = vec![0u8; 256];
+            let n = rustix::fs::lgetxattr(p, "security.selinux", &mut buf[..]).unwrap_or(0);
+            String::from_utf8_lossy(&buf[..n]).trim_end_matches('\0').to_owned()
+        };
+        run(&args(root, serde_json::json!({"deployment": {"default": true}}))).unwrap();
+        assert_eq!(label(&root.join("boot/loader")), "system_u:object_r:boot_t:s0");
+        assert_eq!(label(&dep.join("etc/hostname")), "system_u:object_r:etc_t:s0");
+        assert_eq!(label(&root.join("ostree/deploy/os/var/lib")), "system_u:object_r:var_t:s0");
+        // a disabled policy is an error naming it
+        std::fs::write(se.join("config"), "SELINUX=disabled\nSELINUXTYPE=targeted\n").unwrap();
+        let e = run(&args(root, serde_json::json!({"deployment": {"default": true}}))).unwrap_err();
+        assert_eq!(e.to_string(), "could not find an SELinux policy");
+    }
+
+    #[test]
     fn policy_only_when_enabled() {
         assert_eq!(config_policy("# x\nSELINUX=enforcing\nSELINUXTYPE=targeted\n").as_deref(), Some("targeted"));
         assert_eq!(config_policy("SELINUX=disabled\nSELINUXTYPE=targeted\n"), None);
