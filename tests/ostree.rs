@@ -147,6 +147,11 @@ fn commit_is_exported_served_pulled_and_deployed() {
     assert!(autovar.contains("d /var/lib/fish 0755 root root - -"), "{autovar}");
     assert!(ostree(&repo, &["ls", "-R", REF, "/var"]).lines().count() == 1, "/var must be empty in the commit");
 
+    // signed (ed25519) with the key the pipeline generated
+    let sig = ostree(&repo, &["show", REF, "--print-detached-metadata-key=ostree.sign.ed25519"]);
+    assert_eq!(sig.matches("0x").count(), 64, "one 64-byte signature: {sig}");
+    assert!(out.join("ostree-commit/keys/ostree.pub").is_file());
+
     // the tarball holds the same repository
     let tar = out.join("commit-archive/commit.tar");
     let list = Command::new("tar").arg("-tf").arg(&tar).output().unwrap();
@@ -214,6 +219,7 @@ fn parent_history_reproducible_commit_checkout_and_pipeline_input() {
                "inputs": {"commits": {"type": "org.osbuild.ostree", "origin": "org.osbuild.source",
                                       "references": { &first: {"ref": REF} }}}}),
     );
+    assert_eq!(stages[2]["type"], "org.osbuild.ostree.commit");
     stages[2]["options"]["parent"] = json!(first);
     stages[2]["options"]["os_version"] = json!("2.0");
     // and a pipeline that reads the first commit back: ostree.checkout input + ostree.passwd
