@@ -167,6 +167,7 @@ fn commit_is_exported_served_pulled_and_deployed() {
         "{}",
         f.server.access_log()
     );
+    assert!(f.env.mounts().is_empty(), "mounts left behind: {:?}", f.env.mounts());
     let sysroot = dout.join("deployed");
     let dep = sysroot.join(format!("ostree/deploy/osbuild-rs/deploy/{commit}.0"));
     assert!(dep.is_dir(), "no deployment {}", dep.display());
