@@ -286,6 +286,31 @@ fn commit_objects(store: &Path) -> Vec<String> {
     out
 }
 
+/// A fresh GnuPG home with one signing key: (home, fingerprint, armored public key).
+fn gpg_key(dir: &Path, name: &str) -> (PathBuf, String, String) {
+    use std::os::unix::fs::PermissionsExt;
+    let home = dir.join(format!("gnupg-{name}"));
+    std::fs::create_dir_all(&home).unwrap();
+    std::fs::set_permissions(&home, std::fs::Permissions::from_mode(0o700)).unwrap();
+    let gpg = |args: &[&str]| {
+        let o = Command::new("gpg")
+            .env("GNUPGHOME", &home)
+            .arg("--batch")
+            .args(args)
+            .output()
+            .expect("gpg is missing: apt-get install -y gnupg");
+        assert!(o.status.success(), "gpg {args:?}: {}", String::from_utf8_lossy(&o.stderr));
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    };
+    gpg(&["--passphrase", "", "--quick-gen-key", &format!("{name} <{name}@example.com>"), "ed25519", "sign", "never"]);
+    let fpr = gpg(&["--list-keys", "--with-colons"])
+        .lines()
+        .find_map(|l| l.strip_prefix("fpr:").map(|r| r.trim_matches(':').to_owned()))
+        .unwrap();
+    let armored = gpg(&["--armor", "--export", &fpr]);
+    (home, fpr, armored)
+}
+
 #[test]
 fn source_failures_are_clear_and_store_nothing() {
     need_ostree();
@@ -299,11 +324,18 @@ fn source_failures_are_clear_and_store_nothing() {
     ostree(&www.join("repo"), &["init", "--mode=archive"]);
     let out = ostree(&www.join("repo"), &["commit", "-b", REF, &format!("--tree=dir={}", content.display())]);
     let commit = out.trim().to_owned();
+    let (home, fpr, trusted) = gpg_key(&env.path("keys"), "signer");
+    let (_, _, untrusted) = gpg_key(&env.path("keys"), "stranger");
+    ostree(&www.join("repo"), &["gpg-sign", &format!("--gpg-homedir={}", home.display()), &commit, &fpr]);
     let server = Nginx::start(&env.path("nginx"), &www);
 
-    let manifest = |url: &str, checksum: &str| {
+    let manifest_with = |url: &str, checksum: &str, keys: &[&str]| {
         let mut m = template("ostree-deploy.json");
-        m["sources"]["org.osbuild.ostree"]["items"] = json!({ checksum: {"remote": {"url": url}} });
+        let mut remote = json!({"url": url});
+        if !keys.is_empty() {
+            remote["gpgkeys"] = json!(keys);
+        }
+        m["sources"]["org.osbuild.ostree"]["items"] = json!({ checksum: {"remote": remote} });
         m["pipelines"][0]["stages"] = json!([
             {"type": "org.osbuild.ostree.init-fs"},
             {"type": "org.osbuild.ostree.pull", "options": {"repo": "/ostree/repo"},
@@ -312,11 +344,18 @@ fn source_failures_are_clear_and_store_nothing() {
         ]);
         m
     };
+    let manifest = |url: &str, checksum: &str| manifest_with(url, checksum, &[]);
     let wrong = format!("{}{}", &commit[..60], if &commit[60..] == "0000" { "1111" } else { "0000" });
     let cases = [
         ("wrong checksum", manifest(&server.url("repo"), &wrong), wrong.clone(), "404"),
         ("unreachable url", manifest("http://127.0.0.1:9/repo", &commit), commit.clone(), "127.0.0.1"),
         ("missing repository", manifest(&server.url("nothing-here"), &commit), commit.clone(), "404"),
+        (
+            "untrusted signature",
+            manifest_with(&server.url("repo"), &commit, &[&untrusted]),
+            commit.clone(),
+            "signature",
+        ),
     ];
     for (what, m, item, needle) in cases {
         let before = store_entries(&env.store());
@@ -343,6 +382,16 @@ fn source_failures_are_clear_and_store_nothing() {
             .collect();
         assert!(leftovers.is_empty(), "{what}: staging left behind: {leftovers:?}");
     }
+
+    // the right key verifies: the commit is stored, and a second build finds it cached
+    let o = env.run(
+        &env.write_manifest("signed.json", &manifest_with(&server.url("repo"), &commit, &[&trusted])),
+        &["--export", "deployed"],
+    );
+    ok(&o);
+    assert!(ostree(&env.store().join("sources/org.osbuild.ostree/repo"), &["show", &commit]).contains(&commit));
+    assert_eq!(ostree(&env.out().join("deployed/ostree/repo"), &["rev-parse", REF]).trim(), commit);
+    std::fs::remove_dir_all(env.out()).unwrap();
 
     // a deploy of a ref that the sysroot's repository does not have
     let mut m = template("ostree-deploy.json");
