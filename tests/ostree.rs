@@ -147,6 +147,21 @@ fn commit_is_exported_served_pulled_and_deployed() {
     assert!(autovar.contains("d /var/lib/fish 0755 root root - -"), "{autovar}");
     assert!(ostree(&repo, &["ls", "-R", REF, "/var"]).lines().count() == 1, "/var must be empty in the commit");
 
+    // the stage metadata in the result document, as callers of upstream read it
+    let manifest = f.env.path("commit.json");
+    let o = Command::new(common::bin())
+        .arg("--store")
+        .arg(f.env.store())
+        .args(["--json", "--checkpoint", "ostree-commit"])
+        .arg(&manifest)
+        .output()
+        .unwrap();
+    ok(&o);
+    let doc: Value = serde_json::from_slice(&o.stdout).unwrap();
+    let meta = &doc["metadata"]["ostree-commit"]["org.osbuild.ostree.commit"]["compose"];
+    assert_eq!(meta["ostree-commit"], commit.as_str(), "{doc}");
+    assert_eq!(meta["ref"], REF);
+
     // signed (ed25519) with the key the pipeline generated
     let sig = ostree(&repo, &["show", REF, "--print-detached-metadata-key=ostree.sign.ed25519"]);
     assert_eq!(sig.matches("0x").count(), 64, "one 64-byte signature: {sig}");
