@@ -4,6 +4,7 @@
 //! copied natively, other URLs through the host `curl`). Every item lands in a destination
 //! directory as a file named by its checksum (`sha256:<hex>`): written to a temp file in that
 //! directory, verified, fsync'ed and renamed, so a stored file is always complete and correct.
+//! `org.osbuild.ostree` commits go into an OSTree repository instead (see [`ostree`]).
 
 pub mod checksum;
 pub mod curl;
