@@ -20,8 +20,9 @@
 //! - `/usr/etc/machine-id`: emptied when the tree had one (machine-id compat), else removed.
 //! - Kernel and initramfs ("boot-location: new"): a kernel in `/boot/vmlinuz-<kver>` moves to
 //!   `/usr/lib/modules/<kver>/vmlinuz` (with `/boot/initramfs-<kver>.img` as
-//!   `initramfs.img`); without an initramfs, the tree's dracut builds one in a chroot with
-//!   `initramfs-args` when the tree has dracut (else a note says there is none). `/boot` is
+//!   `initramfs.img`); when the tree has dracut, it (re)builds the initramfs in a chroot
+//!   (generic, with the `ostree` module and `initramfs-args`) as rpm-ostree does; without
+//!   dracut an initramfs from the packages is kept (or a note says there is none). `/boot` is
 //!   emptied.
 //!
 //! Deviations: users and groups stay in `/usr/etc/passwd` and `/usr/etc/group` (rpm-ostree's
@@ -376,19 +377,11 @@ fn kernel_and_initramfs(args: &StageArgs, tree: &Path, initramfs_args: &[String]
         [] => println!("ostree: no kernel found in /usr/lib/modules or /boot"),
         [kver] => {
             let initrd = modules.join(kver).join("initramfs.img");
-            if !initrd.exists() {
-                if tree.join("usr/bin/dracut").is_file() {
-                    let mut cmd = Command::new("chroot");
-                    cmd.arg(&args.tree)
-                        .arg("/usr/bin/dracut")
-                        .args(["-v", "--add", "ostree", "--no-hostonly", "--reproducible", "--tmpdir", "/tmp", "-f"])
-                        .args(initramfs_args)
-                        .arg(format!("/usr/lib/modules/{kver}/initramfs.img"))
-                        .arg(kver);
-                    run_tool(STAGE, &mut cmd)?;
-                } else {
-                    println!("ostree: kernel {kver} has no initramfs and the tree has no dracut to make one");
-                }
+            if tree.join("usr/bin/dracut").is_file() {
+                // rpm-ostree makes the initramfs itself, generic and with the ostree module
+                run_dracut(args, tree, kver, initramfs_args)?;
+            } else if !initrd.exists() {
+                println!("ostree: kernel {kver} has no initramfs and the tree has no dracut to make one");
             }
         }
         many => {
@@ -401,6 +394,31 @@ fn kernel_and_initramfs(args: &StageArgs, tree: &Path, initramfs_args: &[String]
         remove_any(&e.path())?;
     }
     Ok(())
+}
+
+/// The tree's dracut in a chroot (with /proc, /dev and /sys), writing
+/// `/usr/lib/modules/<kver>/initramfs.img`.
+fn run_dracut(args: &StageArgs, tree: &Path, kver: &str, initramfs_args: &[String]) -> Result<(), StageError> {
+    let mut mounts = Vec::new();
+    for (dir, how) in [("proc", "proc"), ("dev", "bind"), ("sys", "sysfs")] {
+        let p = tree.join(dir);
+        fs::create_dir_all(&p).map_err(io("cannot create directory", &p))?;
+        mounts.push(if how == "bind" {
+            super::ostree_util::BindMount::new(Path::new("/dev"), &p)?
+        } else {
+            super::ostree_util::BindMount::kernel_fs(how, &p)?
+        });
+    }
+    let mut cmd = Command::new("chroot");
+    cmd.arg(&args.tree)
+        .arg("/usr/bin/dracut")
+        .args(["-v", "--add", "ostree", "--no-hostonly", "--reproducible", "--tmpdir", "/tmp", "-f"])
+        .args(initramfs_args)
+        .arg(format!("/usr/lib/modules/{kver}/initramfs.img"))
+        .arg(kver);
+    let result = run_tool(STAGE, &mut cmd);
+    drop(mounts);
+    result
 }
 
 #[cfg(test)]
@@ -495,6 +513,34 @@ mod tests {
         assert!(root.join("boot").is_dir());
         let autovar = fs::read_to_string(root.join("usr/lib/tmpfiles.d/rpm-ostree-1-autovar.conf")).unwrap();
         assert_eq!(autovar, "L /var/lib/rpm - - - - ../../usr/lib/sysimage/rpm\n");
+    }
+
+    #[test]
+    fn the_trees_dracut_makes_the_initramfs_in_a_chroot() {
+        let t = tempfile::tempdir().unwrap();
+        let root = t.path();
+        for d in ["etc", "usr/bin", "usr/lib/modules/6.1.0", "boot", "var"] {
+            fs::create_dir_all(root.join(d)).unwrap();
+        }
+        let busybox = ["/bin/busybox", "/usr/bin/busybox"].into_iter().find(|p| Path::new(p).is_file());
+        fs::copy(busybox.expect("busybox-static is missing: run make deps"), root.join("usr/bin/busybox")).unwrap();
+        // a stand-in dracut: records its arguments into the output file (the next to last one)
+        fs::write(
+            root.join("usr/bin/dracut"),
+            "#!/usr/bin/busybox sh\nfor a; do out=$prev; prev=$a; done\necho \"$@\" > \"$out\"\n",
+        )
+        .unwrap();
+        fs::set_permissions(root.join("usr/bin/dracut"), fs::Permissions::from_mode(0o755)).unwrap();
+        fs::write(root.join("usr/lib/modules/6.1.0/vmlinuz"), "kernel").unwrap();
+        fs::write(root.join("usr/lib/modules/6.1.0/initramfs.img"), "hostonly one from a package").unwrap();
+        run(&args(root, json!({"initramfs-args": ["--no-hostonly", "--kver-extra"]}))).unwrap();
+        assert_eq!(
+            fs::read_to_string(root.join("usr/lib/modules/6.1.0/initramfs.img")).unwrap(),
+            "-v --add ostree --no-hostonly --reproducible --tmpdir /tmp -f --no-hostonly --kver-extra \
+             /usr/lib/modules/6.1.0/initramfs.img 6.1.0\n"
+        );
+        let mounts = fs::read_to_string("/proc/self/mountinfo").unwrap();
+        assert!(!mounts.contains(&root.display().to_string()), "mounts left behind");
     }
 
     #[test]

@@ -210,13 +210,25 @@ fn read_dir_names(dir: &Path) -> Result<Vec<String>, StageError> {
     Ok(out)
 }
 
-/// A bind mount that is undone when dropped (lazily, so a busy mount never leaks).
+/// A mount that is undone when dropped (lazily, so a busy mount never leaks).
 pub struct BindMount(Option<PathBuf>);
 
 impl BindMount {
     pub fn new(src: &Path, target: &Path) -> Result<BindMount, StageError> {
         nix::mount::mount(Some(src), target, None::<&str>, nix::mount::MsFlags::MS_BIND, None::<&str>)
             .map_err(|e| StageError::Io { op: "cannot bind-mount onto", path: target.to_owned(), source: e.into() })?;
+        Ok(BindMount(Some(target.to_owned())))
+    }
+
+    /// Mount a fresh kernel file system (`proc`, `sysfs`) of `fstype` on `target`.
+    pub fn kernel_fs(fstype: &str, target: &Path) -> Result<BindMount, StageError> {
+        use nix::mount::MsFlags;
+        let flags = MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC | MsFlags::MS_NODEV;
+        nix::mount::mount(Some(fstype), target, Some(fstype), flags, None::<&str>).map_err(|e| StageError::Io {
+            op: "cannot mount",
+            path: target.to_owned(),
+            source: e.into(),
+        })?;
         Ok(BindMount(Some(target.to_owned())))
     }
 }
