@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 pub mod disk;
+pub mod nginx;
 pub mod treediff;
 
 use serde_json::{json, Value};
