@@ -405,3 +405,145 @@ fn v2_gpt_disk_with_grub_exported_as_qcow2_vmdk_and_vhd() {
     assert_eq!(via_grub, cfg);
     assert!(loops_backed_under(&env.store()).is_empty());
 }
+
+/// The OSTree image flow of upstream's manifests on a real disk: a commit (made here with
+/// plain `ostree commit`, served from file://) pulled by the ostree source, deployed into a tree
+/// (init-fs, os-init, deploy, fstab through the deployment mount, grub2), copied onto an
+/// ext4 /boot + ext4 / disk, GRUB core installed. The disk then has ostree's layout and a BLS
+/// entry that points at the deployment.
+#[test]
+fn ostree_deployment_on_a_disk_has_the_deploy_layout_and_bls_entries() {
+    let env = Env::new();
+    for tool in ["ostree", "grub-mkimage"] {
+        assert!(
+            Command::new("sh").arg("-c").arg(format!("command -v {tool}")).status().unwrap().success(),
+            "{tool} missing: run `make deps`"
+        );
+    }
+    // A minimal OS commit: a kernel and initramfs where ostree looks for them, /usr/etc.
+    let src = env.path("os");
+    let kver = "6.1.0-osbuildrs";
+    for (path, content) in [
+        (format!("usr/lib/modules/{kver}/vmlinuz"), "not really a kernel\n"),
+        (format!("usr/lib/modules/{kver}/initramfs.img"), "not really an initramfs\n"),
+        ("usr/etc/hostname".to_owned(), "osbuild-rs-iot\n"),
+        ("usr/lib/os-release".to_owned(), "NAME=osbuild-rs\nID=osbuildrs\nVERSION_ID=1\n"),
+        ("usr/bin/fish".to_owned(), "#!/bin/sh\n"),
+    ] {
+        let p = src.join(path);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, content).unwrap();
+    }
+    for dir in ["var", "sysroot", "boot"] {
+        std::fs::create_dir_all(src.join(dir)).unwrap();
+    }
+    let repo = env.path("repo");
+    run(Command::new("ostree").arg(format!("--repo={}", repo.display())).args(["init", "--mode=archive"]));
+    let commit = run(Command::new("ostree")
+        .arg(format!("--repo={}", repo.display()))
+        .args(["commit", "--branch=osbuild-rs/x86_64/iot", "--subject=test", "--timestamp=2023-11-14T22:13:20Z"])
+        .arg(format!("--tree=dir={}", src.display())));
+    let commit = commit.trim().to_owned();
+    let deployment = json!({"osname": "iot", "ref": "osbuild-rs/x86_64/iot"});
+    let dev = |start: u64, size: u64| json!({"type": "org.osbuild.loopback", "options": {"filename": "disk.img", "start": start, "size": size}});
+    let (boot, root) = ((4096u64, 204800u64), (208896u64, 1888223u64));
+    let m = json!({"version": "2",
+    "sources": {"org.osbuild.ostree": {"items": {commit.clone(): {"remote": {"url": format!("file://{}", repo.display())}}}}},
+    "pipelines": [
+        {"name": "image-tree", "stages": [
+            {"type": "org.osbuild.ostree.init-fs"},
+            {"type": "org.osbuild.ostree.os-init", "options": {"osname": "iot"}},
+            {"type": "org.osbuild.ostree.config", "options": {"repo": "/ostree/repo", "config": {"sysroot": {"readonly": true, "bootloader": "none"}}}},
+            {"type": "org.osbuild.ostree.deploy",
+             "inputs": {"commits": {"type": "org.osbuild.ostree", "origin": "org.osbuild.source", "references": {commit.clone(): {"ref": "osbuild-rs/x86_64/iot"}}}},
+             "options": {"osname": "iot", "mounts": ["/boot"], "rootfs": {"label": "root"}, "kernel_opts": ["rw", "console=ttyS0"]}},
+            {"type": "org.osbuild.ostree.fillvar", "options": {"deployment": deployment}},
+            {"type": "org.osbuild.fstab",
+             "mounts": [{"type": "org.osbuild.ostree.deployment", "name": "ostree.deployment", "options": {"deployment": deployment}}],
+             "options": {"filesystems": [{"label": "boot", "vfs_type": "ext4", "path": "/boot", "freq": 1, "passno": 1},
+                                         {"label": "root", "vfs_type": "ext4", "path": "/", "freq": 1, "passno": 1}]}},
+            {"type": "org.osbuild.grub2", "options": {"rootfs": {"label": "root"}, "bootfs": {"label": "boot"}, "legacy": "i386-pc", "write_defaults": false}}
+        ]},
+        {"name": "image", "stages": [
+            {"type": "org.osbuild.truncate", "options": {"filename": "disk.img", "size": "1073741824"}},
+            {"type": "org.osbuild.sfdisk", "devices": {"device": {"type": "org.osbuild.loopback", "options": {"filename": "disk.img"}}},
+             "options": {"label": "gpt", "uuid": "D209C89E-EA5E-4FBD-B161-B461CCE297E0", "partitions": [
+                {"start": 2048, "size": 2048, "type": "21686148-6449-6E6F-744E-656564454649"},
+                {"start": boot.0, "size": boot.1, "type": "0FC63DAF-8483-4772-8E79-3D69D8477DE4"},
+                {"start": root.0, "size": root.1, "type": "0FC63DAF-8483-4772-8E79-3D69D8477DE4"}]}},
+            {"type": "org.osbuild.mkfs.ext4", "devices": {"device": dev(boot.0, boot.1)}, "options": {"uuid": "156f0420-627b-4151-ae6f-fda298097515", "label": "boot"}},
+            {"type": "org.osbuild.mkfs.ext4", "devices": {"device": dev(root.0, root.1)}, "options": {"uuid": "76a22bf4-f153-4541-b6c7-0332c0dfaeac", "label": "root"}},
+            {"type": "org.osbuild.copy", "inputs": {"tree": tree_input("image-tree")},
+             "options": {"paths": [{"from": "input://tree/", "to": "mount://root/"}]},
+             "devices": {"boot": dev(boot.0, boot.1), "root": dev(root.0, root.1)},
+             "mounts": [{"name": "root", "type": "org.osbuild.ext4", "source": "root", "target": "/"},
+                        {"name": "boot", "type": "org.osbuild.ext4", "source": "boot", "target": "/boot"}]},
+            {"type": "org.osbuild.grub2.inst", "options": {"platform": "i386-pc", "filename": "disk.img", "location": 2048,
+                "core": {"type": "mkimage", "partlabel": "gpt", "filesystem": "ext4"},
+                "prefix": {"type": "partition", "partlabel": "gpt", "number": 1, "path": "/grub2"}}}
+        ]}]});
+    ok(&env.run(&env.write_manifest("m.json", &m), &["--export", "image"]));
+    let img = env.out().join("image/disk.img");
+    let ls = |off: u64, path: &str| {
+        run(Command::new("debugfs")
+            .arg("-R")
+            .arg(format!("ls -p {path}"))
+            .arg(format!("{}?offset={off}", img.display())))
+    };
+    let names = |listing: String| {
+        listing
+            .lines()
+            .filter_map(|l| l.split('/').nth(5).map(str::to_owned))
+            .filter(|n| !n.is_empty() && n != "." && n != "..")
+            .collect::<Vec<_>>()
+    };
+
+    // Root partition: the physical root of an ostree system.
+    let roff = root.0 * 512;
+    let top = names(ls(roff, "/"));
+    for entry in ["ostree", "boot"] {
+        assert!(top.contains(&entry.to_owned()), "{entry} missing in / of the root partition: {top:?}");
+    }
+    let deploys = names(ls(roff, "/ostree/deploy/iot/deploy"));
+    assert!(deploys.contains(&format!("{commit}.0")) && deploys.contains(&format!("{commit}.0.origin")), "{deploys:?}");
+    let origin = ext4_cat(&img, roff, &format!("/ostree/deploy/iot/deploy/{commit}.0.origin"));
+    assert!(origin.contains("refspec=osbuild-rs/x86_64/iot") || origin.contains(":osbuild-rs/x86_64/iot"), "{origin}");
+    let dep = format!("/ostree/deploy/iot/deploy/{commit}.0");
+    assert_eq!(ext4_cat(&img, roff, &format!("{dep}/etc/hostname")), "osbuild-rs-iot\n", "/etc merged from /usr/etc");
+    let fstab = ext4_cat(&img, roff, &format!("{dep}/etc/fstab"));
+    assert!(
+        fstab.contains("LABEL=root\t/\text4") && fstab.contains("LABEL=boot\t/boot\text4"),
+        "fstab written into the deployment: {fstab}"
+    );
+    assert!(names(ls(roff, "/ostree/repo/objects")).len() > 1, "the commit's objects are in the disk's repo");
+
+    // Boot partition: the BLS entry and the kernel it names.
+    let boff = boot.0 * 512;
+    let loader = names(ls(boff, "/"));
+    assert!(loader.iter().any(|n| n.starts_with("loader")), "{loader:?}");
+    let entries = names(ls(boff, "/loader/entries"));
+    assert_eq!(entries.len(), 1, "{entries:?}");
+    let entry = ext4_cat(&img, boff, &format!("/loader/entries/{}", entries[0]));
+    let get = |key: &str| {
+        entry
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("{key} ")))
+            .unwrap_or_else(|| panic!("no {key} in {entry}"))
+            .to_owned()
+    };
+    let options = get("options");
+    assert!(
+        options.contains("root=LABEL=root")
+            && options.contains("rw console=ttyS0")
+            && options.contains("ostree=/ostree/boot."),
+        "{entry}"
+    );
+    let linux = get("linux");
+    assert!(linux.starts_with("/ostree/iot-") && linux.ends_with(&format!("/vmlinuz-{kver}")), "{entry}");
+    assert_eq!(ext4_cat(&img, boff, &linux), "not really a kernel\n", "the entry's kernel is on /boot");
+    assert_eq!(ext4_cat(&img, boff, &get("initrd")), "not really an initramfs\n");
+    // GRUB reads the BLS entries (blscfg) from the boot partition's grub2 directory.
+    let cfg = ext4_cat(&img, boff, "/grub2/grub.cfg");
+    assert!(cfg.contains("blscfg") && cfg.contains("search --no-floppy --set=root --label boot"), "{cfg}");
+    assert!(loops_backed_under(&env.store()).is_empty());
+}
