@@ -35,12 +35,39 @@ fn ostree(repo: &Path, args: &[&str]) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()
 }
 
+/// `ostree admin deploy` marks each deployment directory immutable (FS_IMMUTABLE_FL), which
+/// blocks removing it, as upstream's store knows (its rmrf clears the flag). Clear it below
+/// `dir` so a test's temp dir can go.
+fn unfreeze(dir: &Path) {
+    let _ = Command::new("find")
+        .arg(dir)
+        .args([
+            "-type",
+            "d",
+            "-path",
+            "*/ostree/deploy/*/deploy/*.[0-9]*",
+            "-prune",
+            "-exec",
+            "chattr",
+            "-i",
+            "{}",
+            "+",
+        ])
+        .status();
+}
+
 /// RPM fixtures (standard set) built once per test and served by nginx at `/rpms/`.
 struct Fixture {
     env: Env,
     server: Nginx,
     www: PathBuf,
     fx: rpmfix::Fixtures,
+}
+
+impl Drop for Fixture {
+    fn drop(&mut self) {
+        unfreeze(self.env.dir.path());
+    }
 }
 
 impl Fixture {
