@@ -6,6 +6,10 @@
 //! after `kernel_opts`. Each path in `mounts` is bind-mounted onto itself for the time of the
 //! deployment, so `ostree` sees it as a mount point (e.g. `/boot` on a disk mounted by the
 //! engine); the mounts are undone on every path out.
+//!
+//! Note: `ostree admin deploy` marks the deployment directory immutable (FS_IMMUTABLE_FL), as
+//! on a real system; whoever removes such a tree must clear that flag first (upstream's rmrf
+//! does).
 
 use super::ostree_util::{input_commits, ostree, repo_arg, sysroot_arg, BindMount};
 use super::util::tree_path;

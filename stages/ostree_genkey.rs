@@ -1,7 +1,8 @@
 //! `org.osbuild.ostree.genkey`: make an ed25519 key pair for signing OSTree commits, written
 //! in the form `ostree sign` reads: the public key (32 bytes) and the secret key (the 32-byte
 //! seed followed by the public key) each base64 encoded on one line without a newline, as
-//! upstream (which takes them from `openssl genpkey`; so do we, from the build root).
+//! upstream (which takes them from `openssl genpkey`; so do we, from the build root). The
+//! secret key file is mode 0600. Unlike upstream, missing parent directories are created.
 
 use super::util::{create_parents, run_tool, tree_path, write_file};
 use super::{StageArgs, StageError, StageResult};

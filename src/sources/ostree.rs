@@ -7,7 +7,8 @@
 //! `ostree pull` checks every object against its checksum and, with `gpgkeys`, the commit's
 //! signature; only a complete, verified commit is then copied into the store's repository
 //! (`pull-local`, which commits the objects in one transaction). On any failure the staging
-//! repository is removed, so nothing of a failed item reaches the store.
+//! repository is removed, so nothing of a failed item reaches the store (the store's
+//! repository itself is only created by the first successful pull).
 //!
 //! Secrets: `org.osbuild.mtls` takes the TLS files and proxy from the environment
 //! (`OSBUILD_SOURCES_OSTREE_SSL_CA_CERT`, `..._SSL_CLIENT_CERT`, `..._SSL_CLIENT_KEY`,
@@ -160,6 +161,11 @@ fn fetch_one(item: &OstreeItem, repo: &Path, dest_dir: &Path) -> Result<(), Sour
         eprintln!("pulling {} from {}", item.commit, item.url);
         ostree(&["pull", REMOTE, &item.commit], staging.path(), None)?;
         ostree(&["fsck", "--quiet"], staging.path(), None)?;
+        if !repo.join("config").is_file() {
+            // made on the first success only; a half-made one of a killed run is made again
+            let _ = fs::remove_dir_all(repo);
+            init_repo(repo)?;
+        }
         let src = staging.path().to_string_lossy().into_owned();
         ostree(&["pull-local", &src, &item.commit], repo, None)?;
         Ok(())
@@ -192,11 +198,6 @@ pub fn fetch(
     }
     fs::create_dir_all(dest_dir).map_err(|e| SourceError::io("create directory", dest_dir, e))?;
     let repo = dest_dir.join("repo");
-    if !repo.join("config").is_file() {
-        // a repository half made by a killed run is made again
-        let _ = fs::remove_dir_all(&repo);
-        init_repo(&repo).map_err(SourceError::Curl)?;
-    }
     let mut results = Vec::new();
     let mut first = None;
     let mut failed = 0;
