@@ -449,3 +449,54 @@ fn source_failures_are_clear_and_store_nothing() {
     assert!(text.contains("no/such/ref"), "{text}");
     assert_eq!(store_entries(&env.store()), before);
 }
+
+/// The legacy v1 `org.osbuild.ostree.commit` assembler: the tree committed into a fresh archive
+/// repository with the layout and metadata of the stage; with `tar`, repo and compose.json are
+/// packed into the tarball instead.
+#[test]
+fn v1_ostree_commit_assembler() {
+    need_ostree();
+    let env = Env::new();
+    let tree_stages = json!([
+        {"name": "org.osbuild.mkdir", "options": {"paths": [
+            {"path": "/usr/etc", "parents": true}, {"path": "/usr/bin"}, {"path": "/boot"}, {"path": "/var/lib", "parents": true}]}},
+        {"name": "org.osbuild.ln", "options": {"paths": [{"target": "usr/bin", "link_name": "tree:///bin", "symbolic": true}]}}
+    ]);
+    let manifest = |tar: bool| {
+        let mut options = json!({"ref": REF, "os_version": "7.1"});
+        if tar {
+            options["tar"] = json!({"filename": "commit.tar"});
+        }
+        json!({"pipeline": {"stages": tree_stages, "assembler": {"name": "org.osbuild.ostree.commit", "options": options}}})
+    };
+    ok(&env.run(&env.write_manifest("plain.json", &manifest(false)), &["--export", "assembler"]));
+    let out = env.out().join("assembler");
+    let repo = out.join("repo");
+    let compose: Value = serde_json::from_slice(&std::fs::read(out.join("compose.json")).unwrap()).unwrap();
+    let commit = compose["ostree-commit"].as_str().unwrap();
+    assert_eq!(ostree(&repo, &["rev-parse", REF]).trim(), commit);
+    assert!(ostree(&repo, &["log", REF]).contains("Version: 7.1"));
+    let top = ostree(&repo, &["ls", REF, "/"]);
+    for entry in [
+        "/usr",
+        "/sysroot",
+        "/ostree -> sysroot/ostree",
+        "/home -> var/home",
+        "/root -> var/roothome",
+        "/bin -> usr/bin",
+        "/tmp",
+    ] {
+        assert!(top.contains(entry), "{entry} missing:\n{top}");
+    }
+    assert!(!out.join(".osbuild-ostree-root").exists(), "scratch root removed");
+
+    std::fs::remove_dir_all(&out).unwrap();
+    ok(&env.run(&env.write_manifest("tar.json", &manifest(true)), &["--export", "assembler"]));
+    let list = Command::new("tar").arg("-tf").arg(out.join("commit.tar")).output().unwrap();
+    let list = String::from_utf8_lossy(&list.stdout);
+    assert!(
+        list.lines().any(|l| l == "compose.json") && list.lines().any(|l| l == format!("repo/refs/heads/{REF}")),
+        "{list}"
+    );
+    assert!(!out.join("repo").exists() && !out.join("compose.json").exists(), "packed, not left beside the tarball");
+}

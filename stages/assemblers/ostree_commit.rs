@@ -108,7 +108,10 @@ fn commit(args: &StageArgs, o: &Options, tree: &Path, root: &Path, out: &Path) -
             run_tool(NAME, Command::new("cp").args(["--reflink=auto", "-a"]).arg(&src).arg("-t").arg(root))?;
         }
     }
-    run_tool(NAME, Command::new("ostree").args(["init", "--mode=archive"]).arg(format!("--repo={}", out.join("repo").display())))?;
+    run_tool(
+        NAME,
+        Command::new("ostree").args(["init", "--mode=archive"]).arg(format!("--repo={}", out.join("repo").display())),
+    )?;
 
     // The stage commits: same arguments document, the new root as its tree input.
     let mut stage_args = args.clone();

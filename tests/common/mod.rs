@@ -95,6 +95,13 @@ impl Env {
     }
 }
 
+impl Drop for Env {
+    /// `ostree admin deploy` makes deployments immutable; clear that so the directory can go.
+    fn drop(&mut self) {
+        let _ = Command::new("chattr").args(["-R", "-f", "-i"]).arg(self.dir.path()).stderr(Stdio::null()).status();
+    }
+}
+
 pub fn ok(o: &Output) {
     assert!(
         o.status.success(),
