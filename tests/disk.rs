@@ -547,3 +547,40 @@ fn ostree_deployment_on_a_disk_has_the_deploy_layout_and_bls_entries() {
     assert!(cfg.contains("blscfg") && cfg.contains("search --no-floppy --set=root --label boot"), "{cfg}");
     assert!(loops_backed_under(&env.store()).is_empty());
 }
+
+/// Mount options reach the kernel: a btrfs subvolume (made by btrfs.subvol through a mount)
+/// mounted by `subvol` with `compress`, and a `readonly` mount that refuses writes.
+#[test]
+fn btrfs_subvol_and_readonly_mount_options() {
+    let env = Env::new();
+    let mnt = |opts: Value| json!([{"name": "fs", "type": "org.osbuild.btrfs", "source": "device", "target": "/", "options": opts}]);
+    let base = vec![
+        json!({"type": "org.osbuild.truncate", "options": {"filename": "fs.img", "size": "268435456"}}),
+        json!({"type": "org.osbuild.mkfs.btrfs", "devices": loopback("fs.img"), "options": {"uuid": "4b4b3a6c-6f0e-4a59-9a1b-1e2d3c4b5a69", "label": "data"}}),
+        json!({"type": "org.osbuild.btrfs.subvol", "devices": loopback("fs.img"), "mounts": mnt(json!({})), "options": {"subvolumes": [{"name": "/root"}, {"name": "/home"}]}}),
+        json!({"type": "org.osbuild.mkdir", "devices": loopback("fs.img"), "mounts": mnt(json!({"subvol": "root", "compress": "zstd:1"})),
+               "options": {"paths": [{"path": "mount://fs/in-root-subvol"}]}}),
+    ];
+    let m = json!({"version": "2", "pipelines": [{"name": "image", "stages": base.clone()}]});
+    ok(&env.run(&env.write_manifest("m.json", &m), &["--export", "image"]));
+    let img = env.out().join("image/fs.img");
+    // Read back through a read-only loop mount of the top-level subvolume (id 5).
+    let listing = run(Command::new("unshare").args(["-m", "--propagation", "private", "sh", "-ec"]).arg(format!(
+        "d=$(mktemp -d); mount -o ro,loop,subvolid=5 {} $d; ls $d $d/root; btrfs subvolume list $d; umount $d; rmdir $d",
+        img.display()
+    )));
+    assert!(listing.contains("in-root-subvol"), "{listing}");
+    assert!(listing.contains("path root") && listing.contains("path home"), "{listing}");
+
+    let mut ro = base.clone();
+    ro.push(
+        json!({"type": "org.osbuild.mkdir", "devices": loopback("fs.img"), "mounts": mnt(json!({"readonly": true})),
+                   "options": {"paths": [{"path": "mount://fs/must-fail"}]}}),
+    );
+    let m = json!({"version": "2", "pipelines": [{"name": "image", "stages": ro}]});
+    let out = env.run(&env.write_manifest("ro.json", &m), &["--export", "image"]);
+    assert!(!out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("Read-only file system"), "{text}");
+    assert!(loops_backed_under(&env.store()).is_empty());
+}
