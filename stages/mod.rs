@@ -70,7 +70,7 @@ mod ostree_init;
 mod ostree_init_fs;
 mod ostree_os_init;
 mod ostree_passwd;
-mod ostree_preptree;
+pub(crate) mod ostree_preptree;
 mod ostree_pull;
 mod ostree_remotes;
 mod ostree_selinux;

@@ -71,6 +71,24 @@ const TOPLEVEL_LINKS: &[(&str, &str)] = &[
     ("srv", "var/srv"),
 ];
 
+/// Lay out the top level of an OSTree root in the empty directory `tree`: the API file system
+/// mount points, `/sysroot`, `/var`, the links into them, and `/tmp` (or its link).
+pub(crate) fn init_root(tree: &Path, tmp_is_dir: bool) -> Result<(), StageError> {
+    fs::set_permissions(tree, fs::Permissions::from_mode(0o755)).map_err(io("cannot set mode of", tree))?;
+    for d in TOPLEVEL_DIRS {
+        mkdir_mode(&tree.join(d), 0o755)?;
+    }
+    for (link, target) in TOPLEVEL_LINKS {
+        symlink(target, tree.join(link)).map_err(io("cannot create link", &tree.join(link)))?;
+    }
+    if tmp_is_dir {
+        mkdir_mode(&tree.join("tmp"), 0o1777)?;
+    } else {
+        symlink("sysroot/tmp", tree.join("tmp")).map_err(io("cannot create link", &tree.join("tmp")))?;
+    }
+    Ok(())
+}
+
 /// Standard `/var` content every OSTree system needs, created at boot.
 const INTEGRATION_TMPFILES: &str = "\
 # Made by osbuild-rs (org.osbuild.ostree.preptree): the /var layout of an OSTree system.
@@ -178,18 +196,7 @@ fn relayout(tree: &Path, tmp_is_dir: bool) -> Result<(), StageError> {
         rename(&e.path(), &aside_path.join(e.file_name()))?;
     }
     println!("Initializing new root filesystem");
-    fs::set_permissions(tree, fs::Permissions::from_mode(0o755)).map_err(io("cannot set mode of", tree))?;
-    for d in TOPLEVEL_DIRS {
-        mkdir_mode(&tree.join(d), 0o755)?;
-    }
-    for (link, target) in TOPLEVEL_LINKS {
-        symlink(target, tree.join(link)).map_err(io("cannot create link", &tree.join(link)))?;
-    }
-    if tmp_is_dir {
-        mkdir_mode(&tree.join("tmp"), 0o1777)?;
-    } else {
-        symlink("sysroot/tmp", tree.join("tmp")).map_err(io("cannot create link", &tree.join("tmp")))?;
-    }
+    init_root(tree, tmp_is_dir)?;
     println!("Moving data back from temporary root");
     let old = aside_path.as_path();
     rename(&old.join("usr"), &tree.join("usr"))?;

@@ -2,31 +2,19 @@
 //! archive repository `repo/` of the output directory, with `compose.json` beside it (or both
 //! packed into `tar.filename`).
 //!
-//! As upstream: a fresh root is laid out (`/dev`, `/proc`, `/run`, `/sys`, `/sysroot`, `/var`,
-//! `/tmp` or its link, and the `home`, `mnt`, `ostree`, `root`, ... links into `/var` and
-//! `/sysroot`), `usr`, `boot`, `var` and the top-level `bin`/`lib*`/`sbin` of the tree are
-//! copied in (reflinks where the file system has them), and the result is committed with the
-//! same metadata the `org.osbuild.ostree.commit` stage writes (that stage does the commit).
+//! As upstream: a fresh root is laid out as `org.osbuild.ostree.preptree` lays it out; `usr`,
+//! `boot`, `var` and the top-level `bin`/`lib*`/`sbin` of the tree are copied in (reflinks
+//! where the file system has them), and the result is committed with the same metadata the
+//! `org.osbuild.ostree.commit` stage writes (that stage does the commit).
 
 use crate::stages::util::run_tool;
 use crate::stages::{StageArgs, StageError, StageResult};
 use serde::Deserialize;
 use serde_json::{json, Value};
-use std::os::unix::fs::{symlink, PermissionsExt};
 use std::path::Path;
 use std::process::Command;
 
 const NAME: &str = "org.osbuild.ostree.commit";
-const TOP_DIRS: &[&str] = &["dev", "proc", "run", "sys", "sysroot", "var"];
-const TOP_LINKS: &[(&str, &str)] = &[
-    ("home", "var/home"),
-    ("media", "run/media"),
-    ("mnt", "var/mnt"),
-    ("opt", "var/opt"),
-    ("ostree", "sysroot/ostree"),
-    ("root", "var/roothome"),
-    ("srv", "var/srv"),
-];
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -79,22 +67,7 @@ pub fn run(args: &StageArgs) -> StageResult {
 
 fn commit(args: &StageArgs, o: &Options, tree: &Path, root: &Path, out: &Path) -> StageResult {
     std::fs::create_dir_all(root).map_err(io(root))?;
-    std::fs::set_permissions(root, std::fs::Permissions::from_mode(0o755)).map_err(io(root))?;
-    for d in TOP_DIRS {
-        let p = root.join(d);
-        std::fs::create_dir(&p).map_err(io(&p))?;
-        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).map_err(io(&p))?;
-    }
-    for (link, target) in TOP_LINKS {
-        symlink(target, root.join(link)).map_err(io(&root.join(link)))?;
-    }
-    if o.tmp_is_dir {
-        let p = root.join("tmp");
-        std::fs::create_dir(&p).map_err(io(&p))?;
-        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o1777)).map_err(io(&p))?;
-    } else {
-        symlink("sysroot/tmp", root.join("tmp")).map_err(io(&root.join("tmp")))?;
-    }
+    crate::stages::ostree_preptree::init_root(root, o.tmp_is_dir)?;
     for name in ["usr", "boot", "var", "bin", "lib", "lib32", "lib64", "sbin"] {
         let src = tree.join(name);
         let required = matches!(name, "usr" | "boot" | "var");
