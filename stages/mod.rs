@@ -103,7 +103,7 @@ mod systemd_sysusers;
 mod systemd_sysusers_d;
 mod systemd_unit;
 mod systemd_unit_create;
-mod tar;
+pub(crate) mod tar;
 mod timezone;
 mod tmpfilesd;
 mod truncate;

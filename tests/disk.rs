@@ -584,3 +584,47 @@ fn btrfs_subvol_and_readonly_mount_options() {
     assert!(text.contains("Read-only file system"), "{text}");
     assert!(loops_backed_under(&env.store()).is_empty());
 }
+
+/// The other v1 assemblers: `tar` (compressed, with the tree's files) and `rawfs` (a bare ext4
+/// image with the given UUID holding the tree), and `noop`.
+#[test]
+fn v1_tar_rawfs_and_noop_assemblers() {
+    let env = Env::new();
+    let stages = json!([{"name": "org.osbuild.mkdir", "options": {"paths": [{"path": "/etc"}]}},
+                        {"name": "org.osbuild.hostname", "options": {"hostname": "v1-assembled"}}]);
+    let build = |name: &str, assembler: Value| {
+        let m = env
+            .write_manifest(&format!("{name}.json"), &json!({"pipeline": {"stages": stages, "assembler": assembler}}));
+        let out = env.path(&format!("out-{name}"));
+        let o = Command::new(bin())
+            .arg("--store")
+            .arg(env.store())
+            .arg("--output-directory")
+            .arg(&out)
+            .args(["--export", "assembler"])
+            .arg(&m)
+            .output()
+            .unwrap();
+        ok(&o);
+        out.join("assembler")
+    };
+    let out =
+        build("tar", json!({"name": "org.osbuild.tar", "options": {"filename": "tree.tar.xz", "compression": "xz"}}));
+    let list = run(Command::new("tar").arg("-tJf").arg(out.join("tree.tar.xz")));
+    assert!(list.lines().any(|l| l == "./etc/hostname"), "{list}");
+
+    let out = build(
+        "rawfs",
+        json!({"name": "org.osbuild.rawfs", "options": {
+        "filename": "root.ext4", "root_fs_uuid": "2fd2a7ba-8b94-4d8e-8c59-0e9cbbd0d6bd", "size": 67108864}}),
+    );
+    let img = out.join("root.ext4");
+    assert_eq!(std::fs::metadata(&img).unwrap().len(), 67108864);
+    assert_eq!(blkid_at(&img, 0)["UUID"], "2fd2a7ba-8b94-4d8e-8c59-0e9cbbd0d6bd");
+    assert_eq!(ext4_cat(&img, 0, "/etc/hostname"), "v1-assembled\n");
+    assert!(!out.join(".osbuild-rawfs-mnt").exists());
+
+    let out = build("noop", json!({"name": "org.osbuild.noop"}));
+    assert_eq!(std::fs::read_dir(&out).unwrap().count(), 0, "noop assembles nothing");
+    assert!(loops_backed_under(&env.store()).is_empty());
+}
