@@ -4,12 +4,29 @@
 
 use super::util::run_tool;
 use super::{StageArgs, StageError};
+use serde::Deserialize;
 use serde_json::Value;
 use std::fs::File;
 use std::io::{Read, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+
+/// One partition of `org.osbuild.sfdisk` and `org.osbuild.sgdisk`; sizes and offsets are in
+/// 512-byte sectors. The schemas leave the object open, so unknown keys are ignored as
+/// upstream does.
+#[derive(Debug, Default, Deserialize)]
+pub struct Partition {
+    pub bootable: Option<bool>,
+    pub name: Option<String>,
+    pub partnum: Option<u64>,
+    pub size: Option<u64>,
+    pub start: Option<u64>,
+    #[serde(rename = "type")]
+    pub ptype: Option<String>,
+    pub uuid: Option<String>,
+    pub attrs: Option<Vec<u64>>,
+}
 
 /// The host path of the one file input `name` carries (upstream's stages take
 /// `data.files`' only key and join it to the input's path).
@@ -170,6 +187,12 @@ pub(crate) mod testing {
             .unwrap_or_else(|e| panic!("cannot run {tool} ({e}); install the Debian package {package}"));
         assert!(out.status.success(), "{tool} {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
         String::from_utf8(out.stdout).unwrap()
+    }
+
+    /// The `partitiontable` object of `sfdisk --json` on an image.
+    pub fn sfdisk_table(img: &Path) -> Value {
+        let text = output("sfdisk", &["--json", img.to_str().unwrap()], "fdisk");
+        serde_json::from_str::<Value>(&text).unwrap()["partitiontable"].clone()
     }
 
     /// Arguments whose `file` input is one file of known, compressible content; the tree
