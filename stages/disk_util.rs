@@ -3,7 +3,7 @@
 //! capturing a tool's stdout, and creating an output file in the tree.
 
 use super::util::run_tool;
-use super::{StageArgs, StageError};
+use super::{StageArgs, StageError, StageResult};
 use serde::Deserialize;
 use serde_json::Value;
 use std::fs::File;
@@ -54,6 +54,22 @@ pub fn create_output(path: &Path) -> Result<File, StageError> {
         .custom_flags(libc::O_NOFOLLOW)
         .open(path)
         .map_err(StageError::io("cannot create", path))
+}
+
+/// The options of the compression stages whose only option is the output file (`xz`, `zstd`).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CompressOptions {
+    /// Output file in the tree.
+    pub filename: String,
+}
+
+/// The whole of a compression stage that takes [`CompressOptions`]: parse them, then
+/// [`compress_input`] with `cmd`.
+pub fn compress_stage(stage: &'static str, args: &StageArgs, cmd: &mut Command) -> StageResult {
+    let options: CompressOptions = args.parse_options(stage)?;
+    compress_input(stage, args, &options.filename, cmd)?;
+    Ok(None)
 }
 
 /// Run the compressor `cmd` (arguments but the file given) on the single file of the `file`
