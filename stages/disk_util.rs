@@ -28,6 +28,27 @@ pub struct Partition {
     pub attrs: Option<Vec<u64>>,
 }
 
+/// The whole of a stage that makes a file system (or swap area) on its `device`: parse the
+/// options `O`, let `build` add the arguments to `tool`, then run `tool <arguments> <device>`.
+pub fn mkfs_stage<O: serde::de::DeserializeOwned>(
+    stage: &'static str,
+    args: &StageArgs,
+    tool: &str,
+    build: impl FnOnce(&O, &mut Command),
+) -> StageResult {
+    let options: O = args.parse_options(stage)?;
+    let device = args.device_path("device")?;
+    let mut cmd = Command::new(tool);
+    build(&options, &mut cmd);
+    run_tool(stage, cmd.arg(&device))?;
+    Ok(None)
+}
+
+/// `flag <label>` when the label is set and not empty, else nothing.
+pub fn label_args<'a>(flag: &'a str, label: &'a Option<String>) -> impl Iterator<Item = &'a str> {
+    label.as_deref().filter(|l| !l.is_empty()).into_iter().flat_map(move |l| [flag, l])
+}
+
 /// The host path of the one file input `name` carries (upstream's stages take
 /// `data.files`' only key and join it to the input's path).
 pub fn single_input_file(args: &StageArgs, name: &str) -> Result<PathBuf, StageError> {
@@ -254,6 +275,15 @@ mod tests {
     use super::*;
     use crate::stages::testutil::args;
     use serde_json::json;
+
+    #[test]
+    fn label_args_only_for_a_non_empty_label() {
+        let root = Some("root".to_owned());
+        let v: Vec<&str> = label_args("-L", &root).collect();
+        assert_eq!(v, ["-L", "root"]);
+        assert_eq!(label_args("-L", &Some(String::new())).count(), 0);
+        assert_eq!(label_args("-L", &None).count(), 0);
+    }
 
     #[test]
     fn input_must_hold_one_plain_file() {
