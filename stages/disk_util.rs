@@ -2,7 +2,7 @@
 //! compression): the single file of a `file`/`image` input, feeding a tool a script on stdin,
 //! capturing a tool's stdout, and creating an output file in the tree.
 
-use super::util::run_tool;
+use super::util::{argv_string, run_tool, spawn_error, stderr_tail};
 use super::{StageArgs, StageError, StageResult};
 use serde::Deserialize;
 use serde_json::Value;
@@ -146,46 +146,6 @@ pub fn tool_output(stage: &'static str, cmd: &mut Command) -> Result<Vec<u8>, St
     cmd.stdout(Stdio::null());
     let out = collect.join().unwrap_or_default();
     result.map(|()| out)
-}
-
-fn spawn_error(stage: &'static str, tool: &str, e: std::io::Error) -> StageError {
-    if e.kind() == std::io::ErrorKind::NotFound {
-        StageError::ToolMissing { tool: tool.to_owned(), stage, place: "in the build root" }
-    } else {
-        StageError::ToolSpawn { tool: tool.to_owned(), source: e }
-    }
-}
-
-fn argv_string(cmd: &Command) -> String {
-    std::iter::once(cmd.get_program())
-        .chain(cmd.get_args())
-        .map(|a| {
-            let s = a.to_string_lossy();
-            let plain = !s.is_empty() && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_./=:,+@%".contains(&b));
-            if plain {
-                s.into_owned()
-            } else {
-                format!("'{}'", s.replace('\'', r"'\''"))
-            }
-        })
-        .collect::<Vec<_>>()
-        .join(" ")
-}
-
-fn stderr_tail(stderr: &[u8]) -> String {
-    let text = String::from_utf8_lossy(stderr);
-    let lines: Vec<&str> = text.lines().map(str::trim).filter(|l| !l.is_empty()).collect();
-    let tail = lines[lines.len().saturating_sub(3)..].join(" / ");
-    if tail.is_empty() {
-        return String::new();
-    }
-    let tail: String = if tail.chars().count() > 1000 {
-        let skip = tail.chars().count() - 1000;
-        format!("…{}", tail.chars().skip(skip).collect::<String>())
-    } else {
-        tail
-    };
-    format!(": {tail}")
 }
 
 #[cfg(test)]
