@@ -175,6 +175,12 @@ mod tests {
         assert_eq!(iso8601(951_782_400), "2000-02-29T00:00:00Z");
     }
 
+    fn init_archive_repo(repo: &Path) {
+        let ok =
+            Command::new("ostree").args(["init", "--mode=archive"]).arg(repo_arg(repo)).status().unwrap().success();
+        assert!(ok, "ostree init failed for {}", repo.display());
+    }
+
     fn layout(root: &Path) {
         for d in ["usr/etc", "usr/bin", "usr/lib/modules/6.1.0", "var", "boot"] {
             std::fs::create_dir_all(root.join(d)).unwrap();
@@ -191,12 +197,7 @@ mod tests {
         let input = t.path().join("input");
         layout(&input);
         std::fs::create_dir_all(&tree).unwrap();
-        assert!(Command::new("ostree")
-            .args(["init", "--mode=archive"])
-            .arg(repo_arg(&tree.join("repo")))
-            .status()
-            .unwrap()
-            .success());
+        init_archive_repo(&tree.join("repo"));
         let mut a = args(&tree, json!({"ref": "test/x86_64/iot", "os_version": "42.1"}));
         a.inputs.insert("tree".into(), json!({"path": input}));
         a.meta.insert("source-epoch".into(), json!(1_700_000_000));
@@ -225,12 +226,7 @@ mod tests {
         assert_eq!(key("ostree.linux"), "'6.1.0'");
         // same input, same epoch, fresh repository: same commit
         std::fs::remove_dir_all(tree.join("repo")).unwrap();
-        assert!(Command::new("ostree")
-            .args(["init", "--mode=archive"])
-            .arg(repo_arg(&tree.join("repo")))
-            .status()
-            .unwrap()
-            .success());
+        init_archive_repo(&tree.join("repo"));
         let again = run(&a).unwrap().unwrap();
         assert_eq!(again["compose"]["ostree-commit"], commit.as_str());
     }
@@ -244,12 +240,7 @@ mod tests {
         let mut a = args(&tree, json!({"ref": "x"}));
         a.inputs.insert("tree".into(), json!({"path": t.path().join("input")}));
         assert!(run(&a).unwrap_err().to_string().contains("no ostree repository at /repo"));
-        assert!(Command::new("ostree")
-            .args(["init", "--mode=archive"])
-            .arg(repo_arg(&tree.join("repo")))
-            .status()
-            .unwrap()
-            .success());
+        init_archive_repo(&tree.join("repo"));
         assert!(run(&a).unwrap_err().to_string().contains("not in ostree layout"));
     }
 }

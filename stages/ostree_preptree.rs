@@ -33,6 +33,7 @@
 //! the `tmp-is-dir: false` link the wrong way round (`sysroot/tmp -> tmp`); we write
 //! `tmp -> sysroot/tmp`, which is what rpm-ostree means.
 
+use super::ostree_util::{TOPLEVEL_DIRS, TOPLEVEL_LINKS};
 use super::util::{run_tool, write_file};
 use super::{StageArgs, StageError, StageResult};
 use serde::Deserialize;
@@ -59,17 +60,6 @@ pub struct Options {
 fn yes() -> bool {
     true
 }
-
-const TOPLEVEL_DIRS: &[&str] = &["dev", "proc", "run", "sys", "sysroot", "var"];
-const TOPLEVEL_LINKS: &[(&str, &str)] = &[
-    ("home", "var/home"),
-    ("media", "run/media"),
-    ("mnt", "var/mnt"),
-    ("opt", "var/opt"),
-    ("ostree", "sysroot/ostree"),
-    ("root", "var/roothome"),
-    ("srv", "var/srv"),
-];
 
 /// Lay out the top level of an OSTree root in the empty directory `tree`: the API file system
 /// mount points, `/sysroot`, `/var`, the links into them, and `/tmp` (or its link).

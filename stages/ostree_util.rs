@@ -10,6 +10,20 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
+/// The top-level directories of an OSTree commit's root (0755, empty).
+pub const TOPLEVEL_DIRS: &[&str] = &["dev", "proc", "run", "sys", "sysroot", "var"];
+
+/// The top-level symlinks of an OSTree commit's root (name, target).
+pub const TOPLEVEL_LINKS: &[(&str, &str)] = &[
+    ("home", "var/home"),
+    ("media", "run/media"),
+    ("mnt", "var/mnt"),
+    ("opt", "var/opt"),
+    ("ostree", "sysroot/ostree"),
+    ("root", "var/roothome"),
+    ("srv", "var/srv"),
+];
+
 /// `ostree ARGS...`, its stdout sent to our stderr (the build log), as upstream does.
 pub fn ostree(stage: &'static str, args: &[&std::ffi::OsStr]) -> Result<(), StageError> {
     let mut cmd = Command::new("ostree");
