@@ -20,9 +20,11 @@
 //!    the tree): `dpkg --install --force-depends` of the essential set (that is how the
 //!    essential set is made consistent, as the bootstrappers do), then the others with
 //!    `dpkg --unpack` in batches — a package is unpacked only once its `Pre-Depends` are
-//!    installed — and `dpkg --configure --pending` after each batch; the last configure run is
-//!    the one that decides: a missing dependency or a failing maintainer script fails the
-//!    stage with an error naming the package and what dpkg said about it;
+//!    installed — and `dpkg --configure --pending` after each batch, all with `--no-triggers`;
+//!    the last configure run is the one that decides: a missing dependency or a failing
+//!    maintainer script fails the stage with an error naming the package and what dpkg said
+//!    about it; a final `dpkg --configure --pending` runs the deferred triggers (ldconfig,
+//!    update-initramfs, man-db) once;
 //! 5. every package must end up `install ok installed` (`dpkg -l` shows `ii`);
 //! 6. the mounts, the scratch directory and policy-rc.d are removed again (also when the
 //!    stage fails), files of the essential set that the path filters exclude are removed
@@ -756,10 +758,12 @@ fn install(
     let n = batches.len();
     for (i, b) in batches.iter().enumerate() {
         let mut c = dpkg(tree, epoch);
-        c.args(["--force-unsafe-io"]).args(&filter_args).arg("--unpack").args(b.iter().map(in_chroot));
+        c.args(["--force-unsafe-io", "--no-triggers"]).args(&filter_args);
+        c.arg("--unpack").args(b.iter().map(in_chroot));
         run_dpkg("unpacking the packages", &mut c, &labels)?;
+        // triggers (initramfs, man-db, ldconfig) wait for the last run, so they run once
         let mut c = dpkg(tree, epoch);
-        c.args(["--force-unsafe-io", "--configure", "--pending"]);
+        c.args(["--force-unsafe-io", "--no-triggers", "--configure", "--pending"]);
         if i + 1 < n {
             // packages waiting for a later batch fail to configure here; the last run decides
             let _ = exec(&mut c)?;
@@ -767,7 +771,7 @@ fn install(
             run_dpkg("configuring the packages", &mut c, &labels)?;
         }
     }
-    // deferred triggers
+    // the deferred triggers
     let mut c = dpkg(tree, epoch);
     c.args(["--force-unsafe-io", "--configure", "--pending"]);
     run_dpkg("processing triggers", &mut c, &labels)?;
