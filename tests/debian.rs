@@ -214,6 +214,9 @@ fn debian_tree_manifest_builds_a_configured_tree() {
         read("etc/apt/apt.conf.d/90osbuild-rs"),
         "APT::Install-Recommends \"false\";\nAPT::Install-Suggests \"false\";\n"
     );
+    // the machine's sources, written into the image by the dpkg stage (filled by the depsolver)
+    let sources = read("etc/apt/sources.list.d/debian.sources");
+    assert!(sources.starts_with("Types: deb\nURIs: ") && sources.contains("\nComponents: main"), "{sources}");
     let debconf = read("var/cache/debconf/config.dat");
     assert!(
         debconf.contains("Name: debconf/frontend\nTemplate: debconf/frontend\nValue: Noninteractive\n"),
