@@ -28,10 +28,15 @@
 //! 5. every package must end up `install ok installed` (`dpkg -l` shows `ii`);
 //! 6. the mounts, the scratch directory and policy-rc.d are removed again (also when the
 //!    stage fails), files of the essential set that the path filters exclude are removed
-//!    (tar extracted them; dpkg did not), `/etc/machine-id` is left empty, and apt's binary
+//!    (tar extracted them; dpkg did not), an `/etc/machine-id` made during the installation
+//!    (systemd's postinst writes one) is left empty, and apt's binary
 //!    caches are removed. With `SOURCE_DATE_EPOCH` in the environment (the pipeline's
 //!    `source-epoch`) logs, `-old` backups, ldconfig's aux-cache and systemd's random seed are
 //!    removed too, and no file in the tree is left newer than that time.
+//!
+//! On a tree that already has packages (a second `org.osbuild.dpkg` stage), there is no
+//! bootstrap: step 2 and the essential install are skipped and every package is unpacked and
+//! configured as in step 4.
 //!
 //! Packages are given in the order of the input's references, or in the order of the
 //! `packages` option (checksums; it must name every file of the input exactly once).
@@ -626,7 +631,8 @@ fn clamp_mtimes(root: &Path, epoch: i64) -> Result<(), StageError> {
 }
 
 /// Files that differ from build to build or only describe the build.
-fn clean_up(args: &StageArgs, reproducible: bool) -> Result<(), StageError> {
+/// `had_machine_id`: the tree had `/etc/machine-id` before the stage (then it is left alone).
+fn clean_up(args: &StageArgs, reproducible: bool, had_machine_id: bool) -> Result<(), StageError> {
     let mut remove: Vec<String> = vec!["/var/cache/apt/pkgcache.bin".into(), "/var/cache/apt/srcpkgcache.bin".into()];
     if reproducible {
         remove.extend(
@@ -650,7 +656,7 @@ fn clean_up(args: &StageArgs, reproducible: bool) -> Result<(), StageError> {
         remove_if_exists(&tree_path(args, &p, false)?)?;
     }
     let mid = tree_path(args, "/etc/machine-id", false)?;
-    if std::fs::symlink_metadata(&mid).is_ok_and(|m| m.is_file()) {
+    if !had_machine_id && std::fs::symlink_metadata(&mid).is_ok_and(|m| m.is_file()) {
         write_file(&mid, b"", 0o444)?;
     }
     Ok(())
@@ -856,6 +862,7 @@ pub fn run(args: &StageArgs) -> StageResult {
     let epoch = epoch_from_env();
     let status = tree_path(args, "/var/lib/dpkg/status", true)?;
     let bootstrap = std::fs::metadata(&status).map(|m| m.len() == 0).unwrap_or(true);
+    let had_machine_id = std::fs::symlink_metadata(tree_path(args, "/etc/machine-id", false)?).is_ok();
     if bootstrap {
         prepare_tree(args, &o, &arch)?;
     }
@@ -863,7 +870,7 @@ pub fn run(args: &StageArgs) -> StageResult {
     if !o.apt_sources.is_empty() {
         super::apt_sources::write(args, "debian.sources", &o.apt_sources)?;
     }
-    clean_up(args, epoch.is_some())?;
+    clean_up(args, epoch.is_some(), had_machine_id)?;
     if let Some((_, e)) = &epoch {
         clamp_mtimes(&args.tree, *e)?;
     }
