@@ -29,7 +29,8 @@
 //! 6. the mounts, the scratch directory and policy-rc.d are removed again (also when the
 //!    stage fails), files of the essential set that the path filters exclude are removed
 //!    (tar extracted them; dpkg did not), an `/etc/machine-id` made during the installation
-//!    (systemd's postinst writes one) is left empty, and apt's binary
+//!    (systemd's postinst writes one) is left empty and dbus's own random id becomes a link to
+//!    it, and apt's binary
 //!    caches are removed. With `SOURCE_DATE_EPOCH` in the environment (the pipeline's
 //!    `source-epoch`) logs, `-old` backups, ldconfig's aux-cache and systemd's random seed are
 //!    removed too, and no file in the tree is left newer than that time.
@@ -658,6 +659,15 @@ fn clean_up(args: &StageArgs, reproducible: bool, had_machine_id: bool) -> Resul
     let mid = tree_path(args, "/etc/machine-id", false)?;
     if !had_machine_id && std::fs::symlink_metadata(&mid).is_ok_and(|m| m.is_file()) {
         write_file(&mid, b"", 0o444)?;
+        // dbus's postinst made its own random id; every machine from this image would share it.
+        // Point it at /etc/machine-id, which systemd fills on first boot (what Debian's
+        // images do).
+        let dbus = tree_path(args, "/var/lib/dbus/machine-id", false)?;
+        if std::fs::symlink_metadata(&dbus).is_ok_and(|m| m.is_file()) {
+            remove_if_exists(&dbus)?;
+            std::os::unix::fs::symlink("/etc/machine-id", &dbus)
+                .map_err(|e| StageError::Invalid(format!("cannot link {}: {e}", dbus.display())))?;
+        }
     }
     Ok(())
 }

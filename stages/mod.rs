@@ -17,8 +17,8 @@ pub mod util;
 
 mod apt_config;
 mod apt_sources;
-mod btrfs_subvol;
 pub mod assemblers;
+mod btrfs_subvol;
 mod chmod;
 mod chown;
 mod chrony;
