@@ -6,6 +6,7 @@
 
 pub mod canonical_json;
 pub mod cli;
+pub mod depsolve_apt;
 pub mod engine;
 pub mod inventory;
 pub mod manifest;

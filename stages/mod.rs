@@ -17,6 +17,8 @@ pub mod util;
 
 pub mod assemblers;
 
+mod apt_config;
+mod apt_sources;
 mod btrfs_subvol;
 mod chmod;
 mod chown;
@@ -26,10 +28,13 @@ mod configparser;
 mod containers_storage_conf;
 mod copy;
 mod cron_script;
+mod deb_util;
+mod debconf;
 mod disk_util;
 mod dmverity;
 mod dnf_automatic_config;
 mod dnf_config;
+mod dpkg;
 mod dracut;
 mod dracut_conf;
 mod first_boot;
@@ -265,6 +270,8 @@ macro_rules! stage {
 }
 
 static REGISTRY: &[StageInfo] = &[
+    stage!("org.osbuild.apt.config", apt_config),
+    stage!("org.osbuild.apt.sources", apt_sources),
     stage!("org.osbuild.btrfs.subvol", btrfs_subvol),
     stage!("org.osbuild.chmod", chmod),
     stage!("org.osbuild.chown", chown),
@@ -273,9 +280,11 @@ static REGISTRY: &[StageInfo] = &[
     stage!("org.osbuild.containers.storage.conf", containers_storage_conf),
     stage!("org.osbuild.copy", copy, "CAP_MAC_ADMIN"),
     stage!("org.osbuild.cron.script", cron_script),
+    stage!("org.osbuild.debconf", debconf),
     stage!("org.osbuild.dmverity", dmverity),
     stage!("org.osbuild.dnf-automatic.config", dnf_automatic_config),
     stage!("org.osbuild.dnf.config", dnf_config),
+    stage!("org.osbuild.dpkg", dpkg),
     stage!("org.osbuild.dracut", dracut),
     stage!("org.osbuild.dracut.conf", dracut_conf),
     stage!("org.osbuild.first-boot", first_boot),
