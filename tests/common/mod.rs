@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 pub mod disk;
+pub mod qemu;
 pub mod treediff;
 
 use serde_json::{json, Value};
