@@ -335,6 +335,15 @@ impl Vm {
             got.extend_from_slice(&chunk[..n]);
         }
         s.write_all(format!("{command}\n").as_bytes()).map_err(|e| format!("qemu monitor: {e}"))?;
+        // the next prompt says the command ran
+        got.clear();
+        while !got.ends_with(b"(qemu) ") {
+            match s.read(&mut chunk) {
+                Ok(0) => break,
+                Ok(n) => got.extend_from_slice(&chunk[..n]),
+                Err(e) => return Err(format!("qemu monitor: {e}")),
+            }
+        }
         Ok(())
     }
 
