@@ -20,16 +20,23 @@
 //!    the tree): `dpkg --install --force-depends` of the essential set (that is how the
 //!    essential set is made consistent, as the bootstrappers do), then the others with
 //!    `dpkg --unpack` in batches — a package is unpacked only once its `Pre-Depends` are
-//!    installed — and `dpkg --configure --pending` after each batch; the last configure run is
-//!    the one that decides: a missing dependency or a failing maintainer script fails the
-//!    stage with an error naming the package and what dpkg said about it;
+//!    installed — and `dpkg --configure --pending` after each batch, all with `--no-triggers`;
+//!    the last configure run is the one that decides: a missing dependency or a failing
+//!    maintainer script fails the stage with an error naming the package and what dpkg said
+//!    about it; a final `dpkg --configure --pending` runs the deferred triggers (ldconfig,
+//!    update-initramfs, man-db) once;
 //! 5. every package must end up `install ok installed` (`dpkg -l` shows `ii`);
 //! 6. the mounts, the scratch directory and policy-rc.d are removed again (also when the
 //!    stage fails), files of the essential set that the path filters exclude are removed
-//!    (tar extracted them; dpkg did not), `/etc/machine-id` is left empty, and apt's binary
+//!    (tar extracted them; dpkg did not), an `/etc/machine-id` made during the installation
+//!    (systemd's postinst writes one) is left empty, and apt's binary
 //!    caches are removed. With `SOURCE_DATE_EPOCH` in the environment (the pipeline's
 //!    `source-epoch`) logs, `-old` backups, ldconfig's aux-cache and systemd's random seed are
 //!    removed too, and no file in the tree is left newer than that time.
+//!
+//! On a tree that already has packages (a second `org.osbuild.dpkg` stage), there is no
+//! bootstrap: step 2 and the essential install are skipped and every package is unpacked and
+//! configured as in step 4.
 //!
 //! Packages are given in the order of the input's references, or in the order of the
 //! `packages` option (checksums; it must name every file of the input exactly once).
@@ -624,7 +631,8 @@ fn clamp_mtimes(root: &Path, epoch: i64) -> Result<(), StageError> {
 }
 
 /// Files that differ from build to build or only describe the build.
-fn clean_up(args: &StageArgs, reproducible: bool) -> Result<(), StageError> {
+/// `had_machine_id`: the tree had `/etc/machine-id` before the stage (then it is left alone).
+fn clean_up(args: &StageArgs, reproducible: bool, had_machine_id: bool) -> Result<(), StageError> {
     let mut remove: Vec<String> = vec!["/var/cache/apt/pkgcache.bin".into(), "/var/cache/apt/srcpkgcache.bin".into()];
     if reproducible {
         remove.extend(
@@ -648,7 +656,7 @@ fn clean_up(args: &StageArgs, reproducible: bool) -> Result<(), StageError> {
         remove_if_exists(&tree_path(args, &p, false)?)?;
     }
     let mid = tree_path(args, "/etc/machine-id", false)?;
-    if std::fs::symlink_metadata(&mid).is_ok_and(|m| m.is_file()) {
+    if !had_machine_id && std::fs::symlink_metadata(&mid).is_ok_and(|m| m.is_file()) {
         write_file(&mid, b"", 0o444)?;
     }
     Ok(())
@@ -756,10 +764,12 @@ fn install(
     let n = batches.len();
     for (i, b) in batches.iter().enumerate() {
         let mut c = dpkg(tree, epoch);
-        c.args(["--force-unsafe-io"]).args(&filter_args).arg("--unpack").args(b.iter().map(in_chroot));
+        c.args(["--force-unsafe-io", "--no-triggers"]).args(&filter_args);
+        c.arg("--unpack").args(b.iter().map(in_chroot));
         run_dpkg("unpacking the packages", &mut c, &labels)?;
+        // triggers (initramfs, man-db, ldconfig) wait for the last run, so they run once
         let mut c = dpkg(tree, epoch);
-        c.args(["--force-unsafe-io", "--configure", "--pending"]);
+        c.args(["--force-unsafe-io", "--no-triggers", "--configure", "--pending"]);
         if i + 1 < n {
             // packages waiting for a later batch fail to configure here; the last run decides
             let _ = exec(&mut c)?;
@@ -767,7 +777,7 @@ fn install(
             run_dpkg("configuring the packages", &mut c, &labels)?;
         }
     }
-    // deferred triggers
+    // the deferred triggers
     let mut c = dpkg(tree, epoch);
     c.args(["--force-unsafe-io", "--configure", "--pending"]);
     run_dpkg("processing triggers", &mut c, &labels)?;
@@ -852,6 +862,7 @@ pub fn run(args: &StageArgs) -> StageResult {
     let epoch = epoch_from_env();
     let status = tree_path(args, "/var/lib/dpkg/status", true)?;
     let bootstrap = std::fs::metadata(&status).map(|m| m.len() == 0).unwrap_or(true);
+    let had_machine_id = std::fs::symlink_metadata(tree_path(args, "/etc/machine-id", false)?).is_ok();
     if bootstrap {
         prepare_tree(args, &o, &arch)?;
     }
@@ -859,7 +870,7 @@ pub fn run(args: &StageArgs) -> StageResult {
     if !o.apt_sources.is_empty() {
         super::apt_sources::write(args, "debian.sources", &o.apt_sources)?;
     }
-    clean_up(args, epoch.is_some())?;
+    clean_up(args, epoch.is_some(), had_machine_id)?;
     if let Some((_, e)) = &epoch {
         clamp_mtimes(&args.tree, *e)?;
     }

@@ -141,6 +141,22 @@ fn debian_tree_manifest_builds_a_configured_tree() {
     let m = depsolve(&args);
     let refs = m["pipelines"][0]["stages"][0]["inputs"]["packages"]["references"].as_array().unwrap().clone();
     assert!(refs.len() > 100, "the minbase closure has more than 100 packages, got {}", refs.len());
+    // a second dpkg stage adds a package to the finished tree (no bootstrap), in the order
+    // of its `packages` option; its postinst runs in the tree
+    let mut m = m;
+    let extra = build_deb(
+        &env.path("debs"),
+        "osbuild-rs-extra",
+        Some("#!/bin/sh\nset -e\n[ \"$1\" = configure ] && command -v fish > /var/lib/osbuild-rs-extra\nexit 0\n"),
+    );
+    let extra_sum = sha256(&std::fs::read(&extra).unwrap());
+    m["sources"]["org.osbuild.curl"]["items"][&extra_sum] = json!(format!("file://{}", extra.display()));
+    let stage = json!({
+        "type": "org.osbuild.dpkg",
+        "inputs": {"packages": {"type": "org.osbuild.files", "origin": "org.osbuild.source", "references": [extra_sum]}},
+        "options": {"packages": [extra_sum]}
+    });
+    m["pipelines"][0]["stages"].as_array_mut().unwrap().insert(1, stage);
     let manifest = env.write_manifest("debian-tree.json", &m);
 
     let o = env.run(&manifest, &["--export", "tree"]);
@@ -153,10 +169,12 @@ fn debian_tree_manifest_builds_a_configured_tree() {
     ok(&l);
     let listing = String::from_utf8_lossy(&l.stdout).into_owned();
     let rows: Vec<&str> = listing.lines().skip_while(|l| !l.starts_with("+++-")).skip(1).collect();
-    assert_eq!(rows.len(), refs.len(), "{listing}");
+    assert_eq!(rows.len(), refs.len() + 1, "{listing}");
     let bad: Vec<&&str> = rows.iter().filter(|r| !r.starts_with("ii ")).collect();
     assert!(bad.is_empty(), "packages not ii: {bad:?}");
-    for name in ["fish", "systemd-sysv", "passwd", "dash", "usr-is-merged"] {
+    assert_eq!(read("var/lib/osbuild-rs-extra"), "/usr/bin/fish\n", "the postinst ran in the tree");
+    assert_eq!(read("usr/share/osbuild-rs/osbuild-rs-extra"), "payload\n");
+    for name in ["fish", "systemd-sysv", "passwd", "dash", "usr-is-merged", "osbuild-rs-extra"] {
         assert!(
             rows.iter().any(|r| r.split_whitespace().nth(1).map(|n| n.split(':').next()) == Some(Some(name))),
             "{name} missing"
@@ -214,6 +232,9 @@ fn debian_tree_manifest_builds_a_configured_tree() {
         read("etc/apt/apt.conf.d/90osbuild-rs"),
         "APT::Install-Recommends \"false\";\nAPT::Install-Suggests \"false\";\n"
     );
+    // the machine's sources, written into the image by the dpkg stage (filled by the depsolver)
+    let sources = read("etc/apt/sources.list.d/debian.sources");
+    assert!(sources.starts_with("Types: deb\nURIs: ") && sources.contains("\nComponents: main"), "{sources}");
     let debconf = read("var/cache/debconf/config.dat");
     assert!(
         debconf.contains("Name: debconf/frontend\nTemplate: debconf/frontend\nValue: Noninteractive\n"),

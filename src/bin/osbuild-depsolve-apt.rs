@@ -2,8 +2,9 @@
 //!
 //! Prints the closure of the given packages (plus the Essential set and priority `required`,
 //! as debootstrap's minbase) as JSON: `sources` (`org.osbuild.curl` items, `sha256:<hex>` ->
-//! URL), `checksums` (installation order, for the `packages` input of `org.osbuild.dpkg`)
-//! and `packages` (name, version, architecture, checksum, url, size). With `--template` it
+//! URL), `checksums` (installation order, for the `packages` input of `org.osbuild.dpkg`),
+//! `apt_sources` (the sources used, as `org.osbuild.apt.sources` entries) and `packages`
+//! (name, version, architecture, checksum, url, size). With `--template` it
 //! prints that manifest instead, filled in. See `osbuild_rs::depsolve_apt`.
 
 use clap::Parser;
@@ -48,7 +49,8 @@ struct Cli {
     #[arg(long)]
     state_dir: Option<PathBuf>,
     /// A manifest to fill in: source items added, the `packages` input of each
-    /// `org.osbuild.dpkg` stage with no references set to the packages in order.
+    /// `org.osbuild.dpkg` stage with no references set to the packages in order (and its
+    /// `apt_sources` option, if present and empty, to the sources used).
     #[arg(long)]
     template: Option<PathBuf>,
     /// Write the JSON here instead of to stdout.
@@ -82,16 +84,16 @@ fn run(cli: Cli) -> Result<(), String> {
         components: cli.components,
         state_dir: cli.state_dir,
     };
-    let pkgs = resolve(&req)?;
+    let res = resolve(&req)?;
     let doc = match cli.template {
         Some(t) => {
             let text = std::fs::read_to_string(&t).map_err(|e| format!("{}: {e}", t.display()))?;
             let mut m: serde_json::Value =
                 serde_json::from_str(&text).map_err(|e| format!("{}: not JSON: {e}", t.display()))?;
-            fill_template(&mut m, &pkgs).map_err(|e| format!("{}: {e}", t.display()))?;
+            fill_template(&mut m, &res.packages, &res.apt_sources).map_err(|e| format!("{}: {e}", t.display()))?;
             m
         }
-        None => result_json(&pkgs),
+        None => result_json(&res.packages, &res.apt_sources),
     };
     let text = serde_json::to_string_pretty(&doc).expect("JSON serialises") + "\n";
     match cli.output {

@@ -113,8 +113,37 @@ pub fn join(
     Ok(out)
 }
 
+/// The package sources apt used, as `org.osbuild.dpkg` / `org.osbuild.apt.sources` entries:
+/// one per repository URI with its suites and components, from `apt-get indextargets` lines
+/// `CREATED_BY\tREPO_URI\tRELEASE\tCOMPONENT`.
+pub fn parse_index_targets(out: &str) -> Vec<Value> {
+    let mut repos: Vec<(String, Vec<String>, Vec<String>)> = Vec::new();
+    for l in out.lines() {
+        let f: Vec<&str> = l.split('\t').collect();
+        if f.len() != 4 || f[0] != "Packages" || f[2].is_empty() {
+            continue;
+        }
+        let uri = f[1].trim_end_matches('/').to_owned();
+        let i = match repos.iter().position(|r| r.0 == uri) {
+            Some(i) => i,
+            None => {
+                repos.push((uri, Vec::new(), Vec::new()));
+                repos.len() - 1
+            }
+        };
+        let (_, suites, comps) = &mut repos[i];
+        if !suites.iter().any(|s| s == f[2]) {
+            suites.push(f[2].to_owned());
+        }
+        if !f[3].is_empty() && !comps.iter().any(|c| c == f[3]) {
+            comps.push(f[3].to_owned());
+        }
+    }
+    repos.into_iter().map(|(u, s, c)| json!({"uris": [u], "suites": s, "components": c})).collect()
+}
+
 /// The JSON document the tool prints.
-pub fn result_json(pkgs: &[Package]) -> Value {
+pub fn result_json(pkgs: &[Package], apt_sources: &[Value]) -> Value {
     let mut items = Map::new();
     for p in pkgs {
         items.insert(p.checksum.clone(), json!(p.url));
@@ -122,6 +151,7 @@ pub fn result_json(pkgs: &[Package]) -> Value {
     json!({
         "sources": {"org.osbuild.curl": {"items": items}},
         "checksums": pkgs.iter().map(|p| p.checksum.clone()).collect::<Vec<_>>(),
+        "apt_sources": apt_sources,
         "packages": pkgs.iter().map(|p| json!({
             "name": p.name, "version": p.version, "architecture": p.arch,
             "checksum": p.checksum, "url": p.url, "size": p.size,
@@ -131,8 +161,9 @@ pub fn result_json(pkgs: &[Package]) -> Value {
 
 /// Fill a manifest template: add the source items to `sources.org.osbuild.curl.items` and
 /// set the `packages` input of every `org.osbuild.dpkg` stage whose references are empty to
-/// the packages in installation order. It is an error if no stage took the packages.
-pub fn fill_template(template: &mut Value, pkgs: &[Package]) -> Result<(), String> {
+/// the packages in installation order, and its `apt_sources` option, when present and empty,
+/// to `apt_sources`. It is an error if no stage took the packages.
+pub fn fill_template(template: &mut Value, pkgs: &[Package], apt_sources: &[Value]) -> Result<(), String> {
     let doc = template.as_object_mut().ok_or("the template is not a JSON object")?;
     let sources = doc.entry("sources").or_insert_with(|| json!({}));
     let curl = sources
@@ -157,6 +188,11 @@ pub fn fill_template(template: &mut Value, pkgs: &[Package]) -> Result<(), Strin
         for st in pl.get_mut("stages").and_then(Value::as_array_mut).into_iter().flatten() {
             if st.get("type").and_then(Value::as_str) != Some("org.osbuild.dpkg") {
                 continue;
+            }
+            if let Some(Value::Array(a)) = st.pointer_mut("/options/apt_sources") {
+                if a.is_empty() {
+                    a.extend(apt_sources.iter().cloned());
+                }
             }
             let Some(input) = st.pointer_mut("/inputs/packages") else { continue };
             let empty = match input.get("references") {
@@ -372,8 +408,16 @@ pub fn machine_arch() -> Result<String, String> {
     Ok(output(c, "dpkg --print-architecture")?.trim().to_owned())
 }
 
-/// Resolve `req` with apt; packages in installation order.
-pub fn resolve(req: &Request) -> Result<Vec<Package>, String> {
+/// What apt resolved: the packages in installation order and the sources it used.
+#[derive(Debug, Clone)]
+pub struct Resolution {
+    pub packages: Vec<Package>,
+    /// `org.osbuild.apt.sources` entries for the sources the packages came from.
+    pub apt_sources: Vec<Value>,
+}
+
+/// Resolve `req` with apt.
+pub fn resolve(req: &Request) -> Result<Resolution, String> {
     if req.packages.is_empty() && req.no_base {
         return Err("nothing to resolve: no packages given".into());
     }
@@ -409,7 +453,11 @@ pub fn resolve(req: &Request) -> Result<Vec<Package>, String> {
     if order.is_empty() {
         return Err("apt-get would install nothing".into());
     }
-    join(&order, &parse_uris(&uris)?)
+    let packages = join(&order, &parse_uris(&uris)?)?;
+    let mut c = dir.cmd("apt-get");
+    c.args(["indextargets", "--format", "$(CREATED_BY)\t$(REPO_URI)\t$(RELEASE)\t$(COMPONENT)"]);
+    let apt_sources = parse_index_targets(&output(c, "apt-get indextargets")?);
+    Ok(Resolution { packages, apt_sources })
 }
 
 #[cfg(test)]
@@ -435,7 +483,7 @@ mod tests {
         assert_eq!(pkgs[0].checksum, "sha256:1896a2aacf4ad681ff5eacc24a5b0ca4d5d9c9b9c9e4b6de5197bc1e116ea619");
         assert_eq!(pkgs[1].url, "http://mirror.example/debian/pool/main/g/glibc/libc6_2.36-9%2bdeb12u4_amd64.deb");
         assert_eq!(pkgs[1].size, 2759320);
-        let doc = result_json(&pkgs);
+        let doc = result_json(&pkgs, &[]);
         assert_eq!(doc["checksums"][2], pkgs[2].checksum.as_str());
         assert_eq!(doc["sources"]["org.osbuild.curl"]["items"][&pkgs[1].checksum], pkgs[1].url.as_str());
         assert!(parse_uris("'http://x/a.deb' a.deb 1 MD5Sum:abc").unwrap_err().contains("no SHA256 checksum"));
@@ -447,15 +495,27 @@ mod tests {
         let pkgs = join(&parse_simulation(SIM), &parse_uris(URIS).unwrap()).unwrap();
         let mut t = json!({"version": "2", "pipelines": [{"name": "tree", "stages": [
             {"type": "org.osbuild.dpkg", "inputs": {"packages": {"type": "org.osbuild.files",
-              "origin": "org.osbuild.source", "references": []}}},
+              "origin": "org.osbuild.source", "references": []}}, "options": {"apt_sources": []}},
             {"type": "org.osbuild.hostname", "options": {"hostname": "x"}}]}]});
-        fill_template(&mut t, &pkgs).unwrap();
+        let src = parse_index_targets(
+            "Packages\thttp://m.example/debian/\tbookworm\tmain\nDEP-11\thttp://m.example/debian/\tbookworm\tmain\n\
+             Packages\thttp://m.example/debian/\tbookworm-updates\tmain\n\
+             Packages\thttp://m.example/debian-security/\tbookworm-security\tmain\n\
+             Packages\thttp://m.example/debian/\tbookworm\tcontrib\n",
+        );
+        assert_eq!(
+            Value::Array(src.clone()),
+            json!([{"uris": ["http://m.example/debian"], "suites": ["bookworm", "bookworm-updates"], "components": ["main", "contrib"]},
+                   {"uris": ["http://m.example/debian-security"], "suites": ["bookworm-security"], "components": ["main"]}])
+        );
+        fill_template(&mut t, &pkgs, &src).unwrap();
+        assert_eq!(t["pipelines"][0]["stages"][0]["options"]["apt_sources"], Value::Array(src.clone()));
         assert_eq!(t["sources"]["org.osbuild.curl"]["items"].as_object().unwrap().len(), 3);
         let refs = &t["pipelines"][0]["stages"][0]["inputs"]["packages"]["references"];
         assert_eq!(refs[0], pkgs[0].checksum.as_str());
         assert_eq!(refs.as_array().unwrap().len(), 3);
         // already filled: nothing left to fill is an error
-        assert!(fill_template(&mut t, &pkgs).unwrap_err().contains("no org.osbuild.dpkg stage"));
+        assert!(fill_template(&mut t, &pkgs, &src).unwrap_err().contains("no org.osbuild.dpkg stage"));
     }
 
     #[test]
