@@ -8,7 +8,8 @@ OUT     ?= $(CURDIR)/output
 # Debian packages the build, the tests and the demo need (installed by `make deps`).
 DEB_DEPS := bubblewrap curl ca-certificates python3 passwd tar xz-utils zstd gzip coreutils util-linux bsdutils \
             busybox-static time openssl rpm gnupg policycoreutils \
-            fdisk gdisk parted e2fsprogs xfsprogs btrfs-progs dosfstools mtools grub-pc-bin grub-common qemu-utils cryptsetup-bin
+            fdisk gdisk parted e2fsprogs xfsprogs btrfs-progs dosfstools mtools grub-pc-bin grub-common qemu-utils cryptsetup-bin ostree nginx-light systemd \
+            qemu-system-x86 mmdebstrap
 
 .PHONY: all build deps demo test test-unit lint bench bless fuzz clean
 

@@ -41,6 +41,8 @@ run $M "fully cached rebuild" 10 -- \
 
 "$HERE/rpms.sh" "$BIN" "$WORK" | tee -a "$results"
 "$HERE/disk.sh" "$BIN" "$WORK" | tee -a "$results"
+"$HERE/ostree.sh" "$BIN" "$WORK" | tee -a "$results"
+"$HERE/debian.sh" "$BIN" "$WORK" | tee -a "$results"
 python3 - "$results" <<'PY'
 import sys
 r = {}

@@ -2,14 +2,52 @@
 //! compression): the single file of a `file`/`image` input, feeding a tool a script on stdin,
 //! capturing a tool's stdout, and creating an output file in the tree.
 
-use super::util::run_tool;
-use super::{StageArgs, StageError};
+use super::util::{argv_string, run_tool, spawn_error, stderr_tail};
+use super::{StageArgs, StageError, StageResult};
+use serde::Deserialize;
 use serde_json::Value;
 use std::fs::File;
 use std::io::{Read, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+
+/// One partition of `org.osbuild.sfdisk` and `org.osbuild.sgdisk`; sizes and offsets are in
+/// 512-byte sectors. The schemas leave the object open, so unknown keys are ignored as
+/// upstream does.
+#[derive(Debug, Default, Deserialize)]
+pub struct Partition {
+    pub bootable: Option<bool>,
+    pub name: Option<String>,
+    pub partnum: Option<u64>,
+    pub size: Option<u64>,
+    pub start: Option<u64>,
+    #[serde(rename = "type")]
+    pub ptype: Option<String>,
+    pub uuid: Option<String>,
+    pub attrs: Option<Vec<u64>>,
+}
+
+/// The whole of a stage that makes a file system (or swap area) on its `device`: parse the
+/// options `O`, let `build` add the arguments to `tool`, then run `tool <arguments> <device>`.
+pub fn mkfs_stage<O: serde::de::DeserializeOwned>(
+    stage: &'static str,
+    args: &StageArgs,
+    tool: &str,
+    build: impl FnOnce(&O, &mut Command),
+) -> StageResult {
+    let options: O = args.parse_options(stage)?;
+    let device = args.device_path("device")?;
+    let mut cmd = Command::new(tool);
+    build(&options, &mut cmd);
+    run_tool(stage, cmd.arg(&device))?;
+    Ok(None)
+}
+
+/// `flag <label>` when the label is set and not empty, else nothing.
+pub fn label_args<'a>(flag: &'a str, label: &'a Option<String>) -> impl Iterator<Item = &'a str> {
+    label.as_deref().filter(|l| !l.is_empty()).into_iter().flat_map(move |l| [flag, l])
+}
 
 /// The host path of the one file input `name` carries (upstream's stages take
 /// `data.files`' only key and join it to the input's path).
@@ -37,6 +75,22 @@ pub fn create_output(path: &Path) -> Result<File, StageError> {
         .custom_flags(libc::O_NOFOLLOW)
         .open(path)
         .map_err(StageError::io("cannot create", path))
+}
+
+/// The options of the compression stages whose only option is the output file (`xz`, `zstd`).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CompressOptions {
+    /// Output file in the tree.
+    pub filename: String,
+}
+
+/// The whole of a compression stage that takes [`CompressOptions`]: parse them, then
+/// [`compress_input`] with `cmd`.
+pub fn compress_stage(stage: &'static str, args: &StageArgs, cmd: &mut Command) -> StageResult {
+    let options: CompressOptions = args.parse_options(stage)?;
+    compress_input(stage, args, &options.filename, cmd)?;
+    Ok(None)
 }
 
 /// Run the compressor `cmd` (arguments but the file given) on the single file of the `file`
@@ -94,46 +148,6 @@ pub fn tool_output(stage: &'static str, cmd: &mut Command) -> Result<Vec<u8>, St
     result.map(|()| out)
 }
 
-fn spawn_error(stage: &'static str, tool: &str, e: std::io::Error) -> StageError {
-    if e.kind() == std::io::ErrorKind::NotFound {
-        StageError::ToolMissing { tool: tool.to_owned(), stage, place: "in the build root" }
-    } else {
-        StageError::ToolSpawn { tool: tool.to_owned(), source: e }
-    }
-}
-
-fn argv_string(cmd: &Command) -> String {
-    std::iter::once(cmd.get_program())
-        .chain(cmd.get_args())
-        .map(|a| {
-            let s = a.to_string_lossy();
-            let plain = !s.is_empty() && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_./=:,+@%".contains(&b));
-            if plain {
-                s.into_owned()
-            } else {
-                format!("'{}'", s.replace('\'', r"'\''"))
-            }
-        })
-        .collect::<Vec<_>>()
-        .join(" ")
-}
-
-fn stderr_tail(stderr: &[u8]) -> String {
-    let text = String::from_utf8_lossy(stderr);
-    let lines: Vec<&str> = text.lines().map(str::trim).filter(|l| !l.is_empty()).collect();
-    let tail = lines[lines.len().saturating_sub(3)..].join(" / ");
-    if tail.is_empty() {
-        return String::new();
-    }
-    let tail: String = if tail.chars().count() > 1000 {
-        let skip = tail.chars().count() - 1000;
-        format!("…{}", tail.chars().skip(skip).collect::<String>())
-    } else {
-        tail
-    };
-    format!(": {tail}")
-}
-
 #[cfg(test)]
 pub(crate) mod testing {
     //! Test helpers: stage arguments whose devices are image files in a directory, and
@@ -170,6 +184,12 @@ pub(crate) mod testing {
             .unwrap_or_else(|e| panic!("cannot run {tool} ({e}); install the Debian package {package}"));
         assert!(out.status.success(), "{tool} {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
         String::from_utf8(out.stdout).unwrap()
+    }
+
+    /// The `partitiontable` object of `sfdisk --json` on an image.
+    pub fn sfdisk_table(img: &Path) -> Value {
+        let text = output("sfdisk", &["--json", img.to_str().unwrap()], "fdisk");
+        serde_json::from_str::<Value>(&text).unwrap()["partitiontable"].clone()
     }
 
     /// Arguments whose `file` input is one file of known, compressible content; the tree
@@ -215,6 +235,15 @@ mod tests {
     use super::*;
     use crate::stages::testutil::args;
     use serde_json::json;
+
+    #[test]
+    fn label_args_only_for_a_non_empty_label() {
+        let root = Some("root".to_owned());
+        let v: Vec<&str> = label_args("-L", &root).collect();
+        assert_eq!(v, ["-L", "root"]);
+        assert_eq!(label_args("-L", &Some(String::new())).count(), 0);
+        assert_eq!(label_args("-L", &None).count(), 0);
+    }
 
     #[test]
     fn input_must_hold_one_plain_file() {

@@ -28,10 +28,10 @@
 //! Debian's GRUB has no `blscfg` command: a Debian tree boots with `org.osbuild.grub2.legacy`.
 
 use super::grub_util::{
-    bool_word, check_platform, copy_efi_data, copy_font, copy_modules, grubenv_block, render, terminal_line,
-    Filesystem, FsRef,
+    bool_word, check_platform, config_without_cmdline, copy_efi_data, copy_font, copy_modules, grubenv_block, render,
+    write_tree_file, yes, Config, Filesystem, FsRef,
 };
-use super::util::{create_parents, remove_if_exists, tree_path, write_file};
+use super::util::{create_parents, remove_if_exists, tree_path};
 use super::{StageArgs, StageError, StageResult};
 use serde::Deserialize;
 use std::path::Path;
@@ -70,12 +70,8 @@ pub struct Options {
     pub ignition: bool,
     #[serde(default)]
     pub greenboot: bool,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "config_without_cmdline")]
     pub config: Config,
-}
-
-fn yes() -> bool {
-    true
 }
 
 /// `legacy`: a boolean (`true` means `i386-pc`) or the GRUB platform name.
@@ -107,31 +103,6 @@ pub struct Uefi {
     pub install: bool,
     #[serde(default)]
     pub unified: bool,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Config {
-    #[serde(default)]
-    pub default: Option<String>,
-    #[serde(default)]
-    pub disable_recovery: Option<bool>,
-    #[serde(default)]
-    pub disable_submenu: Option<bool>,
-    #[serde(default)]
-    pub distributor: Option<String>,
-    #[serde(default)]
-    pub terminal: Option<Vec<String>>,
-    #[serde(default)]
-    pub terminal_input: Option<Vec<String>>,
-    #[serde(default)]
-    pub terminal_output: Option<Vec<String>>,
-    #[serde(default)]
-    pub timeout: Option<u64>,
-    #[serde(default)]
-    pub timeout_style: Option<String>,
-    #[serde(default)]
-    pub serial: Option<String>,
 }
 
 const MAIN_CFG: &str = r#"
@@ -250,21 +221,7 @@ fn defaults(o: &Options) -> String {
     if let Some(b) = c.disable_submenu {
         s += &format!("GRUB_DISABLE_SUBMENU={}\n", bool_word(b));
     }
-    if let Some(d) = c.distributor.as_deref().filter(|d| !d.is_empty()) {
-        s += &format!("GRUB_DISTRIBUTOR=\"{d}\"\n");
-    }
-    if let Some(serial) = c.serial.as_deref().filter(|d| !d.is_empty()) {
-        s += &format!("GRUB_SERIAL_COMMAND=\"{serial}\"\n");
-    }
-    for (key, list) in [
-        ("GRUB_TERMINAL", &c.terminal),
-        ("GRUB_TERMINAL_INPUT", &c.terminal_input),
-        ("GRUB_TERMINAL_OUTPUT", &c.terminal_output),
-    ] {
-        if let Some(l) = list.as_ref().filter(|l| !l.is_empty()) {
-            s += &format!("{key}=\"{}\"\n", l.join(" "));
-        }
-    }
+    s += &c.console_defaults();
     if let Some(style) = c.timeout_style.as_deref().filter(|d| !d.is_empty()) {
         s += &format!("GRUB_TIMEOUT_STYLE={style}\n");
     }
@@ -286,13 +243,7 @@ fn main_cfg(o: &Options, l: &Layout) -> String {
     }
     let features = features.join("\n");
     // version 1 leaves a placeholder that got no value in the file
-    let keep_placeholders = o.compat_version.unwrap_or(1.0) < 2.0;
-    let unset = |name: &str| if keep_placeholders { format!("${{{name}}}") } else { String::new() };
-    let serial =
-        c.serial.as_deref().filter(|s| !s.is_empty()).map(|s| format!("\n{s}")).unwrap_or_else(|| unset("serial"));
-    let input = terminal_line("terminal_input", c.terminal_input.as_deref()).unwrap_or_else(|| unset("terminal_input"));
-    let output =
-        terminal_line("terminal_output", c.terminal_output.as_deref()).unwrap_or_else(|| unset("terminal_output"));
+    let [serial, input, output] = c.console_lines(o.compat_version.unwrap_or(1.0) < 2.0);
     render(
         MAIN_CFG,
         &[
@@ -304,14 +255,6 @@ fn main_cfg(o: &Options, l: &Layout) -> String {
             ("terminal_output", &output),
         ],
     )
-}
-
-/// Write `data` to the tree path `rel`, following symlinks inside the tree like upstream's
-/// `open(path, "w")`, creating missing parent directories.
-fn write_tree_file(args: &StageArgs, rel: &str, data: &[u8]) -> Result<(), StageError> {
-    let path = tree_path(args, rel, true)?;
-    create_parents(&path)?;
-    write_file(&path, data, 0o644)
 }
 
 pub fn run(args: &StageArgs) -> StageResult {

@@ -22,15 +22,14 @@
 //!   beyond the end of the image (upstream would silently corrupt the disk).
 
 use super::grub_util::{check_platform, MODULES_DIR};
-use super::util::{run_tool, tree_path, write_file};
+use super::util::{run_tool, tree_path, write_file, Scratch};
 use super::{StageArgs, StageError, StageResult};
 use serde::Deserialize;
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::FileExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
-use std::sync::atomic::{AtomicUsize, Ordering};
 
 const STAGE: &str = "org.osbuild.grub2.inst";
 
@@ -172,26 +171,6 @@ fn core_layout(platform: &str, core: &Core) -> (String, Vec<&'static str>) {
         }
     });
     (format, modules)
-}
-
-/// A scratch directory in the sandbox's /tmp, removed when dropped.
-struct Scratch(PathBuf);
-
-impl Scratch {
-    fn new() -> Result<Self, StageError> {
-        static N: AtomicUsize = AtomicUsize::new(0);
-        let n = N.fetch_add(1, Ordering::Relaxed);
-        let p = std::env::temp_dir().join(format!("osbuild-grub2-inst.{}.{n}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&p);
-        std::fs::create_dir(&p).map_err(StageError::io("cannot create directory", &p))?;
-        Ok(Scratch(p))
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
 }
 
 /// Run grub-mkimage and return the core image.
@@ -378,7 +357,7 @@ pub fn run(args: &StageArgs) -> StageResult {
         return Err(StageError::Invalid(format!("invalid sector size {}", o.sector_size)));
     }
     let image = tree_path(args, &o.filename, true)?;
-    let scratch = Scratch::new()?;
+    let scratch = Scratch::new("osbuild-grub2-inst")?;
     let core = make_core(&o, &scratch)?;
     match o.location {
         Some(location) if location > 0 => install(&o, &image, &core, location)?,

@@ -30,9 +30,10 @@
 //!   files are not copied; the EFI config's directory is created when missing.
 
 use super::grub_util::{
-    bool_word, check_platform, copy_efi_data, copy_font, copy_modules, grubenv_block, render, terminal_line, Filesystem,
+    bool_word, check_platform, copy_efi_data, copy_font, copy_modules, grubenv_block, render, write_tree_file, yes,
+    Config, Filesystem,
 };
-use super::util::{create_parents, tree_path, write_file};
+use super::util::tree_path;
 use super::{StageArgs, StageError, StageResult};
 use serde::Deserialize;
 use std::path::Path;
@@ -54,10 +55,6 @@ pub struct Options {
     pub entries: Vec<Entry>,
     #[serde(default)]
     pub config: Config,
-}
-
-fn yes() -> bool {
-    true
 }
 
 #[derive(Debug, Deserialize)]
@@ -92,33 +89,6 @@ pub struct Product {
     pub version: String,
     #[serde(default)]
     pub nick: Option<String>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Config {
-    #[serde(default)]
-    pub cmdline: Option<String>,
-    #[serde(default)]
-    pub default: Option<String>,
-    #[serde(default)]
-    pub disable_recovery: Option<bool>,
-    #[serde(default)]
-    pub disable_submenu: Option<bool>,
-    #[serde(default)]
-    pub distributor: Option<String>,
-    #[serde(default)]
-    pub terminal: Option<Vec<String>>,
-    #[serde(default)]
-    pub terminal_input: Option<Vec<String>>,
-    #[serde(default)]
-    pub terminal_output: Option<Vec<String>>,
-    #[serde(default)]
-    pub timeout: Option<u64>,
-    #[serde(default)]
-    pub timeout_style: Option<String>,
-    #[serde(default)]
-    pub serial: Option<String>,
 }
 
 const MAIN_CFG: &str = r#"
@@ -192,21 +162,7 @@ fn defaults(c: &Config) -> String {
         c.timeout_style.as_deref().unwrap_or("countdown"),
         c.default.as_deref().unwrap_or("saved"),
     );
-    if let Some(d) = c.distributor.as_deref().filter(|d| !d.is_empty()) {
-        s += &format!("GRUB_DISTRIBUTOR=\"{d}\"\n");
-    }
-    if let Some(serial) = c.serial.as_deref().filter(|d| !d.is_empty()) {
-        s += &format!("GRUB_SERIAL_COMMAND=\"{serial}\"\n");
-    }
-    for (key, list) in [
-        ("GRUB_TERMINAL", &c.terminal),
-        ("GRUB_TERMINAL_INPUT", &c.terminal_input),
-        ("GRUB_TERMINAL_OUTPUT", &c.terminal_output),
-    ] {
-        if let Some(l) = list.as_ref().filter(|l| !l.is_empty()) {
-            s += &format!("{key}=\"{}\"\n", l.join(" "));
-        }
-    }
+    s += &c.console_defaults();
     s
 }
 
@@ -237,16 +193,14 @@ fn grub_cfg(args: &StageArgs, o: &Options, efi: bool) -> Result<String, StageErr
         Some("i386-pc") => "16",
         _ => "",
     };
-    let serial = c.serial.as_deref().filter(|s| !s.is_empty()).map(|s| format!("\n{s}"));
-    let input = terminal_line("terminal_input", c.terminal_input.as_deref());
-    let output = terminal_line("terminal_output", c.terminal_output.as_deref());
+    let [serial, input, output] = c.console_lines(true);
     let mut cfg = render(
         MAIN_CFG,
         &[
             ("timeout", &c.timeout.unwrap_or(0).to_string()),
-            ("serial", serial.as_deref().unwrap_or("${serial}")),
-            ("terminal_input", input.as_deref().unwrap_or("${terminal_input}")),
-            ("terminal_output", output.as_deref().unwrap_or("${terminal_output}")),
+            ("serial", &serial),
+            ("terminal_input", &input),
+            ("terminal_output", &output),
         ],
     );
     let search = grubfs.search_args();
@@ -270,12 +224,6 @@ fn grub_cfg(args: &StageArgs, o: &Options, efi: bool) -> Result<String, StageErr
     }
     cfg.push('\n');
     Ok(cfg)
-}
-
-fn write_tree_file(args: &StageArgs, rel: &str, data: &[u8]) -> Result<(), StageError> {
-    let path = tree_path(args, rel, true)?;
-    create_parents(&path)?;
-    write_file(&path, data, 0o644)
 }
 
 pub fn run(args: &StageArgs) -> StageResult {

@@ -5,7 +5,7 @@
 
 use super::util::{create_parents, tree_path, write_file};
 use super::{StageArgs, StageError};
-use serde::Deserialize;
+use serde::{Deserialize, Deserializer};
 use std::fs::{self, File, FileTimes};
 use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::Path;
@@ -16,6 +16,104 @@ pub const MODULES_DIR: &str = "/usr/lib/grub";
 pub const FONT: &str = "/usr/share/grub/unicode.pf2";
 /// The size of a `grubenv` block; GRUB refuses an environment block of any other size.
 pub const GRUBENV_SIZE: usize = 1024;
+
+/// Manifest defaults that are `true` when absent.
+pub fn yes() -> bool {
+    true
+}
+
+/// The `config` object of both stages: what goes into `/etc/default/grub` and the console
+/// lines of `grub.cfg`. `cmdline` is an option of `org.osbuild.grub2.legacy` only
+/// (`org.osbuild.grub2` parses it with [`config_without_cmdline`]).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    #[serde(default)]
+    pub cmdline: Option<String>,
+    #[serde(default)]
+    pub default: Option<String>,
+    #[serde(default)]
+    pub disable_recovery: Option<bool>,
+    #[serde(default)]
+    pub disable_submenu: Option<bool>,
+    #[serde(default)]
+    pub distributor: Option<String>,
+    #[serde(default)]
+    pub terminal: Option<Vec<String>>,
+    #[serde(default)]
+    pub terminal_input: Option<Vec<String>>,
+    #[serde(default)]
+    pub terminal_output: Option<Vec<String>>,
+    #[serde(default)]
+    pub timeout: Option<u64>,
+    #[serde(default)]
+    pub timeout_style: Option<String>,
+    #[serde(default)]
+    pub serial: Option<String>,
+}
+
+/// Parse a [`Config`] that must not have `cmdline`, failing as `deny_unknown_fields` would.
+pub fn config_without_cmdline<'de, D: Deserializer<'de>>(d: D) -> Result<Config, D::Error> {
+    const FIELDS: &[&str] = &[
+        "default",
+        "disable_recovery",
+        "disable_submenu",
+        "distributor",
+        "terminal",
+        "terminal_input",
+        "terminal_output",
+        "timeout",
+        "timeout_style",
+        "serial",
+    ];
+    let c = Config::deserialize(d)?;
+    if c.cmdline.is_some() {
+        return Err(serde::de::Error::unknown_field("cmdline", FIELDS));
+    }
+    Ok(c)
+}
+
+impl Config {
+    /// The `/etc/default/grub` lines both stages write the same way: distributor, serial
+    /// command and the terminal lists, each only when set and not empty.
+    pub fn console_defaults(&self) -> String {
+        let mut s = String::new();
+        if let Some(d) = self.distributor.as_deref().filter(|d| !d.is_empty()) {
+            s += &format!("GRUB_DISTRIBUTOR=\"{d}\"\n");
+        }
+        if let Some(serial) = self.serial.as_deref().filter(|d| !d.is_empty()) {
+            s += &format!("GRUB_SERIAL_COMMAND=\"{serial}\"\n");
+        }
+        for (key, list) in [
+            ("GRUB_TERMINAL", &self.terminal),
+            ("GRUB_TERMINAL_INPUT", &self.terminal_input),
+            ("GRUB_TERMINAL_OUTPUT", &self.terminal_output),
+        ] {
+            if let Some(l) = list.as_ref().filter(|l| !l.is_empty()) {
+                s += &format!("{key}=\"{}\"\n", l.join(" "));
+            }
+        }
+        s
+    }
+
+    /// The `serial`, `terminal_input` and `terminal_output` values of `grub.cfg` (each with
+    /// its leading newline); an unset one becomes its `${name}` placeholder when
+    /// `keep_placeholders`, else nothing.
+    pub fn console_lines(&self, keep_placeholders: bool) -> [String; 3] {
+        let unset = |name: &str| if keep_placeholders { format!("${{{name}}}") } else { String::new() };
+        let serial = self
+            .serial
+            .as_deref()
+            .filter(|s| !s.is_empty())
+            .map(|s| format!("\n{s}"))
+            .unwrap_or_else(|| unset("serial"));
+        let input =
+            terminal_line("terminal_input", self.terminal_input.as_deref()).unwrap_or_else(|| unset("terminal_input"));
+        let output = terminal_line("terminal_output", self.terminal_output.as_deref())
+            .unwrap_or_else(|| unset("terminal_output"));
+        [serial, input, output]
+    }
+}
 
 /// How a manifest names a file system: `{"uuid": ..}`, `{"label": ..}` or (grub2.legacy's
 /// root file system only) `{"device": ..}`. The schemas leave the object open, so unknown
@@ -118,6 +216,14 @@ pub fn grubenv_block(lines: &[String]) -> Result<Vec<u8>, StageError> {
     let mut out = data.into_bytes();
     out.resize(GRUBENV_SIZE, b'#');
     Ok(out)
+}
+
+/// Write `data` to the tree path `rel`, following symlinks inside the tree like upstream's
+/// `open(path, "w")`, creating missing parent directories.
+pub fn write_tree_file(args: &StageArgs, rel: &str, data: &[u8]) -> Result<(), StageError> {
+    let path = tree_path(args, rel, true)?;
+    create_parents(&path)?;
+    write_file(&path, data, 0o644)
 }
 
 /// Fill `@name@` placeholders in `template` from `vars`, in one pass: inserted values are
@@ -275,6 +381,16 @@ mod tests {
         assert_eq!(fs.resolve("rootfs", true).unwrap().root_arg(), "/dev/vda3");
         let e = fs.resolve("bootfs", false).unwrap_err().to_string();
         assert_eq!(e, "unknown filesystem type: bootfs needs a uuid or a label");
+    }
+
+    #[test]
+    fn config_without_cmdline_fails_like_an_unknown_field() {
+        let c = config_without_cmdline(serde_json::json!({"timeout": 3})).unwrap();
+        assert_eq!(c.timeout, Some(3));
+        let e = config_without_cmdline(serde_json::json!({"cmdline": "ro"})).unwrap_err().to_string();
+        assert!(e.starts_with("unknown field `cmdline`, expected one of `default`"), "{e}");
+        let e = config_without_cmdline(serde_json::json!({"bogus": 1})).unwrap_err().to_string();
+        assert!(e.starts_with("unknown field `bogus`"), "{e}");
     }
 
     #[test]

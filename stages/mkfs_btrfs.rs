@@ -1,10 +1,9 @@
 //! `org.osbuild.mkfs.btrfs`: create a btrfs file system on the device `device` with
 //! `mkfs.btrfs -U <uuid> [-L <label>] [-m <metadata profile>] <device>`, as upstream does.
 
-use super::util::run_tool;
+use super::disk_util::{label_args, mkfs_stage};
 use super::{StageArgs, StageResult};
 use serde::Deserialize;
-use std::process::Command;
 
 const STAGE: &str = "org.osbuild.mkfs.btrfs";
 
@@ -18,18 +17,12 @@ pub struct Options {
 }
 
 pub fn run(args: &StageArgs) -> StageResult {
-    let options: Options = args.parse_options(STAGE)?;
-    let device = args.device_path("device")?;
-    let mut cmd = Command::new("mkfs.btrfs");
-    cmd.arg("-U").arg(&options.uuid);
-    if let Some(label) = options.label.as_ref().filter(|l| !l.is_empty()) {
-        cmd.arg("-L").arg(label);
-    }
-    if let Some(m) = options.metadata.as_ref().filter(|m| !m.is_empty()) {
-        cmd.arg("-m").arg(m);
-    }
-    run_tool(STAGE, cmd.arg(&device))?;
-    Ok(None)
+    mkfs_stage(STAGE, args, "mkfs.btrfs", |o: &Options, cmd| {
+        cmd.arg("-U").arg(&o.uuid).args(label_args("-L", &o.label));
+        if let Some(m) = o.metadata.as_ref().filter(|m| !m.is_empty()) {
+            cmd.arg("-m").arg(m);
+        }
+    })
 }
 
 #[cfg(test)]

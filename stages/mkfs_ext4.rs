@@ -2,11 +2,10 @@
 //! `mkfs.ext4 -U <uuid> [-L <label>] [-E lazy_itable_init=N -E lazy_journal_init=N]
 //! [-O [^]verity] [-O [^]orphan_file] [-O [^]metadata_csum_seed] <device>`, as upstream does.
 
-use super::util::run_tool;
+use super::disk_util::{label_args, mkfs_stage};
 use super::{StageArgs, StageResult};
 use serde::Deserialize;
 use std::ffi::OsString;
-use std::process::Command;
 
 const STAGE: &str = "org.osbuild.mkfs.ext4";
 
@@ -22,12 +21,10 @@ pub struct Options {
     pub metadata_csum_seed: Option<bool>,
 }
 
-/// The arguments after `mkfs.ext4`.
-pub fn argv(options: &Options, device: &std::path::Path) -> Vec<OsString> {
+/// The arguments after `mkfs.ext4`, but the device.
+pub fn argv(options: &Options) -> Vec<OsString> {
     let mut v: Vec<OsString> = vec!["-U".into(), options.uuid.clone().into()];
-    if let Some(label) = options.label.as_ref().filter(|l| !l.is_empty()) {
-        v.extend(["-L".into(), label.into()]);
-    }
+    v.extend(label_args("-L", &options.label).map(OsString::from));
     if let Some(lazy) = options.lazy_init {
         let n = u8::from(lazy);
         v.extend([
@@ -48,15 +45,13 @@ pub fn argv(options: &Options, device: &std::path::Path) -> Vec<OsString> {
             None => {}
         }
     }
-    v.push(device.into());
     v
 }
 
 pub fn run(args: &StageArgs) -> StageResult {
-    let options: Options = args.parse_options(STAGE)?;
-    let device = args.device_path("device")?;
-    run_tool(STAGE, Command::new("mkfs.ext4").args(argv(&options, &device)))?;
-    Ok(None)
+    mkfs_stage(STAGE, args, "mkfs.ext4", |o: &Options, cmd| {
+        cmd.args(argv(o));
+    })
 }
 
 #[cfg(test)]
@@ -73,7 +68,7 @@ mod tests {
             "uuid": UUID, "label": "root", "lazy_init": false, "verity": true, "orphan_file": false
         }))
         .unwrap();
-        let v: Vec<String> = argv(&o, "/dev/loop1".as_ref()).iter().map(|a| a.to_string_lossy().into_owned()).collect();
+        let v: Vec<String> = argv(&o).iter().map(|a| a.to_string_lossy().into_owned()).collect();
         assert_eq!(
             v,
             [
@@ -88,8 +83,7 @@ mod tests {
                 "-O",
                 "verity",
                 "-O",
-                "^orphan_file",
-                "/dev/loop1"
+                "^orphan_file"
             ]
         );
     }

@@ -2,10 +2,9 @@
 //! `mkfs.fat -I -i <volid> [-n <label>] [-F <fat-size>] [-g <heads>/<sectors-per-track>]
 //! <device>`, as upstream does.
 
-use super::util::run_tool;
+use super::disk_util::{label_args, mkfs_stage};
 use super::{StageArgs, StageResult};
 use serde::Deserialize;
-use std::process::Command;
 
 const STAGE: &str = "org.osbuild.mkfs.fat";
 
@@ -30,21 +29,15 @@ pub struct Geometry {
 }
 
 pub fn run(args: &StageArgs) -> StageResult {
-    let options: Options = args.parse_options(STAGE)?;
-    let device = args.device_path("device")?;
-    let mut cmd = Command::new("mkfs.fat");
-    cmd.args(["-I", "-i", &options.volid]);
-    if let Some(label) = options.label.as_ref().filter(|l| !l.is_empty()) {
-        cmd.arg("-n").arg(label);
-    }
-    if let Some(size) = options.fat_size.filter(|&s| s != 0) {
-        cmd.arg("-F").arg(size.to_string());
-    }
-    if let Some(g) = &options.geometry {
-        cmd.arg("-g").arg(format!("{}/{}", g.heads, g.sectors_per_track));
-    }
-    run_tool(STAGE, cmd.arg(&device))?;
-    Ok(None)
+    mkfs_stage(STAGE, args, "mkfs.fat", |o: &Options, cmd| {
+        cmd.args(["-I", "-i", &o.volid]).args(label_args("-n", &o.label));
+        if let Some(size) = o.fat_size.filter(|&s| s != 0) {
+            cmd.arg("-F").arg(size.to_string());
+        }
+        if let Some(g) = &o.geometry {
+            cmd.arg("-g").arg(format!("{}/{}", g.heads, g.sectors_per_track));
+        }
+    })
 }
 
 #[cfg(test)]

@@ -1,10 +1,9 @@
 //! `org.osbuild.mkfs.xfs`: create an XFS file system on the device `device` with
 //! `mkfs.xfs -m uuid=<uuid> [-L <label>] [-d agcount=<n>] <device>`, as upstream does.
 
-use super::util::run_tool;
+use super::disk_util::{label_args, mkfs_stage};
 use super::{StageArgs, StageResult};
 use serde::Deserialize;
-use std::process::Command;
 
 const STAGE: &str = "org.osbuild.mkfs.xfs";
 
@@ -18,18 +17,12 @@ pub struct Options {
 }
 
 pub fn run(args: &StageArgs) -> StageResult {
-    let options: Options = args.parse_options(STAGE)?;
-    let device = args.device_path("device")?;
-    let mut cmd = Command::new("mkfs.xfs");
-    cmd.arg("-m").arg(format!("uuid={}", options.uuid));
-    if let Some(label) = options.label.as_ref().filter(|l| !l.is_empty()) {
-        cmd.arg("-L").arg(label);
-    }
-    if let Some(n) = options.agcount.filter(|&n| n != 0) {
-        cmd.arg("-d").arg(format!("agcount={n}"));
-    }
-    run_tool(STAGE, cmd.arg(&device))?;
-    Ok(None)
+    mkfs_stage(STAGE, args, "mkfs.xfs", |o: &Options, cmd| {
+        cmd.arg("-m").arg(format!("uuid={}", o.uuid)).args(label_args("-L", &o.label));
+        if let Some(n) = o.agcount.filter(|&n| n != 0) {
+            cmd.arg("-d").arg(format!("agcount={n}"));
+        }
+    })
 }
 
 #[cfg(test)]

@@ -1,10 +1,9 @@
 //! `org.osbuild.mkswap`: set up a swap area on the device `device` with
 //! `mkswap --uuid <uuid> [--label <label>] <device>`, as upstream does.
 
-use super::util::run_tool;
+use super::disk_util::{label_args, mkfs_stage};
 use super::{StageArgs, StageResult};
 use serde::Deserialize;
-use std::process::Command;
 
 const STAGE: &str = "org.osbuild.mkswap";
 
@@ -16,15 +15,9 @@ pub struct Options {
 }
 
 pub fn run(args: &StageArgs) -> StageResult {
-    let options: Options = args.parse_options(STAGE)?;
-    let device = args.device_path("device")?;
-    let mut cmd = Command::new("mkswap");
-    cmd.arg("--uuid").arg(&options.uuid);
-    if let Some(label) = options.label.as_ref().filter(|l| !l.is_empty()) {
-        cmd.arg("--label").arg(label);
-    }
-    run_tool(STAGE, cmd.arg(&device))?;
-    Ok(None)
+    mkfs_stage(STAGE, args, "mkswap", |o: &Options, cmd| {
+        cmd.arg("--uuid").arg(&o.uuid).args(label_args("--label", &o.label));
+    })
 }
 
 #[cfg(test)]

@@ -15,11 +15,10 @@ use std::path::{Path, PathBuf};
 
 pub mod util;
 
-pub mod assemblers;
-
 mod apt_config;
 mod apt_sources;
 mod btrfs_subvol;
+pub mod assemblers;
 mod chmod;
 mod chown;
 mod chrony;
@@ -65,6 +64,22 @@ mod modprobe;
 mod nm_conf;
 mod nm_conn;
 mod noop;
+mod ostree_aleph;
+mod ostree_commit;
+mod ostree_config;
+mod ostree_deploy;
+mod ostree_fillvar;
+mod ostree_genkey;
+mod ostree_init;
+mod ostree_init_fs;
+mod ostree_os_init;
+mod ostree_passwd;
+pub(crate) mod ostree_preptree;
+mod ostree_pull;
+mod ostree_remotes;
+mod ostree_selinux;
+mod ostree_sign;
+mod ostree_util;
 mod pam_limits_conf;
 mod parted;
 mod pwquality_conf;
@@ -92,7 +107,7 @@ mod systemd_sysusers;
 mod systemd_sysusers_d;
 mod systemd_unit;
 mod systemd_unit_create;
-mod tar;
+pub(crate) mod tar;
 mod timezone;
 mod tmpfilesd;
 mod truncate;
@@ -313,6 +328,21 @@ static REGISTRY: &[StageInfo] = &[
     stage!("org.osbuild.nm.conf", nm_conf),
     stage!("org.osbuild.nm.conn", nm_conn),
     stage!("org.osbuild.noop", noop),
+    stage!("org.osbuild.ostree.aleph", ostree_aleph, "CAP_MAC_ADMIN"),
+    stage!("org.osbuild.ostree.commit", ostree_commit, "CAP_MAC_ADMIN", "CAP_NET_ADMIN", "CAP_SYS_PTRACE"),
+    stage!("org.osbuild.ostree.config", ostree_config),
+    stage!("org.osbuild.ostree.deploy", ostree_deploy, "CAP_MAC_ADMIN"),
+    stage!("org.osbuild.ostree.fillvar", ostree_fillvar),
+    stage!("org.osbuild.ostree.genkey", ostree_genkey),
+    stage!("org.osbuild.ostree.init", ostree_init),
+    stage!("org.osbuild.ostree.init-fs", ostree_init_fs),
+    stage!("org.osbuild.ostree.os-init", ostree_os_init),
+    stage!("org.osbuild.ostree.passwd", ostree_passwd),
+    stage!("org.osbuild.ostree.preptree", ostree_preptree, "CAP_MAC_ADMIN", "CAP_NET_ADMIN", "CAP_SYS_PTRACE"),
+    stage!("org.osbuild.ostree.pull", ostree_pull, "CAP_MAC_ADMIN"),
+    stage!("org.osbuild.ostree.remotes", ostree_remotes),
+    stage!("org.osbuild.ostree.selinux", ostree_selinux, "CAP_MAC_ADMIN"),
+    stage!("org.osbuild.ostree.sign", ostree_sign),
     stage!("org.osbuild.pam.limits.conf", pam_limits_conf),
     stage!("org.osbuild.parted", parted),
     stage!("org.osbuild.pwquality.conf", pwquality_conf),

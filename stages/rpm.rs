@@ -35,7 +35,7 @@
 //!   again when no package owns them, but its check looks in the wrong directory and never
 //!   removes anything; we keep that outcome (the directories stay).
 
-use super::util::{tree_path, write_file};
+use super::util::{tree_path, write_file, Scratch};
 use super::{StageArgs, StageError, StageResult};
 use nix::mount::{mount, umount2, MntFlags, MsFlags};
 use serde::Deserialize;
@@ -266,24 +266,6 @@ fn choose_dbpath(args: &StageArgs, option: Option<&str>) -> Result<String, Stage
         }
     }
     Ok(DEFAULT_DBPATH.to_owned())
-}
-
-/// A scratch directory in the sandbox's /tmp, removed when dropped.
-struct Scratch(PathBuf);
-
-impl Scratch {
-    fn new() -> Result<Self, StageError> {
-        let p = std::env::temp_dir().join(format!("osbuild-rpm.{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&p);
-        std::fs::create_dir(&p).map_err(StageError::io("cannot create directory", &p))?;
-        Ok(Scratch(p))
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
 }
 
 fn import_keys(args: &StageArgs, o: &Options, bin: &str, dbpath: &str, scratch: &Scratch) -> Result<(), StageError> {
@@ -657,7 +639,7 @@ pub fn run(args: &StageArgs) -> StageResult {
     let env = environment(&o)?;
     let bin = o.rpmkeys.bin_path.clone().unwrap_or_else(|| "rpmkeys".to_owned());
     let dbpath = choose_dbpath(args, o.dbpath.as_deref())?;
-    let scratch = Scratch::new()?;
+    let scratch = Scratch::new("osbuild-rpm")?;
 
     import_keys(args, &o, &bin, &dbpath, &scratch)?;
     check_signatures(args, &bin, &dbpath, &pkgpath, &pkgs)?;

@@ -5,7 +5,7 @@
 //! partition has a `partnum`). Afterwards the table is read back with `sfdisk --json`,
 //! checked to hold as many partitions as requested and printed to the log.
 
-use super::disk_util::{run_tool_with_input, tool_output};
+use super::disk_util::{run_tool_with_input, tool_output, Partition};
 use super::{StageArgs, StageError, StageResult};
 use serde::Deserialize;
 use serde_json::Value;
@@ -22,22 +22,6 @@ pub struct Options {
     pub uuid: String,
     #[serde(default)]
     pub partitions: Vec<Partition>,
-}
-
-/// One partition; sizes and offsets are in 512-byte sectors. The schema leaves the object
-/// open, so unknown keys are ignored as upstream does.
-#[derive(Debug, Default, Deserialize)]
-pub struct Partition {
-    #[serde(default)]
-    pub bootable: Option<bool>,
-    pub name: Option<String>,
-    pub partnum: Option<u64>,
-    pub size: Option<u64>,
-    pub start: Option<u64>,
-    #[serde(rename = "type")]
-    pub ptype: Option<String>,
-    pub uuid: Option<String>,
-    pub attrs: Option<Vec<u64>>,
 }
 
 /// The attribute names sfdisk knows for the low GPT attribute bits; bits 48-63 are passed as
@@ -115,13 +99,8 @@ pub fn run(args: &StageArgs) -> StageResult {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::stages::disk_util::testing::{device_args, image, need, output};
+    use crate::stages::disk_util::testing::{device_args, image, need, sfdisk_table};
     use serde_json::json;
-
-    fn table(path: &std::path::Path) -> Value {
-        let text = output("sfdisk", &["--json", path.to_str().unwrap()], "fdisk");
-        serde_json::from_str::<Value>(&text).unwrap()["partitiontable"].clone()
-    }
 
     #[test]
     fn script_matches_upstream_layout() {
@@ -167,7 +146,7 @@ mod tests {
             }),
         );
         run(&a).unwrap();
-        let pt = table(&img);
+        let pt = sfdisk_table(&img);
         assert_eq!(pt["label"], "gpt");
         assert_eq!(pt["id"], "D209C89E-EA5E-4FBD-B161-B461CCE297E0");
         let parts = pt["partitions"].as_array().unwrap();
@@ -203,7 +182,7 @@ mod tests {
             }),
         );
         run(&a).unwrap();
-        let pt = table(&img);
+        let pt = sfdisk_table(&img);
         assert_eq!(pt["label"], "dos");
         assert_eq!(pt["id"], "0x14fc63d2");
         let parts = pt["partitions"].as_array().unwrap();

@@ -8,6 +8,7 @@
 //! missing `start`; here `attrs` bits are set (together with bit 2 for `bootable`) and a
 //! missing start is `0`, sgdisk's "first free sector".
 
+use super::disk_util::Partition;
 use super::util::run_tool;
 use super::{StageArgs, StageResult};
 use serde::Deserialize;
@@ -33,21 +34,6 @@ pub struct Options {
 
 fn yes() -> bool {
     true
-}
-
-/// One partition; sizes and offsets in 512-byte sectors. Unknown keys are ignored (the
-/// schema leaves the object open).
-#[derive(Debug, Default, Deserialize)]
-pub struct Partition {
-    pub bootable: Option<bool>,
-    pub name: Option<String>,
-    pub partnum: Option<u64>,
-    pub size: Option<u64>,
-    pub start: Option<u64>,
-    #[serde(rename = "type")]
-    pub ptype: Option<String>,
-    pub uuid: Option<String>,
-    pub attrs: Option<Vec<u64>>,
 }
 
 /// The arguments after `sgdisk`.
@@ -93,7 +79,7 @@ pub fn run(args: &StageArgs) -> StageResult {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::stages::disk_util::testing::{device_args, image, need, output};
+    use crate::stages::disk_util::testing::{device_args, image, need, sfdisk_table};
     use serde_json::{json, Value};
 
     fn layout(quote: bool) -> Value {
@@ -135,12 +121,6 @@ mod tests {
         assert_eq!(v[13..15], ["-A", "1:set:2"]);
         assert!(v.join(" ").contains("-n 2:208896:0 -c 2:\"root\""), "{v:?}");
         assert!(v.join(" ").contains("-A 3:set:0 -A 3:set:60"), "{v:?}");
-    }
-
-    fn sfdisk_table(img: &std::path::Path) -> Value {
-        serde_json::from_str::<Value>(&output("sfdisk", &["--json", img.to_str().unwrap()], "fdisk")).unwrap()
-            ["partitiontable"]
-            .clone()
     }
 
     #[test]

@@ -33,6 +33,19 @@ pub struct Options {
     pub numeric_owner: bool,
 }
 
+/// tar's flags to keep ACLs, SELinux labels and (all) extended attributes.
+pub(crate) fn metadata_flags(cmd: &mut Command, acls: bool, selinux: bool, xattrs: bool) {
+    if acls {
+        cmd.arg("--acls");
+    }
+    if selinux {
+        cmd.arg("--selinux");
+    }
+    if xattrs {
+        cmd.args(["--xattrs", "--xattrs-include", "*"]);
+    }
+}
+
 fn yes() -> bool {
     true
 }
@@ -83,15 +96,7 @@ pub fn run(args: &StageArgs) -> StageResult {
     };
     let mut cmd = Command::new("tar");
     cmd.arg(format!("--format={format}"));
-    if options.acls {
-        cmd.arg("--acls");
-    }
-    if options.selinux {
-        cmd.arg("--selinux");
-    }
-    if options.xattrs {
-        cmd.args(["--xattrs", "--xattrs-include", "*"]);
-    }
+    metadata_flags(&mut cmd, options.acls, options.selinux, options.xattrs);
     if options.sparse {
         cmd.arg("--sparse");
     }

@@ -15,6 +15,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Component, Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 /// How many symlinks one resolution may follow (the kernel's limit).
 const MAX_SYMLINKS: usize = 40;
@@ -169,13 +170,8 @@ pub fn drop_pwd_lock(args: &StageArgs) -> Result<(), StageError> {
 pub fn run_tool(stage: &'static str, cmd: &mut Command) -> Result<(), StageError> {
     const KEEP: usize = 8192;
     let tool = cmd.get_program().to_string_lossy().into_owned();
-    let mut child = cmd.stdin(Stdio::null()).stderr(Stdio::piped()).spawn().map_err(|e| {
-        if e.kind() == std::io::ErrorKind::NotFound {
-            StageError::ToolMissing { tool: tool.clone(), stage, place: "in the build root" }
-        } else {
-            StageError::ToolSpawn { tool: tool.clone(), source: e }
-        }
-    })?;
+    let mut child =
+        cmd.stdin(Stdio::null()).stderr(Stdio::piped()).spawn().map_err(|e| spawn_error(stage, &tool, e))?;
     let mut tail = Vec::new();
     if let Some(mut err) = child.stderr.take() {
         let mut buf = [0u8; 8192];
@@ -201,7 +197,18 @@ pub fn run_tool(stage: &'static str, cmd: &mut Command) -> Result<(), StageError
     Err(StageError::ToolFailed { argv: argv_string(cmd), status, stderr: stderr_tail(&tail) })
 }
 
-fn argv_string(cmd: &Command) -> String {
+/// The error for a build-root `tool` that `stage` could not start: [`StageError::ToolMissing`]
+/// when it is not there, else [`StageError::ToolSpawn`].
+pub(crate) fn spawn_error(stage: &'static str, tool: &str, e: std::io::Error) -> StageError {
+    if e.kind() == std::io::ErrorKind::NotFound {
+        StageError::ToolMissing { tool: tool.to_owned(), stage, place: "in the build root" }
+    } else {
+        StageError::ToolSpawn { tool: tool.to_owned(), source: e }
+    }
+}
+
+/// A command line as a shell would read it back, for error messages.
+pub(crate) fn argv_string(cmd: &Command) -> String {
     std::iter::once(cmd.get_program()).chain(cmd.get_args()).map(quote).collect::<Vec<_>>().join(" ")
 }
 
@@ -216,7 +223,7 @@ fn quote(arg: &OsStr) -> String {
 }
 
 /// The last lines of a tool's stderr, on one line, prefixed with `: ` (empty if none).
-fn stderr_tail(stderr: &[u8]) -> String {
+pub(crate) fn stderr_tail(stderr: &[u8]) -> String {
     let text = String::from_utf8_lossy(stderr);
     let lines: Vec<&str> = text.lines().map(str::trim).filter(|l| !l.is_empty()).collect();
     let tail = lines[lines.len().saturating_sub(3)..].join(" / ");
@@ -275,6 +282,26 @@ impl<'de, T: serde::Deserialize<'de>> serde::Deserialize<'de> for NonEmptyObject
             return Err(serde::de::Error::custom("the object must not be empty"));
         }
         T::deserialize(Value::Object(v)).map(NonEmptyObject).map_err(serde::de::Error::custom)
+    }
+}
+
+/// A scratch directory in the sandbox's /tmp (`<name>.<pid>.<n>`), removed when dropped.
+pub struct Scratch(pub PathBuf);
+
+impl Scratch {
+    pub fn new(name: &str) -> Result<Self, StageError> {
+        static N: AtomicUsize = AtomicUsize::new(0);
+        let n = N.fetch_add(1, Ordering::Relaxed);
+        let p = std::env::temp_dir().join(format!("{name}.{}.{n}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&p);
+        std::fs::create_dir(&p).map_err(StageError::io("cannot create directory", &p))?;
+        Ok(Scratch(p))
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
     }
 }
 

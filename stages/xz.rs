@@ -3,26 +3,17 @@
 //! runs xz with only that variable set; here the environment is kept but `XZ_DEFAULTS` is
 //! dropped, so no setting from outside changes the output either.
 
-use super::disk_util::compress_input;
+use super::disk_util::compress_stage;
+pub use super::disk_util::CompressOptions as Options;
 use super::{StageArgs, StageResult};
-use serde::Deserialize;
 use std::process::Command;
 
 const STAGE: &str = "org.osbuild.xz";
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Options {
-    /// Output file in the tree.
-    pub filename: String,
-}
-
 pub fn run(args: &StageArgs) -> StageResult {
-    let options: Options = args.parse_options(STAGE)?;
     let mut cmd = Command::new("xz");
     cmd.env_remove("XZ_DEFAULTS").env("XZ_OPT", "--threads 0").args(["--keep", "--stdout", "-0"]);
-    compress_input(STAGE, args, &options.filename, &mut cmd)?;
-    Ok(None)
+    compress_stage(STAGE, args, &mut cmd)
 }
 
 #[cfg(test)]

@@ -1,26 +1,17 @@
 //! `org.osbuild.zstd`: compress the single file of the `file` input into `filename` in the
 //! tree with `zstd --keep --stdout -T0 -1`, as upstream does.
 
-use super::disk_util::compress_input;
+use super::disk_util::compress_stage;
+pub use super::disk_util::CompressOptions as Options;
 use super::{StageArgs, StageResult};
-use serde::Deserialize;
 use std::process::Command;
 
 const STAGE: &str = "org.osbuild.zstd";
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Options {
-    /// Output file in the tree.
-    pub filename: String,
-}
-
 pub fn run(args: &StageArgs) -> StageResult {
-    let options: Options = args.parse_options(STAGE)?;
     let mut cmd = Command::new("zstd");
     cmd.args(["--keep", "--stdout", "-T0", "-1"]);
-    compress_input(STAGE, args, &options.filename, &mut cmd)?;
-    Ok(None)
+    compress_stage(STAGE, args, &mut cmd)
 }
 
 #[cfg(test)]

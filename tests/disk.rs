@@ -7,8 +7,8 @@ mod common;
 use common::disk::*;
 use common::*;
 use serde_json::{json, Value};
-use std::path::{Path, PathBuf};
 use std::io::Read;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -63,13 +63,14 @@ fn v1_qemu_assembler_builds_a_gpt_disk_with_grub_and_the_tree() {
 
     // GRUB: boot.img in the MBR points at the core in the BIOS boot partition (sector 2048),
     // and the core's first sector points at its second one.
-    let disk = std::fs::read(&raw).unwrap();
+    let disk = read_at(&raw, 0, 512);
+    let core = read_at(&raw, 2048 * 512, 512);
     assert_eq!(u64::from_le_bytes(disk[0x5c..0x64].try_into().unwrap()), 2048);
-    assert_eq!(u64::from_le_bytes(disk[2048 * 512 + 500..2048 * 512 + 508].try_into().unwrap()), 2049);
+    assert_eq!(u64::from_le_bytes(core[500..508].try_into().unwrap()), 2049);
     let boot_img = std::fs::read(grub_dir().join("boot.img")).unwrap();
     assert_eq!(&disk[..0x5c], &boot_img[..0x5c], "MBR boot code is GRUB's boot.img");
     assert_eq!(&disk[0x1fe..0x200], &[0x55, 0xaa], "protective MBR signature kept");
-    assert!(disk[2048 * 512..2048 * 512 + 16].iter().any(|b| *b != 0), "core image written");
+    assert!(core[..16].iter().any(|b| *b != 0), "core image written");
 
     assert!(loops_backed_under(&env.store()).is_empty());
 }
@@ -193,30 +194,36 @@ fn loopback_filename_may_not_leave_the_tree() {
 #[test]
 fn fat_mount_works_where_the_kernel_can_and_says_so_where_it_cannot() {
     let env = Env::new();
-    let dir = env.path("img");
-    std::fs::create_dir_all(&dir).unwrap();
-    run(Command::new("truncate").arg("-s").arg("16M").arg(dir.join("esp.img")));
-    run(Command::new("mkfs.vfat").args(["-i", "ABCD1234"]).arg(dir.join("esp.img")));
-    let tar = env.path("esp.tar");
-    run(Command::new("tar").arg("-cf").arg(&tar).arg("-C").arg(&dir).arg("esp.img"));
-    let sum = sha256(&std::fs::read(&tar).unwrap());
-    let m = json!({"version": "2",
-    "sources": {"org.osbuild.curl": {"items": {sum.clone(): {"url": format!("file://{}", tar.display())}}}},
-    "pipelines": [{"name": "image", "stages": [
-        {"type": "org.osbuild.untar", "inputs": {"file": {"type": "org.osbuild.files", "origin": "org.osbuild.source", "references": {sum.clone(): {}}}}},
+    // The ESP is made by the mkfs.fat stage on a loop device and read back with mtools (no
+    // mount needed); then a stage mounts it with org.osbuild.fat.
+    let esp = json!({"name": "esp", "stages": [
+        {"type": "org.osbuild.truncate", "options": {"filename": "esp.img", "size": "33554432"}},
+        {"type": "org.osbuild.mkfs.fat", "devices": loopback("esp.img"), "options": {"volid": "7b7795e7", "label": "ESP"}}
+    ]});
+    let mounted = json!({"name": "image", "stages": [
+        {"type": "org.osbuild.copy", "inputs": {"esp": tree_input("esp")},
+         "options": {"paths": [{"from": "input://esp/esp.img", "to": "tree:///esp.img"}]}},
         {"type": "org.osbuild.mkdir", "devices": loopback("esp.img"),
          "mounts": [{"name": "esp", "type": "org.osbuild.fat", "source": "device", "target": "/boot/efi"}],
          "options": {"paths": [{"path": "mount://esp/EFI", "parents": true}]}}
-    ]}]});
-    let out = env.run(&env.write_manifest("m.json", &m), &["--export", "image"]);
+    ]});
+    let m = env.write_manifest("m.json", &json!({"version": "2", "pipelines": [esp, mounted]}));
+    ok(&env.run(&m, &["--export", "esp"]));
+    let img = env.out().join("esp/esp.img");
+    let info = run(Command::new("minfo").arg("-i").arg(&img).arg("::"));
+    assert!(info.contains("serial number: 7B7795E7") && info.contains("disk label=\"ESP "), "{info}");
+    run(Command::new("mmd").arg("-i").arg(&img).arg("::/EFI"));
+    assert!(run(Command::new("mdir").arg("-i").arg(&img).arg("::/")).contains("EFI"));
+
+    let out = env.run(&m, &["--export", "image"]);
     let kernel_can = std::fs::read_to_string("/proc/filesystems").unwrap().contains("vfat")
         || Command::new("modprobe").arg("vfat").status().map(|s| s.success()).unwrap_or(false);
     if kernel_can {
         ok(&out);
-        // Read back with mtools, not a mount.
         let listing = run(Command::new("mdir").arg("-i").arg(env.out().join("image/esp.img")).arg("::/"));
         assert!(listing.contains("EFI"), "{listing}");
     } else {
+        // This machine: no vfat in the kernel. The error says so and names the mount.
         assert!(!out.status.success());
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(err.contains("cannot mount vfat file systems") && err.contains("mounts.esp"), "{err}");
@@ -325,4 +332,299 @@ fn sigterm_during_mkfs_leaves_no_loop_device_mount_or_process() {
 #[test]
 fn sigkill_during_mkfs_leaves_no_loop_device_mount_or_process() {
     interrupt_during_mkfs(9);
+}
+
+#[test]
+fn v2_gpt_disk_with_grub_exported_as_qcow2_vmdk_and_vhd() {
+    let env = Env::new();
+    let out = env.run(&manifest_path("disk.json"), &["--export", "qcow2", "--export", "vmdk", "--export", "vhd"]);
+    ok(&out);
+    let qcow = env.out().join("qcow2/disk.qcow2");
+    let vmdk = env.out().join("vmdk/disk.vmdk");
+    let vhd = env.out().join("vhd/disk.vhd");
+    let info = qemu_img_info(&qcow);
+    assert_eq!((info["format"].as_str(), info["virtual-size"].as_u64()), (Some("qcow2"), Some(1 << 30)));
+    assert_eq!(info["format-specific"]["data"]["compat"], "1.1");
+    let info = qemu_img_info(&vmdk);
+    assert_eq!(info["format"], "vmdk");
+    assert_eq!(info["format-specific"]["data"]["create-type"], "streamOptimized");
+    // A fixed VHD is raw data plus a footer: qemu-img only reads it as vpc when told to, and
+    // then must find a valid footer.
+    let info: Value =
+        serde_json::from_str(&run(Command::new("qemu-img").args(["info", "-f", "vpc", "--output=json"]).arg(&vhd)))
+            .unwrap();
+    assert_eq!(info["format"], "vpc");
+    // vpc with force_size keeps the exact size (no CHS rounding).
+    assert_eq!(info["virtual-size"].as_u64(), Some(1 << 30));
+    // The three formats hold the same disk.
+    run(Command::new("qemu-img").arg("compare").arg(&qcow).arg(&vmdk));
+    run(Command::new("qemu-img").args(["compare", "-F", "vpc"]).arg(&qcow).arg(&vhd));
+
+    let raw = to_raw(&qcow);
+    let t = sfdisk_json(&raw);
+    let parts = t["partitiontable"]["partitions"].as_array().unwrap().clone();
+    assert_eq!(t["partitiontable"]["label"], "gpt");
+    assert_eq!(
+        parts.iter().map(|p| (p["start"].as_u64().unwrap(), p["size"].as_u64().unwrap())).collect::<Vec<_>>(),
+        vec![(2048, 2048), (4096, 204800), (208896, 1888223)]
+    );
+    assert_eq!(parts[1]["name"], "boot");
+    assert_eq!(parts[2]["uuid"], "6264D520-3FB9-423F-8AB8-7A0A8E3D3562");
+
+    let (boot_off, _) = part_range(&t, 2);
+    let (root_off, root_size) = part_range(&t, 3);
+    let boot = blkid_at(&raw, boot_off);
+    assert_eq!(
+        (boot["TYPE"].as_str(), boot["UUID"].as_str(), boot["LABEL"].as_str()),
+        ("ext4", "0194fdc2-fa2f-4cc0-81d3-ff12045b73c8", "boot")
+    );
+    let root = blkid_at(&raw, root_off);
+    assert_eq!(
+        (root["TYPE"].as_str(), root["UUID"].as_str(), root["LABEL"].as_str()),
+        ("xfs", "6e4ff95f-f662-45ee-a82a-bdf44a2d0b75", "root")
+    );
+
+    // Content: / on xfs, /boot on ext4 (the tree split at the mount point).
+    assert_eq!(loop_cat(&raw, root_off, root_size, "/etc/hostname"), "osbuild-rs-disk\n");
+    assert!(loop_cat(&raw, root_off, root_size, "/etc/fstab")
+        .contains("UUID=0194fdc2-fa2f-4cc0-81d3-ff12045b73c8\t/boot\text4"));
+    assert_eq!(
+        loop_cat(&raw, root_off, root_size, "/boot/grub2/grub.cfg"),
+        "",
+        "/boot content is on the boot partition"
+    );
+    let cfg = ext4_cat(&raw, boot_off, "/grub2/grub.cfg");
+    assert!(cfg.contains("search --no-floppy --set=root --fs-uuid 0194fdc2-fa2f-4cc0-81d3-ff12045b73c8"), "{cfg}");
+    assert!(ext4_cat(&raw, boot_off, "/grub2/grubenv").starts_with("# GRUB Environment Block"));
+    assert!(!ext4_cat(&raw, boot_off, "/grub2/i386-pc/normal.mod").is_empty(), "GRUB modules for BIOS");
+
+    // GRUB itself finds its config through the core's prefix: boot.img -> core at sector 2048.
+    let disk = read_at(&raw, 0, 512);
+    assert_eq!(u64::from_le_bytes(disk[0x5c..0x64].try_into().unwrap()), 2048);
+    let via_grub = run(Command::new("grub-fstest").arg(&raw).args(["cat", "(loop0,gpt2)/grub2/grub.cfg"]));
+    assert_eq!(via_grub, cfg);
+    assert!(loops_backed_under(&env.store()).is_empty());
+}
+
+/// The OSTree image flow of upstream's manifests on a real disk: a commit (made here with
+/// plain `ostree commit`, served from file://) pulled by the ostree source, deployed into a tree
+/// (init-fs, os-init, deploy, fstab through the deployment mount, grub2), copied onto an
+/// ext4 /boot + ext4 / disk, GRUB core installed. The disk then has ostree's layout and a BLS
+/// entry that points at the deployment.
+#[test]
+fn ostree_deployment_on_a_disk_has_the_deploy_layout_and_bls_entries() {
+    let env = Env::new();
+    for tool in ["ostree", "grub-mkimage"] {
+        assert!(
+            Command::new("sh").arg("-c").arg(format!("command -v {tool}")).status().unwrap().success(),
+            "{tool} missing: run `make deps`"
+        );
+    }
+    // A minimal OS commit: a kernel and initramfs where ostree looks for them, /usr/etc.
+    let src = env.path("os");
+    let kver = "6.1.0-osbuildrs";
+    for (path, content) in [
+        (format!("usr/lib/modules/{kver}/vmlinuz"), "not really a kernel\n"),
+        (format!("usr/lib/modules/{kver}/initramfs.img"), "not really an initramfs\n"),
+        ("usr/etc/hostname".to_owned(), "osbuild-rs-iot\n"),
+        ("usr/lib/os-release".to_owned(), "NAME=osbuild-rs\nID=osbuildrs\nVERSION_ID=1\n"),
+        ("usr/bin/fish".to_owned(), "#!/bin/sh\n"),
+    ] {
+        let p = src.join(path);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, content).unwrap();
+    }
+    for dir in ["var", "sysroot", "boot"] {
+        std::fs::create_dir_all(src.join(dir)).unwrap();
+    }
+    let repo = env.path("repo");
+    run(Command::new("ostree").arg(format!("--repo={}", repo.display())).args(["init", "--mode=archive"]));
+    let commit = run(Command::new("ostree")
+        .arg(format!("--repo={}", repo.display()))
+        .args(["commit", "--branch=osbuild-rs/x86_64/iot", "--subject=test", "--timestamp=2023-11-14T22:13:20Z"])
+        .arg(format!("--tree=dir={}", src.display())));
+    let commit = commit.trim().to_owned();
+    let deployment = json!({"osname": "iot", "ref": "osbuild-rs/x86_64/iot"});
+    let dev = |start: u64, size: u64| json!({"type": "org.osbuild.loopback", "options": {"filename": "disk.img", "start": start, "size": size}});
+    let (boot, root) = ((4096u64, 204800u64), (208896u64, 1888223u64));
+    let m = json!({"version": "2",
+    "sources": {"org.osbuild.ostree": {"items": {commit.clone(): {"remote": {"url": format!("file://{}", repo.display())}}}}},
+    "pipelines": [
+        {"name": "image-tree", "stages": [
+            {"type": "org.osbuild.ostree.init-fs"},
+            {"type": "org.osbuild.ostree.os-init", "options": {"osname": "iot"}},
+            {"type": "org.osbuild.ostree.config", "options": {"repo": "/ostree/repo", "config": {"sysroot": {"readonly": true, "bootloader": "none"}}}},
+            {"type": "org.osbuild.ostree.deploy",
+             "inputs": {"commits": {"type": "org.osbuild.ostree", "origin": "org.osbuild.source", "references": {commit.clone(): {"ref": "osbuild-rs/x86_64/iot"}}}},
+             "options": {"osname": "iot", "mounts": ["/boot"], "rootfs": {"label": "root"}, "kernel_opts": ["rw", "console=ttyS0"]}},
+            {"type": "org.osbuild.ostree.fillvar", "options": {"deployment": deployment}},
+            {"type": "org.osbuild.fstab",
+             "mounts": [{"type": "org.osbuild.ostree.deployment", "name": "ostree.deployment", "options": {"deployment": deployment}}],
+             "options": {"filesystems": [{"label": "boot", "vfs_type": "ext4", "path": "/boot", "freq": 1, "passno": 1},
+                                         {"label": "root", "vfs_type": "ext4", "path": "/", "freq": 1, "passno": 1}]}},
+            {"type": "org.osbuild.grub2", "options": {"rootfs": {"label": "root"}, "bootfs": {"label": "boot"}, "legacy": "i386-pc", "write_defaults": false}}
+        ]},
+        {"name": "image", "stages": [
+            {"type": "org.osbuild.truncate", "options": {"filename": "disk.img", "size": "1073741824"}},
+            {"type": "org.osbuild.sfdisk", "devices": {"device": {"type": "org.osbuild.loopback", "options": {"filename": "disk.img"}}},
+             "options": {"label": "gpt", "uuid": "D209C89E-EA5E-4FBD-B161-B461CCE297E0", "partitions": [
+                {"start": 2048, "size": 2048, "type": "21686148-6449-6E6F-744E-656564454649"},
+                {"start": boot.0, "size": boot.1, "type": "0FC63DAF-8483-4772-8E79-3D69D8477DE4"},
+                {"start": root.0, "size": root.1, "type": "0FC63DAF-8483-4772-8E79-3D69D8477DE4"}]}},
+            {"type": "org.osbuild.mkfs.ext4", "devices": {"device": dev(boot.0, boot.1)}, "options": {"uuid": "156f0420-627b-4151-ae6f-fda298097515", "label": "boot"}},
+            {"type": "org.osbuild.mkfs.ext4", "devices": {"device": dev(root.0, root.1)}, "options": {"uuid": "76a22bf4-f153-4541-b6c7-0332c0dfaeac", "label": "root"}},
+            {"type": "org.osbuild.copy", "inputs": {"tree": tree_input("image-tree")},
+             "options": {"paths": [{"from": "input://tree/", "to": "mount://root/"}]},
+             "devices": {"boot": dev(boot.0, boot.1), "root": dev(root.0, root.1)},
+             "mounts": [{"name": "root", "type": "org.osbuild.ext4", "source": "root", "target": "/"},
+                        {"name": "boot", "type": "org.osbuild.ext4", "source": "boot", "target": "/boot"}]},
+            {"type": "org.osbuild.grub2.inst", "options": {"platform": "i386-pc", "filename": "disk.img", "location": 2048,
+                "core": {"type": "mkimage", "partlabel": "gpt", "filesystem": "ext4"},
+                "prefix": {"type": "partition", "partlabel": "gpt", "number": 1, "path": "/grub2"}}}
+        ]}]});
+    ok(&env.run(&env.write_manifest("m.json", &m), &["--export", "image"]));
+    let img = env.out().join("image/disk.img");
+    let ls = |off: u64, path: &str| {
+        run(Command::new("debugfs")
+            .arg("-R")
+            .arg(format!("ls -p {path}"))
+            .arg(format!("{}?offset={off}", img.display())))
+    };
+    let names = |listing: String| {
+        listing
+            .lines()
+            .filter_map(|l| l.split('/').nth(5).map(str::to_owned))
+            .filter(|n| !n.is_empty() && n != "." && n != "..")
+            .collect::<Vec<_>>()
+    };
+
+    // Root partition: the physical root of an ostree system.
+    let roff = root.0 * 512;
+    let top = names(ls(roff, "/"));
+    for entry in ["ostree", "boot"] {
+        assert!(top.contains(&entry.to_owned()), "{entry} missing in / of the root partition: {top:?}");
+    }
+    let deploys = names(ls(roff, "/ostree/deploy/iot/deploy"));
+    assert!(deploys.contains(&format!("{commit}.0")) && deploys.contains(&format!("{commit}.0.origin")), "{deploys:?}");
+    let origin = ext4_cat(&img, roff, &format!("/ostree/deploy/iot/deploy/{commit}.0.origin"));
+    assert!(origin.contains("refspec=osbuild-rs/x86_64/iot") || origin.contains(":osbuild-rs/x86_64/iot"), "{origin}");
+    let dep = format!("/ostree/deploy/iot/deploy/{commit}.0");
+    assert_eq!(ext4_cat(&img, roff, &format!("{dep}/etc/hostname")), "osbuild-rs-iot\n", "/etc merged from /usr/etc");
+    let fstab = ext4_cat(&img, roff, &format!("{dep}/etc/fstab"));
+    assert!(
+        fstab.contains("LABEL=root\t/\text4") && fstab.contains("LABEL=boot\t/boot\text4"),
+        "fstab written into the deployment: {fstab}"
+    );
+    assert!(names(ls(roff, "/ostree/repo/objects")).len() > 1, "the commit's objects are in the disk's repo");
+
+    // Boot partition: the BLS entry and the kernel it names.
+    let boff = boot.0 * 512;
+    let loader = names(ls(boff, "/"));
+    assert!(loader.iter().any(|n| n.starts_with("loader")), "{loader:?}");
+    let entries = names(ls(boff, "/loader/entries"));
+    assert_eq!(entries.len(), 1, "{entries:?}");
+    let entry = ext4_cat(&img, boff, &format!("/loader/entries/{}", entries[0]));
+    let get = |key: &str| {
+        entry
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("{key} ")))
+            .unwrap_or_else(|| panic!("no {key} in {entry}"))
+            .to_owned()
+    };
+    let options = get("options");
+    assert!(
+        options.contains("root=LABEL=root")
+            && options.contains("rw console=ttyS0")
+            && options.contains("ostree=/ostree/boot."),
+        "{entry}"
+    );
+    let linux = get("linux");
+    assert!(linux.starts_with("/ostree/iot-") && linux.ends_with(&format!("/vmlinuz-{kver}")), "{entry}");
+    assert_eq!(ext4_cat(&img, boff, &linux), "not really a kernel\n", "the entry's kernel is on /boot");
+    assert_eq!(ext4_cat(&img, boff, &get("initrd")), "not really an initramfs\n");
+    // GRUB reads the BLS entries (blscfg) from the boot partition's grub2 directory.
+    let cfg = ext4_cat(&img, boff, "/grub2/grub.cfg");
+    assert!(cfg.contains("blscfg") && cfg.contains("search --no-floppy --set=root --label boot"), "{cfg}");
+    assert!(loops_backed_under(&env.store()).is_empty());
+}
+
+/// Mount options reach the kernel: a btrfs subvolume (made by btrfs.subvol through a mount)
+/// mounted by `subvol` with `compress`, and a `readonly` mount that refuses writes.
+#[test]
+fn btrfs_subvol_and_readonly_mount_options() {
+    let env = Env::new();
+    let mnt = |opts: Value| json!([{"name": "fs", "type": "org.osbuild.btrfs", "source": "device", "target": "/", "options": opts}]);
+    let base = vec![
+        json!({"type": "org.osbuild.truncate", "options": {"filename": "fs.img", "size": "268435456"}}),
+        json!({"type": "org.osbuild.mkfs.btrfs", "devices": loopback("fs.img"), "options": {"uuid": "4b4b3a6c-6f0e-4a59-9a1b-1e2d3c4b5a69", "label": "data"}}),
+        json!({"type": "org.osbuild.btrfs.subvol", "devices": loopback("fs.img"), "mounts": mnt(json!({})), "options": {"subvolumes": [{"name": "/root"}, {"name": "/home"}]}}),
+        json!({"type": "org.osbuild.mkdir", "devices": loopback("fs.img"), "mounts": mnt(json!({"subvol": "root", "compress": "zstd:1"})),
+               "options": {"paths": [{"path": "mount://fs/in-root-subvol"}]}}),
+    ];
+    let m = json!({"version": "2", "pipelines": [{"name": "image", "stages": base.clone()}]});
+    ok(&env.run(&env.write_manifest("m.json", &m), &["--export", "image"]));
+    let img = env.out().join("image/fs.img");
+    // Read back through a read-only loop mount of the top-level subvolume (id 5).
+    let listing = run(Command::new("unshare").args(["-m", "--propagation", "private", "sh", "-ec"]).arg(format!(
+        "d=$(mktemp -d); mount -o ro,loop,subvolid=5 {} $d; ls $d $d/root; btrfs subvolume list $d; umount $d; rmdir $d",
+        img.display()
+    )));
+    assert!(listing.contains("in-root-subvol"), "{listing}");
+    assert!(listing.contains("path root") && listing.contains("path home"), "{listing}");
+
+    let mut ro = base.clone();
+    ro.push(
+        json!({"type": "org.osbuild.mkdir", "devices": loopback("fs.img"), "mounts": mnt(json!({"readonly": true})),
+                   "options": {"paths": [{"path": "mount://fs/must-fail"}]}}),
+    );
+    let m = json!({"version": "2", "pipelines": [{"name": "image", "stages": ro}]});
+    let out = env.run(&env.write_manifest("ro.json", &m), &["--export", "image"]);
+    assert!(!out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("Read-only file system"), "{text}");
+    assert!(loops_backed_under(&env.store()).is_empty());
+}
+
+/// The other v1 assemblers: `tar` (compressed, with the tree's files) and `rawfs` (a bare ext4
+/// image with the given UUID holding the tree), and `noop`.
+#[test]
+fn v1_tar_rawfs_and_noop_assemblers() {
+    let env = Env::new();
+    let stages = json!([{"name": "org.osbuild.mkdir", "options": {"paths": [{"path": "/etc"}]}},
+                        {"name": "org.osbuild.hostname", "options": {"hostname": "v1-assembled"}}]);
+    let build = |name: &str, assembler: Value| {
+        let m = env
+            .write_manifest(&format!("{name}.json"), &json!({"pipeline": {"stages": stages, "assembler": assembler}}));
+        let out = env.path(&format!("out-{name}"));
+        let o = Command::new(bin())
+            .arg("--store")
+            .arg(env.store())
+            .arg("--output-directory")
+            .arg(&out)
+            .args(["--export", "assembler"])
+            .arg(&m)
+            .output()
+            .unwrap();
+        ok(&o);
+        out.join("assembler")
+    };
+    let out =
+        build("tar", json!({"name": "org.osbuild.tar", "options": {"filename": "tree.tar.xz", "compression": "xz"}}));
+    let list = run(Command::new("tar").arg("-tJf").arg(out.join("tree.tar.xz")));
+    assert!(list.lines().any(|l| l == "./etc/hostname"), "{list}");
+
+    let out = build(
+        "rawfs",
+        json!({"name": "org.osbuild.rawfs", "options": {
+        "filename": "root.ext4", "root_fs_uuid": "2fd2a7ba-8b94-4d8e-8c59-0e9cbbd0d6bd", "size": 67108864}}),
+    );
+    let img = out.join("root.ext4");
+    assert_eq!(std::fs::metadata(&img).unwrap().len(), 67108864);
+    assert_eq!(blkid_at(&img, 0)["UUID"], "2fd2a7ba-8b94-4d8e-8c59-0e9cbbd0d6bd");
+    assert_eq!(ext4_cat(&img, 0, "/etc/hostname"), "v1-assembled\n");
+    assert!(!out.join(".osbuild-rawfs-mnt").exists());
+
+    let out = build("noop", json!({"name": "org.osbuild.noop"}));
+    assert_eq!(std::fs::read_dir(&out).unwrap().count(), 0, "noop assembles nothing");
+    assert!(loops_backed_under(&env.store()).is_empty());
 }

@@ -78,15 +78,21 @@ fn t(start: u64, size: u64, ty: &str, name: &str, attrs: &str) -> (u64, u64, Str
     (start, size, ty.into(), name.into(), attrs.into())
 }
 
-#[test]
-fn sgdisk_compat_layout_matches_upstream() {
-    let doc = compat_manifest("test__data__stages__sgdisk__sgdisk.json");
-    let st = stages_of(&doc, "org.osbuild.sgdisk")[0];
+/// The partition table the first `stage` of the compat manifest `file` writes on a new
+/// sparse 10 GiB image.
+fn compat_table(file: &str, stage: &str) -> Value {
+    let doc = compat_manifest(file);
+    let st = stages_of(&doc, stage)[0];
     let d = tempfile::tempdir().unwrap();
     sparse(d.path(), "disk.img", 10 << 30);
     let devices = json!({"devices": {"device": {"path": "disk.img"}}, "paths": {"devices": d.path()}});
-    run_stage(d.path(), "org.osbuild.sgdisk", &st["options"], devices);
-    let pt = table(d.path(), "disk.img");
+    run_stage(d.path(), stage, &st["options"], devices);
+    table(d.path(), "disk.img")
+}
+
+#[test]
+fn sgdisk_compat_layout_matches_upstream() {
+    let pt = compat_table("test__data__stages__sgdisk__sgdisk.json", "org.osbuild.sgdisk");
     assert_eq!(pt["id"], "68AD7ADE-3FA7-4844-8B2F-1C4CD30BEF70");
     assert_eq!((pt["firstlba"].as_u64(), pt["lastlba"].as_u64()), (Some(34), Some(20971486)));
     assert_eq!(
@@ -104,13 +110,7 @@ fn sgdisk_compat_layout_matches_upstream() {
 
 #[test]
 fn parted_compat_layout_matches_upstream() {
-    let doc = compat_manifest("test__data__stages__parted__parted.json");
-    let st = stages_of(&doc, "org.osbuild.parted")[0];
-    let d = tempfile::tempdir().unwrap();
-    sparse(d.path(), "disk.img", 10 << 30);
-    let devices = json!({"devices": {"device": {"path": "disk.img"}}, "paths": {"devices": d.path()}});
-    run_stage(d.path(), "org.osbuild.parted", &st["options"], devices);
-    let pt = table(d.path(), "disk.img");
+    let pt = compat_table("test__data__stages__parted__parted.json", "org.osbuild.parted");
     assert_eq!((pt["label"].as_str(), pt["lastlba"].as_u64()), (Some("gpt"), Some(20971486)));
     assert_eq!(
         parts(&pt),

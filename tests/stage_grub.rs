@@ -160,6 +160,20 @@ fn assert_modules_copied(tree: &Path) {
     );
 }
 
+/// A fresh tree with Debian's kernel and initrd in `/boot`; needs GRUB in the build root.
+fn debian_tree() -> (tempfile::TempDir, PathBuf) {
+    need_grub();
+    let (d, tree) = tmp_tree();
+    debian_boot(&tree);
+    (d, tree)
+}
+
+/// The BIOS `grub.cfg` `cfg` of `tree` parses and Debian's GRUB runs it with the tree's modules.
+fn assert_bios_config_works(tree: &Path, cfg: &str) {
+    assert_debian_grub_runs(cfg, &tree.join("boot/grub2/i386-pc"));
+    script_check(&tree.join("boot/grub2/grub.cfg"));
+}
+
 fn legacy_debian_options() -> Value {
     json!({
         "rootfs": {"uuid": ROOT_UUID},
@@ -173,9 +187,7 @@ fn legacy_debian_options() -> Value {
 
 #[test]
 fn legacy_config_for_debian_bios() {
-    need_grub();
-    let (_d, tree) = tmp_tree();
-    debian_boot(&tree);
+    let (_d, tree) = debian_tree();
     run_stage("org.osbuild.grub2.legacy", &tree, legacy_debian_options()).unwrap();
     let cfg = read(&tree, "boot/grub2/grub.cfg");
     let want = format!(
@@ -242,15 +254,12 @@ menuentry 'Debian GNU/Linux ({KERNEL}) 12 (bookworm)' --class red --class gnu-li
     assert_modules_copied(&tree);
     assert!(!tree.join("boot/efi").exists());
     // what Debian's GRUB needs to run it is in the tree, where the core's prefix points
-    assert_debian_grub_runs(&cfg, &tree.join("boot/grub2/i386-pc"));
-    script_check(&tree.join("boot/grub2/grub.cfg"));
+    assert_bios_config_works(&tree, &cfg);
 }
 
 #[test]
 fn legacy_config_with_unset_terminals_and_separate_boot() {
-    need_grub();
-    let (_d, tree) = tmp_tree();
-    debian_boot(&tree);
+    let (_d, tree) = debian_tree();
     let opts = json!({
         "rootfs": {"label": "root"}, "bootfs": {"label": "boot"}, "bios": {"platform": "i386-pc"},
         "write_defaults": false,
@@ -268,8 +277,7 @@ fn legacy_config_with_unset_terminals_and_separate_boot() {
     assert!(cfg.ends_with("\tinitrd16 /initramfs-6.1.0-17-amd64.img\n}\n\n"), "{cfg}");
     assert!(!tree.join("etc").exists());
     assert_eq!(read(&tree, "boot/grub2/grubenv"), format!("# GRUB Environment Block\n{}", "#".repeat(999)));
-    assert_debian_grub_runs(&cfg, &tree.join("boot/grub2/i386-pc"));
-    script_check(&tree.join("boot/grub2/grub.cfg"));
+    assert_bios_config_works(&tree, &cfg);
 }
 
 #[test]

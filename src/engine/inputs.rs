@@ -7,7 +7,14 @@ use serde_json::{json, Map, Value};
 use std::path::{Component, Path, PathBuf};
 
 pub fn is_supported(kind: &str) -> bool {
-    matches!(kind, "org.osbuild.files" | "org.osbuild.tree" | "org.osbuild.noop")
+    matches!(
+        kind,
+        "org.osbuild.files"
+            | "org.osbuild.tree"
+            | "org.osbuild.noop"
+            | "org.osbuild.ostree"
+            | "org.osbuild.ostree.checkout"
+    )
 }
 
 pub struct Prepared {
@@ -91,6 +98,95 @@ pub fn prepare(store: &ObjectStore, name: &str, input: &Input, target: &Path) ->
             }
             Ok(Prepared { host_path: target.to_owned(), data: Some(json!({ "files": files })) })
         }
+        "org.osbuild.ostree" => {
+            let repo_out = target.join("repo");
+            mkdir(&repo_out)?;
+            ostree_cli(name, &["init", "--mode=archive"], &repo_out)?;
+            let mut refs = Map::new();
+            for (commit, source_repo, opts) in ostree_commits(store, name, input)? {
+                let src = source_repo.to_string_lossy().into_owned();
+                ostree_cli(name, &["pull-local", &src, &commit], &repo_out)?;
+                if let Some(r) = opts.get("ref").and_then(Value::as_str) {
+                    ostree_cli(name, &["refs", "--create", r, &commit], &repo_out)?;
+                }
+                refs.insert(commit, opts);
+            }
+            Ok(Prepared { host_path: repo_out, data: Some(json!({ "refs": refs })) })
+        }
+        "org.osbuild.ostree.checkout" => {
+            mkdir(target)?;
+            let mut refs = Map::new();
+            for (commit, source_repo, _) in ostree_commits(store, name, input)? {
+                let dest = target.join(&commit);
+                let dest_s = dest.to_string_lossy().into_owned();
+                ostree_cli(name, &["checkout", &commit, &dest_s], &source_repo)?;
+                refs.insert(commit.clone(), json!({ "path": commit }));
+            }
+            Ok(Prepared { host_path: target.to_owned(), data: Some(json!({ "refs": refs })) })
+        }
         other => Err(format!("input '{name}': unsupported input type '{other}'")),
     }
+}
+
+/// Run the host's `ostree ARGS --repo=REPO` for input `name`; its error output is the message.
+fn ostree_cli(name: &str, args: &[&str], repo: &Path) -> Result<(), String> {
+    let out = std::process::Command::new("ostree")
+        .args(args)
+        .arg(format!("--repo={}", repo.display()))
+        .stdin(std::process::Stdio::null())
+        .output()
+        .map_err(|e| match e.kind() {
+            std::io::ErrorKind::NotFound => {
+                format!("input '{name}': ostree not found on the host, but the input needs it")
+            }
+            _ => format!("input '{name}': cannot run ostree: {e}"),
+        })?;
+    if !out.status.success() {
+        return Err(format!(
+            "input '{name}': `ostree {} --repo={}` failed: {}",
+            args.join(" "),
+            repo.display(),
+            String::from_utf8_lossy(&out.stderr).trim()
+        ));
+    }
+    Ok(())
+}
+
+/// The commits an ostree input names, each with the repository holding it and its options:
+/// from the `org.osbuild.ostree` source's repository in the store, or from a pipeline that
+/// ran `org.osbuild.ostree.commit` (its `/repo`, the commit read from its `/compose.json`).
+fn ostree_commits(store: &ObjectStore, name: &str, input: &Input) -> Result<Vec<(String, PathBuf, Value)>, String> {
+    let mut out = Vec::new();
+    for (reference, opts) in &input.refs {
+        let opts = if opts.is_object() { opts.clone() } else { Value::Object(Map::new()) };
+        if input.origin == ORIGIN_PIPELINE {
+            let dir = store
+                .get(reference)
+                .ok_or_else(|| format!("input '{name}': pipeline {reference} has not been built"))?;
+            let tree = dir.join("tree");
+            let compose = tree.join("compose.json");
+            let text = std::fs::read_to_string(&compose).map_err(|e| {
+                format!("input '{name}': pipeline {reference} has no compose.json (no ostree commit): {e}")
+            })?;
+            let doc: Value =
+                serde_json::from_str(&text).map_err(|e| format!("input '{name}': {}: {e}", compose.display()))?;
+            let commit = doc
+                .get("ostree-commit")
+                .and_then(Value::as_str)
+                .ok_or_else(|| format!("input '{name}': {} names no ostree-commit", compose.display()))?;
+            out.push((commit.to_owned(), tree.join("repo"), opts));
+        } else {
+            if reference.is_empty() || !reference.bytes().all(|b| b.is_ascii_hexdigit()) {
+                return Err(format!("input '{name}': '{reference}' is not an ostree commit checksum"));
+            }
+            let repo = store.sources_dir("org.osbuild.ostree").map_err(|e| e.to_string())?.join("repo");
+            if !repo.join("config").is_file() {
+                return Err(format!(
+                    "input '{name}': commit {reference} was not fetched (no ostree source repository)"
+                ));
+            }
+            out.push((reference.clone(), repo, opts));
+        }
+    }
+    Ok(out)
 }

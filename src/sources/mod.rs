@@ -4,10 +4,12 @@
 //! copied natively, other URLs through the host `curl`). Every item lands in a destination
 //! directory as a file named by its checksum (`sha256:<hex>`): written to a temp file in that
 //! directory, verified, fsync'ed and renamed, so a stored file is always complete and correct.
+//! `org.osbuild.ostree` commits go into an OSTree repository instead (see [`ostree`]).
 
 pub mod checksum;
 pub mod curl;
 pub mod inline;
+pub mod ostree;
 pub mod rhsm;
 pub mod staging;
 
@@ -115,6 +117,7 @@ impl Default for FetchOptions {
 pub fn store_kind(source_type: &str) -> Option<&'static str> {
     match source_type {
         "org.osbuild.curl" | "org.osbuild.inline" => Some("org.osbuild.files"),
+        "org.osbuild.ostree" => Some("org.osbuild.ostree"),
         _ => None,
     }
 }
@@ -201,6 +204,9 @@ pub fn fetch(
 ) -> Result<Vec<ItemResult>, SourceError> {
     if !is_supported(&source.kind) {
         return Err(SourceError::UnsupportedSource(source.kind.clone()));
+    }
+    if source.kind == "org.osbuild.ostree" {
+        return ostree::fetch(source, wanted, dest_dir, opts);
     }
     let jobs = parse_items(source, wanted)?;
     fs::create_dir_all(dest_dir).map_err(|e| SourceError::io("create directory", dest_dir, e))?;
@@ -295,7 +301,7 @@ mod tests {
     fn store_kinds_follow_upstream() {
         assert_eq!(store_kind("org.osbuild.curl"), Some("org.osbuild.files"));
         assert_eq!(store_kind("org.osbuild.inline"), Some("org.osbuild.files"));
-        assert_eq!(store_kind("org.osbuild.ostree"), None);
+        assert_eq!(store_kind("org.osbuild.ostree"), Some("org.osbuild.ostree"));
         assert!(is_supported("org.osbuild.inline") && !is_supported("org.osbuild.skopeo"));
     }
 
@@ -320,8 +326,8 @@ mod tests {
         let err = parse_items(&source("org.osbuild.curl", json!(["x"])), None).unwrap_err();
         assert!(err.to_string().contains("org.osbuild.curl"), "{err}");
         let dir = std::env::temp_dir();
-        let err = fetch(&source("org.osbuild.ostree", json!({})), None, &dir, &FetchOptions::default()).unwrap_err();
-        assert_eq!(err.to_string(), "unsupported source type org.osbuild.ostree");
+        let err = fetch(&source("org.osbuild.skopeo", json!({})), None, &dir, &FetchOptions::default()).unwrap_err();
+        assert_eq!(err.to_string(), "unsupported source type org.osbuild.skopeo");
     }
 
     #[test]

@@ -177,7 +177,8 @@ pub(crate) fn parse_mountinfo(text: &str) -> Vec<PathBuf> {
 
 /// Remove the directory `path` and everything below it. Refuses (with an error) if anything is
 /// mounted at or below `path`, so a leftover bind mount can never lead the removal onto the host.
-/// Directories without write permission (possible in trees for non-root users) are made writable.
+/// Directories without write permission (possible in trees for non-root users) are made writable,
+/// and the immutable attribute that `ostree admin deploy` puts on deployments is cleared.
 /// A missing `path` is not an error.
 pub(crate) fn remove_tree(path: &Path) -> io::Result<()> {
     let mounts = mounts_below(path)?;
@@ -189,6 +190,7 @@ pub(crate) fn remove_tree(path: &Path) -> io::Result<()> {
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
         Err(e) if e.kind() == io::ErrorKind::PermissionDenied => {
             make_dirs_writable(path);
+            clear_immutable(path);
             match fs::remove_dir_all(path) {
                 Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
                 r => r,
@@ -196,6 +198,17 @@ pub(crate) fn remove_tree(path: &Path) -> io::Result<()> {
         }
         Err(e) => Err(e),
     }
+}
+
+/// Best effort: clear the immutable (and append-only) attribute below `path`. chattr does not
+/// follow symlinks when recursing.
+fn clear_immutable(path: &Path) {
+    let _ = std::process::Command::new("chattr")
+        .args(["-R", "-f", "-i", "-a"])
+        .arg(path)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status();
 }
 
 /// Best effort: give the owner rwx on every directory below `path` (not following symlinks).
@@ -223,6 +236,19 @@ fn make_dirs_writable(path: &Path) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn immutable_directories_are_removed() {
+        // Needs root (chattr +i) and a file system with attributes under /var/tmp, as CI has.
+        let t = tempfile::Builder::new().tempdir_in("/var/tmp").unwrap();
+        let dep = t.path().join("tree/ostree/deploy/os/deploy/abc.0");
+        fs::create_dir_all(dep.join("usr")).unwrap();
+        let st = std::process::Command::new("chattr").arg("+i").arg(&dep).status().unwrap();
+        assert!(st.success());
+        assert!(fs::remove_dir_all(t.path().join("tree")).is_err(), "immutable: plain removal fails");
+        remove_tree(&t.path().join("tree")).unwrap();
+        assert!(!t.path().join("tree").exists());
+    }
 
     #[test]
     fn mountinfo_mount_points_are_unescaped() {

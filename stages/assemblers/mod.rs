@@ -10,12 +10,19 @@ use super::{parse_as, StageInfo};
 
 mod disk;
 mod noop;
+mod ostree_commit;
 mod qemu;
 mod rawfs;
 mod tar;
 
 static ASSEMBLERS: &[StageInfo] = &[
     StageInfo { name: "org.osbuild.noop", capabilities: &[], run: noop::run, parse: parse_as::<noop::Options> },
+    StageInfo {
+        name: "org.osbuild.ostree.commit",
+        capabilities: &[],
+        run: ostree_commit::run,
+        parse: parse_as::<ostree_commit::Options>,
+    },
     StageInfo { name: "org.osbuild.qemu", capabilities: &[], run: qemu::run, parse: parse_as::<qemu::Options> },
     StageInfo { name: "org.osbuild.rawfs", capabilities: &[], run: rawfs::run, parse: parse_as::<rawfs::Options> },
     StageInfo { name: "org.osbuild.tar", capabilities: &[], run: tar::run, parse: parse_as::<tar::Options> },

@@ -58,15 +58,7 @@ pub fn run(args: &StageArgs) -> StageResult {
     if let Some(c) = o.compression {
         cmd.arg(c.flag());
     }
-    if o.acls {
-        cmd.arg("--acls");
-    }
-    if o.selinux {
-        cmd.arg("--selinux");
-    }
-    if o.xattrs {
-        cmd.args(["--xattrs", "--xattrs-include", "*"]);
-    }
+    crate::stages::tar::metadata_flags(&mut cmd, o.acls, o.selinux, o.xattrs);
     cmd.arg("-cf").arg(&out).arg("-C").arg(&input).arg(".").env("XZ_OPT", "--threads 0");
     run_tool(NAME, &mut cmd)?;
     Ok(None)

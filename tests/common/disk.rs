@@ -77,8 +77,32 @@ pub fn part_range(t: &Value, n: usize) -> (u64, u64) {
 /// A file from the file system at (`offset`, `size`) of `image`, through a read-only loop mount
 /// in a private mount namespace that dies with the command (for xfs, which debugfs cannot read).
 pub fn loop_cat(image: &Path, offset: u64, size: u64, path: &str) -> String {
-    run(Command::new("unshare").args(["-m", "--propagation", "private", "sh", "-ec"]).arg(format!(
+    let script = format!(
         "d=$(mktemp -d); mount -o ro,norecovery,loop,offset={offset},sizelimit={size} {} $d; cat $d{path} || true; umount $d; rmdir $d",
         image.display()
-    )))
+    );
+    // mount(8) may pick (or reuse) a loop device the kernel is still releasing from the previous
+    // call (autoclear is asynchronous): try again briefly.
+    for _ in 0..10 {
+        let out = Command::new("unshare")
+            .args(["-m", "--propagation", "private", "sh", "-ec"])
+            .arg(&script)
+            .output()
+            .unwrap();
+        if out.status.success() {
+            return String::from_utf8_lossy(&out.stdout).into_owned();
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    run(Command::new("unshare").args(["-m", "--propagation", "private", "sh", "-ec"]).arg(&script))
+}
+
+/// `len` bytes of `path` from `offset`.
+pub fn read_at(path: &Path, offset: u64, len: usize) -> Vec<u8> {
+    use std::io::{Read, Seek, SeekFrom};
+    let mut f = std::fs::File::open(path).unwrap();
+    f.seek(SeekFrom::Start(offset)).unwrap();
+    let mut buf = vec![0; len];
+    f.read_exact(&mut buf).unwrap();
+    buf
 }

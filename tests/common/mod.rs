@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 pub mod disk;
+pub mod nginx;
 pub mod qemu;
 pub mod treediff;
 
@@ -92,6 +93,13 @@ impl Env {
             .filter(|l| l.contains(&needle))
             .map(str::to_owned)
             .collect()
+    }
+}
+
+impl Drop for Env {
+    /// `ostree admin deploy` makes deployments immutable; clear that so the directory can go.
+    fn drop(&mut self) {
+        let _ = Command::new("chattr").args(["-R", "-f", "-i"]).arg(self.dir.path()).stderr(Stdio::null()).status();
     }
 }
 

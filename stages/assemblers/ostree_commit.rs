@@ -1,0 +1,102 @@
+//! `org.osbuild.ostree.commit` (assembler): the input tree as an OSTree commit in a new
+//! archive repository `repo/` of the output directory, with `compose.json` beside it (or both
+//! packed into `tar.filename`).
+//!
+//! As upstream: a fresh root is laid out as `org.osbuild.ostree.preptree` lays it out; `usr`,
+//! `boot`, `var` and the top-level `bin`/`lib*`/`sbin` of the tree are copied in (reflinks
+//! where the file system has them), and the result is committed with the same metadata the
+//! `org.osbuild.ostree.commit` stage writes (that stage does the commit).
+
+use crate::stages::util::run_tool;
+use crate::stages::{StageArgs, StageError, StageResult};
+use serde::Deserialize;
+use serde_json::{json, Value};
+use std::path::Path;
+use std::process::Command;
+
+const NAME: &str = "org.osbuild.ostree.commit";
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Options {
+    #[serde(rename = "ref")]
+    pub reference: String,
+    pub os_version: Option<String>,
+    #[serde(rename = "tmp-is-dir", default = "yes")]
+    pub tmp_is_dir: bool,
+    pub parent: Option<String>,
+    pub tar: Option<Tar>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Tar {
+    pub filename: String,
+}
+
+fn yes() -> bool {
+    true
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> StageError + '_ {
+    move |e| StageError::Invalid(format!("{}: {e}", path.display()))
+}
+
+pub fn run(args: &StageArgs) -> StageResult {
+    let o: Options = args.parse_options(NAME)?;
+    let tree = args.input_path("tree")?;
+    let out = args.tree.clone();
+    let root = out.join(".osbuild-ostree-root");
+    let result = commit(args, &o, &tree, &root, &out);
+    let _ = std::fs::remove_dir_all(&root);
+    let meta = result?;
+    if let Some(tar) = &o.tar {
+        let dest = crate::stages::util::tree_path(args, &tar.filename, false)?;
+        run_tool(
+            NAME,
+            Command::new("tar")
+                .args(["--remove-files", "--auto-compress", "-cf"])
+                .arg(&dest)
+                .arg("-C")
+                .arg(&out)
+                .args(["repo", "compose.json"]),
+        )?;
+    }
+    Ok(meta)
+}
+
+fn commit(args: &StageArgs, o: &Options, tree: &Path, root: &Path, out: &Path) -> StageResult {
+    std::fs::create_dir_all(root).map_err(io(root))?;
+    crate::stages::ostree_preptree::init_root(root, o.tmp_is_dir)?;
+    for name in ["usr", "boot", "var", "bin", "lib", "lib32", "lib64", "sbin"] {
+        let src = tree.join(name);
+        let required = matches!(name, "usr" | "boot" | "var");
+        if !required && std::fs::symlink_metadata(&src).is_err() {
+            continue;
+        }
+        if name == "var" {
+            // `var` exists in the new root already: merge the tree's into it.
+            run_tool(NAME, Command::new("cp").args(["--reflink=auto", "-a", "-T"]).arg(&src).arg(root.join("var")))?;
+        } else {
+            run_tool(NAME, Command::new("cp").args(["--reflink=auto", "-a"]).arg(&src).arg("-t").arg(root))?;
+        }
+    }
+    run_tool(
+        NAME,
+        Command::new("ostree").args(["init", "--mode=archive"]).arg(format!("--repo={}", out.join("repo").display())),
+    )?;
+
+    // The stage commits: same arguments document, the new root as its tree input.
+    let mut stage_args = args.clone();
+    stage_args.options = json!({ "ref": o.reference });
+    if let Some(v) = &o.os_version {
+        stage_args.options["os_version"] = json!(v);
+    }
+    if let Some(p) = &o.parent {
+        stage_args.options["parent"] = json!(p);
+    }
+    stage_args.inputs.insert("tree".into(), json!({ "path": root }));
+    let info = crate::stages::find(NAME).expect("the ostree.commit stage is built in");
+    let meta: Option<Value> = (info.run)(&stage_args)?;
+    Ok(meta)
+}

@@ -1,0 +1,81 @@
+//! `org.osbuild.ostree.fillvar`: create the `/var` content a deployment's tmpfiles.d asks
+//! for (`/var/lib`, `/var/log`, then `home roothome lib/rpm opt srv usrlocal mnt media spool
+//! spool/mail` when missing) in the stateroot's shared `/var`, with the build root's
+//! `systemd-tmpfiles --create --boot --root=<deployment> --prefix=/var/<x>`, as upstream
+//! (exit code 65, "some lines ignored", counts as success).
+//!
+//! Upstream bind-mounts the stateroot's `var` onto the deployment's `/var` for that; we do the
+//! same (and undo it on every path out).
+
+use super::ostree_util::{find_deployment, BindMount, DeploymentOption};
+use super::util::run_tool;
+use super::{StageArgs, StageError, StageResult};
+use serde::Deserialize;
+use std::process::Command;
+
+const STAGE: &str = "org.osbuild.ostree.fillvar";
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Options {
+    pub deployment: DeploymentOption,
+}
+
+pub fn run(args: &StageArgs) -> StageResult {
+    let options: Options = args.parse_options(STAGE)?;
+    let dep = find_deployment(STAGE, &args.tree, &options.deployment)?;
+    let var = dep.stateroot(&args.tree).join("var");
+    let target = dep.path.join("var");
+    std::fs::create_dir_all(&target).map_err(StageError::io("cannot create directory", &target))?;
+    let _mount = BindMount::new(&var, &target)?;
+    populate_var(&dep.path)
+}
+
+fn populate_var(sysroot: &std::path::Path) -> StageResult {
+    for d in ["lib", "log"] {
+        let p = sysroot.join("var").join(d);
+        std::fs::create_dir_all(&p).map_err(StageError::io("cannot create directory", &p))?;
+    }
+    for d in ["home", "roothome", "lib/rpm", "opt", "srv", "usrlocal", "mnt", "media", "spool", "spool/mail"] {
+        if std::fs::symlink_metadata(sysroot.join("var").join(d)).is_ok() {
+            continue;
+        }
+        let mut cmd = Command::new("systemd-tmpfiles");
+        cmd.args(["--create", "--boot"])
+            .arg(format!("--root={}", sysroot.display()))
+            .arg(format!("--prefix=/var/{d}"))
+            .stdout(std::process::Stdio::from(std::io::stderr()));
+        match run_tool(STAGE, &mut cmd) {
+            Ok(()) => {}
+            Err(StageError::ToolFailed { status, .. }) if status.code() == Some(65) => {}
+            Err(StageError::ToolFailed { status, stderr, .. }) => {
+                return Err(StageError::Invalid(format!("failed to provision /var/{d} ({status}){stderr}")));
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(None)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::MetadataExt;
+
+    #[test]
+    fn tmpfiles_of_the_deployment_fill_var() {
+        let t = tempfile::tempdir().unwrap();
+        let root = t.path();
+        std::fs::create_dir_all(root.join("usr/lib/tmpfiles.d")).unwrap();
+        std::fs::create_dir_all(root.join("usr/etc")).unwrap();
+        std::fs::write(
+            root.join("usr/lib/tmpfiles.d/x.conf"),
+            "d /var/home 0755 root root - -\nd /var/roothome 0700 root root - -\nL /var/lib/rpm - - - - ../../usr/share/rpm\n",
+        )
+        .unwrap();
+        populate_var(root).unwrap();
+        assert_eq!(std::fs::metadata(root.join("var/roothome")).unwrap().mode() & 0o7777, 0o700);
+        assert!(root.join("var/home").is_dir() && root.join("var/log").is_dir());
+        assert_eq!(std::fs::read_link(root.join("var/lib/rpm")).unwrap(), std::path::Path::new("../../usr/share/rpm"));
+    }
+}
