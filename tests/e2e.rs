@@ -16,7 +16,7 @@
 //! regresses. Measured on this machine (e2fsprogs 1.47.0, Linux 6.x, qemu-img 7.2):
 //! - identical: every byte outside the root partition (protective MBR and GRUB's boot code,
 //!   both GPT headers and entry arrays, the BIOS boot partition with GRUB's core image), and,
-//!   inside the root file system, the same 14,286 paths with the same type, mode, owner,
+//!   inside the root file system, the same ~14,300 paths with the same type, mode, owner,
 //!   content and link target (one exception, below); every mtime up to the source epoch (all
 //!   that `org.osbuild.dpkg` installed) is the same;
 //! - different (measured 2026-11-26, two builds three minutes apart):
@@ -33,8 +33,8 @@
 //!   - the kernel's ext4 driver during `org.osbuild.copy` into the mounted root: inode change
 //!     times (always "now"), random inode generation numbers, journal contents and, mostly,
 //!     block allocation (delayed allocation and writeback order): files land in different
-//!     blocks, so 151,001 of the 185,360 4-KiB blocks in use differ (≈ 590 MiB; the free
-//!     block count even differed by one). Copying into a kernel-mounted file system cannot
+//!     blocks, so 146,000 to 158,000 of the ~185,000 4-KiB blocks in use differ (≈ 600 MiB,
+//!     four runs; once the free block count differed by one). Copying into a kernel-mounted file system cannot
 //!     be bit-reproducible; that needs the file system written in user space (e.g.
 //!     `mkfs.ext4 -d <tree>` with a fixed hash seed and `SOURCE_DATE_EPOCH`, e2fsprogs ≥
 //!     1.47.1) — a stage osbuild-rs does not have.
