@@ -3,6 +3,7 @@
 
 pub mod disk;
 pub mod nginx;
+pub mod qemu;
 pub mod treediff;
 
 use serde_json::{json, Value};
