@@ -24,8 +24,6 @@
 //!     (apt.config, debconf, users, hostname, systemd, fstab, grub2.legacy, ln) and
 //!     `lost+found` carry the build time as mtime: neither those stages nor the engine clamp
 //!     mtimes to `source-epoch` (upstream does not either);
-//!   - the tree: `/var/lib/dbus/machine-id`, a random id written by dbus' postinst, which
-//!     `org.osbuild.dpkg` does not clear (see RANDOM_FILES);
 //!   - `mkfs.ext4` (org.osbuild.mkfs.ext4): a random directory hash seed and the current time
 //!     as creation/last-check time of the file system and of `/` and `lost+found`; the stage
 //!     has no option for `-E hash_seed=` and e2fsprogs 1.47.0 ignores `SOURCE_DATE_EPOCH`
@@ -61,12 +59,10 @@ use std::time::{Duration, Instant};
 
 const CACHE: &str = "/var/cache/osbuild-rs-tests";
 const EPOCH: i64 = 1_700_000_000;
-/// Files whose content differs from build to build, made by a package's maintainer script:
-/// dbus' postinst writes a new random D-Bus machine id (`dbus-uuidgen --ensure`). The
-/// `org.osbuild.dpkg` stage leaves `/etc/machine-id` empty but keeps this one, so every
-/// machine made from one image also shares that id; once the stage removes it (or links it
-/// to /etc/machine-id, as systemd-based images do), this list must become empty.
-const RANDOM_FILES: &[&str] = &["/var/lib/dbus/machine-id"];
+/// Files allowed to differ in content from build to build (random content made by a package's
+/// maintainer script). Empty: dbus' random id, the last one, is now a link to /etc/machine-id
+/// made by `org.osbuild.dpkg`.
+const RANDOM_FILES: &[&str] = &[];
 /// The image's packages besides the minbase set (Essential + priority required).
 const PACKAGES: &[&str] = &[
     "systemd-sysv",
@@ -289,7 +285,7 @@ fn rdump(image: &Path, offset: u64, dest: &Path) {
 }
 
 #[test]
-fn debian_qcow2_boots_to_fish_and_rebuilds_with_the_same_files() {
+fn e2e_debian_qcow2_boots_to_fish_and_rebuilds_with_the_same_files() {
     common::require_root_and_tools();
     require_tools();
     let t0 = Instant::now();
