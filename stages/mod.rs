@@ -161,6 +161,22 @@ impl StageArgs {
             .ok_or_else(|| StageError::Invalid(format!("unknown input '{name}'")))
     }
 
+    /// The directory of files input `name` and its files (`data.files`: file name -> metadata),
+    /// each name checked to be a plain file name in that directory.
+    pub(crate) fn input_files(&self, name: &str) -> Result<(PathBuf, &Map<String, Value>), StageError> {
+        let base = self.input_path(name)?;
+        let files = self
+            .inputs
+            .get(name)
+            .and_then(|p| p.pointer("/data/files"))
+            .and_then(Value::as_object)
+            .ok_or_else(|| StageError::Invalid(format!("input '{name}' lists no files")))?;
+        if let Some(bad) = files.keys().find(|f| f.is_empty() || f.contains('/') || *f == "." || *f == "..") {
+            return Err(StageError::Invalid(format!("input '{name}' has a bad file name '{bad}'")));
+        }
+        Ok((base, files))
+    }
+
     /// The path of device `name`'s node (upstream: `paths.devices` joined with the device's
     /// `path`, e.g. `/dev/loop3`).
     pub(crate) fn device_path(&self, name: &str) -> Result<PathBuf, StageError> {

@@ -166,18 +166,9 @@ struct Package {
 }
 
 fn packages(args: &StageArgs) -> Result<(PathBuf, Vec<Package>), StageError> {
-    let base = args.input_path("packages")?;
-    let files = args
-        .inputs
-        .get("packages")
-        .and_then(|p| p.pointer("/data/files"))
-        .and_then(Value::as_object)
-        .ok_or_else(|| StageError::Invalid("input 'packages' lists no files".into()))?;
+    let (base, files) = args.input_files("packages")?;
     let mut out = Vec::new();
     for (file, meta) in files {
-        if file.is_empty() || file.contains('/') || file == "." || file == ".." {
-            return Err(StageError::Invalid(format!("input 'packages' has a bad file name '{file}'")));
-        }
         out.push(Package { file: file.clone(), check_gpg: meta.get("rpm.check_gpg").is_some_and(truthy) });
     }
     Ok((base, out))
