@@ -1,5 +1,8 @@
 //! `org.osbuild.tar`: archive the `tree` input into a file in this pipeline's tree with the
 //! build root's `tar` (compression chosen by the file name unless given).
+//!
+//! Beyond upstream: with a `source-epoch` (SOURCE_DATE_EPOCH) entries are sorted by name and
+//! extended headers carry no access/change times or PID, so two builds give the same bytes.
 
 use super::util::{run_tool, tree_path};
 use super::{StageArgs, StageError, StageResult};
@@ -105,6 +108,11 @@ pub fn run(args: &StageArgs) -> StageResult {
     }
     if options.numeric_owner {
         cmd.arg("--numeric-owner");
+    }
+    if std::env::var_os("SOURCE_DATE_EPOCH").is_some() {
+        // With a source epoch (mtimes are clamped by the engine) the archive must not depend on
+        // readdir order, access/change times or tar's PID in extended header names either.
+        cmd.arg("--sort=name").arg("--pax-option=exthdr.name=%d/PaxHeaders/%f,delete=atime,delete=ctime");
     }
     cmd.arg(match options.compression {
         Compression::Auto => "--auto-compress",

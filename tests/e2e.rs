@@ -20,10 +20,10 @@
 //!   content and link target (one exception, below); every mtime up to the source epoch (all
 //!   that `org.osbuild.dpkg` installed) is the same;
 //! - different (measured 2026-11-26, two builds three minutes apart):
-//!   - the tree: the 27 files and directories written by the stages after `org.osbuild.dpkg`
-//!     (apt.config, debconf, users, hostname, systemd, fstab, grub2.legacy, ln) and
-//!     `lost+found` carry the build time as mtime: neither those stages nor the engine clamp
-//!     mtimes to `source-epoch` (upstream does not either);
+//!   - the tree: nothing any more but `lost+found` (made by mkfs.ext4, inside the image); the
+//!     27 files the stages after `org.osbuild.dpkg` write (apt.config, debconf, users, hostname,
+//!     systemd, fstab, grub2.legacy, ln) used to carry the build time, and the engine now
+//!     clamps every mtime of a `source-epoch` pipeline to the epoch (upstream does not);
 //!   - `mkfs.ext4` (org.osbuild.mkfs.ext4): a random directory hash seed and the current time
 //!     as creation/last-check time of the file system and of `/` and `lost+found`; the stage
 //!     has no option for `-E hash_seed=` and e2fsprogs 1.47.0 ignores `SOURCE_DATE_EPOCH`

@@ -2,6 +2,7 @@
 //! in its sandbox, the results committed to the store. Nothing else decides order.
 
 mod attach;
+mod epoch;
 mod inputs;
 mod plan;
 
@@ -242,6 +243,10 @@ fn build_pipeline(
         if !ok || report.interrupted.is_some() {
             // `work` is dropped here: nothing partial reaches the store.
             return Ok(results);
+        }
+        if let Some(epoch) = stage.source_epoch.as_ref().and_then(Value::as_i64) {
+            let tree = work.tree();
+            epoch::clamp_mtimes(&tree, epoch).map_err(|source| EngineError::Io { path: tree.clone(), source })?;
         }
         let last = i + 1 == p.stages.len();
         if !last && opts.checkpoints.contains(&stage.id) {
