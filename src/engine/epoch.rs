@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 
 /// Set the mtime of every entry below `root` (and `root` itself) that is newer than `epoch`
 /// to `epoch`, without following symlinks or leaving the file system of `root`. Access times
-/// are left as they are.
+/// are left as they are, and so are immutable entries.
 pub fn clamp_mtimes(root: &Path, epoch: i64) -> std::io::Result<()> {
     let dev = std::fs::symlink_metadata(root)?.dev();
     let when = TimeSpec::new(epoch, 0);
@@ -26,8 +26,11 @@ pub fn clamp_mtimes(root: &Path, epoch: i64) -> std::io::Result<()> {
             }
         }
         if md.mtime() > epoch {
-            utimensat(nix::fcntl::AT_FDCWD, &path, &keep, &when, UtimensatFlags::NoFollowSymlink)
-                .map_err(std::io::Error::from)?;
+            match utimensat(nix::fcntl::AT_FDCWD, &path, &keep, &when, UtimensatFlags::NoFollowSymlink) {
+                // Immutable entries (ostree marks deployments so) cannot be touched: leave them.
+                Ok(()) | Err(nix::errno::Errno::EPERM) => {}
+                Err(e) => return Err(e.into()),
+            }
         }
     }
     Ok(())
