@@ -135,6 +135,11 @@ impl Attached {
             other => return Err(format!("mount type {other} is not supported")),
         };
         let mut data = Vec::new();
+        if fstype == "xfs" {
+            // XFS refuses a second mounted file system with the same UUID, kernel-wide: two
+            // builds of one manifest (same UUIDs) at the same time must both work.
+            data.push("nouuid".to_owned());
+        }
         if o.get("norecovery").and_then(Value::as_bool).unwrap_or(false) {
             data.push("norecovery".to_owned());
         }

@@ -47,7 +47,10 @@ impl Mounted {
         std::fs::create_dir_all(target)
             .map_err(|e| StageError::Invalid(format!("{stage}: cannot create {}: {e}", target.display())))?;
         let kernel_type = if fstype == "vfat" { "vfat" } else { fstype };
-        sandbox::mount_fs(dev, target, kernel_type, false, "")
+        // XFS refuses a second mounted file system with the same UUID, kernel-wide (concurrent
+        // builds of one manifest).
+        let data = if fstype == "xfs" { "nouuid" } else { "" };
+        sandbox::mount_fs(dev, target, kernel_type, false, data)
             .map_err(|e| StageError::Invalid(format!("{stage}: {}", error_chain(&e))))?;
         Ok(Mounted { target: target.to_owned() })
     }

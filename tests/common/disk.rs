@@ -75,10 +75,11 @@ pub fn part_range(t: &Value, n: usize) -> (u64, u64) {
 }
 
 /// A file from the file system at (`offset`, `size`) of `image`, through a read-only loop mount
-/// in a private mount namespace that dies with the command (for xfs, which debugfs cannot read).
+/// in a private mount namespace that dies with the command (for xfs, which debugfs cannot read;
+/// `nouuid`, since a concurrent test may have an xfs with the same UUID mounted).
 pub fn loop_cat(image: &Path, offset: u64, size: u64, path: &str) -> String {
     let script = format!(
-        "d=$(mktemp -d); mount -o ro,norecovery,loop,offset={offset},sizelimit={size} {} $d; cat $d{path} || true; umount $d; rmdir $d",
+        "d=$(mktemp -d); mount -o ro,norecovery,nouuid,loop,offset={offset},sizelimit={size} {} $d; cat $d{path} || true; umount $d; rmdir $d",
         image.display()
     );
     // mount(8) may pick (or reuse) a loop device the kernel is still releasing from the previous
