@@ -7,6 +7,7 @@
 
 use crate::manifest::{Device, Mount, Stage};
 use crate::sandbox::{self, LoopDevice, LoopOptions};
+use crate::stages::error_chain;
 use serde_json::{json, Map, Value};
 use std::path::{Component, Path, PathBuf};
 
@@ -389,17 +390,6 @@ fn confined(root: &Path, rel: &str) -> Result<PathBuf, String> {
         }
     }
     Ok(out)
-}
-
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        s.push_str(": ");
-        s.push_str(&c.to_string());
-        cur = c.source();
-    }
-    s
 }
 
 #[cfg(test)]

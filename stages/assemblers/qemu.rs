@@ -7,7 +7,7 @@
 //! output (not in memory) and removed afterwards. `zipl` (s390x) is not supported.
 
 use super::disk::{copy_tree, mkfs, LoopDir, Mounted};
-use crate::stages::util::{run_tool, tree_path};
+use crate::stages::util::{run_tool, spawn_error, tree_path};
 use crate::stages::{StageArgs, StageError, StageResult};
 use serde::Deserialize;
 use serde_json::Value;
@@ -168,7 +168,7 @@ fn write_table(label: &str, ptuuid: &str, parts: &mut [Partition], image: &Path)
         script.push_str(&fields.join(", "));
     }
     sfdisk_write(image, &script)?;
-    let out = Command::new("sfdisk").arg("--json").arg(image).output().map_err(|e| tool_err("sfdisk", e))?;
+    let out = Command::new("sfdisk").arg("--json").arg(image).output().map_err(|e| spawn_error(NAME, "sfdisk", e))?;
     let v: Value = serde_json::from_slice(&out.stdout)
         .map_err(|e| StageError::Invalid(format!("cannot read back the partition table: {e}")))?;
     let disk = v["partitiontable"]["partitions"].as_array().cloned().unwrap_or_default();
@@ -189,21 +189,13 @@ fn sfdisk_write(image: &Path, script: &str) -> Result<(), StageError> {
         .arg(image)
         .stdin(std::process::Stdio::piped())
         .spawn()
-        .map_err(|e| tool_err("sfdisk", e))?;
-    child.stdin.take().expect("piped").write_all(script.as_bytes()).map_err(|e| tool_err("sfdisk", e))?;
-    let status = child.wait().map_err(|e| tool_err("sfdisk", e))?;
+        .map_err(|e| spawn_error(NAME, "sfdisk", e))?;
+    child.stdin.take().expect("piped").write_all(script.as_bytes()).map_err(|e| spawn_error(NAME, "sfdisk", e))?;
+    let status = child.wait().map_err(|e| spawn_error(NAME, "sfdisk", e))?;
     if !status.success() {
         return Err(StageError::Invalid(format!("sfdisk failed ({status}) on the script:\n{script}")));
     }
     Ok(())
-}
-
-fn tool_err(tool: &str, e: std::io::Error) -> StageError {
-    if e.kind() == std::io::ErrorKind::NotFound {
-        StageError::ToolMissing { tool: tool.into(), stage: NAME, place: "in the build root" }
-    } else {
-        StageError::ToolSpawn { tool: tool.into(), source: e }
-    }
 }
 
 /// The GRUB core image into the MBR gap (dos) or the BIOS boot partition (gpt), boot.img into
