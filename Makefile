@@ -42,7 +42,7 @@ demo: build
 
 # Everything CI runs: formatting, lints, unit tests, integration tests (root, bubblewrap).
 test: lint
-	$(CARGO) test --all-targets -- --test-threads=2 --skip e2e_
+	$(CARGO) test --workspace --all-targets -- --test-threads=2 --skip e2e_
 	@# Show the compatibility score (the passing test's output is otherwise captured).
 	$(CARGO) test -q --test compat -- --nocapture
 	$(MAKE) test-e2e
@@ -52,11 +52,11 @@ test-e2e:
 	$(CARGO) test --test e2e -- --test-threads=1 --nocapture
 
 test-unit:
-	$(CARGO) test --lib
+	$(CARGO) test --workspace --lib
 
 lint:
-	$(CARGO) fmt --check
-	$(CARGO) clippy --all-targets -- -D warnings
+	$(CARGO) fmt --all --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
 
 # Benchmarks (wall time, peak memory) on manifests generated at run time; see bench/README.md.
 bench: build

@@ -302,7 +302,9 @@ fn build(args: &Args, m: &Manifest) -> i32 {
     let monitor_name = args.monitor.clone().or_else(|| (args.json || args.quiet).then(|| "NullMonitor".to_owned()));
     let progress_bar = interactive && monitor_name.is_none();
 
-    if let Err(e) = sandbox::enter_private_mount_namespace().and_then(|_| sandbox::install_signal_handlers()) {
+    if let Err(e) =
+        sandbox::enter_private_mount_namespace().map_err(Into::into).and_then(|_| sandbox::install_signal_handlers())
+    {
         return fail(EXIT_FAILED, e);
     }
     let mut object_store = match ObjectStore::open(&store_dir) {

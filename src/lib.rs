@@ -4,7 +4,6 @@
 //! I/O; `engine` plans and runs builds with `store`, `sources`, `sandbox` and `monitor`;
 //! `stages` holds the stage implementations that run inside the sandbox.
 
-pub mod canonical_json;
 pub mod cli;
 pub mod depsolve_apt;
 pub mod engine;
@@ -15,9 +14,8 @@ pub mod runner;
 pub mod sandbox;
 pub mod schema;
 pub mod sources;
-#[path = "../stages/mod.rs"]
-pub mod stages;
 pub mod store;
 
-/// The upstream osbuild release whose behaviour and interfaces we follow.
-pub const UPSTREAM_VERSION: &str = "191";
+pub use osbuild_stage_api::{canonical_json, UPSTREAM_VERSION};
+/// The built-in stages (the `osbuild-stages` crate).
+pub use osbuild_stages as stages;

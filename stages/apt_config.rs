@@ -9,10 +9,9 @@
 
 use super::util::{create_parents, remove_if_exists, tree_path, write_file, Ordered};
 use super::{StageArgs, StageError, StageResult};
+use crate::Stage;
 use serde::Deserialize;
 use serde_json::Value;
-
-const STAGE: &str = "org.osbuild.apt.config";
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -62,34 +61,41 @@ fn render(config: &Ordered<Value>) -> Result<String, StageError> {
     Ok(out)
 }
 
-pub fn run(args: &StageArgs) -> StageResult {
-    let o: Options = args.parse_options(STAGE)?;
-    let f = &o.filename;
-    if f.is_empty()
-        || f.contains('/')
-        || f.starts_with('.')
-        || !f.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_".contains(&b))
-    {
-        // apt ignores files with other characters (e.g. a dot) in apt.conf.d
-        return Err(StageError::Invalid(format!(
-            "apt.conf.d file name '{f}' must consist of letters, digits, '-' and '_' (apt ignores others)"
-        )));
+/// The stage itself: its name, capabilities and options, as the registry lists it.
+pub struct AptConfig;
+
+impl Stage for AptConfig {
+    const NAME: &'static str = "org.osbuild.apt.config";
+    type Options = Options;
+
+    fn run(args: &StageArgs, o: Options) -> StageResult {
+        let f = &o.filename;
+        if f.is_empty()
+            || f.contains('/')
+            || f.starts_with('.')
+            || !f.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_".contains(&b))
+        {
+            // apt ignores files with other characters (e.g. a dot) in apt.conf.d
+            return Err(StageError::Invalid(format!(
+                "apt.conf.d file name '{f}' must consist of letters, digits, '-' and '_' (apt ignores others)"
+            )));
+        }
+        if o.config.0.is_empty() {
+            return Err(StageError::Invalid("no apt options given".into()));
+        }
+        let text = render(&o.config)?;
+        let path = tree_path(args, format!("/etc/apt/apt.conf.d/{f}"), false)?;
+        create_parents(&path)?;
+        remove_if_exists(&path)?;
+        write_file(&path, text.as_bytes(), 0o644)?;
+        Ok(None)
     }
-    if o.config.0.is_empty() {
-        return Err(StageError::Invalid("no apt options given".into()));
-    }
-    let text = render(&o.config)?;
-    let path = tree_path(args, format!("/etc/apt/apt.conf.d/{f}"), false)?;
-    create_parents(&path)?;
-    remove_if_exists(&path)?;
-    write_file(&path, text.as_bytes(), 0o644)?;
-    Ok(None)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::stages::testutil::args;
+    use crate::testutil::args;
     use serde_json::json;
 
     #[test]
@@ -98,7 +104,7 @@ mod tests {
         let o = json!({"filename": "90osbuild", "config": {
             "APT::Install-Recommends": false, "Acquire::Retries": 3,
             "DPkg::Options": ["--force-confdef", "--force-confold"], "Dir::Cache::pkgcache": ""}});
-        run(&args(t.path(), o)).unwrap();
+        AptConfig::execute(&args(t.path(), o)).unwrap();
         assert_eq!(
             std::fs::read_to_string(t.path().join("etc/apt/apt.conf.d/90osbuild")).unwrap(),
             "APT::Install-Recommends \"false\";\nAcquire::Retries \"3\";\n\
@@ -117,7 +123,7 @@ mod tests {
             (json!({"filename": "a", "config": {"A::B": "x\"y"}}), "holds a quote"),
             (json!({"filename": "a", "config": {"A::B": {"c": 1}}}), "must be strings"),
         ] {
-            let e = run(&args(t.path(), o)).unwrap_err().to_string();
+            let e = AptConfig::execute(&args(t.path(), o)).unwrap_err().to_string();
             assert!(e.contains(want), "{e}");
         }
     }

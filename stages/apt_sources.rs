@@ -11,9 +11,8 @@
 use super::deb_util::{render_sources, SourceEntry};
 use super::util::{create_parents, remove_if_exists, tree_path, write_file};
 use super::{StageArgs, StageError, StageResult};
+use crate::Stage;
 use serde::Deserialize;
-
-const STAGE: &str = "org.osbuild.apt.sources";
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -46,19 +45,26 @@ pub(super) fn write(args: &StageArgs, filename: &str, entries: &[SourceEntry]) -
     write_file(&path, text.as_bytes(), 0o644)
 }
 
-pub fn run(args: &StageArgs) -> StageResult {
-    let o: Options = args.parse_options(STAGE)?;
-    write(args, &o.filename, &o.sources)?;
-    if o.remove_sources_list {
-        remove_if_exists(&tree_path(args, "/etc/apt/sources.list", false)?)?;
+/// The stage itself: its name, capabilities and options, as the registry lists it.
+pub struct AptSources;
+
+impl Stage for AptSources {
+    const NAME: &'static str = "org.osbuild.apt.sources";
+    type Options = Options;
+
+    fn run(args: &StageArgs, o: Options) -> StageResult {
+        write(args, &o.filename, &o.sources)?;
+        if o.remove_sources_list {
+            remove_if_exists(&tree_path(args, "/etc/apt/sources.list", false)?)?;
+        }
+        Ok(None)
     }
-    Ok(None)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::stages::testutil::args;
+    use crate::testutil::args;
     use serde_json::json;
 
     #[test]
@@ -69,7 +75,7 @@ mod tests {
         let o = json!({"sources": [{"uris": ["http://mirror.example/debian"], "suites": ["bookworm"],
                                     "components": ["main", "contrib"], "architectures": ["amd64"]}],
                        "remove_sources_list": true});
-        run(&args(t.path(), o)).unwrap();
+        AptSources::execute(&args(t.path(), o)).unwrap();
         assert_eq!(
             std::fs::read_to_string(t.path().join("etc/apt/sources.list.d/debian.sources")).unwrap(),
             "Types: deb\nURIs: http://mirror.example/debian\nSuites: bookworm\nComponents: main contrib\nArchitectures: amd64\n"
@@ -82,11 +88,11 @@ mod tests {
         let t = tempfile::tempdir().unwrap();
         let entry = json!({"uris": ["http://m.example/d"], "suites": ["bookworm"], "components": ["main"]});
         for name in ["../x.sources", "x.list", ".sources"] {
-            let e = run(&args(t.path(), json!({"filename": name, "sources": [entry]}))).unwrap_err();
+            let e = AptSources::execute(&args(t.path(), json!({"filename": name, "sources": [entry]}))).unwrap_err();
             assert!(e.to_string().contains("must be a plain name ending in .sources"), "{name}: {e}");
         }
-        assert!(run(&args(t.path(), json!({"sources": []}))).is_err());
-        let e = run(&args(
+        assert!(AptSources::execute(&args(t.path(), json!({"sources": []}))).is_err());
+        let e = AptSources::execute(&args(
             t.path(),
             json!({"sources": [{"uris": ["http://m.example/d"], "suites": ["b"],
                                                        "components": ["main"], "types": ["rpm"]}]}),

@@ -9,10 +9,9 @@
 
 use super::util::{create_parents, resolve_in_root, run_tool};
 use super::{StageArgs, StageResult};
+use crate::Stage;
 use serde::Deserialize;
 use std::process::Command;
-
-const STAGE: &str = "org.osbuild.btrfs.subvol";
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -28,22 +27,29 @@ pub struct Subvolume {
     pub name: String,
 }
 
-pub fn run(args: &StageArgs) -> StageResult {
-    let options: Options = args.parse_options(STAGE)?;
-    let volume = args.mount_path("")?;
-    for vol in &options.subvolumes {
-        let path = resolve_in_root(&volume, vol.name.trim_start_matches('/'), false)?;
-        create_parents(&path)?;
-        run_tool(STAGE, Command::new("btrfs").args(["subvolume", "create"]).arg(&path))?;
+/// The stage itself: its name, capabilities and options, as the registry lists it.
+pub struct BtrfsSubvol;
+
+impl Stage for BtrfsSubvol {
+    const NAME: &'static str = "org.osbuild.btrfs.subvol";
+    type Options = Options;
+
+    fn run(args: &StageArgs, options: Options) -> StageResult {
+        let volume = args.mount_path("")?;
+        for vol in &options.subvolumes {
+            let path = resolve_in_root(&volume, vol.name.trim_start_matches('/'), false)?;
+            create_parents(&path)?;
+            run_tool(BtrfsSubvol::NAME, Command::new("btrfs").args(["subvolume", "create"]).arg(&path))?;
+        }
+        Ok(None)
     }
-    Ok(None)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::stages::disk_util::testing::{image, need, output};
-    use crate::stages::testutil::args;
+    use crate::disk_util::testing::{image, need, output};
+    use crate::testutil::args;
     use serde_json::json;
     use std::path::{Path, PathBuf};
 
@@ -78,14 +84,14 @@ mod tests {
             ]}),
         );
         a.paths.insert("mounts".into(), json!(m.0));
-        run(&a).unwrap();
+        BtrfsSubvol::execute(&a).unwrap();
         let list = output("btrfs", &["subvolume", "list", m.0.to_str().unwrap()], "btrfs-progs");
         let mut paths: Vec<&str> = list.lines().filter_map(|l| l.split(" path ").nth(1)).collect();
         paths.sort();
         assert_eq!(paths, ["home", "root", "root/nested", "var/lib/machines"], "{list}");
         // the parents are plain directories, not subvolumes
         assert!(m.0.join("var/lib").is_dir());
-        let e = run(&a).unwrap_err().to_string();
+        let e = BtrfsSubvol::execute(&a).unwrap_err().to_string();
         assert!(e.starts_with("`btrfs subvolume create "), "{e}");
     }
 
@@ -96,7 +102,7 @@ mod tests {
         std::os::unix::fs::symlink("/", m.0.join("up")).unwrap();
         let mut a = args(&t.path().join("tree"), json!({"subvolumes": [{"name": "../../up/sub"}]}));
         a.paths.insert("mounts".into(), json!(m.0));
-        run(&a).unwrap();
+        BtrfsSubvol::execute(&a).unwrap();
         let list = output("btrfs", &["subvolume", "list", m.0.to_str().unwrap()], "btrfs-progs");
         assert!(list.trim_end().ends_with(" path sub"), "{list}");
         assert!(args(t.path(), json!({})).mount_path("").is_err());

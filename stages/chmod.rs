@@ -3,10 +3,9 @@
 
 use super::util::{run_tool, tree_path, Ordered};
 use super::{StageArgs, StageError, StageResult};
+use crate::Stage;
 use serde::Deserialize;
 use std::process::Command;
-
-const STAGE: &str = "org.osbuild.chmod";
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -25,29 +24,36 @@ pub struct Item {
     pub recursive: bool,
 }
 
-pub fn run(args: &StageArgs) -> StageResult {
-    let options: Options = args.parse_options(STAGE)?;
-    for (path, item) in &options.items.0 {
-        // chmod follows a symlink named on its command line: resolve it inside the tree
-        let real = tree_path(args, path, true)?;
-        if std::fs::symlink_metadata(&real).is_err() {
-            return Err(StageError::Invalid(format!("path {path} not in tree")));
+/// The stage itself: its name, capabilities and options, as the registry lists it.
+pub struct Chmod;
+
+impl Stage for Chmod {
+    const NAME: &'static str = "org.osbuild.chmod";
+    type Options = Options;
+
+    fn run(args: &StageArgs, options: Options) -> StageResult {
+        for (path, item) in &options.items.0 {
+            // chmod follows a symlink named on its command line: resolve it inside the tree
+            let real = tree_path(args, path, true)?;
+            if std::fs::symlink_metadata(&real).is_err() {
+                return Err(StageError::Invalid(format!("path {path} not in tree")));
+            }
+            let mut cmd = Command::new("chmod");
+            cmd.arg(&item.mode);
+            if item.recursive {
+                cmd.arg("--recursive");
+            }
+            cmd.arg("--").arg(&real);
+            run_tool(Chmod::NAME, &mut cmd)?;
         }
-        let mut cmd = Command::new("chmod");
-        cmd.arg(&item.mode);
-        if item.recursive {
-            cmd.arg("--recursive");
-        }
-        cmd.arg("--").arg(&real);
-        run_tool(STAGE, &mut cmd)?;
+        Ok(None)
     }
-    Ok(None)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::stages::testutil::args;
+    use crate::testutil::args;
     use serde_json::json;
     use std::fs;
     use std::os::unix::fs::PermissionsExt;
@@ -72,7 +78,7 @@ mod tests {
                 "/d/e/f": {"mode": "600"},
             }}),
         );
-        run(&a).unwrap();
+        Chmod::execute(&a).unwrap();
         assert_eq!(mode(&tree.join("testfile")), 0o755);
         assert_eq!(mode(&tree.join("d/e")), 0o700);
         assert_eq!(mode(&tree.join("d/e/f")), 0o600);
@@ -86,10 +92,10 @@ mod tests {
         fs::set_permissions(&victim, fs::Permissions::from_mode(0o644)).unwrap();
         let t = tempfile::tempdir().unwrap();
         let tree = t.path();
-        let e = run(&args(tree, json!({"items": {"/nope": {"mode": "0755"}}}))).unwrap_err();
+        let e = Chmod::execute(&args(tree, json!({"items": {"/nope": {"mode": "0755"}}}))).unwrap_err();
         assert_eq!(e.to_string(), "path /nope not in tree");
         std::os::unix::fs::symlink(&victim, tree.join("link")).unwrap();
-        run(&args(tree, json!({"items": {"/link": {"mode": "0755"}}}))).unwrap_err();
+        Chmod::execute(&args(tree, json!({"items": {"/link": {"mode": "0755"}}}))).unwrap_err();
         assert_eq!(mode(&victim), 0o644);
     }
 }

@@ -10,10 +10,9 @@
 
 use super::util::{tree_path, Ordered};
 use super::{StageArgs, StageError, StageResult};
+use crate::Stage;
 use serde::Deserialize;
 use std::path::Path;
-
-const STAGE: &str = "org.osbuild.chown";
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -39,23 +38,30 @@ pub enum Id {
     Name(String),
 }
 
-pub fn run(args: &StageArgs) -> StageResult {
-    let options: Options = args.parse_options(STAGE)?;
-    for (path, item) in &options.items.0 {
-        if item.user.is_none() && item.group.is_none() {
-            return Err(StageError::Invalid(format!("{path}: neither user nor group given")));
+/// The stage itself: its name, capabilities and options, as the registry lists it.
+pub struct Chown;
+
+impl Stage for Chown {
+    const NAME: &'static str = "org.osbuild.chown";
+    type Options = Options;
+
+    fn run(args: &StageArgs, options: Options) -> StageResult {
+        for (path, item) in &options.items.0 {
+            if item.user.is_none() && item.group.is_none() {
+                return Err(StageError::Invalid(format!("{path}: neither user nor group given")));
+            }
+            let uid = item.user.as_ref().map(|u| lookup(args, "/etc/passwd", "user", u)).transpose()?;
+            let gid = item.group.as_ref().map(|g| lookup(args, "/etc/group", "group", g)).transpose()?;
+            if item.recursive {
+                let real = tree_path(args, path, false)?;
+                chown_tree(&real, uid, gid)?;
+            } else {
+                let real = tree_path(args, path, true)?;
+                std::os::unix::fs::chown(&real, uid, gid).map_err(StageError::io("cannot change owner of", &real))?;
+            }
         }
-        let uid = item.user.as_ref().map(|u| lookup(args, "/etc/passwd", "user", u)).transpose()?;
-        let gid = item.group.as_ref().map(|g| lookup(args, "/etc/group", "group", g)).transpose()?;
-        if item.recursive {
-            let real = tree_path(args, path, false)?;
-            chown_tree(&real, uid, gid)?;
-        } else {
-            let real = tree_path(args, path, true)?;
-            std::os::unix::fs::chown(&real, uid, gid).map_err(StageError::io("cannot change owner of", &real))?;
-        }
+        Ok(None)
     }
-    Ok(None)
 }
 
 /// Resolve `id` against the tree's `db` (`/etc/passwd` or `/etc/group`).
@@ -96,7 +102,7 @@ fn chown_tree(path: &Path, uid: Option<u32>, gid: Option<u32>) -> Result<(), Sta
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::stages::testutil::args;
+    use crate::testutil::args;
     use serde_json::json;
     use std::fs;
     use std::os::unix::fs::MetadataExt;
@@ -129,7 +135,7 @@ mod tests {
                 "/d": {"user": 4000, "recursive": true},
             }}),
         );
-        run(&a).unwrap();
+        Chown::execute(&a).unwrap();
         assert_eq!(owner(&tree.join("a")), (1234, 2345));
         assert_eq!(owner(&tree.join("b")), (0, 77));
         assert_eq!(owner(&tree.join("d/e/f")).0, 4000);
@@ -142,7 +148,7 @@ mod tests {
     fn unknown_name_is_an_error() {
         let t = tempfile::tempdir().unwrap();
         fs::write(t.path().join("a"), "").unwrap();
-        let e = run(&args(t.path(), json!({"items": {"/a": {"user": "nobody-here"}}}))).unwrap_err();
+        let e = Chown::execute(&args(t.path(), json!({"items": {"/a": {"user": "nobody-here"}}}))).unwrap_err();
         assert_eq!(e.to_string(), "unknown user 'nobody-here' (not in the tree's /etc/passwd)");
     }
 }

@@ -13,10 +13,10 @@ use super::pwquality_conf::universal_newlines;
 use super::pyfmt::py_number;
 use super::util::{tree_path, write_file};
 use super::{StageError, StageResult};
+use crate::Stage;
+use crate::StageArgs;
 use serde::Deserialize;
 use std::os::unix::fs::PermissionsExt;
-
-const STAGE: &str = "org.osbuild.chrony";
 
 #[derive(Debug, Deserialize)]
 #[serde(try_from = "Raw")]
@@ -219,21 +219,29 @@ fn edit(text: &str, o: &Options) -> String {
     lines.join("\n")
 }
 
-pub fn run(args: &super::StageArgs) -> StageResult {
-    let options: Options = args.parse_options(STAGE)?;
-    let path = tree_path(args, "/etc/chrony.conf", true)?;
-    let bytes = std::fs::read(&path).map_err(StageError::io("cannot read", &path))?;
-    let text =
-        String::from_utf8(bytes).map_err(|_| StageError::Invalid("/etc/chrony.conf is not valid UTF-8".into()))?;
-    let mode = std::fs::metadata(&path).map_err(StageError::io("cannot stat", &path))?.permissions().mode() & 0o7777;
-    write_file(&path, edit(&universal_newlines(&text), &options).as_bytes(), mode)?;
-    Ok(None)
+/// The stage itself: its name, capabilities and options, as the registry lists it.
+pub struct Chrony;
+
+impl Stage for Chrony {
+    const NAME: &'static str = "org.osbuild.chrony";
+    type Options = Options;
+
+    fn run(args: &StageArgs, options: Options) -> StageResult {
+        let path = tree_path(args, "/etc/chrony.conf", true)?;
+        let bytes = std::fs::read(&path).map_err(StageError::io("cannot read", &path))?;
+        let text =
+            String::from_utf8(bytes).map_err(|_| StageError::Invalid("/etc/chrony.conf is not valid UTF-8".into()))?;
+        let mode =
+            std::fs::metadata(&path).map_err(StageError::io("cannot stat", &path))?.permissions().mode() & 0o7777;
+        write_file(&path, edit(&universal_newlines(&text), &options).as_bytes(), mode)?;
+        Ok(None)
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::stages::testutil::args;
+    use crate::testutil::args;
     use serde_json::{json, Value};
 
     fn opts(v: Value) -> Options {
@@ -268,14 +276,14 @@ mod tests {
         std::fs::create_dir(t.path().join("etc")).unwrap();
         let p = t.path().join("etc/chrony.conf");
         std::fs::write(&p, STOCK).unwrap();
-        run(&args(t.path(), json!({"timeservers": ["ntp.example.com"]}))).unwrap();
+        Chrony::execute(&args(t.path(), json!({"timeservers": ["ntp.example.com"]}))).unwrap();
         assert!(std::fs::read_to_string(&p).unwrap().starts_with("server ntp.example.com iburst\n# Use public"));
     }
 
     #[test]
     fn bad_options() {
         let t = tempfile::tempdir().unwrap();
-        let e = |o: Value| crate::stages::error_chain(&run(&args(t.path(), o)).unwrap_err());
+        let e = |o: Value| crate::error_chain(&Chrony::execute(&args(t.path(), o)).unwrap_err());
         assert!(e(json!({})).contains("at least one of"));
         assert!(e(json!({"servers": [{"hostname": "x", "minpoll": 30}]})).contains("minpoll must be between"));
         assert!(e(json!({"refclocks": [{"driver": {"name": "GPS"}}]})).contains("unknown variant `GPS`"));

@@ -9,10 +9,10 @@ use super::pyyaml;
 use super::util::NonEmptyObject as NonEmpty;
 use super::util::{tree_path, write_file};
 use super::{StageError, StageResult};
+use crate::Stage;
+use crate::StageArgs;
 use serde::Deserialize;
 use serde_json::{Map, Value};
-
-const STAGE: &str = "org.osbuild.cloud-init";
 
 /// The options, checked against upstream's interface, with the config kept as JSON.
 #[derive(Debug, Deserialize)]
@@ -158,18 +158,25 @@ impl TryFrom<Value> for Options {
     }
 }
 
-pub fn run(args: &super::StageArgs) -> StageResult {
-    let options: Options = args.parse_options(STAGE)?;
-    let text = pyyaml::dump(&options.config, &["datasource_list"]).map_err(StageError::Invalid)?;
-    let path = tree_path(args, format!("/etc/cloud/cloud.cfg.d/{}", options.filename), true)?;
-    write_file(&path, text.as_bytes(), 0o644)?;
-    Ok(None)
+/// The stage itself: its name, capabilities and options, as the registry lists it.
+pub struct CloudInit;
+
+impl Stage for CloudInit {
+    const NAME: &'static str = "org.osbuild.cloud-init";
+    type Options = Options;
+
+    fn run(args: &StageArgs, options: Options) -> StageResult {
+        let text = pyyaml::dump(&options.config, &["datasource_list"]).map_err(StageError::Invalid)?;
+        let path = tree_path(args, format!("/etc/cloud/cloud.cfg.d/{}", options.filename), true)?;
+        write_file(&path, text.as_bytes(), 0o644)?;
+        Ok(None)
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::stages::testutil::args;
+    use crate::testutil::args;
     use serde_json::json;
     use std::os::unix::fs::PermissionsExt;
 
@@ -180,7 +187,7 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         let opts = json!({"filename": "91-azure.cfg",
                           "config": {"datasource_list": ["Azure"], "datasource": {"Azure": {"apply_network_config": false}}}});
-        run(&args(t.path(), opts)).unwrap();
+        CloudInit::execute(&args(t.path(), opts)).unwrap();
         let p = dir.join("91-azure.cfg");
         assert_eq!(
             std::fs::read_to_string(&p).unwrap(),
@@ -192,7 +199,7 @@ mod tests {
     #[test]
     fn bad_options() {
         let t = tempfile::tempdir().unwrap();
-        let e = |o: Value| crate::stages::error_chain(&run(&args(t.path(), o)).unwrap_err());
+        let e = |o: Value| crate::error_chain(&CloudInit::execute(&args(t.path(), o)).unwrap_err());
         assert!(e(json!({"filename": "x.cfg", "config": {"users": []}})).contains("unknown field `users`"));
         assert!(e(json!({"filename": "x.cfg", "config": {}})).contains("config must not be empty"));
         assert!(e(json!({"filename": "x.yaml", "config": {"ssh_pwauth": true}})).contains("invalid file name"));

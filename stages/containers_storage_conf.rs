@@ -16,10 +16,11 @@ use super::pyfmt::py_number;
 use super::util::NonEmptyObject as NonEmpty;
 use super::util::{tree_path, write_file};
 use super::{StageError, StageResult};
+use crate::Stage;
+use crate::StageArgs;
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
-const STAGE: &str = "org.osbuild.containers.storage.conf";
 const DEFAULT_LOCATION: &str = "/etc/containers/storage.conf";
 const HEADER: &[&str] = &[
     "This file is the configuration file for all tools that",
@@ -321,32 +322,40 @@ pub fn dump(data: &Map<String, Value>) -> Result<String, String> {
     Ok(out)
 }
 
-pub fn run(args: &super::StageArgs) -> StageResult {
-    let options: Options = args.parse_options(STAGE)?;
-    let path = tree_path(args, &options.filename, true)?;
-    let mut data = match &options.filebase {
-        Some(base) if !base.is_empty() => load(std::path::Path::new(base), base)?,
-        _ => Map::new(),
-    };
-    if path.exists() {
-        let have = load(&path, &options.filename)?;
-        merge("storage", &mut data, &have).map_err(|e| StageError::Invalid(format!("{}: {e}", options.filename)))?;
-    }
-    merge("storage", &mut data, &options.config).map_err(StageError::Invalid)?;
+/// The stage itself: its name, capabilities and options, as the registry lists it.
+pub struct ContainersStorageConf;
 
-    let mut header: Vec<&str> = HEADER.to_vec();
-    header.push("\n");
-    header.extend(options.comment.iter().map(String::as_str));
-    let mut text = header.iter().map(|c| format!("# {c}")).collect::<Vec<_>>().join("\n") + "\n\n";
-    text.push_str(&dump(&data).map_err(StageError::Invalid)?);
-    write_file(&path, text.as_bytes(), 0o644)?;
-    Ok(None)
+impl Stage for ContainersStorageConf {
+    const NAME: &'static str = "org.osbuild.containers.storage.conf";
+    type Options = Options;
+
+    fn run(args: &StageArgs, options: Options) -> StageResult {
+        let path = tree_path(args, &options.filename, true)?;
+        let mut data = match &options.filebase {
+            Some(base) if !base.is_empty() => load(std::path::Path::new(base), base)?,
+            _ => Map::new(),
+        };
+        if path.exists() {
+            let have = load(&path, &options.filename)?;
+            merge("storage", &mut data, &have)
+                .map_err(|e| StageError::Invalid(format!("{}: {e}", options.filename)))?;
+        }
+        merge("storage", &mut data, &options.config).map_err(StageError::Invalid)?;
+
+        let mut header: Vec<&str> = HEADER.to_vec();
+        header.push("\n");
+        header.extend(options.comment.iter().map(String::as_str));
+        let mut text = header.iter().map(|c| format!("# {c}")).collect::<Vec<_>>().join("\n") + "\n\n";
+        text.push_str(&dump(&data).map_err(StageError::Invalid)?);
+        write_file(&path, text.as_bytes(), 0o644)?;
+        Ok(None)
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::stages::testutil::args;
+    use crate::testutil::args;
     use serde_json::json;
 
     #[test]
@@ -376,7 +385,7 @@ mod tests {
         )
         .unwrap();
         let opts = json!({"config": {"storage": {"driver": "vfs", "options": {"overlay": {"mountopt": "nodev"}}}}});
-        run(&args(t.path(), opts)).unwrap();
+        ContainersStorageConf::execute(&args(t.path(), opts)).unwrap();
         let text = std::fs::read_to_string(dir.join("storage.conf")).unwrap();
         let body = text.split_once("# \n\n\n").unwrap().1;
         assert_eq!(
@@ -389,7 +398,7 @@ mod tests {
     #[test]
     fn bad_options() {
         let t = tempfile::tempdir().unwrap();
-        let e = |o: Value| crate::stages::error_chain(&run(&args(t.path(), o)).unwrap_err());
+        let e = |o: Value| crate::error_chain(&ContainersStorageConf::execute(&args(t.path(), o)).unwrap_err());
         assert!(e(json!({"config": {"storage": {"driver": "ext4"}}})).contains("unknown variant `ext4`"));
         assert!(e(json!({"config": {}})).contains("must not be empty"));
         assert!(

@@ -7,12 +7,11 @@
 
 use super::util::{location, location_parts, resolve_in_root, run_tool};
 use super::{StageArgs, StageResult};
+use crate::Stage;
 use serde::Deserialize;
 use std::os::unix::ffi::OsStrExt;
 use std::path::PathBuf;
 use std::process::Command;
-
-const STAGE: &str = "org.osbuild.copy";
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -31,43 +30,51 @@ pub struct Item {
     pub remove_destination: bool,
 }
 
-pub fn run(args: &StageArgs) -> StageResult {
-    let options: Options = args.parse_options(STAGE)?;
-    for item in &options.paths {
-        // cp -a never dereferences the source itself; the destination is followed unless
-        // it is going to be removed first
-        let src = location(&item.from, args, false)?;
-        let follow_dst = !item.remove_destination;
-        let mut dst = location(&item.to, args, follow_dst)?;
-        let mut no_target_dir = false;
-        // `dir/.` (from a trailing `/`) copies the contents: cp handles that itself
-        let contents = src.as_os_str().as_bytes().ends_with(b"/.");
-        let src_name = src.file_name().map(|n| n.to_owned());
-        if let Some(name) = src_name.filter(|_| dst.is_dir() && !contents) {
-            let (root, path) = location_parts(&item.to, args)?;
-            let joined = PathBuf::from(path).join(name);
-            dst = resolve_in_root(&root, joined, follow_dst)?;
-            no_target_dir = true;
+/// The stage itself: its name, capabilities and options, as the registry lists it.
+pub struct Copy;
+
+impl Stage for Copy {
+    const NAME: &'static str = "org.osbuild.copy";
+    const CAPABILITIES: &'static [&'static str] = &["CAP_MAC_ADMIN"];
+    type Options = Options;
+
+    fn run(args: &StageArgs, options: Options) -> StageResult {
+        for item in &options.paths {
+            // cp -a never dereferences the source itself; the destination is followed unless
+            // it is going to be removed first
+            let src = location(&item.from, args, false)?;
+            let follow_dst = !item.remove_destination;
+            let mut dst = location(&item.to, args, follow_dst)?;
+            let mut no_target_dir = false;
+            // `dir/.` (from a trailing `/`) copies the contents: cp handles that itself
+            let contents = src.as_os_str().as_bytes().ends_with(b"/.");
+            let src_name = src.file_name().map(|n| n.to_owned());
+            if let Some(name) = src_name.filter(|_| dst.is_dir() && !contents) {
+                let (root, path) = location_parts(&item.to, args)?;
+                let joined = PathBuf::from(path).join(name);
+                dst = resolve_in_root(&root, joined, follow_dst)?;
+                no_target_dir = true;
+            }
+            println!("copying '{}' -> '{}'", src.display(), dst.display());
+            let mut cmd = Command::new("cp");
+            cmd.args(["-a", "--reflink=auto"]);
+            if item.remove_destination {
+                cmd.arg("--remove-destination");
+            }
+            if no_target_dir {
+                cmd.arg("-T");
+            }
+            cmd.arg("--").arg(&src).arg(&dst);
+            run_tool(Copy::NAME, &mut cmd)?;
         }
-        println!("copying '{}' -> '{}'", src.display(), dst.display());
-        let mut cmd = Command::new("cp");
-        cmd.args(["-a", "--reflink=auto"]);
-        if item.remove_destination {
-            cmd.arg("--remove-destination");
-        }
-        if no_target_dir {
-            cmd.arg("-T");
-        }
-        cmd.arg("--").arg(&src).arg(&dst);
-        run_tool(STAGE, &mut cmd)?;
+        Ok(None)
     }
-    Ok(None)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::stages::testutil::args;
+    use crate::testutil::args;
     use serde_json::json;
     use std::fs;
 
@@ -93,7 +100,7 @@ mod tests {
             ]}),
         );
         a.inputs.insert("in".into(), json!({"path": input}));
-        run(&a).unwrap();
+        Copy::execute(&a).unwrap();
         assert_eq!(fs::read_to_string(tree.join("testfile")).unwrap(), "content");
         assert_eq!(fs::read_to_string(tree.join("etc/os-release")).unwrap(), "content");
         assert_eq!(fs::read_to_string(tree.join("EFI/BOOT/x.efi")).unwrap(), "efi");
@@ -124,7 +131,7 @@ mod tests {
             ]}),
         );
         a.inputs.insert("in".into(), json!({"path": t.path()}));
-        run(&a).unwrap();
+        Copy::execute(&a).unwrap();
         assert_eq!(fs::read_to_string(&victim).unwrap(), "host");
         let rerooted = tree.join(victim.strip_prefix("/").unwrap());
         assert_eq!(fs::read_to_string(rerooted).unwrap(), "evil");
@@ -134,7 +141,7 @@ mod tests {
     fn missing_source_fails_with_cp_message() {
         let t = tempfile::tempdir().unwrap();
         let a = args(t.path(), json!({"paths": [{"from": "tree:///nope", "to": "tree:///x"}]}));
-        let e = run(&a).unwrap_err().to_string();
+        let e = Copy::execute(&a).unwrap_err().to_string();
         assert!(e.contains("failed") && e.contains("cp -a --reflink=auto"), "{e}");
     }
 }

@@ -8,10 +8,10 @@
 
 use super::util::{tree_path, write_file};
 use super::{StageError, StageResult};
+use crate::Stage;
+use crate::StageArgs;
 use serde::Deserialize;
 use std::os::unix::fs::PermissionsExt;
-
-const STAGE: &str = "org.osbuild.cron.script";
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -59,24 +59,31 @@ fn render(simple: &Simple) -> String {
     out
 }
 
-pub fn run(args: &super::StageArgs) -> StageResult {
-    let options: Options = args.parse_options(STAGE)?;
-    let name = &options.filename;
-    if name.is_empty() || name == "." || name == ".." || name.contains('/') {
-        return Err(StageError::Invalid(format!("invalid file name '{name}'")));
+/// The stage itself: its name, capabilities and options, as the registry lists it.
+pub struct CronScript;
+
+impl Stage for CronScript {
+    const NAME: &'static str = "org.osbuild.cron.script";
+    type Options = Options;
+
+    fn run(args: &StageArgs, options: Options) -> StageResult {
+        let name = &options.filename;
+        if name.is_empty() || name == "." || name == ".." || name.contains('/') {
+            return Err(StageError::Invalid(format!("invalid file name '{name}'")));
+        }
+        let path = tree_path(args, format!("/etc/cron.{}/{name}", options.interval.as_str()), true)?;
+        write_file(&path, render(&options.simple).as_bytes(), 0o755)?;
+        // an existing file keeps its mode on open; upstream chmods it
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755))
+            .map_err(StageError::io("cannot chmod", &path))?;
+        Ok(None)
     }
-    let path = tree_path(args, format!("/etc/cron.{}/{name}", options.interval.as_str()), true)?;
-    write_file(&path, render(&options.simple).as_bytes(), 0o755)?;
-    // an existing file keeps its mode on open; upstream chmods it
-    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755))
-        .map_err(StageError::io("cannot chmod", &path))?;
-    Ok(None)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::stages::testutil::args;
+    use crate::testutil::args;
     use serde_json::json;
 
     #[test]
@@ -87,7 +94,7 @@ mod tests {
         std::fs::write(dir.join("job"), "old").unwrap();
         let opts = json!({"interval": "daily", "filename": "job",
                           "simple": {"comment": ["a", "b c"], "command": "osbuild --help"}});
-        run(&args(t.path(), opts)).unwrap();
+        CronScript::execute(&args(t.path(), opts)).unwrap();
         let p = dir.join("job");
         assert_eq!(std::fs::read_to_string(&p).unwrap(), "!/bin/bash\n# a\n# b c\nosbuild --help\n");
         assert_eq!(std::fs::metadata(&p).unwrap().permissions().mode() & 0o7777, 0o755);
@@ -97,11 +104,11 @@ mod tests {
     fn bad_options() {
         let t = tempfile::tempdir().unwrap();
         let opts = json!({"interval": "yearly", "filename": "x", "simple": {"command": "true"}});
-        let e = crate::stages::error_chain(&run(&args(t.path(), opts)).unwrap_err());
+        let e = crate::error_chain(&CronScript::execute(&args(t.path(), opts)).unwrap_err());
         assert!(e.contains("unknown variant `yearly`"), "{e}");
         let opts = json!({"interval": "daily", "filename": "..", "simple": {"command": "true"}});
-        assert_eq!(run(&args(t.path(), opts)).unwrap_err().to_string(), "invalid file name '..'");
+        assert_eq!(CronScript::execute(&args(t.path(), opts)).unwrap_err().to_string(), "invalid file name '..'");
         let opts = json!({"interval": "daily", "filename": "x", "simple": {"command": "true"}});
-        assert!(run(&args(t.path(), opts)).unwrap_err().to_string().starts_with("cannot write"));
+        assert!(CronScript::execute(&args(t.path(), opts)).unwrap_err().to_string().starts_with("cannot write"));
     }
 }

@@ -9,9 +9,8 @@
 
 use super::util::tree_path;
 use super::{StageArgs, StageError, StageResult};
+use crate::Stage;
 use serde::Deserialize;
-
-const STAGE: &str = "org.osbuild.debconf";
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -30,38 +29,46 @@ fn check(line: &str) -> Result<(), StageError> {
     Ok(())
 }
 
-pub fn run(args: &StageArgs) -> StageResult {
-    let o: Options = args.parse_options(STAGE)?;
-    if o.selections.is_empty() {
-        return Err(StageError::Invalid("no debconf selections given".into()));
+/// The stage itself: its name, capabilities and options, as the registry lists it.
+pub struct Debconf;
+
+impl Stage for Debconf {
+    const NAME: &'static str = "org.osbuild.debconf";
+    type Options = Options;
+
+    fn run(args: &StageArgs, o: Options) -> StageResult {
+        if o.selections.is_empty() {
+            return Err(StageError::Invalid("no debconf selections given".into()));
+        }
+        for s in &o.selections {
+            check(s)?;
+        }
+        if !tree_path(args, "/usr/bin/debconf-set-selections", true)?.exists() {
+            return Err(StageError::Invalid("the tree has no debconf-set-selections: install debconf first".into()));
+        }
+        let epoch = std::env::var("SOURCE_DATE_EPOCH").ok();
+        super::dpkg::set_debconf_selections(&args.tree, &o.selections, epoch.as_deref())?;
+        Ok(None)
     }
-    for s in &o.selections {
-        check(s)?;
-    }
-    if !tree_path(args, "/usr/bin/debconf-set-selections", true)?.exists() {
-        return Err(StageError::Invalid("the tree has no debconf-set-selections: install debconf first".into()));
-    }
-    let epoch = std::env::var("SOURCE_DATE_EPOCH").ok();
-    super::dpkg::set_debconf_selections(&args.tree, &o.selections, epoch.as_deref())?;
-    Ok(None)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::stages::testutil::args;
+    use crate::testutil::args;
     use serde_json::json;
 
     #[test]
     fn selections_are_checked_before_anything_runs() {
         let t = tempfile::tempdir().unwrap();
         for bad in ["tzdata tzdata/Areas", "# comment x y z", "a b c\nd e f g"] {
-            let e = run(&args(t.path(), json!({"selections": [bad]}))).unwrap_err().to_string();
+            let e = Debconf::execute(&args(t.path(), json!({"selections": [bad]}))).unwrap_err().to_string();
             assert!(e.contains("is not '<owner> <question> <type> <value>'"), "{e}");
         }
-        let e = run(&args(t.path(), json!({"selections": []}))).unwrap_err().to_string();
+        let e = Debconf::execute(&args(t.path(), json!({"selections": []}))).unwrap_err().to_string();
         assert_eq!(e, "no debconf selections given");
-        let e = run(&args(t.path(), json!({"selections": ["tzdata tzdata/Areas select Europe"]}))).unwrap_err();
+        let e = Debconf::execute(&args(t.path(), json!({"selections": ["tzdata tzdata/Areas select Europe"]})))
+            .unwrap_err();
         assert_eq!(e.to_string(), "the tree has no debconf-set-selections: install debconf first");
         assert!(check("d-i debian-installer/locale string").is_ok());
     }

@@ -30,16 +30,16 @@ pub struct Partition {
 
 /// The whole of a stage that makes a file system (or swap area) on its `device`: parse the
 /// options `O`, let `build` add the arguments to `tool`, then run `tool <arguments> <device>`.
-pub fn mkfs_stage<O: serde::de::DeserializeOwned>(
+pub fn mkfs_stage<O>(
     stage: &'static str,
     args: &StageArgs,
+    options: &O,
     tool: &str,
     build: impl FnOnce(&O, &mut Command),
 ) -> StageResult {
-    let options: O = args.parse_options(stage)?;
     let device = args.device_path("device")?;
     let mut cmd = Command::new(tool);
-    build(&options, &mut cmd);
+    build(options, &mut cmd);
     run_tool(stage, cmd.arg(&device))?;
     Ok(None)
 }
@@ -87,8 +87,12 @@ pub struct CompressOptions {
 
 /// The whole of a compression stage that takes [`CompressOptions`]: parse them, then
 /// [`compress_input`] with `cmd`.
-pub fn compress_stage(stage: &'static str, args: &StageArgs, cmd: &mut Command) -> StageResult {
-    let options: CompressOptions = args.parse_options(stage)?;
+pub fn compress_stage(
+    stage: &'static str,
+    args: &StageArgs,
+    options: &CompressOptions,
+    cmd: &mut Command,
+) -> StageResult {
     compress_input(stage, args, &options.filename, cmd)?;
     Ok(None)
 }
@@ -201,7 +205,7 @@ pub(crate) mod testing {
         std::fs::create_dir_all(&input).unwrap();
         let data: Vec<u8> = (0..300_000u32).flat_map(|i| (i % 251).to_le_bytes()).collect();
         std::fs::write(input.join("sha256:abcd"), &data).unwrap();
-        let mut a = crate::stages::testutil::args(&tree, options);
+        let mut a = crate::testutil::args(&tree, options);
         a.inputs.insert("file".into(), json!({"path": input, "data": {"files": {"sha256:abcd": {}}}}));
         (a, data)
     }
@@ -233,7 +237,7 @@ pub(crate) mod testing {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::stages::testutil::args;
+    use crate::testutil::args;
     use serde_json::json;
 
     #[test]

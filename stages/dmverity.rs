@@ -7,10 +7,9 @@
 
 use super::util::{run_tool, tree_path};
 use super::{StageArgs, StageResult};
+use crate::Stage;
 use serde::Deserialize;
 use std::process::Command;
-
-const STAGE: &str = "org.osbuild.dmverity";
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -26,26 +25,33 @@ fn default_blocksize() -> serde_json::Number {
     512.into()
 }
 
-pub fn run(args: &StageArgs) -> StageResult {
-    let options: Options = args.parse_options(STAGE)?;
-    let data = args.device_path("data_device")?;
-    let hash = args.device_path("hash_device")?;
-    let root_hash = tree_path(args, &options.root_hash_file, true)?;
-    let mut format = Command::new("veritysetup");
-    format.arg("format").arg(&data).arg(&hash);
-    format.arg("--data-block-size").arg(options.blocksize.to_string());
-    format.arg("--root-hash-file").arg(&root_hash);
-    run_tool(STAGE, &mut format)?;
-    let mut verify = Command::new("veritysetup");
-    verify.arg("verify").arg(&data).arg(&hash).arg("--root-hash-file").arg(&root_hash);
-    run_tool(STAGE, &mut verify)?;
-    Ok(None)
+/// The stage itself: its name, capabilities and options, as the registry lists it.
+pub struct Dmverity;
+
+impl Stage for Dmverity {
+    const NAME: &'static str = "org.osbuild.dmverity";
+    type Options = Options;
+
+    fn run(args: &StageArgs, options: Options) -> StageResult {
+        let data = args.device_path("data_device")?;
+        let hash = args.device_path("hash_device")?;
+        let root_hash = tree_path(args, &options.root_hash_file, true)?;
+        let mut format = Command::new("veritysetup");
+        format.arg("format").arg(&data).arg(&hash);
+        format.arg("--data-block-size").arg(options.blocksize.to_string());
+        format.arg("--root-hash-file").arg(&root_hash);
+        run_tool(Dmverity::NAME, &mut format)?;
+        let mut verify = Command::new("veritysetup");
+        verify.arg("verify").arg(&data).arg(&hash).arg("--root-hash-file").arg(&root_hash);
+        run_tool(Dmverity::NAME, &mut verify)?;
+        Ok(None)
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::stages::disk_util::testing::{device_args, image, need, output};
+    use crate::disk_util::testing::{device_args, image, need, output};
     use serde_json::json;
 
     fn setup(dir: &std::path::Path, options: serde_json::Value) -> StageArgs {
@@ -60,7 +66,7 @@ mod tests {
         need("veritysetup", "cryptsetup-bin");
         let t = tempfile::tempdir().unwrap();
         let a = setup(t.path(), json!({"root_hash_file": "roothash", "blocksize": 4096}));
-        run(&a).unwrap();
+        Dmverity::execute(&a).unwrap();
         let root = std::fs::read_to_string(a.tree.join("roothash")).unwrap();
         assert_eq!(root.len(), 64, "{root:?}");
         assert!(root.bytes().all(|b| b.is_ascii_hexdigit()), "{root:?}");
@@ -90,7 +96,7 @@ mod tests {
         let t = tempfile::tempdir().unwrap();
         std::fs::create_dir_all(t.path().join("tree/etc")).unwrap();
         let a = setup(t.path(), json!({"root_hash_file": "/etc/verity.hash"}));
-        run(&a).unwrap();
+        Dmverity::execute(&a).unwrap();
         assert_eq!(std::fs::read_to_string(a.tree.join("etc/verity.hash")).unwrap().len(), 64);
         let dump = output("veritysetup", &["dump", t.path().join("hash.img").to_str().unwrap()], "cryptsetup-bin");
         assert!(dump.contains("Data block size: \t512"), "{dump}");
@@ -102,7 +108,7 @@ mod tests {
         need("veritysetup", "cryptsetup-bin");
         let t = tempfile::tempdir().unwrap();
         let a = setup(t.path(), json!({"root_hash_file": "h", "blocksize": 1000}));
-        let e = run(&a).unwrap_err().to_string();
+        let e = Dmverity::execute(&a).unwrap_err().to_string();
         assert!(e.starts_with("`veritysetup format "), "{e}");
         assert!(e.contains("--data-block-size 1000 "), "{e}");
     }

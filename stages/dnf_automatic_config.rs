@@ -7,10 +7,9 @@
 use super::ini::Ini;
 use super::util::{tree_path, write_file};
 use super::{StageArgs, StageError, StageResult};
+use crate::Stage;
 use serde::Deserialize;
 use serde_json::{Map, Value};
-
-const STAGE: &str = "org.osbuild.dnf-automatic.config";
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -69,37 +68,44 @@ impl TryFrom<Map<String, Value>> for Config {
     }
 }
 
-pub fn run(args: &StageArgs) -> StageResult {
-    let options: Options = args.parse_options(STAGE)?;
-    let Some(config) = options.config else { return Ok(None) };
-    let path = tree_path(args, "/etc/dnf/automatic.conf", true)?;
-    let mut ini = match std::fs::read_to_string(&path) {
-        Ok(text) => Ini::parse(&text, "/etc/dnf/automatic.conf")?,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            println!(
-                "Warning: DNF automatic configuration file '/etc/dnf/automatic.conf' does not exist, will create a new one."
-            );
-            Ini::default()
+/// The stage itself: its name, capabilities and options, as the registry lists it.
+pub struct DnfAutomaticConfig;
+
+impl Stage for DnfAutomaticConfig {
+    const NAME: &'static str = "org.osbuild.dnf-automatic.config";
+    type Options = Options;
+
+    fn run(args: &StageArgs, options: Options) -> StageResult {
+        let Some(config) = options.config else { return Ok(None) };
+        let path = tree_path(args, "/etc/dnf/automatic.conf", true)?;
+        let mut ini = match std::fs::read_to_string(&path) {
+            Ok(text) => Ini::parse(&text, "/etc/dnf/automatic.conf")?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                println!(
+                    "Warning: DNF automatic configuration file '/etc/dnf/automatic.conf' does not exist, will create a new one."
+                );
+                Ini::default()
+            }
+            Err(e) => return Err(StageError::Io { op: "cannot read", path, source: e }),
+        };
+        for (section, values) in &config.0 {
+            if !ini.has_section(section) {
+                ini.add_section(section);
+            }
+            for (key, value) in values {
+                ini.set(section, key, value);
+            }
         }
-        Err(e) => return Err(StageError::Io { op: "cannot read", path, source: e }),
-    };
-    for (section, values) in &config.0 {
-        if !ini.has_section(section) {
-            ini.add_section(section);
-        }
-        for (key, value) in values {
-            ini.set(section, key, value);
-        }
+        write_file(&path, ini.render().as_bytes(), 0o644)?;
+        Ok(None)
     }
-    write_file(&path, ini.render().as_bytes(), 0o644)?;
-    Ok(None)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::stages::error_chain;
-    use crate::stages::testutil::args;
+    use crate::error_chain;
+    use crate::testutil::args;
     use serde_json::json;
 
     #[test]
@@ -108,8 +114,11 @@ mod tests {
         let p = t.path().join("etc/dnf/automatic.conf");
         std::fs::create_dir_all(p.parent().unwrap()).unwrap();
         std::fs::write(&p, "[commands]\n#  What kind of upgrade\nupgrade_type = default\napply_updates = no\n\n[emitters]\nemit_via = stdio\n").unwrap();
-        run(&args(t.path(), json!({"config": {"commands": {"apply_updates": true, "upgrade_type": "security"}}})))
-            .unwrap();
+        DnfAutomaticConfig::execute(&args(
+            t.path(),
+            json!({"config": {"commands": {"apply_updates": true, "upgrade_type": "security"}}}),
+        ))
+        .unwrap();
         assert_eq!(
             std::fs::read_to_string(&p).unwrap(),
             "[commands]\n#  What kind of upgrade\nupgrade_type = security\napply_updates = yes\n\n[emitters]\nemit_via = stdio\n"
@@ -120,15 +129,18 @@ mod tests {
     fn creates_file_and_refuses_bad_options() {
         let t = tempfile::tempdir().unwrap();
         std::fs::create_dir_all(t.path().join("etc/dnf")).unwrap();
-        run(&args(t.path(), json!({}))).unwrap();
+        DnfAutomaticConfig::execute(&args(t.path(), json!({}))).unwrap();
         assert!(!t.path().join("etc/dnf/automatic.conf").exists());
-        run(&args(t.path(), json!({"config": {"commands": {"apply_updates": false}}}))).unwrap();
+        DnfAutomaticConfig::execute(&args(t.path(), json!({"config": {"commands": {"apply_updates": false}}})))
+            .unwrap();
         assert_eq!(
             std::fs::read_to_string(t.path().join("etc/dnf/automatic.conf")).unwrap(),
             "[commands]\napply_updates = no"
         );
-        let e =
-            error_chain(&run(&args(t.path(), json!({"config": {"commands": {"upgrade_type": "all"}}}))).unwrap_err());
+        let e = error_chain(
+            &DnfAutomaticConfig::execute(&args(t.path(), json!({"config": {"commands": {"upgrade_type": "all"}}})))
+                .unwrap_err(),
+        );
         assert!(e.contains("unknown variant `all`"), "{e}");
     }
 }

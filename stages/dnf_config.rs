@@ -10,11 +10,10 @@
 use super::ini::{check_interpolation, Ini};
 use super::util::{create_parents, tree_path, write_file};
 use super::{StageArgs, StageError, StageResult};
+use crate::Stage;
 use serde::Deserialize;
 use serde_json::{Map, Value};
 use std::os::unix::fs::PermissionsExt;
-
-const STAGE: &str = "org.osbuild.dnf.config";
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -103,49 +102,58 @@ impl TryFrom<Map<String, Value>> for Config {
     }
 }
 
-pub fn run(args: &StageArgs) -> StageResult {
-    let options: Options = args.parse_options(STAGE)?;
-    for var in &options.variables {
-        if var.name.is_empty() || !var.name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_') {
-            return Err(StageError::Invalid(format!(
-                "variable name '{}' may only hold lowercase letters, digits and _",
-                var.name
-            )));
+/// The stage itself: its name, capabilities and options, as the registry lists it.
+pub struct DnfConfig;
+
+impl Stage for DnfConfig {
+    const NAME: &'static str = "org.osbuild.dnf.config";
+    type Options = Options;
+
+    fn run(args: &StageArgs, options: Options) -> StageResult {
+        for var in &options.variables {
+            if var.name.is_empty()
+                || !var.name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+            {
+                return Err(StageError::Invalid(format!(
+                    "variable name '{}' may only hold lowercase letters, digits and _",
+                    var.name
+                )));
+            }
+            let path = tree_path(args, format!("/etc/dnf/vars/{}", var.name), true)?;
+            write_file(&path, format!("{}\n", var.value).as_bytes(), 0o644)?;
         }
-        let path = tree_path(args, format!("/etc/dnf/vars/{}", var.name), true)?;
-        write_file(&path, format!("{}\n", var.value).as_bytes(), 0o644)?;
+        let Some(config) = options.config.filter(|c| !c.0.is_empty()) else { return Ok(None) };
+        let path = tree_path(args, "/etc/dnf/dnf.conf", true)?;
+        let mut ini = match std::fs::read_to_string(&path) {
+            Ok(text) => Ini::parse(&text, "/etc/dnf/dnf.conf")?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                println!("Warning: DNF configuration file '/etc/dnf/dnf.conf' does not exist, will create it.");
+                create_parents(&path)?;
+                Ini::default()
+            }
+            Err(e) => return Err(StageError::Io { op: "cannot read", path, source: e }),
+        };
+        for (section, values) in &config.0 {
+            if !ini.has_section(section) {
+                ini.add_section(section);
+            }
+            for (key, value) in values {
+                check_interpolation(value)?;
+                ini.set(section, key, value);
+            }
+        }
+        write_file(&path, ini.render().as_bytes(), 0o644)?;
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644))
+            .map_err(StageError::io("cannot chmod", &path))?;
+        Ok(None)
     }
-    let Some(config) = options.config.filter(|c| !c.0.is_empty()) else { return Ok(None) };
-    let path = tree_path(args, "/etc/dnf/dnf.conf", true)?;
-    let mut ini = match std::fs::read_to_string(&path) {
-        Ok(text) => Ini::parse(&text, "/etc/dnf/dnf.conf")?,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            println!("Warning: DNF configuration file '/etc/dnf/dnf.conf' does not exist, will create it.");
-            create_parents(&path)?;
-            Ini::default()
-        }
-        Err(e) => return Err(StageError::Io { op: "cannot read", path, source: e }),
-    };
-    for (section, values) in &config.0 {
-        if !ini.has_section(section) {
-            ini.add_section(section);
-        }
-        for (key, value) in values {
-            check_interpolation(value)?;
-            ini.set(section, key, value);
-        }
-    }
-    write_file(&path, ini.render().as_bytes(), 0o644)?;
-    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644))
-        .map_err(StageError::io("cannot chmod", &path))?;
-    Ok(None)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::stages::error_chain;
-    use crate::stages::testutil::args;
+    use crate::error_chain;
+    use crate::testutil::args;
     use serde_json::json;
 
     #[test]
@@ -157,7 +165,7 @@ mod tests {
         std::fs::set_permissions(&conf, std::fs::Permissions::from_mode(0o600)).unwrap();
         let opts = json!({"variables": [{"name": "releasever", "value": "8.4"}],
                           "config": {"main": {"tsflags": ["nodocs", "justdb"], "ip_resolve": "4"}}});
-        run(&args(t.path(), opts)).unwrap();
+        DnfConfig::execute(&args(t.path(), opts)).unwrap();
         assert_eq!(std::fs::read_to_string(t.path().join("etc/dnf/vars/releasever")).unwrap(), "8.4\n");
         assert_eq!(
             std::fs::read_to_string(&conf).unwrap(),
@@ -169,7 +177,7 @@ mod tests {
     #[test]
     fn creates_missing_dnf_conf() {
         let t = tempfile::tempdir().unwrap();
-        run(&args(t.path(), json!({"config": {"main": {"ip_resolve": "IPv6"}}}))).unwrap();
+        DnfConfig::execute(&args(t.path(), json!({"config": {"main": {"ip_resolve": "IPv6"}}}))).unwrap();
         assert_eq!(std::fs::read_to_string(t.path().join("etc/dnf/dnf.conf")).unwrap(), "[main]\nip_resolve = IPv6");
     }
 
@@ -181,7 +189,7 @@ mod tests {
             (json!({"config": {"other": {}}}), "unknown field `other`"),
             (json!({"variables": [{"name": "Bad", "value": "x"}]}), "may only hold"),
         ] {
-            let e = error_chain(&run(&args(t.path(), opts)).unwrap_err());
+            let e = error_chain(&DnfConfig::execute(&args(t.path(), opts)).unwrap_err());
             assert!(e.contains(want), "{e}");
         }
     }

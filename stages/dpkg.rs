@@ -55,6 +55,7 @@
 use super::deb_util::{check_pattern, parse_paragraph, parse_relations, path_is_excluded, PathFilter, SourceEntry};
 use super::util::{create_parents, remove_if_exists, tree_path, write_file};
 use super::{StageArgs, StageError, StageResult};
+use crate::Stage;
 use nix::mount::{mount, umount2, MntFlags, MsFlags};
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -64,7 +65,6 @@ use std::os::unix::fs::{symlink, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-const STAGE: &str = "org.osbuild.dpkg";
 const FILTERS_FILE: &str = "/etc/dpkg/dpkg.cfg.d/90osbuild-path-filters";
 const POLICY_RC_D: &str = "/usr/sbin/policy-rc.d";
 const PATH_ENV: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
@@ -179,7 +179,7 @@ fn input_files(args: &StageArgs, o: &Options) -> Result<(PathBuf, Vec<String>), 
 }
 
 fn tool_missing(tool: &str) -> StageError {
-    StageError::ToolMissing { tool: tool.to_owned(), stage: STAGE, place: "in the build root" }
+    StageError::ToolMissing { tool: tool.to_owned(), stage: Dpkg::NAME, place: "in the build root" }
 }
 
 fn read_control(dir: &Path, file: &str) -> Result<Deb, StageError> {
@@ -838,52 +838,59 @@ pub(super) fn set_debconf_selections(
     Ok(())
 }
 
-pub fn run(args: &StageArgs) -> StageResult {
-    let o: Options = args.parse_options(STAGE)?;
-    let filters = filters(&o)?;
-    let (dir, order) = input_files(args, &o)?;
-    let arch = match &o.architecture {
-        Some(a) => a.clone(),
-        None => host_arch()?,
-    };
-    let mut debs = Vec::new();
-    for f in &order {
-        let d = read_control(&dir, f)?;
-        if d.arch != "all" && d.arch != arch {
-            return Err(StageError::Invalid(format!(
-                "package {} is built for architecture {}, not {arch}",
-                d.label(),
-                d.arch
-            )));
+/// The stage itself: its name, capabilities and options, as the registry lists it.
+pub struct Dpkg;
+
+impl Stage for Dpkg {
+    const NAME: &'static str = "org.osbuild.dpkg";
+    type Options = Options;
+
+    fn run(args: &StageArgs, o: Options) -> StageResult {
+        let filters = filters(&o)?;
+        let (dir, order) = input_files(args, &o)?;
+        let arch = match &o.architecture {
+            Some(a) => a.clone(),
+            None => host_arch()?,
+        };
+        let mut debs = Vec::new();
+        for f in &order {
+            let d = read_control(&dir, f)?;
+            if d.arch != "all" && d.arch != arch {
+                return Err(StageError::Invalid(format!(
+                    "package {} is built for architecture {}, not {arch}",
+                    d.label(),
+                    d.arch
+                )));
+            }
+            debs.push(d);
         }
-        debs.push(d);
+        let epoch = epoch_from_env();
+        let status = tree_path(args, "/var/lib/dpkg/status", true)?;
+        let bootstrap = std::fs::metadata(&status).map(|m| m.len() == 0).unwrap_or(true);
+        let had_machine_id = std::fs::symlink_metadata(tree_path(args, "/etc/machine-id", false)?).is_ok();
+        if bootstrap {
+            prepare_tree(args, &o, &arch)?;
+        }
+        install(args, &o, &dir, &debs, &filters, bootstrap, epoch.as_ref().map(|e| e.0.as_str()))?;
+        if !o.apt_sources.is_empty() {
+            super::apt_sources::write(args, "debian.sources", &o.apt_sources)?;
+        }
+        clean_up(args, epoch.is_some(), had_machine_id)?;
+        if let Some((_, e)) = &epoch {
+            clamp_mtimes(&args.tree, *e)?;
+        }
+        let packages: Vec<Value> = database(args)?
+            .into_iter()
+            .map(|(n, (_, v, a))| json!({"name": n.split(':').next().unwrap_or(&n), "version": v, "architecture": a}))
+            .collect();
+        Ok(Some(json!({ "packages": packages })))
     }
-    let epoch = epoch_from_env();
-    let status = tree_path(args, "/var/lib/dpkg/status", true)?;
-    let bootstrap = std::fs::metadata(&status).map(|m| m.len() == 0).unwrap_or(true);
-    let had_machine_id = std::fs::symlink_metadata(tree_path(args, "/etc/machine-id", false)?).is_ok();
-    if bootstrap {
-        prepare_tree(args, &o, &arch)?;
-    }
-    install(args, &o, &dir, &debs, &filters, bootstrap, epoch.as_ref().map(|e| e.0.as_str()))?;
-    if !o.apt_sources.is_empty() {
-        super::apt_sources::write(args, "debian.sources", &o.apt_sources)?;
-    }
-    clean_up(args, epoch.is_some(), had_machine_id)?;
-    if let Some((_, e)) = &epoch {
-        clamp_mtimes(&args.tree, *e)?;
-    }
-    let packages: Vec<Value> = database(args)?
-        .into_iter()
-        .map(|(n, (_, v, a))| json!({"name": n.split(':').next().unwrap_or(&n), "version": v, "architecture": a}))
-        .collect();
-    Ok(Some(json!({ "packages": packages })))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::stages::testutil::args;
+    use crate::testutil::args;
 
     fn deb(name: &str, essential: bool, depends: &str, pre: &str) -> Deb {
         Deb {

@@ -12,12 +12,11 @@
 
 use super::util::{run_tool, tree_path, Ordered};
 use super::{StageArgs, StageError, StageResult};
+use crate::Stage;
 use nix::mount::{mount, umount2, MntFlags, MsFlags};
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-
-const STAGE: &str = "org.osbuild.dracut";
 
 fn yes() -> bool {
     true
@@ -154,39 +153,50 @@ fn chroot_mounts(args: &StageArgs, m: &mut Mounts) -> Result<(), StageError> {
     m.mount("sysfs", &dirs[2], Some("sysfs"), safe | MsFlags::MS_NODEV, Some(""))
 }
 
-pub fn run(args: &StageArgs) -> StageResult {
-    let options: Options = args.parse_options(STAGE)?;
-    let opts = dracut_options(&options);
-    let tool = if options.initoverlayfs { "/usr/bin/initoverlayfs-install" } else { "/usr/bin/dracut" };
-    if !options.kernel.is_empty() && !tree_path(args, tool, true)?.is_file() {
-        return Err(StageError::ToolMissing { tool: tool.into(), stage: STAGE, place: "in the tree" });
-    }
-    for kver in &options.kernel {
-        eprintln!("Building initramfs for {kver}");
-        let mut mounts = Mounts::default();
-        let logger = tree_path(args, "/usr/bin/logger", true)?;
-        if logger.exists() {
-            let truth = tree_path(args, "/usr/bin/true", true)?;
-            let truth = truth.to_string_lossy().into_owned();
-            mounts.mount(&truth, &logger, None, MsFlags::MS_BIND | MsFlags::MS_REC, None)?;
+/// The stage itself: its name, capabilities and options, as the registry lists it.
+pub struct Dracut;
+
+impl Stage for Dracut {
+    const NAME: &'static str = "org.osbuild.dracut";
+    type Options = Options;
+
+    fn run(args: &StageArgs, options: Options) -> StageResult {
+        let opts = dracut_options(&options);
+        let tool = if options.initoverlayfs { "/usr/bin/initoverlayfs-install" } else { "/usr/bin/dracut" };
+        if !options.kernel.is_empty() && !tree_path(args, tool, true)?.is_file() {
+            return Err(StageError::ToolMissing { tool: tool.into(), stage: Dracut::NAME, place: "in the tree" });
         }
-        chroot_mounts(args, &mut mounts)?;
-        let mut cmd = Command::new("chroot");
-        cmd.arg(&args.tree).arg(tool).args(["--no-hostonly", "--kver", kver]).args(&opts);
-        match run_tool(STAGE, &mut cmd) {
-            Err(StageError::ToolFailed { status, .. }) if status.code() == Some(127) => {
-                return Err(StageError::ToolMissing { tool: tool.into(), stage: STAGE, place: "in the tree" });
+        for kver in &options.kernel {
+            eprintln!("Building initramfs for {kver}");
+            let mut mounts = Mounts::default();
+            let logger = tree_path(args, "/usr/bin/logger", true)?;
+            if logger.exists() {
+                let truth = tree_path(args, "/usr/bin/true", true)?;
+                let truth = truth.to_string_lossy().into_owned();
+                mounts.mount(&truth, &logger, None, MsFlags::MS_BIND | MsFlags::MS_REC, None)?;
             }
-            other => other?,
+            chroot_mounts(args, &mut mounts)?;
+            let mut cmd = Command::new("chroot");
+            cmd.arg(&args.tree).arg(tool).args(["--no-hostonly", "--kver", kver]).args(&opts);
+            match run_tool(Dracut::NAME, &mut cmd) {
+                Err(StageError::ToolFailed { status, .. }) if status.code() == Some(127) => {
+                    return Err(StageError::ToolMissing {
+                        tool: tool.into(),
+                        stage: Dracut::NAME,
+                        place: "in the tree",
+                    });
+                }
+                other => other?,
+            }
         }
+        Ok(None)
     }
-    Ok(None)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::stages::testutil::args;
+    use crate::testutil::args;
     use serde_json::json;
 
     #[test]
@@ -227,9 +237,9 @@ mod tests {
     #[test]
     fn missing_dracut_in_the_tree() {
         let t = tempfile::tempdir().unwrap();
-        let e = run(&args(t.path(), json!({"kernel": ["6.5.6-300.fc39.x86_64"]}))).unwrap_err();
+        let e = Dracut::execute(&args(t.path(), json!({"kernel": ["6.5.6-300.fc39.x86_64"]}))).unwrap_err();
         assert_eq!(e.to_string(), "/usr/bin/dracut not found in the tree, but org.osbuild.dracut needs it");
-        let e = run(&args(t.path(), json!({"kernel": ["6.5"], "initoverlayfs": true}))).unwrap_err();
+        let e = Dracut::execute(&args(t.path(), json!({"kernel": ["6.5"], "initoverlayfs": true}))).unwrap_err();
         assert!(e.to_string().starts_with("/usr/bin/initoverlayfs-install not found in the tree"), "{e}");
         assert!(!t.path().join("proc").exists());
     }

@@ -4,10 +4,9 @@
 
 use super::util::{create_parents, tree_path, write_file, Ordered};
 use super::{StageArgs, StageError, StageResult};
+use crate::Stage;
 use serde::Deserialize;
 use serde_json::Value;
-
-const STAGE: &str = "org.osbuild.dracut.conf";
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -64,21 +63,28 @@ impl TryFrom<Ordered<Value>> for Config {
     }
 }
 
-pub fn run(args: &StageArgs) -> StageResult {
-    let options: Options = args.parse_options(STAGE)?;
-    if options.filename.contains('/') {
-        return Err(StageError::Invalid(format!("invalid file name {}", options.filename)));
+/// The stage itself: its name, capabilities and options, as the registry lists it.
+pub struct DracutConf;
+
+impl Stage for DracutConf {
+    const NAME: &'static str = "org.osbuild.dracut.conf";
+    type Options = Options;
+
+    fn run(args: &StageArgs, options: Options) -> StageResult {
+        if options.filename.contains('/') {
+            return Err(StageError::Invalid(format!("invalid file name {}", options.filename)));
+        }
+        let path = tree_path(args, format!("/usr/lib/dracut/dracut.conf.d/{}", options.filename), true)?;
+        create_parents(&path)?;
+        write_file(&path, options.config.0.concat().as_bytes(), 0o644)?;
+        Ok(None)
     }
-    let path = tree_path(args, format!("/usr/lib/dracut/dracut.conf.d/{}", options.filename), true)?;
-    create_parents(&path)?;
-    write_file(&path, options.config.0.concat().as_bytes(), 0o644)?;
-    Ok(None)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::stages::testutil::args;
+    use crate::testutil::args;
     use serde_json::json;
 
     #[test]
@@ -86,7 +92,7 @@ mod tests {
         let t = tempfile::tempdir().unwrap();
         let opts = json!({"filename": "x.conf", "config": {
             "reproducible": true, "compress": "xz", "add_drivers": ["a", "b"], "early_microcode": false}});
-        run(&args(t.path(), opts)).unwrap();
+        DracutConf::execute(&args(t.path(), opts)).unwrap();
         let got = std::fs::read_to_string(t.path().join("usr/lib/dracut/dracut.conf.d/x.conf")).unwrap();
         assert_eq!(got, "reproducible=\"yes\"\ncompress=\"xz\"\nadd_drivers+=\" a b \"\nearly_microcode=\"no\"\n");
     }
@@ -94,8 +100,9 @@ mod tests {
     #[test]
     fn unknown_option() {
         let t = tempfile::tempdir().unwrap();
-        let e = run(&args(t.path(), json!({"filename": "x.conf", "config": {"hostonly": true}}))).unwrap_err();
-        let msg = crate::stages::error_chain(&e);
+        let e = DracutConf::execute(&args(t.path(), json!({"filename": "x.conf", "config": {"hostonly": true}})))
+            .unwrap_err();
+        let msg = crate::error_chain(&e);
         assert!(msg.starts_with("invalid options: unsupported configuration option 'hostonly'"), "{msg}");
     }
 }

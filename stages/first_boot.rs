@@ -9,10 +9,9 @@
 
 use super::util::{create_parents, tree_path, write_file};
 use super::{StageArgs, StageError, StageResult};
+use crate::Stage;
 use serde::Deserialize;
 use std::os::unix::fs::OpenOptionsExt;
-
-const STAGE: &str = "org.osbuild.first-boot";
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -34,30 +33,37 @@ fn service(commands: &[String], wait_for_network: bool) -> String {
     )
 }
 
-pub fn run(args: &StageArgs) -> StageResult {
-    let options: Options = args.parse_options(STAGE)?;
-    let unit = tree_path(args, "/usr/lib/systemd/system/osbuild-first-boot.service", true)?;
-    let link = tree_path(args, "/usr/lib/systemd/system/default.target.wants/osbuild-first-boot.service", false)?;
-    create_parents(&link)?;
-    write_file(&unit, service(&options.commands, options.wait_for_network).as_bytes(), 0o644)?;
-    std::os::unix::fs::symlink("../osbuild-first-boot.service", &link)
-        .map_err(StageError::io("cannot create symlink", &link))?;
-    let flag = tree_path(args, "/etc/osbuild-first-boot", true)?;
-    create_parents(&flag)?;
-    std::fs::OpenOptions::new()
-        .append(true)
-        .create(true)
-        .mode(0o644)
-        .custom_flags(libc::O_NOFOLLOW)
-        .open(&flag)
-        .map_err(StageError::io("cannot create", &flag))?;
-    Ok(None)
+/// The stage itself: its name, capabilities and options, as the registry lists it.
+pub struct FirstBoot;
+
+impl Stage for FirstBoot {
+    const NAME: &'static str = "org.osbuild.first-boot";
+    type Options = Options;
+
+    fn run(args: &StageArgs, options: Options) -> StageResult {
+        let unit = tree_path(args, "/usr/lib/systemd/system/osbuild-first-boot.service", true)?;
+        let link = tree_path(args, "/usr/lib/systemd/system/default.target.wants/osbuild-first-boot.service", false)?;
+        create_parents(&link)?;
+        write_file(&unit, service(&options.commands, options.wait_for_network).as_bytes(), 0o644)?;
+        std::os::unix::fs::symlink("../osbuild-first-boot.service", &link)
+            .map_err(StageError::io("cannot create symlink", &link))?;
+        let flag = tree_path(args, "/etc/osbuild-first-boot", true)?;
+        create_parents(&flag)?;
+        std::fs::OpenOptions::new()
+            .append(true)
+            .create(true)
+            .mode(0o644)
+            .custom_flags(libc::O_NOFOLLOW)
+            .open(&flag)
+            .map_err(StageError::io("cannot create", &flag))?;
+        Ok(None)
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::stages::testutil::args;
+    use crate::testutil::args;
     use serde_json::json;
 
     #[test]
@@ -74,11 +80,11 @@ mod tests {
     #[test]
     fn creates_unit_link_and_flag() {
         let t = tempfile::tempdir().unwrap();
-        run(&args(t.path(), json!({"commands": ["/bin/echo hi"]}))).unwrap();
+        FirstBoot::execute(&args(t.path(), json!({"commands": ["/bin/echo hi"]}))).unwrap();
         let link = t.path().join("usr/lib/systemd/system/default.target.wants/osbuild-first-boot.service");
         assert_eq!(std::fs::read_link(&link).unwrap(), std::path::Path::new("../osbuild-first-boot.service"));
         assert!(t.path().join("etc/osbuild-first-boot").is_file());
-        let e = run(&args(t.path(), json!({"commands": []}))).unwrap_err().to_string();
+        let e = FirstBoot::execute(&args(t.path(), json!({"commands": []}))).unwrap_err().to_string();
         assert!(e.starts_with("cannot create symlink"), "{e}");
     }
 }

@@ -13,9 +13,8 @@
 
 use super::util::{tree_path, write_file};
 use super::{StageArgs, StageError, StageResult};
+use crate::Stage;
 use serde::Deserialize;
-
-const STAGE: &str = "org.osbuild.fix-bls";
 
 fn default_prefix() -> String {
     "/boot".into()
@@ -58,37 +57,47 @@ fn fix_text(text: &str, prefix: &str, require: bool) -> String {
     out
 }
 
-pub fn run(args: &StageArgs) -> StageResult {
-    let options: Options = args.parse_options(STAGE)?;
-    if options.prefix.contains('\\') {
-        // upstream hands the prefix to re.sub as a template, where backslashes are escapes
-        return Err(StageError::Invalid(format!("prefix {} has a backslash, which is not supported", options.prefix)));
-    }
-    let dir = tree_path(args, "/boot/loader/entries", true)?;
-    let Ok(rd) = std::fs::read_dir(&dir) else { return Ok(None) };
-    let mut names: Vec<String> = rd
-        .filter_map(Result::ok)
-        .map(|e| e.file_name().to_string_lossy().into_owned())
-        .filter(|n| n.ends_with(".conf") && !n.starts_with('.'))
-        .collect();
-    names.sort();
-    for name in names {
-        let path = tree_path(args, format!("/boot/loader/entries/{name}"), true)?;
-        if !path.exists() {
-            continue; // a dangling link: upstream's glob skips it
+/// The stage itself: its name, capabilities and options, as the registry lists it.
+pub struct FixBls;
+
+impl Stage for FixBls {
+    const NAME: &'static str = "org.osbuild.fix-bls";
+    type Options = Options;
+
+    fn run(args: &StageArgs, options: Options) -> StageResult {
+        if options.prefix.contains('\\') {
+            // upstream hands the prefix to re.sub as a template, where backslashes are escapes
+            return Err(StageError::Invalid(format!(
+                "prefix {} has a backslash, which is not supported",
+                options.prefix
+            )));
         }
-        let text = std::fs::read(&path).map_err(StageError::io("cannot read", &path))?;
-        let text = String::from_utf8(text)
-            .map_err(|_| StageError::Invalid(format!("/boot/loader/entries/{name} is not valid UTF-8")))?;
-        write_file(&path, fix_text(&text, &options.prefix, options.require_boot_prefix).as_bytes(), 0o644)?;
+        let dir = tree_path(args, "/boot/loader/entries", true)?;
+        let Ok(rd) = std::fs::read_dir(&dir) else { return Ok(None) };
+        let mut names: Vec<String> = rd
+            .filter_map(Result::ok)
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|n| n.ends_with(".conf") && !n.starts_with('.'))
+            .collect();
+        names.sort();
+        for name in names {
+            let path = tree_path(args, format!("/boot/loader/entries/{name}"), true)?;
+            if !path.exists() {
+                continue; // a dangling link: upstream's glob skips it
+            }
+            let text = std::fs::read(&path).map_err(StageError::io("cannot read", &path))?;
+            let text = String::from_utf8(text)
+                .map_err(|_| StageError::Invalid(format!("/boot/loader/entries/{name} is not valid UTF-8")))?;
+            write_file(&path, fix_text(&text, &options.prefix, options.require_boot_prefix).as_bytes(), 0o644)?;
+        }
+        Ok(None)
     }
-    Ok(None)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::stages::testutil::args;
+    use crate::testutil::args;
     use serde_json::json;
 
     #[test]
@@ -110,13 +119,13 @@ mod tests {
         std::fs::create_dir_all(&d).unwrap();
         std::fs::write(d.join("a.conf"), "linux /tmp/tree/boot/vmlinuz\ninitrd /tmp/tree/boot/initrd\n").unwrap();
         std::fs::write(d.join(".h.conf"), "linux /tmp/tree/boot/vmlinuz\n").unwrap();
-        run(&args(t.path(), json!({}))).unwrap();
+        FixBls::execute(&args(t.path(), json!({}))).unwrap();
         assert_eq!(std::fs::read_to_string(d.join("a.conf")).unwrap(), "linux /boot/vmlinuz\ninitrd /boot/initrd\n");
         assert_eq!(std::fs::read_to_string(d.join(".h.conf")).unwrap(), "linux /tmp/tree/boot/vmlinuz\n");
-        run(&args(t.path(), json!({"prefix": ""}))).unwrap();
+        FixBls::execute(&args(t.path(), json!({"prefix": ""}))).unwrap();
         assert_eq!(std::fs::read_to_string(d.join("a.conf")).unwrap(), "linux /boot/vmlinuz\ninitrd /boot/initrd\n");
-        run(&args(t.path(), json!({"prefix": "", "require_boot_prefix": false}))).unwrap();
-        let e = run(&args(t.path(), json!({"prefix": "\\1"}))).unwrap_err();
+        FixBls::execute(&args(t.path(), json!({"prefix": "", "require_boot_prefix": false}))).unwrap();
+        let e = FixBls::execute(&args(t.path(), json!({"prefix": "\\1"}))).unwrap_err();
         assert_eq!(e.to_string(), "prefix \\1 has a backslash, which is not supported");
         assert_eq!(std::fs::read_to_string(d.join("a.conf")).unwrap(), "linux /vmlinuz\ninitrd /initrd\n");
     }

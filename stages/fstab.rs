@@ -8,10 +8,9 @@
 
 use super::util::{tree_path, write_file};
 use super::{StageArgs, StageError, StageResult};
+use crate::Stage;
 use serde::Deserialize;
 use serde_json::Number;
-
-const STAGE: &str = "org.osbuild.fstab";
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -67,43 +66,50 @@ pub(crate) fn py_number(n: &Number) -> String {
     }
 }
 
-pub fn run(args: &StageArgs) -> StageResult {
-    let options: Options = args.parse_options(STAGE)?;
-    let mut text = String::new();
-    for fs in &options.filesystems {
-        let nonempty = |s: &Option<String>| s.as_deref().filter(|s| !s.is_empty()).map(str::to_owned);
-        let spec = if let Some(u) = nonempty(&fs.uuid) {
-            format!("UUID={u}")
-        } else if let Some(l) = nonempty(&fs.label) {
-            format!("LABEL={l}")
-        } else if let Some(p) = nonempty(&fs.partlabel) {
-            format!("PARTLABEL={p}")
-        } else if let Some(d) = nonempty(&fs.device) {
-            d
-        } else {
-            return Err(StageError::Invalid("Need 'uuid' or 'label'".into()));
-        };
-        let num = |n: &Option<Number>| n.as_ref().map(py_number).unwrap_or_else(|| "0".into());
-        text.push_str(&format!(
-            "{spec}\t{}\t{}\t{}\t{}\t{}\n",
-            fs.path,
-            fs.vfs_type.as_deref().unwrap_or("none"),
-            fs.options.as_deref().unwrap_or("defaults"),
-            num(&fs.freq),
-            num(&fs.passno)
-        ));
-    }
-    let root = match &options.ostree {
-        Some(o) => {
-            let root = deployment_root(args, &o.deployment)?;
-            println!("ostree support active: {}", args.tree.join(&root).display());
-            format!("/{root}")
+/// The stage itself: its name, capabilities and options, as the registry lists it.
+pub struct Fstab;
+
+impl Stage for Fstab {
+    const NAME: &'static str = "org.osbuild.fstab";
+    type Options = Options;
+
+    fn run(args: &StageArgs, options: Options) -> StageResult {
+        let mut text = String::new();
+        for fs in &options.filesystems {
+            let nonempty = |s: &Option<String>| s.as_deref().filter(|s| !s.is_empty()).map(str::to_owned);
+            let spec = if let Some(u) = nonempty(&fs.uuid) {
+                format!("UUID={u}")
+            } else if let Some(l) = nonempty(&fs.label) {
+                format!("LABEL={l}")
+            } else if let Some(p) = nonempty(&fs.partlabel) {
+                format!("PARTLABEL={p}")
+            } else if let Some(d) = nonempty(&fs.device) {
+                d
+            } else {
+                return Err(StageError::Invalid("Need 'uuid' or 'label'".into()));
+            };
+            let num = |n: &Option<Number>| n.as_ref().map(py_number).unwrap_or_else(|| "0".into());
+            text.push_str(&format!(
+                "{spec}\t{}\t{}\t{}\t{}\t{}\n",
+                fs.path,
+                fs.vfs_type.as_deref().unwrap_or("none"),
+                fs.options.as_deref().unwrap_or("defaults"),
+                num(&fs.freq),
+                num(&fs.passno)
+            ));
         }
-        None => String::new(),
-    };
-    let path = tree_path(args, format!("{root}/etc/fstab"), true)?;
-    write_file(&path, text.as_bytes(), 0o644)?;
-    Ok(None)
+        let root = match &options.ostree {
+            Some(o) => {
+                let root = deployment_root(args, &o.deployment)?;
+                println!("ostree support active: {}", args.tree.join(&root).display());
+                format!("/{root}")
+            }
+            None => String::new(),
+        };
+        let path = tree_path(args, format!("{root}/etc/fstab"), true)?;
+        write_file(&path, text.as_bytes(), 0o644)?;
+        Ok(None)
+    }
 }
 
 /// The deployment's directory relative to the tree, `ostree/deploy/<os>/deploy/<commit>.<serial>`.
@@ -145,7 +151,7 @@ fn rev_parse(args: &StageArgs, reference: &str) -> Result<String, StageError> {
     cmd.arg("rev-parse").arg(reference).arg(format!("--repo={}", repo.display()));
     let out = cmd.output().map_err(|e| {
         if e.kind() == std::io::ErrorKind::NotFound {
-            StageError::ToolMissing { tool: "ostree".into(), stage: STAGE, place: "in the build root" }
+            StageError::ToolMissing { tool: "ostree".into(), stage: Fstab::NAME, place: "in the build root" }
         } else {
             StageError::ToolSpawn { tool: "ostree".into(), source: e }
         }
@@ -160,7 +166,7 @@ fn rev_parse(args: &StageArgs, reference: &str) -> Result<String, StageError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::stages::testutil::args;
+    use crate::testutil::args;
     use serde_json::json;
 
     #[test]
@@ -172,7 +178,7 @@ mod tests {
             {"uuid": "", "label": "L", "path": "/l"},
             {"partlabel": "P", "path": "/p", "options": "ro", "passno": 2.0},
             {"device": "/dev/root", "path": "/sysroot", "extra": "ignored"}]});
-        run(&args(t.path(), opts)).unwrap();
+        Fstab::execute(&args(t.path(), opts)).unwrap();
         let got = std::fs::read_to_string(t.path().join("etc/fstab")).unwrap();
         assert_eq!(
             got,
@@ -184,9 +190,9 @@ mod tests {
     #[test]
     fn needs_a_spec_and_etc() {
         let t = tempfile::tempdir().unwrap();
-        let e = run(&args(t.path(), json!({"filesystems": [{"path": "/"}]}))).unwrap_err();
+        let e = Fstab::execute(&args(t.path(), json!({"filesystems": [{"path": "/"}]}))).unwrap_err();
         assert_eq!(e.to_string(), "Need 'uuid' or 'label'");
-        let e = run(&args(t.path(), json!({"filesystems": [{"uuid": "x", "path": "/"}]}))).unwrap_err();
+        let e = Fstab::execute(&args(t.path(), json!({"filesystems": [{"uuid": "x", "path": "/"}]}))).unwrap_err();
         assert!(e.to_string().starts_with("cannot write"), "{e}");
     }
 
@@ -197,16 +203,16 @@ mod tests {
         let dep = t.path().join(format!("ostree/deploy/fedora/deploy/{c}.0"));
         std::fs::create_dir_all(dep.join("etc")).unwrap();
         let opts = json!({"filesystems": [{"uuid": "u", "path": "/"}], "ostree": {"deployment": {"default": true}}});
-        run(&args(t.path(), opts)).unwrap();
+        Fstab::execute(&args(t.path(), opts)).unwrap();
         assert_eq!(std::fs::read_to_string(dep.join("etc/fstab")).unwrap(), "UUID=u\t/\tnone\tdefaults\t0\t0\n");
         let opts = json!({"filesystems": [{"uuid": "v", "path": "/"}],
                           "ostree": {"deployment": {"osname": "fedora", "ref": c, "serial": 0}}});
-        run(&args(t.path(), opts)).unwrap();
+        Fstab::execute(&args(t.path(), opts)).unwrap();
         assert_eq!(std::fs::read_to_string(dep.join("etc/fstab")).unwrap(), "UUID=v\t/\tnone\tdefaults\t0\t0\n");
         // a symbolic ref needs the build root's ostree (missing here, or no repo in the tree)
         let opts = json!({"filesystems": [{"uuid": "v", "path": "/"}],
                           "ostree": {"deployment": {"osname": "fedora", "ref": "fedora/x86_64/coreos"}}});
-        let e = run(&args(t.path(), opts)).unwrap_err().to_string();
+        let e = Fstab::execute(&args(t.path(), opts)).unwrap_err().to_string();
         assert!(
             e == "ostree not found in the build root, but org.osbuild.fstab needs it"
                 || e.starts_with("ostree rev-parse fedora/x86_64/coreos failed"),

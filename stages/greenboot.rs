@@ -8,10 +8,10 @@
 
 use super::util::{remove_if_exists, tree_path, write_file};
 use super::{StageArgs, StageError, StageResult};
+use crate::Stage;
 use serde::Deserialize;
 use std::os::unix::fs::PermissionsExt;
 
-const STAGE: &str = "org.osbuild.greenboot";
 const KEY: &str = "GREENBOOT_MONITOR_SERVICES";
 
 #[derive(Debug, Deserialize)]
@@ -26,46 +26,53 @@ pub struct Config {
     pub monitor_services: Option<Vec<String>>,
 }
 
-pub fn run(args: &StageArgs) -> StageResult {
-    let options: Options = args.parse_options(STAGE)?;
-    let source = tree_path(args, "/etc/greenboot/greenboot.conf", true)?;
-    let old = std::fs::read_to_string(&source).map_err(StageError::io("cannot read", &source))?;
-    // Python reads it with universal newlines
-    let old = old.replace("\r\n", "\n").replace('\r', "\n");
-    let mode =
-        std::fs::metadata(&source).map_err(StageError::io("cannot read", &source))?.permissions().mode() & 0o7777;
-    let mut pending = options.config.monitor_services;
-    let mut out = String::new();
-    for line in old.split_inclusive('\n') {
-        let parts: Vec<&str> = line.split('=').collect();
-        if line.starts_with('#') || parts.len() != 2 || parts[0] != KEY {
-            out.push_str(line);
-            continue;
+/// The stage itself: its name, capabilities and options, as the registry lists it.
+pub struct Greenboot;
+
+impl Stage for Greenboot {
+    const NAME: &'static str = "org.osbuild.greenboot";
+    type Options = Options;
+
+    fn run(args: &StageArgs, options: Options) -> StageResult {
+        let source = tree_path(args, "/etc/greenboot/greenboot.conf", true)?;
+        let old = std::fs::read_to_string(&source).map_err(StageError::io("cannot read", &source))?;
+        // Python reads it with universal newlines
+        let old = old.replace("\r\n", "\n").replace('\r', "\n");
+        let mode =
+            std::fs::metadata(&source).map_err(StageError::io("cannot read", &source))?.permissions().mode() & 0o7777;
+        let mut pending = options.config.monitor_services;
+        let mut out = String::new();
+        for line in old.split_inclusive('\n') {
+            let parts: Vec<&str> = line.split('=').collect();
+            if line.starts_with('#') || parts.len() != 2 || parts[0] != KEY {
+                out.push_str(line);
+                continue;
+            }
+            let Some(wanted) = pending.take() else {
+                out.push_str(line);
+                continue;
+            };
+            let current: Vec<&str> = parts[1].trim_matches(|c| c == '"' || c == '\n').split(' ').collect();
+            let mut services: Vec<&str> = wanted.iter().map(String::as_str).filter(|s| !current.contains(s)).collect();
+            services.extend(current);
+            out.push_str(&format!("{KEY}=\"{}\"\n", services.join(" ")));
         }
-        let Some(wanted) = pending.take() else {
-            out.push_str(line);
-            continue;
-        };
-        let current: Vec<&str> = parts[1].trim_matches(|c| c == '"' || c == '\n').split(' ').collect();
-        let mut services: Vec<&str> = wanted.iter().map(String::as_str).filter(|s| !current.contains(s)).collect();
-        services.extend(current);
-        out.push_str(&format!("{KEY}=\"{}\"\n", services.join(" ")));
+        if let Some(wanted) = pending {
+            out.push_str(&format!("{KEY}=\"{}\"\n", wanted.join(" ")));
+        }
+        let target = tree_path(args, "/etc/greenboot/greenboot.conf", false)?;
+        remove_if_exists(&target)?;
+        write_file(&target, out.as_bytes(), mode)?;
+        std::fs::set_permissions(&target, std::fs::Permissions::from_mode(mode))
+            .map_err(StageError::io("cannot chmod", &target))?;
+        Ok(None)
     }
-    if let Some(wanted) = pending {
-        out.push_str(&format!("{KEY}=\"{}\"\n", wanted.join(" ")));
-    }
-    let target = tree_path(args, "/etc/greenboot/greenboot.conf", false)?;
-    remove_if_exists(&target)?;
-    write_file(&target, out.as_bytes(), mode)?;
-    std::fs::set_permissions(&target, std::fs::Permissions::from_mode(mode))
-        .map_err(StageError::io("cannot chmod", &target))?;
-    Ok(None)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::stages::testutil::args;
+    use crate::testutil::args;
     use serde_json::json;
 
     fn conf(root: &std::path::Path, text: &str) -> std::path::PathBuf {
@@ -80,7 +87,7 @@ mod tests {
     fn merges_into_existing_line() {
         let t = tempfile::tempdir().unwrap();
         let p = conf(t.path(), "# GREENBOOT_MONITOR_SERVICES=\"x\"\nGREENBOOT_MAX_BOOT_ATTEMPTS=3\nGREENBOOT_MONITOR_SERVICES=\"sshd a\"\nGREENBOOT_MONITOR_SERVICES=\"z\"\n");
-        run(&args(t.path(), json!({"config": {"monitor_services": ["a", "b", "c"]}}))).unwrap();
+        Greenboot::execute(&args(t.path(), json!({"config": {"monitor_services": ["a", "b", "c"]}}))).unwrap();
         assert_eq!(
             std::fs::read_to_string(&p).unwrap(),
             "# GREENBOOT_MONITOR_SERVICES=\"x\"\nGREENBOOT_MAX_BOOT_ATTEMPTS=3\nGREENBOOT_MONITOR_SERVICES=\"b c sshd a\"\nGREENBOOT_MONITOR_SERVICES=\"z\"\n"
@@ -91,10 +98,10 @@ mod tests {
     #[test]
     fn appends_when_missing_and_needs_the_file() {
         let t = tempfile::tempdir().unwrap();
-        let e = run(&args(t.path(), json!({"config": {"monitor_services": ["a"]}}))).unwrap_err();
+        let e = Greenboot::execute(&args(t.path(), json!({"config": {"monitor_services": ["a"]}}))).unwrap_err();
         assert!(e.to_string().starts_with("cannot read"), "{e}");
         let p = conf(t.path(), "GREENBOOT_WATCHDOG_CHECK_ENABLED=true\n");
-        run(&args(t.path(), json!({"config": {"monitor_services": ["a", "b"]}}))).unwrap();
+        Greenboot::execute(&args(t.path(), json!({"config": {"monitor_services": ["a", "b"]}}))).unwrap();
         assert_eq!(
             std::fs::read_to_string(&p).unwrap(),
             "GREENBOOT_WATCHDOG_CHECK_ENABLED=true\nGREENBOOT_MONITOR_SERVICES=\"a b\"\n"

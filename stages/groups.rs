@@ -3,11 +3,10 @@
 
 use super::util::{run_tool, Ordered};
 use super::{StageArgs, StageResult};
+use crate::Stage;
 use serde::Deserialize;
 use serde_json::Number;
 use std::process::Command;
-
-const STAGE: &str = "org.osbuild.groups";
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -26,45 +25,55 @@ pub struct Group {
     pub gid: Option<Number>,
 }
 
-pub fn run(args: &StageArgs) -> StageResult {
-    let options: Options = args.parse_options(STAGE)?;
-    for (name, group) in &options.groups.0 {
-        let mut cmd = Command::new("groupadd");
-        cmd.arg("--root").arg(&args.tree);
-        // as upstream: a gid of 0 counts as "not given"
-        if let Some(gid) = group.gid.as_ref().filter(|g| g.as_f64() != Some(0.0)) {
-            cmd.args(["--gid", &gid.to_string()]);
+/// The stage itself: its name, capabilities and options, as the registry lists it.
+pub struct Groups;
+
+impl Stage for Groups {
+    const NAME: &'static str = "org.osbuild.groups";
+    type Options = Options;
+
+    fn run(args: &StageArgs, options: Options) -> StageResult {
+        for (name, group) in &options.groups.0 {
+            let mut cmd = Command::new("groupadd");
+            cmd.arg("--root").arg(&args.tree);
+            // as upstream: a gid of 0 counts as "not given"
+            if let Some(gid) = group.gid.as_ref().filter(|g| g.as_f64() != Some(0.0)) {
+                cmd.args(["--gid", &gid.to_string()]);
+            }
+            if options.force {
+                cmd.arg("--force");
+            }
+            cmd.arg(name);
+            run_tool(Groups::NAME, &mut cmd)?;
         }
-        if options.force {
-            cmd.arg("--force");
-        }
-        cmd.arg(name);
-        run_tool(STAGE, &mut cmd)?;
+        Ok(None)
     }
-    Ok(None)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::stages::testutil::args;
-    use crate::stages::users::tests::etc_tree;
+    use crate::testutil::args;
+    use crate::users::tests::etc_tree;
     use serde_json::json;
 
     #[test]
     fn adds_groups() {
         let t = etc_tree();
         let tree = t.path();
-        run(&args(tree, json!({"groups": {"testgroup": {"gid": 42042}}}))).unwrap();
+        Groups::execute(&args(tree, json!({"groups": {"testgroup": {"gid": 42042}}}))).unwrap();
         let group = std::fs::read_to_string(tree.join("etc/group")).unwrap();
         assert!(group.contains("testgroup:x:42042:"), "{group}");
         assert!(std::fs::read_to_string(tree.join("etc/gshadow")).unwrap().contains("testgroup:"));
         // again without force: groupadd refuses
-        let e = run(&args(tree, json!({"groups": {"testgroup": {"gid": 42042}}}))).unwrap_err().to_string();
+        let e = Groups::execute(&args(tree, json!({"groups": {"testgroup": {"gid": 42042}}}))).unwrap_err().to_string();
         assert!(e.contains("groupadd --root") && e.contains("testgroup"), "{e}");
         // with force: an existing group is fine, a taken gid is ignored
-        run(&args(tree, json!({"force": true, "groups": {"testgroup": {"gid": 1010}, "newgroup": {"gid": 42042}}})))
-            .unwrap();
+        Groups::execute(&args(
+            tree,
+            json!({"force": true, "groups": {"testgroup": {"gid": 1010}, "newgroup": {"gid": 42042}}}),
+        ))
+        .unwrap();
         let group = std::fs::read_to_string(tree.join("etc/group")).unwrap();
         assert!(group.lines().any(|l| l.starts_with("newgroup:x:") && !l.contains(":42042:")), "{group}");
     }

@@ -33,10 +33,9 @@ use super::grub_util::{
 };
 use super::util::{create_parents, remove_if_exists, tree_path};
 use super::{StageArgs, StageError, StageResult};
+use crate::Stage;
 use serde::Deserialize;
 use std::path::Path;
-
-const STAGE: &str = "org.osbuild.grub2";
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -257,63 +256,70 @@ fn main_cfg(o: &Options, l: &Layout) -> String {
     )
 }
 
-pub fn run(args: &StageArgs) -> StageResult {
-    let o: Options = args.parse_options(STAGE)?;
-    let root_uuid = Filesystem { uuid: o.root_fs_uuid.clone(), ..Default::default() };
-    let boot_uuid = Filesystem { uuid: o.boot_fs_uuid.clone(), ..Default::default() };
-    let l = layout(&o, &root_uuid, &boot_uuid)?;
-    let platform = o.legacy.as_ref().and_then(Legacy::platform);
-    if let Some(p) = platform {
-        check_platform(p)?;
-    }
-    let hybrid = o.uefi.is_some() && platform.is_some();
+/// The stage itself: its name, capabilities and options, as the registry lists it.
+pub struct Grub2;
 
-    if o.write_defaults {
-        write_tree_file(args, "/etc/default/grub", defaults(&o).as_bytes())?;
-    }
+impl Stage for Grub2 {
+    const NAME: &'static str = "org.osbuild.grub2";
+    type Options = Options;
 
-    create_parents(&tree_path(args, "/boot/grub2/grubenv", false)?)?;
-    if hybrid {
-        // one grubenv for both boot paths: drop the link into the ESP that grub2-efi ships
-        remove_if_exists(&tree_path(args, "/boot/grub2/grubenv", false)?)?;
-    }
-    let mut env = Vec::new();
-    if o.write_cmdline {
-        env.push(format!("kernelopts=root={} {}", l.root.root_arg(), o.kernel_opts));
-    }
-    if let Some(e) = o.saved_entry.as_deref().filter(|e| !e.is_empty()) {
-        env.push(format!("saved_entry={e}"));
-    }
-    let block = grubenv_block(&env)?;
-    write_tree_file(args, "/boot/grub2/grubenv", &block)?;
-
-    let mut main_path = "/boot/grub2/grub.cfg".to_owned();
-    if let Some(uefi) = &o.uefi {
-        if uefi.install {
-            let src = uefi.efi_src_dir.as_deref().unwrap_or("/boot/efi/EFI");
-            copy_efi_data(args, Path::new(src), &uefi.vendor)?;
+    fn run(args: &StageArgs, o: Options) -> StageResult {
+        let root_uuid = Filesystem { uuid: o.root_fs_uuid.clone(), ..Default::default() };
+        let boot_uuid = Filesystem { uuid: o.boot_fs_uuid.clone(), ..Default::default() };
+        let l = layout(&o, &root_uuid, &boot_uuid)?;
+        let platform = o.legacy.as_ref().and_then(Legacy::platform);
+        if let Some(p) = platform {
+            check_platform(p)?;
         }
-        let efi_cfg = format!("/boot/efi/EFI/{}/grub.cfg", uefi.vendor);
-        if hybrid || uefi.unified {
-            println!("hybrid boot or unified grub config enabled, writing a redirecting {efi_cfg}");
-            write_tree_file(args, &efi_cfg, render(REDIRECT_CFG, &[("home", l.home)]).as_bytes())?;
-        } else {
-            main_path = efi_cfg;
-        }
-    }
-    write_tree_file(args, &main_path, main_cfg(&o, &l).as_bytes())?;
+        let hybrid = o.uefi.is_some() && platform.is_some();
 
-    if let Some(platform) = platform {
-        copy_modules(args, STAGE, platform)?;
-        copy_font(args, STAGE)?;
+        if o.write_defaults {
+            write_tree_file(args, "/etc/default/grub", defaults(&o).as_bytes())?;
+        }
+
+        create_parents(&tree_path(args, "/boot/grub2/grubenv", false)?)?;
+        if hybrid {
+            // one grubenv for both boot paths: drop the link into the ESP that grub2-efi ships
+            remove_if_exists(&tree_path(args, "/boot/grub2/grubenv", false)?)?;
+        }
+        let mut env = Vec::new();
+        if o.write_cmdline {
+            env.push(format!("kernelopts=root={} {}", l.root.root_arg(), o.kernel_opts));
+        }
+        if let Some(e) = o.saved_entry.as_deref().filter(|e| !e.is_empty()) {
+            env.push(format!("saved_entry={e}"));
+        }
+        let block = grubenv_block(&env)?;
+        write_tree_file(args, "/boot/grub2/grubenv", &block)?;
+
+        let mut main_path = "/boot/grub2/grub.cfg".to_owned();
+        if let Some(uefi) = &o.uefi {
+            if uefi.install {
+                let src = uefi.efi_src_dir.as_deref().unwrap_or("/boot/efi/EFI");
+                copy_efi_data(args, Path::new(src), &uefi.vendor)?;
+            }
+            let efi_cfg = format!("/boot/efi/EFI/{}/grub.cfg", uefi.vendor);
+            if hybrid || uefi.unified {
+                println!("hybrid boot or unified grub config enabled, writing a redirecting {efi_cfg}");
+                write_tree_file(args, &efi_cfg, render(REDIRECT_CFG, &[("home", l.home)]).as_bytes())?;
+            } else {
+                main_path = efi_cfg;
+            }
+        }
+        write_tree_file(args, &main_path, main_cfg(&o, &l).as_bytes())?;
+
+        if let Some(platform) = platform {
+            copy_modules(args, Grub2::NAME, platform)?;
+            copy_font(args, Grub2::NAME)?;
+        }
+        Ok(None)
     }
-    Ok(None)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::stages::testutil::args;
+    use crate::testutil::args;
     use serde_json::{json, Value};
     use std::fs;
 
@@ -334,7 +340,7 @@ mod tests {
     const VIDEO: &str = "set boot=${root}\nfunction load_video {\n  insmod all_video\n}\n";
 
     fn run_in(tree: &Path, options: Value) {
-        run(&args(tree, options)).unwrap();
+        Grub2::execute(&args(tree, options)).unwrap();
     }
 
     fn read(tree: &Path, rel: &str) -> String {
@@ -488,13 +494,15 @@ mod tests {
     #[test]
     fn bad_options() {
         let t = tempfile::tempdir().unwrap();
-        let e = run(&args(t.path(), json!({}))).unwrap_err().to_string();
+        let e = Grub2::execute(&args(t.path(), json!({}))).unwrap_err().to_string();
         assert_eq!(e, "either rootfs or root_fs_uuid is required");
-        let e = run(&args(t.path(), json!({"rootfs": {"device": "/dev/vda"}}))).unwrap_err().to_string();
+        let e = Grub2::execute(&args(t.path(), json!({"rootfs": {"device": "/dev/vda"}}))).unwrap_err().to_string();
         assert_eq!(e, "unknown filesystem type: rootfs needs a uuid or a label");
-        let e = run(&args(t.path(), json!({"rootfs": {"label": "r"}, "entries": []}))).unwrap_err();
-        assert!(crate::stages::error_chain(&e).contains("unknown field `entries`"));
-        let e = run(&args(t.path(), json!({"rootfs": {"label": "r"}, "legacy": "../x"}))).unwrap_err().to_string();
+        let e = Grub2::execute(&args(t.path(), json!({"rootfs": {"label": "r"}, "entries": []}))).unwrap_err();
+        assert!(crate::error_chain(&e).contains("unknown field `entries`"));
+        let e = Grub2::execute(&args(t.path(), json!({"rootfs": {"label": "r"}, "legacy": "../x"})))
+            .unwrap_err()
+            .to_string();
         assert_eq!(e, "invalid grub platform '../x'");
     }
 }

@@ -24,14 +24,13 @@
 use super::grub_util::{check_platform, MODULES_DIR};
 use super::util::{run_tool, tree_path, write_file, Scratch};
 use super::{StageArgs, StageError, StageResult};
+use crate::Stage;
 use serde::Deserialize;
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::FileExt;
 use std::path::Path;
 use std::process::Command;
-
-const STAGE: &str = "org.osbuild.grub2.inst";
 
 /// Where boot.img keeps the sector of the core image (`GRUB_BOOT_MACHINE_KERNEL_SECTOR`).
 pub const KERNEL_SECTOR_OFFSET: u64 = 0x5c;
@@ -190,10 +189,10 @@ fn make_core(o: &Options, scratch: &Scratch) -> Result<Vec<u8>, StageError> {
         c
     };
     match &o.core.binary {
-        Some(bin) => run_tool(STAGE, &mut command(bin))?,
-        None => match run_tool(STAGE, &mut command("grub2-mkimage")) {
+        Some(bin) => run_tool(Grub2Inst::NAME, &mut command(bin))?,
+        None => match run_tool(Grub2Inst::NAME, &mut command("grub2-mkimage")) {
             Err(StageError::ToolMissing { .. }) => {
-                run_tool(STAGE, &mut command("grub-mkimage")).map_err(|e| match e {
+                run_tool(Grub2Inst::NAME, &mut command("grub-mkimage")).map_err(|e| match e {
                     StageError::ToolMissing { stage, place, .. } => {
                         StageError::ToolMissing { tool: "grub2-mkimage (or grub-mkimage)".into(), stage, place }
                     }
@@ -350,20 +349,27 @@ fn install(o: &Options, image: &Path, core: &[u8], location: u64) -> Result<(), 
     f.sync_all().map_err(StageError::io("cannot write", image))
 }
 
-pub fn run(args: &StageArgs) -> StageResult {
-    let o: Options = args.parse_options(STAGE)?;
-    check_platform(&o.platform)?;
-    if o.sector_size < 512 {
-        return Err(StageError::Invalid(format!("invalid sector size {}", o.sector_size)));
+/// The stage itself: its name, capabilities and options, as the registry lists it.
+pub struct Grub2Inst;
+
+impl Stage for Grub2Inst {
+    const NAME: &'static str = "org.osbuild.grub2.inst";
+    type Options = Options;
+
+    fn run(args: &StageArgs, o: Options) -> StageResult {
+        check_platform(&o.platform)?;
+        if o.sector_size < 512 {
+            return Err(StageError::Invalid(format!("invalid sector size {}", o.sector_size)));
+        }
+        let image = tree_path(args, &o.filename, true)?;
+        let scratch = Scratch::new("osbuild-grub2-inst")?;
+        let core = make_core(&o, &scratch)?;
+        match o.location {
+            Some(location) if location > 0 => install(&o, &image, &core, location)?,
+            _ => write_file(&image, &core, 0o644)?,
+        }
+        Ok(None)
     }
-    let image = tree_path(args, &o.filename, true)?;
-    let scratch = Scratch::new("osbuild-grub2-inst")?;
-    let core = make_core(&o, &scratch)?;
-    match o.location {
-        Some(location) if location > 0 => install(&o, &image, &core, location)?,
-        _ => write_file(&image, &core, 0o644)?,
-    }
-    Ok(None)
 }
 
 #[cfg(test)]

@@ -35,10 +35,9 @@ use super::grub_util::{
 };
 use super::util::tree_path;
 use super::{StageArgs, StageError, StageResult};
+use crate::Stage;
 use serde::Deserialize;
 use std::path::Path;
-
-const STAGE: &str = "org.osbuild.grub2.legacy";
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -226,53 +225,60 @@ fn grub_cfg(args: &StageArgs, o: &Options, efi: bool) -> Result<String, StageErr
     Ok(cfg)
 }
 
-pub fn run(args: &StageArgs) -> StageResult {
-    let o: Options = args.parse_options(STAGE)?;
-    if o.entries.is_empty() {
-        return Err(StageError::Invalid("no menu entries: entries must not be empty".into()));
-    }
-    if let Some(b) = &o.bios {
-        check_platform(&b.platform)?;
-    }
-    // fail on a bad file system before writing anything
-    o.rootfs.resolve("rootfs", true)?;
-    if let Some(b) = o.bootfs.as_ref().filter(|b| !b.is_empty()) {
-        b.resolve("bootfs", true)?;
-    }
+/// The stage itself: its name, capabilities and options, as the registry lists it.
+pub struct Grub2Legacy;
 
-    let default_entries: Vec<&Entry> = o.entries.iter().filter(|e| e.default).collect();
-    if default_entries.len() > 1 {
-        return Err(StageError::Invalid(format!("multiple default entries ({})", default_entries.len())));
-    }
+impl Stage for Grub2Legacy {
+    const NAME: &'static str = "org.osbuild.grub2.legacy";
+    type Options = Options;
 
-    if o.write_defaults {
-        write_tree_file(args, "/etc/default/grub", defaults(&o.config).as_bytes())?;
-    }
-
-    let env: Vec<String> = default_entries.iter().map(|e| format!("saved_entry={}", e.menu_id())).collect();
-    write_tree_file(args, "/boot/grub2/grubenv", &grubenv_block(&env)?)?;
-
-    if let Some(uefi) = &o.uefi {
-        if uefi.install {
-            copy_efi_data(args, Path::new("/boot/efi/EFI"), &uefi.vendor)?;
+    fn run(args: &StageArgs, o: Options) -> StageResult {
+        if o.entries.is_empty() {
+            return Err(StageError::Invalid("no menu entries: entries must not be empty".into()));
         }
-        let cfg = grub_cfg(args, &o, true)?;
-        write_tree_file(args, &format!("/boot/efi/EFI/{}/grub.cfg", uefi.vendor), cfg.as_bytes())?;
+        if let Some(b) = &o.bios {
+            check_platform(&b.platform)?;
+        }
+        // fail on a bad file system before writing anything
+        o.rootfs.resolve("rootfs", true)?;
+        if let Some(b) = o.bootfs.as_ref().filter(|b| !b.is_empty()) {
+            b.resolve("bootfs", true)?;
+        }
+
+        let default_entries: Vec<&Entry> = o.entries.iter().filter(|e| e.default).collect();
+        if default_entries.len() > 1 {
+            return Err(StageError::Invalid(format!("multiple default entries ({})", default_entries.len())));
+        }
+
+        if o.write_defaults {
+            write_tree_file(args, "/etc/default/grub", defaults(&o.config).as_bytes())?;
+        }
+
+        let env: Vec<String> = default_entries.iter().map(|e| format!("saved_entry={}", e.menu_id())).collect();
+        write_tree_file(args, "/boot/grub2/grubenv", &grubenv_block(&env)?)?;
+
+        if let Some(uefi) = &o.uefi {
+            if uefi.install {
+                copy_efi_data(args, Path::new("/boot/efi/EFI"), &uefi.vendor)?;
+            }
+            let cfg = grub_cfg(args, &o, true)?;
+            write_tree_file(args, &format!("/boot/efi/EFI/{}/grub.cfg", uefi.vendor), cfg.as_bytes())?;
+        }
+        if let Some(bios) = &o.bios {
+            let cfg = grub_cfg(args, &o, false)?;
+            print!("{cfg}");
+            write_tree_file(args, "/boot/grub2/grub.cfg", cfg.as_bytes())?;
+            copy_modules(args, Grub2Legacy::NAME, &bios.platform)?;
+            copy_font(args, Grub2Legacy::NAME)?;
+        }
+        Ok(None)
     }
-    if let Some(bios) = &o.bios {
-        let cfg = grub_cfg(args, &o, false)?;
-        print!("{cfg}");
-        write_tree_file(args, "/boot/grub2/grub.cfg", cfg.as_bytes())?;
-        copy_modules(args, STAGE, &bios.platform)?;
-        copy_font(args, STAGE)?;
-    }
-    Ok(None)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::stages::testutil::args;
+    use crate::testutil::args;
     use serde_json::{json, Value};
     use std::fs;
 
@@ -288,7 +294,7 @@ mod tests {
     #[test]
     fn default_config_files() {
         let t = tempfile::tempdir().unwrap();
-        run(&args(t.path(), opts(json!({})))).unwrap();
+        Grub2Legacy::execute(&args(t.path(), opts(json!({})))).unwrap();
         assert_eq!(
             read(t.path(), "etc/default/grub"),
             "GRUB_TIMEOUT=0\nGRUB_CMDLINE_LINUX=\"\"\nGRUB_DISABLE_SUBMENU=true\nGRUB_DISABLE_RECOVERY=true\n\
@@ -305,7 +311,7 @@ mod tests {
         let t = tempfile::tempdir().unwrap();
         let config = json!({"default": "0", "disable_submenu": false, "disable_recovery": false,
                             "timeout": 10, "timeout_style": "hidden"});
-        run(&args(t.path(), opts(config))).unwrap();
+        Grub2Legacy::execute(&args(t.path(), opts(config))).unwrap();
         assert_eq!(
             read(t.path(), "etc/default/grub"),
             "GRUB_TIMEOUT=10\nGRUB_CMDLINE_LINUX=\"\"\nGRUB_DISABLE_SUBMENU=false\nGRUB_DISABLE_RECOVERY=false\n\
@@ -314,7 +320,7 @@ mod tests {
         let t = tempfile::tempdir().unwrap();
         let config = json!({"cmdline": "console=ttyS0", "distributor": "$(sed 's, release .*$,,g' /etc/system-release)",
             "serial": "serial --unit=0", "terminal": ["serial", "console"], "terminal_output": ["console"]});
-        run(&args(t.path(), opts(config))).unwrap();
+        Grub2Legacy::execute(&args(t.path(), opts(config))).unwrap();
         assert_eq!(
             read(t.path(), "etc/default/grub"),
             "GRUB_TIMEOUT=0\nGRUB_CMDLINE_LINUX=\"console=ttyS0\"\nGRUB_DISABLE_SUBMENU=true\nGRUB_DISABLE_RECOVERY=true\n\
@@ -337,7 +343,7 @@ mod tests {
             {"id": "a", "kernel": "6.1.0-2-amd64", "default": true, "product": {"name": "Debian", "version": "12"}}
         ]});
         // the BIOS half would need powerpc modules; only the UEFI config is checked here
-        let e = run(&args(t.path(), o)).unwrap_err();
+        let e = Grub2Legacy::execute(&args(t.path(), o)).unwrap_err();
         assert!(e.to_string().contains("/usr/lib/grub/powerpc-ieee1275"), "{e}");
         assert!(!t.path().join("etc/default/grub").exists());
         let env = read(t.path(), "boot/grub2/grubenv");
@@ -376,15 +382,15 @@ mod tests {
         o["entries"][0]["default"] = json!(true);
         let first = o["entries"][0].clone();
         o["entries"].as_array_mut().unwrap().push(first);
-        let e = run(&args(t.path(), o)).unwrap_err().to_string();
+        let e = Grub2Legacy::execute(&args(t.path(), o)).unwrap_err().to_string();
         assert_eq!(e, "multiple default entries (2)");
         let mut o = opts(json!({}));
         o["rootfs"] = json!({});
-        let e = run(&args(t.path(), o)).unwrap_err().to_string();
+        let e = Grub2Legacy::execute(&args(t.path(), o)).unwrap_err().to_string();
         assert_eq!(e, "unknown filesystem type: rootfs needs a uuid, label or device");
         let mut o = opts(json!({}));
         o["entries"][0]["initrd"] = json!("x");
-        let e = crate::stages::error_chain(&run(&args(t.path(), o)).unwrap_err());
+        let e = crate::error_chain(&Grub2Legacy::execute(&args(t.path(), o)).unwrap_err());
         assert!(e.contains("unknown field `initrd`"), "{e}");
     }
 }

@@ -437,7 +437,7 @@ mod tests {
         std::os::unix::fs::symlink("../../BOOT/BOOTX64.EFI", src.join("debian/sub/link")).unwrap();
         let tree = t.path().join("tree");
         fs::create_dir(&tree).unwrap();
-        let args = crate::stages::testutil::args(&tree, serde_json::json!({}));
+        let args = crate::testutil::args(&tree, serde_json::json!({}));
         copy_efi_data(&args, &src, "debian").unwrap();
         let efi = tree.join("boot/efi/EFI");
         assert_eq!(fs::read_to_string(efi.join("BOOT/BOOTX64.EFI")).unwrap(), "boot");

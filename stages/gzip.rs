@@ -3,10 +3,9 @@
 
 use super::disk_util::compress_input;
 use super::{StageArgs, StageResult};
+use crate::Stage;
 use serde::Deserialize;
 use std::process::Command;
-
-const STAGE: &str = "org.osbuild.gzip";
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -22,18 +21,25 @@ fn one() -> u8 {
     1
 }
 
-pub fn run(args: &StageArgs) -> StageResult {
-    let options: Options = args.parse_options(STAGE)?;
-    let mut cmd = Command::new("gzip");
-    cmd.args(["--no-name", "--stdout"]).arg(format!("-{}", options.level));
-    compress_input(STAGE, args, &options.filename, &mut cmd)?;
-    Ok(None)
+/// The stage itself: its name, capabilities and options, as the registry lists it.
+pub struct Gzip;
+
+impl Stage for Gzip {
+    const NAME: &'static str = "org.osbuild.gzip";
+    type Options = Options;
+
+    fn run(args: &StageArgs, options: Options) -> StageResult {
+        let mut cmd = Command::new("gzip");
+        cmd.args(["--no-name", "--stdout"]).arg(format!("-{}", options.level));
+        compress_input(Gzip::NAME, args, &options.filename, &mut cmd)?;
+        Ok(None)
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::stages::disk_util::testing::{compress_args, decompress, need};
+    use crate::disk_util::testing::{compress_args, decompress, need};
     use serde_json::json;
 
     #[test]
@@ -41,7 +47,7 @@ mod tests {
         need("gzip", "gzip");
         let t = tempfile::tempdir().unwrap();
         let (a, data) = compress_args(t.path(), json!({"filename": "disk.gz", "level": 9}));
-        run(&a).unwrap();
+        Gzip::execute(&a).unwrap();
         let out = std::fs::read(a.tree.join("disk.gz")).unwrap();
         // header: deflate, no flags (no file name), no mtime, XFL 2 = best compression
         assert_eq!(out[..8], [0x1f, 0x8b, 8, 0, 0, 0, 0, 0]);
@@ -49,7 +55,7 @@ mod tests {
         assert_eq!(decompress("gzip", &a.tree.join("disk.gz")), data);
 
         let (a, _) = compress_args(t.path(), json!({"filename": "fast.gz"}));
-        run(&a).unwrap();
+        Gzip::execute(&a).unwrap();
         assert_eq!(std::fs::read(a.tree.join("fast.gz")).unwrap()[8], 4, "level 1 (XFL 4) by default");
     }
 }

@@ -6,9 +6,8 @@
 
 use super::util::{create_parents, drop_pwd_lock, remove_if_exists, tree_path, write_file};
 use super::{StageArgs, StageError, StageResult};
+use crate::Stage;
 use serde::Deserialize;
-
-const STAGE: &str = "org.osbuild.hostname";
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -16,19 +15,26 @@ pub struct Options {
     pub hostname: String,
 }
 
-pub fn run(args: &StageArgs) -> StageResult {
-    let options: Options = args.parse_options(STAGE)?;
-    if !hostname_is_valid(&options.hostname) {
-        return Err(StageError::Invalid(format!("host name {} is not valid", options.hostname)));
+/// The stage itself: its name, capabilities and options, as the registry lists it.
+pub struct Hostname;
+
+impl Stage for Hostname {
+    const NAME: &'static str = "org.osbuild.hostname";
+    type Options = Options;
+
+    fn run(args: &StageArgs, options: Options) -> StageResult {
+        if !hostname_is_valid(&options.hostname) {
+            return Err(StageError::Invalid(format!("host name {} is not valid", options.hostname)));
+        }
+        let path = tree_path(args, "/etc/hostname", false)?;
+        if remove_if_exists(&path)? {
+            println!("/etc/hostname already exists. Replacing.");
+        }
+        create_parents(&path)?;
+        write_file(&path, format!("{}\n", options.hostname).as_bytes(), 0o644)?;
+        drop_pwd_lock(args)?;
+        Ok(None)
     }
-    let path = tree_path(args, "/etc/hostname", false)?;
-    if remove_if_exists(&path)? {
-        println!("/etc/hostname already exists. Replacing.");
-    }
-    create_parents(&path)?;
-    write_file(&path, format!("{}\n", options.hostname).as_bytes(), 0o644)?;
-    drop_pwd_lock(args)?;
-    Ok(None)
 }
 
 /// systemd's rules: dot-separated labels of ASCII letters, digits and `-`, at most 64
@@ -43,15 +49,15 @@ fn hostname_is_valid(name: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::stages::testutil::args;
+    use crate::testutil::args;
     use serde_json::json;
     use std::os::unix::fs::PermissionsExt;
 
     #[test]
     fn writes_and_replaces_etc_hostname() {
         let t = tempfile::tempdir().unwrap();
-        run(&args(t.path(), json!({"hostname": "localhost.localdomain"}))).unwrap();
-        run(&args(t.path(), json!({"hostname": "testing.hostname.local"}))).unwrap();
+        Hostname::execute(&args(t.path(), json!({"hostname": "localhost.localdomain"}))).unwrap();
+        Hostname::execute(&args(t.path(), json!({"hostname": "testing.hostname.local"}))).unwrap();
         let p = t.path().join("etc/hostname");
         assert_eq!(std::fs::read_to_string(&p).unwrap(), "testing.hostname.local\n");
         assert_eq!(std::fs::metadata(&p).unwrap().permissions().mode() & 0o777, 0o644);
@@ -65,7 +71,7 @@ mod tests {
         let t = tempfile::tempdir().unwrap();
         std::fs::create_dir(t.path().join("etc")).unwrap();
         std::os::unix::fs::symlink(&victim, t.path().join("etc/hostname")).unwrap();
-        run(&args(t.path(), json!({"hostname": "h"}))).unwrap();
+        Hostname::execute(&args(t.path(), json!({"hostname": "h"}))).unwrap();
         assert_eq!(std::fs::read_to_string(&victim).unwrap(), "host\n");
         assert_eq!(std::fs::read_to_string(t.path().join("etc/hostname")).unwrap(), "h\n");
     }
@@ -79,7 +85,7 @@ mod tests {
             assert!(!hostname_is_valid(bad), "{bad}");
         }
         let t = tempfile::tempdir().unwrap();
-        let e = run(&args(t.path(), json!({"hostname": "bad_host!"}))).unwrap_err();
+        let e = Hostname::execute(&args(t.path(), json!({"hostname": "bad_host!"}))).unwrap_err();
         assert_eq!(e.to_string(), "host name bad_host! is not valid");
     }
 }

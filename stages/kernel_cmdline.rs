@@ -7,9 +7,8 @@
 
 use super::util::{create_parents, tree_path, write_file};
 use super::{StageArgs, StageError, StageResult};
+use crate::Stage;
 use serde::Deserialize;
-
-const STAGE: &str = "org.osbuild.kernel-cmdline";
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -43,50 +42,63 @@ fn machine() -> &'static str {
     }
 }
 
-pub fn run(args: &StageArgs) -> StageResult {
-    let options: Options = args.parse_options(STAGE)?;
-    let max = match options.kernel_cmdline_size {
-        Some(n) => n,
-        None => default_max_size(machine()),
-    };
-    let mut params = Vec::new();
-    if let Some(uuid) = options.root_fs_uuid.as_deref().filter(|u| !u.is_empty()) {
-        params.push(format!("root=UUID={uuid}"));
+/// The stage itself: its name, capabilities and options, as the registry lists it.
+pub struct KernelCmdline;
+
+impl Stage for KernelCmdline {
+    const NAME: &'static str = "org.osbuild.kernel-cmdline";
+    type Options = Options;
+
+    fn run(args: &StageArgs, options: Options) -> StageResult {
+        let max = match options.kernel_cmdline_size {
+            Some(n) => n,
+            None => default_max_size(machine()),
+        };
+        let mut params = Vec::new();
+        if let Some(uuid) = options.root_fs_uuid.as_deref().filter(|u| !u.is_empty()) {
+            params.push(format!("root=UUID={uuid}"));
+        }
+        if let Some(opts) = options.kernel_opts.filter(|o| !o.is_empty()) {
+            params.push(opts);
+        }
+        let params = params.join(" ");
+        if params.chars().count() as i64 > max {
+            return Err(StageError::Invalid(format!(
+                "The size of the kernel cmdline options cannot be larger than {max}"
+            )));
+        }
+        let path = tree_path(args, "/etc/kernel/cmdline", true)?;
+        create_parents(&path)?;
+        write_file(&path, params.as_bytes(), 0o644)?;
+        Ok(None)
     }
-    if let Some(opts) = options.kernel_opts.filter(|o| !o.is_empty()) {
-        params.push(opts);
-    }
-    let params = params.join(" ");
-    if params.chars().count() as i64 > max {
-        return Err(StageError::Invalid(format!("The size of the kernel cmdline options cannot be larger than {max}")));
-    }
-    let path = tree_path(args, "/etc/kernel/cmdline", true)?;
-    create_parents(&path)?;
-    write_file(&path, params.as_bytes(), 0o644)?;
-    Ok(None)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::stages::testutil::args;
+    use crate::testutil::args;
     use serde_json::json;
 
     #[test]
     fn writes_cmdline_without_newline() {
         let t = tempfile::tempdir().unwrap();
         let opts = json!({"root_fs_uuid": "76a22bf4-f153-4541-b6c7-0332c0dfaeac", "kernel_opts": "ro quiet"});
-        run(&args(t.path(), opts)).unwrap();
+        KernelCmdline::execute(&args(t.path(), opts)).unwrap();
         let got = std::fs::read_to_string(t.path().join("etc/kernel/cmdline")).unwrap();
         assert_eq!(got, "root=UUID=76a22bf4-f153-4541-b6c7-0332c0dfaeac ro quiet");
-        run(&args(t.path(), json!({}))).unwrap();
+        KernelCmdline::execute(&args(t.path(), json!({}))).unwrap();
         assert_eq!(std::fs::read_to_string(t.path().join("etc/kernel/cmdline")).unwrap(), "");
     }
 
     #[test]
     fn size_limit() {
         let t = tempfile::tempdir().unwrap();
-        let e = run(&args(t.path(), json!({"kernel_opts": "x".repeat(300), "kernel_cmdline_size": 256}))).unwrap_err();
+        let e = KernelCmdline::execute(&args(
+            t.path(),
+            json!({"kernel_opts": "x".repeat(300), "kernel_cmdline_size": 256}),
+        ))
+        .unwrap_err();
         assert_eq!(e.to_string(), "The size of the kernel cmdline options cannot be larger than 256");
         assert_eq!(default_max_size("x86_64"), 2048);
         assert_eq!(default_max_size("riscv64"), 4096);

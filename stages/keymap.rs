@@ -9,9 +9,8 @@
 
 use super::util::{create_parents, drop_pwd_lock, remove_if_exists, tree_path, write_file};
 use super::{StageArgs, StageError, StageResult};
+use crate::Stage;
 use serde::Deserialize;
-
-const STAGE: &str = "org.osbuild.keymap";
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -57,40 +56,47 @@ fn env_value(v: &str) -> String {
     out
 }
 
-pub fn run(args: &StageArgs) -> StageResult {
-    let options: Options = args.parse_options(STAGE)?;
-    if !keymap_is_valid(&options.keymap) {
-        return Err(StageError::Invalid(format!("keymap {} is not valid", options.keymap)));
+/// The stage itself: its name, capabilities and options, as the registry lists it.
+pub struct Keymap;
+
+impl Stage for Keymap {
+    const NAME: &'static str = "org.osbuild.keymap";
+    type Options = Options;
+
+    fn run(args: &StageArgs, options: Options) -> StageResult {
+        if !keymap_is_valid(&options.keymap) {
+            return Err(StageError::Invalid(format!("keymap {} is not valid", options.keymap)));
+        }
+        let vconsole = tree_path(args, "/etc/vconsole.conf", false)?;
+        if remove_if_exists(&vconsole)? {
+            println!("/etc/vconsole.conf already exists. Replacing.");
+        }
+        create_parents(&vconsole)?;
+        let mut text = format!("KEYMAP={}\n", env_value(&options.keymap));
+        if let Some(font) = options.font.filter(|f| !f.is_empty()) {
+            text.push_str(&format!("FONT={font}\n"));
+        }
+        write_file(&vconsole, text.as_bytes(), 0o644)?;
+        drop_pwd_lock(args)?;
+        if let Some(x11) = options.x11_keymap {
+            let conf = tree_path(args, "/etc/X11/xorg.conf.d/00-keyboard.conf", true)?;
+            create_parents(&conf)?;
+            let text = format!(
+                "# Created by osbuild. Do not edit manually, use localectl(1).\n\
+                 Section \"InputClass\"\n        Identifier \"system-keyboard\"\n        MatchIsKeyboard \"on\"\n        \
+                 Option \"XkbLayout\" \"{}\"\nEndSection\n",
+                x11.layouts.join(",")
+            );
+            write_file(&conf, text.as_bytes(), 0o644)?;
+        }
+        Ok(None)
     }
-    let vconsole = tree_path(args, "/etc/vconsole.conf", false)?;
-    if remove_if_exists(&vconsole)? {
-        println!("/etc/vconsole.conf already exists. Replacing.");
-    }
-    create_parents(&vconsole)?;
-    let mut text = format!("KEYMAP={}\n", env_value(&options.keymap));
-    if let Some(font) = options.font.filter(|f| !f.is_empty()) {
-        text.push_str(&format!("FONT={font}\n"));
-    }
-    write_file(&vconsole, text.as_bytes(), 0o644)?;
-    drop_pwd_lock(args)?;
-    if let Some(x11) = options.x11_keymap {
-        let conf = tree_path(args, "/etc/X11/xorg.conf.d/00-keyboard.conf", true)?;
-        create_parents(&conf)?;
-        let text = format!(
-            "# Created by osbuild. Do not edit manually, use localectl(1).\n\
-             Section \"InputClass\"\n        Identifier \"system-keyboard\"\n        MatchIsKeyboard \"on\"\n        \
-             Option \"XkbLayout\" \"{}\"\nEndSection\n",
-            x11.layouts.join(",")
-        );
-        write_file(&conf, text.as_bytes(), 0o644)?;
-    }
-    Ok(None)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::stages::testutil::args;
+    use crate::testutil::args;
     use serde_json::json;
 
     #[test]
@@ -99,7 +105,7 @@ mod tests {
         std::fs::create_dir(t.path().join("etc")).unwrap();
         std::fs::write(t.path().join("etc/vconsole.conf"), "KEYMAP=us\nFONT=old\n").unwrap();
         let opts = json!({"keymap": "dvorak", "font": "eurlatgr", "x11-keymap": {"layouts": ["cz", "us"]}});
-        run(&args(t.path(), opts)).unwrap();
+        Keymap::execute(&args(t.path(), opts)).unwrap();
         assert_eq!(
             std::fs::read_to_string(t.path().join("etc/vconsole.conf")).unwrap(),
             "KEYMAP=dvorak\nFONT=eurlatgr\n"
@@ -117,7 +123,7 @@ mod tests {
     #[test]
     fn invalid_keymap() {
         let t = tempfile::tempdir().unwrap();
-        let e = run(&args(t.path(), json!({"keymap": "../x"}))).unwrap_err();
+        let e = Keymap::execute(&args(t.path(), json!({"keymap": "../x"}))).unwrap_err();
         assert_eq!(e.to_string(), "keymap ../x is not valid");
     }
 }

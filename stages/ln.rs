@@ -7,10 +7,9 @@
 
 use super::util::{location, location_parts, resolve_in_root};
 use super::{StageArgs, StageError, StageResult};
+use crate::Stage;
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
-
-const STAGE: &str = "org.osbuild.ln";
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -28,33 +27,41 @@ pub struct Item {
     pub symbolic: bool,
 }
 
-pub fn run(args: &StageArgs) -> StageResult {
-    let options: Options = args.parse_options(STAGE)?;
-    for item in &options.paths {
-        let link = location(&item.link_name, args, false)?;
-        println!("Linking '{}' -> '{}'", link.display(), item.target);
-        if item.symbolic {
-            println!("Creating symbolic link: '{}' -> '{}'", link.display(), item.target);
-            std::os::unix::fs::symlink(&item.target, &link).map_err(StageError::io("cannot create symlink", &link))?;
-        } else {
-            let (root, path) = location_parts(&item.link_name, args)?;
-            let target = if Path::new(&item.target).is_absolute() {
-                resolve_in_root(&root, &item.target, false)?
+/// The stage itself: its name, capabilities and options, as the registry lists it.
+pub struct Ln;
+
+impl Stage for Ln {
+    const NAME: &'static str = "org.osbuild.ln";
+    type Options = Options;
+
+    fn run(args: &StageArgs, options: Options) -> StageResult {
+        for item in &options.paths {
+            let link = location(&item.link_name, args, false)?;
+            println!("Linking '{}' -> '{}'", link.display(), item.target);
+            if item.symbolic {
+                println!("Creating symbolic link: '{}' -> '{}'", link.display(), item.target);
+                std::os::unix::fs::symlink(&item.target, &link)
+                    .map_err(StageError::io("cannot create symlink", &link))?;
             } else {
-                let dir = Path::new(&path).parent().map(Path::to_owned).unwrap_or_else(|| PathBuf::from("/"));
-                resolve_in_root(&root, dir.join(&item.target), false)?
-            };
-            println!("Creating hard link: '{}' -> '{}'", link.display(), target.display());
-            std::fs::hard_link(&target, &link).map_err(StageError::io("cannot create hard link", &link))?;
+                let (root, path) = location_parts(&item.link_name, args)?;
+                let target = if Path::new(&item.target).is_absolute() {
+                    resolve_in_root(&root, &item.target, false)?
+                } else {
+                    let dir = Path::new(&path).parent().map(Path::to_owned).unwrap_or_else(|| PathBuf::from("/"));
+                    resolve_in_root(&root, dir.join(&item.target), false)?
+                };
+                println!("Creating hard link: '{}' -> '{}'", link.display(), target.display());
+                std::fs::hard_link(&target, &link).map_err(StageError::io("cannot create hard link", &link))?;
+            }
         }
+        Ok(None)
     }
-    Ok(None)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::stages::testutil::args;
+    use crate::testutil::args;
     use serde_json::json;
     use std::fs;
     use std::os::unix::fs::MetadataExt;
@@ -73,7 +80,7 @@ mod tests {
                 {"target": "python3", "link_name": "tree:///usr/bin/py-rel"},
             ]}),
         );
-        run(&a).unwrap();
+        Ln::execute(&a).unwrap();
         assert_eq!(fs::read_link(tree.join("usr/bin/python")).unwrap(), Path::new("/usr/bin/python3"));
         assert_eq!(fs::metadata(tree.join("usr/bin/python3")).unwrap().nlink(), 3);
         assert_eq!(fs::read_to_string(tree.join("usr/bin/py-rel")).unwrap(), "py");
@@ -83,7 +90,7 @@ mod tests {
     fn hard_link_target_is_confined() {
         let t = tempfile::tempdir().unwrap();
         let a = args(t.path(), json!({"paths": [{"target": "/etc/passwd", "link_name": "tree:///pw"}]}));
-        let e = run(&a).unwrap_err().to_string();
+        let e = Ln::execute(&a).unwrap_err().to_string();
         assert!(e.starts_with("cannot create hard link"), "{e}");
         assert!(!t.path().join("pw").exists());
     }
@@ -93,6 +100,6 @@ mod tests {
         let t = tempfile::tempdir().unwrap();
         fs::write(t.path().join("x"), "").unwrap();
         let a = args(t.path(), json!({"paths": [{"target": "y", "link_name": "tree:///x", "symbolic": true}]}));
-        assert!(run(&a).unwrap_err().to_string().contains("cannot create symlink"));
+        assert!(Ln::execute(&a).unwrap_err().to_string().contains("cannot create symlink"));
     }
 }

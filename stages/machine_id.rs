@@ -6,9 +6,8 @@
 
 use super::util::{tree_path, write_file};
 use super::{StageArgs, StageError, StageResult};
+use crate::Stage;
 use serde::Deserialize;
-
-const STAGE: &str = "org.osbuild.machine-id";
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -25,26 +24,33 @@ pub enum FirstBoot {
     Preserve,
 }
 
-pub fn run(args: &StageArgs) -> StageResult {
-    let options: Options = args.parse_options(STAGE)?;
-    // like upstream, an existing /etc/machine-id symlink is written through (inside the tree)
-    let path = tree_path(args, "/etc/machine-id", true)?;
-    match options.first_boot {
-        FirstBoot::Yes => write_file(&path, b"uninitialized\n", 0o644)?,
-        FirstBoot::No => write_file(&path, b"", 0o644)?,
-        FirstBoot::Preserve => {
-            if !path.is_file() {
-                return Err(StageError::Invalid("/etc/machine-id cannot be preserved, it does not exist".into()));
+/// The stage itself: its name, capabilities and options, as the registry lists it.
+pub struct MachineId;
+
+impl Stage for MachineId {
+    const NAME: &'static str = "org.osbuild.machine-id";
+    type Options = Options;
+
+    fn run(args: &StageArgs, options: Options) -> StageResult {
+        // like upstream, an existing /etc/machine-id symlink is written through (inside the tree)
+        let path = tree_path(args, "/etc/machine-id", true)?;
+        match options.first_boot {
+            FirstBoot::Yes => write_file(&path, b"uninitialized\n", 0o644)?,
+            FirstBoot::No => write_file(&path, b"", 0o644)?,
+            FirstBoot::Preserve => {
+                if !path.is_file() {
+                    return Err(StageError::Invalid("/etc/machine-id cannot be preserved, it does not exist".into()));
+                }
             }
         }
+        Ok(None)
     }
-    Ok(None)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::stages::testutil::args;
+    use crate::testutil::args;
     use serde_json::json;
 
     #[test]
@@ -52,22 +58,22 @@ mod tests {
         let t = tempfile::tempdir().unwrap();
         let p = t.path().join("etc/machine-id");
         std::fs::create_dir(t.path().join("etc")).unwrap();
-        let e = run(&args(t.path(), json!({"first-boot": "preserve"}))).unwrap_err();
+        let e = MachineId::execute(&args(t.path(), json!({"first-boot": "preserve"}))).unwrap_err();
         assert_eq!(e.to_string(), "/etc/machine-id cannot be preserved, it does not exist");
-        run(&args(t.path(), json!({"first-boot": "yes"}))).unwrap();
+        MachineId::execute(&args(t.path(), json!({"first-boot": "yes"}))).unwrap();
         assert_eq!(std::fs::read_to_string(&p).unwrap(), "uninitialized\n");
         std::fs::write(&p, "0123456789abcdef0123456789abcdef\n").unwrap();
-        run(&args(t.path(), json!({"first-boot": "preserve"}))).unwrap();
+        MachineId::execute(&args(t.path(), json!({"first-boot": "preserve"}))).unwrap();
         assert_eq!(std::fs::read_to_string(&p).unwrap(), "0123456789abcdef0123456789abcdef\n");
-        run(&args(t.path(), json!({"first-boot": "no"}))).unwrap();
+        MachineId::execute(&args(t.path(), json!({"first-boot": "no"}))).unwrap();
         assert_eq!(std::fs::read_to_string(&p).unwrap(), "");
     }
 
     #[test]
     fn bad_mode() {
         let t = tempfile::tempdir().unwrap();
-        let e = run(&args(t.path(), json!({"first-boot": "maybe"}))).unwrap_err();
-        let chain = crate::stages::error_chain(&e);
+        let e = MachineId::execute(&args(t.path(), json!({"first-boot": "maybe"}))).unwrap_err();
+        let chain = crate::error_chain(&e);
         assert!(chain.starts_with("invalid options: unknown variant `maybe`"), "{chain}");
     }
 }

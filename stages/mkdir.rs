@@ -2,10 +2,9 @@
 
 use super::util::location;
 use super::{StageArgs, StageError, StageResult};
+use crate::Stage;
 use serde::Deserialize;
 use std::os::unix::fs::DirBuilderExt;
-
-const STAGE: &str = "org.osbuild.mkdir";
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -27,51 +26,58 @@ pub struct Item {
     pub exist_ok: bool,
 }
 
-pub fn run(args: &StageArgs) -> StageResult {
-    let options: Options = args.parse_options(STAGE)?;
-    for item in &options.paths {
-        let mut path = item.path.clone();
-        if !path.contains("://") && !path.starts_with('/') {
-            println!("WARNING: relative path used, this is discouraged!");
-            path = format!("tree:///{path}");
-        }
-        let target = location(&path, args, false)?;
-        let mode = item.mode.unwrap_or(0o777);
-        let err = StageError::io("cannot create directory", &target);
-        if item.parents {
-            if let Some(parent) = target.parent() {
-                std::fs::DirBuilder::new()
-                    .recursive(true)
-                    .mode(0o777)
-                    .create(parent)
-                    .map_err(StageError::io("cannot create directory", parent))?;
+/// The stage itself: its name, capabilities and options, as the registry lists it.
+pub struct Mkdir;
+
+impl Stage for Mkdir {
+    const NAME: &'static str = "org.osbuild.mkdir";
+    type Options = Options;
+
+    fn run(args: &StageArgs, options: Options) -> StageResult {
+        for item in &options.paths {
+            let mut path = item.path.clone();
+            if !path.contains("://") && !path.starts_with('/') {
+                println!("WARNING: relative path used, this is discouraged!");
+                path = format!("tree:///{path}");
             }
-            match std::fs::DirBuilder::new().mode(mode).create(&target) {
-                Ok(()) => {}
-                // like os.makedirs: an existing directory (or link to one in the tree) is fine
-                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && item.exist_ok => {
-                    let followed = location(&path, args, true)?;
-                    if !followed.is_dir() {
-                        return Err(err(e));
-                    }
+            let target = location(&path, args, false)?;
+            let mode = item.mode.unwrap_or(0o777);
+            let err = StageError::io("cannot create directory", &target);
+            if item.parents {
+                if let Some(parent) = target.parent() {
+                    std::fs::DirBuilder::new()
+                        .recursive(true)
+                        .mode(0o777)
+                        .create(parent)
+                        .map_err(StageError::io("cannot create directory", parent))?;
                 }
-                Err(e) => return Err(err(e)),
-            }
-        } else {
-            match std::fs::DirBuilder::new().mode(mode).create(&target) {
-                Ok(()) => {}
-                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && item.exist_ok => {}
-                Err(e) => return Err(err(e)),
+                match std::fs::DirBuilder::new().mode(mode).create(&target) {
+                    Ok(()) => {}
+                    // like os.makedirs: an existing directory (or link to one in the tree) is fine
+                    Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && item.exist_ok => {
+                        let followed = location(&path, args, true)?;
+                        if !followed.is_dir() {
+                            return Err(err(e));
+                        }
+                    }
+                    Err(e) => return Err(err(e)),
+                }
+            } else {
+                match std::fs::DirBuilder::new().mode(mode).create(&target) {
+                    Ok(()) => {}
+                    Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && item.exist_ok => {}
+                    Err(e) => return Err(err(e)),
+                }
             }
         }
+        Ok(None)
     }
-    Ok(None)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::stages::testutil::args;
+    use crate::testutil::args;
     use serde_json::json;
     use std::os::unix::fs::PermissionsExt;
 
@@ -91,7 +97,7 @@ mod tests {
                 {"path": "tree:///usr/share/osbuild/oscap", "parents": true, "mode": 0o750},
             ]}),
         );
-        run(&a).unwrap();
+        Mkdir::execute(&a).unwrap();
         assert_eq!(mode(&tree.join("boot")), 0o700);
         assert!(tree.join("images").is_dir());
         assert_eq!(mode(&tree.join("usr/share/osbuild/oscap")), 0o750);
@@ -102,12 +108,12 @@ mod tests {
         let t = tempfile::tempdir().unwrap();
         let tree = t.path();
         std::fs::create_dir(tree.join("d")).unwrap();
-        let e = run(&args(tree, json!({"paths": [{"path": "/d"}]}))).unwrap_err();
+        let e = Mkdir::execute(&args(tree, json!({"paths": [{"path": "/d"}]}))).unwrap_err();
         assert!(e.to_string().starts_with("cannot create directory"), "{e}");
-        run(&args(tree, json!({"paths": [{"path": "/d", "exist_ok": true}]}))).unwrap();
-        run(&args(tree, json!({"paths": [{"path": "/d", "exist_ok": true, "parents": true}]}))).unwrap();
+        Mkdir::execute(&args(tree, json!({"paths": [{"path": "/d", "exist_ok": true}]}))).unwrap();
+        Mkdir::execute(&args(tree, json!({"paths": [{"path": "/d", "exist_ok": true, "parents": true}]}))).unwrap();
         std::fs::write(tree.join("f"), "").unwrap();
-        run(&args(tree, json!({"paths": [{"path": "/f", "exist_ok": true, "parents": true}]}))).unwrap_err();
+        Mkdir::execute(&args(tree, json!({"paths": [{"path": "/f", "exist_ok": true, "parents": true}]}))).unwrap_err();
     }
 
     #[test]
@@ -116,7 +122,7 @@ mod tests {
         let t = tempfile::tempdir().unwrap();
         let tree = t.path();
         std::os::unix::fs::symlink(host.path(), tree.join("escape")).unwrap();
-        run(&args(tree, json!({"paths": [{"path": "/escape/new", "parents": true}]}))).unwrap();
+        Mkdir::execute(&args(tree, json!({"paths": [{"path": "/escape/new", "parents": true}]}))).unwrap();
         assert!(!host.path().join("new").exists());
         assert!(tree.join(host.path().strip_prefix("/").unwrap()).join("new").is_dir());
     }
@@ -127,7 +133,7 @@ mod tests {
         let mut a = args(t.path(), json!({"paths": [{"path": "mount://root/boot", "mode": 493}]}));
         let m = tempfile::tempdir().unwrap();
         a.mounts.insert("root".into(), json!({"path": m.path()}));
-        run(&a).unwrap();
+        Mkdir::execute(&a).unwrap();
         assert_eq!(mode(&m.path().join("boot")), 0o755);
     }
 }

@@ -3,9 +3,8 @@
 
 use super::disk_util::{label_args, mkfs_stage};
 use super::{StageArgs, StageResult};
+use crate::Stage;
 use serde::Deserialize;
-
-const STAGE: &str = "org.osbuild.mkfs.btrfs";
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -16,19 +15,27 @@ pub struct Options {
     pub metadata: Option<String>,
 }
 
-pub fn run(args: &StageArgs) -> StageResult {
-    mkfs_stage(STAGE, args, "mkfs.btrfs", |o: &Options, cmd| {
-        cmd.arg("-U").arg(&o.uuid).args(label_args("-L", &o.label));
-        if let Some(m) = o.metadata.as_ref().filter(|m| !m.is_empty()) {
-            cmd.arg("-m").arg(m);
-        }
-    })
+/// The stage itself: its name, capabilities and options, as the registry lists it.
+pub struct MkfsBtrfs;
+
+impl Stage for MkfsBtrfs {
+    const NAME: &'static str = "org.osbuild.mkfs.btrfs";
+    type Options = Options;
+
+    fn run(args: &StageArgs, options: Options) -> StageResult {
+        mkfs_stage(Self::NAME, args, &options, "mkfs.btrfs", |o: &Options, cmd| {
+            cmd.arg("-U").arg(&o.uuid).args(label_args("-L", &o.label));
+            if let Some(m) = o.metadata.as_ref().filter(|m| !m.is_empty()) {
+                cmd.arg("-m").arg(m);
+            }
+        })
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::stages::disk_util::testing::{blkid, device_args, image, need, output};
+    use crate::disk_util::testing::{blkid, device_args, image, need, output};
     use serde_json::json;
 
     const UUID: &str = "0bd94bd1-6b4c-4b58-8a07-9c2d1d6f3a11";
@@ -38,7 +45,7 @@ mod tests {
         need("mkfs.btrfs", "btrfs-progs");
         let t = tempfile::tempdir().unwrap();
         let img = image(t.path(), "fs.img", 256 << 20);
-        run(&device_args(
+        MkfsBtrfs::execute(&device_args(
             t.path(),
             &[("device", "fs.img")],
             json!({"uuid": UUID, "label": "fedora", "metadata": "single"}),
@@ -62,7 +69,7 @@ mod tests {
         need("mkfs.btrfs", "btrfs-progs");
         let t = tempfile::tempdir().unwrap();
         image(t.path(), "fs.img", 1 << 20);
-        let e = run(&device_args(t.path(), &[("device", "fs.img")], json!({"uuid": UUID}))).unwrap_err();
+        let e = MkfsBtrfs::execute(&device_args(t.path(), &[("device", "fs.img")], json!({"uuid": UUID}))).unwrap_err();
         assert!(e.to_string().starts_with(&format!("`mkfs.btrfs -U {UUID} ")), "{e}");
     }
 }

@@ -4,10 +4,9 @@
 
 use super::disk_util::{label_args, mkfs_stage};
 use super::{StageArgs, StageResult};
+use crate::Stage;
 use serde::Deserialize;
 use std::ffi::OsString;
-
-const STAGE: &str = "org.osbuild.mkfs.ext4";
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -48,16 +47,24 @@ pub fn argv(options: &Options) -> Vec<OsString> {
     v
 }
 
-pub fn run(args: &StageArgs) -> StageResult {
-    mkfs_stage(STAGE, args, "mkfs.ext4", |o: &Options, cmd| {
-        cmd.args(argv(o));
-    })
+/// The stage itself: its name, capabilities and options, as the registry lists it.
+pub struct MkfsExt4;
+
+impl Stage for MkfsExt4 {
+    const NAME: &'static str = "org.osbuild.mkfs.ext4";
+    type Options = Options;
+
+    fn run(args: &StageArgs, options: Options) -> StageResult {
+        mkfs_stage(Self::NAME, args, &options, "mkfs.ext4", |o: &Options, cmd| {
+            cmd.args(argv(o));
+        })
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::stages::disk_util::testing::{blkid, device_args, image, need, output};
+    use crate::disk_util::testing::{blkid, device_args, image, need, output};
     use serde_json::json;
 
     const UUID: &str = "6e4ff95f-f662-45ee-a82a-bdf44a2d0b75";
@@ -99,7 +106,7 @@ mod tests {
             json!({"uuid": UUID, "label": "root", "lazy_init": false, "verity": true, "metadata_csum_seed": true,
                    "orphan_file": false}),
         );
-        run(&a).unwrap();
+        MkfsExt4::execute(&a).unwrap();
         let id = blkid(&img);
         assert_eq!(id["TYPE"], "ext4");
         assert_eq!(id["UUID"], UUID);
@@ -116,7 +123,8 @@ mod tests {
         need("mkfs.ext4", "e2fsprogs");
         let t = tempfile::tempdir().unwrap();
         image(t.path(), "fs.img", 16 << 20);
-        let e = run(&device_args(t.path(), &[("device", "fs.img")], json!({"uuid": "nope"}))).unwrap_err();
+        let e =
+            MkfsExt4::execute(&device_args(t.path(), &[("device", "fs.img")], json!({"uuid": "nope"}))).unwrap_err();
         assert!(e.to_string().starts_with("`mkfs.ext4 -U nope "), "{e}");
     }
 }

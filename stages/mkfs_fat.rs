@@ -4,9 +4,8 @@
 
 use super::disk_util::{label_args, mkfs_stage};
 use super::{StageArgs, StageResult};
+use crate::Stage;
 use serde::Deserialize;
-
-const STAGE: &str = "org.osbuild.mkfs.fat";
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -28,22 +27,30 @@ pub struct Geometry {
     pub sectors_per_track: u64,
 }
 
-pub fn run(args: &StageArgs) -> StageResult {
-    mkfs_stage(STAGE, args, "mkfs.fat", |o: &Options, cmd| {
-        cmd.args(["-I", "-i", &o.volid]).args(label_args("-n", &o.label));
-        if let Some(size) = o.fat_size.filter(|&s| s != 0) {
-            cmd.arg("-F").arg(size.to_string());
-        }
-        if let Some(g) = &o.geometry {
-            cmd.arg("-g").arg(format!("{}/{}", g.heads, g.sectors_per_track));
-        }
-    })
+/// The stage itself: its name, capabilities and options, as the registry lists it.
+pub struct MkfsFat;
+
+impl Stage for MkfsFat {
+    const NAME: &'static str = "org.osbuild.mkfs.fat";
+    type Options = Options;
+
+    fn run(args: &StageArgs, options: Options) -> StageResult {
+        mkfs_stage(Self::NAME, args, &options, "mkfs.fat", |o: &Options, cmd| {
+            cmd.args(["-I", "-i", &o.volid]).args(label_args("-n", &o.label));
+            if let Some(size) = o.fat_size.filter(|&s| s != 0) {
+                cmd.arg("-F").arg(size.to_string());
+            }
+            if let Some(g) = &o.geometry {
+                cmd.arg("-g").arg(format!("{}/{}", g.heads, g.sectors_per_track));
+            }
+        })
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::stages::disk_util::testing::{blkid, device_args, image, need, output};
+    use crate::disk_util::testing::{blkid, device_args, image, need, output};
     use serde_json::json;
 
     #[test]
@@ -57,7 +64,7 @@ mod tests {
             json!({"volid": "7b7795e7", "label": "EFI-SYSTEM", "fat-size": 16,
                    "geometry": {"heads": 64, "sectors-per-track": 32}}),
         );
-        run(&a).unwrap();
+        MkfsFat::execute(&a).unwrap();
         let id = blkid(&img);
         assert_eq!(id["TYPE"], "vfat");
         assert_eq!(id["VERSION"], "FAT16");
@@ -77,7 +84,8 @@ mod tests {
         need("mkfs.fat", "dosfstools");
         let t = tempfile::tempdir().unwrap();
         let img = image(t.path(), "fs.img", 64 << 20);
-        run(&device_args(t.path(), &[("device", "fs.img")], json!({"volid": "00c0ffee", "fat-size": 32}))).unwrap();
+        MkfsFat::execute(&device_args(t.path(), &[("device", "fs.img")], json!({"volid": "00c0ffee", "fat-size": 32})))
+            .unwrap();
         let id = blkid(&img);
         assert_eq!(id["UUID"], "00C0-FFEE");
         assert_eq!(id["VERSION"], "FAT32");
@@ -89,7 +97,7 @@ mod tests {
         need("mkfs.fat", "dosfstools");
         let t = tempfile::tempdir().unwrap();
         image(t.path(), "fs.img", 8 << 20);
-        let e = run(&device_args(t.path(), &[("device", "fs.img")], json!({"volid": "xyz"}))).unwrap_err();
+        let e = MkfsFat::execute(&device_args(t.path(), &[("device", "fs.img")], json!({"volid": "xyz"}))).unwrap_err();
         assert!(e.to_string().starts_with("`mkfs.fat -I -i xyz "), "{e}");
     }
 }

@@ -3,9 +3,8 @@
 
 use super::disk_util::{label_args, mkfs_stage};
 use super::{StageArgs, StageResult};
+use crate::Stage;
 use serde::Deserialize;
-
-const STAGE: &str = "org.osbuild.mkfs.xfs";
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -16,19 +15,27 @@ pub struct Options {
     pub agcount: Option<u64>,
 }
 
-pub fn run(args: &StageArgs) -> StageResult {
-    mkfs_stage(STAGE, args, "mkfs.xfs", |o: &Options, cmd| {
-        cmd.arg("-m").arg(format!("uuid={}", o.uuid)).args(label_args("-L", &o.label));
-        if let Some(n) = o.agcount.filter(|&n| n != 0) {
-            cmd.arg("-d").arg(format!("agcount={n}"));
-        }
-    })
+/// The stage itself: its name, capabilities and options, as the registry lists it.
+pub struct MkfsXfs;
+
+impl Stage for MkfsXfs {
+    const NAME: &'static str = "org.osbuild.mkfs.xfs";
+    type Options = Options;
+
+    fn run(args: &StageArgs, options: Options) -> StageResult {
+        mkfs_stage(Self::NAME, args, &options, "mkfs.xfs", |o: &Options, cmd| {
+            cmd.arg("-m").arg(format!("uuid={}", o.uuid)).args(label_args("-L", &o.label));
+            if let Some(n) = o.agcount.filter(|&n| n != 0) {
+                cmd.arg("-d").arg(format!("agcount={n}"));
+            }
+        })
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::stages::disk_util::testing::{blkid, device_args, image, need, output};
+    use crate::disk_util::testing::{blkid, device_args, image, need, output};
     use serde_json::json;
 
     const UUID: &str = "9a0e1d3c-6d2b-4a4f-8d6e-2f7a1c5b3e90";
@@ -39,8 +46,12 @@ mod tests {
         let t = tempfile::tempdir().unwrap();
         // current mkfs.xfs refuses file systems below 300 MB
         let img = image(t.path(), "fs.img", 512 << 20);
-        run(&device_args(t.path(), &[("device", "fs.img")], json!({"uuid": UUID, "label": "root", "agcount": 3})))
-            .unwrap();
+        MkfsXfs::execute(&device_args(
+            t.path(),
+            &[("device", "fs.img")],
+            json!({"uuid": UUID, "label": "root", "agcount": 3}),
+        ))
+        .unwrap();
         let id = blkid(&img);
         assert_eq!(id["TYPE"], "xfs");
         assert_eq!(id["UUID"], UUID);
@@ -54,7 +65,7 @@ mod tests {
         need("mkfs.xfs", "xfsprogs");
         let t = tempfile::tempdir().unwrap();
         image(t.path(), "fs.img", 1 << 20);
-        let e = run(&device_args(t.path(), &[("device", "fs.img")], json!({"uuid": UUID}))).unwrap_err();
+        let e = MkfsXfs::execute(&device_args(t.path(), &[("device", "fs.img")], json!({"uuid": UUID}))).unwrap_err();
         assert!(e.to_string().starts_with(&format!("`mkfs.xfs -m uuid={UUID} ")), "{e}");
     }
 }

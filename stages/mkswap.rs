@@ -3,9 +3,8 @@
 
 use super::disk_util::{label_args, mkfs_stage};
 use super::{StageArgs, StageResult};
+use crate::Stage;
 use serde::Deserialize;
-
-const STAGE: &str = "org.osbuild.mkswap";
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -14,16 +13,24 @@ pub struct Options {
     pub label: Option<String>,
 }
 
-pub fn run(args: &StageArgs) -> StageResult {
-    mkfs_stage(STAGE, args, "mkswap", |o: &Options, cmd| {
-        cmd.arg("--uuid").arg(&o.uuid).args(label_args("--label", &o.label));
-    })
+/// The stage itself: its name, capabilities and options, as the registry lists it.
+pub struct Mkswap;
+
+impl Stage for Mkswap {
+    const NAME: &'static str = "org.osbuild.mkswap";
+    type Options = Options;
+
+    fn run(args: &StageArgs, options: Options) -> StageResult {
+        mkfs_stage(Self::NAME, args, &options, "mkswap", |o: &Options, cmd| {
+            cmd.arg("--uuid").arg(&o.uuid).args(label_args("--label", &o.label));
+        })
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::stages::disk_util::testing::{blkid, device_args, image, need};
+    use crate::disk_util::testing::{blkid, device_args, image, need};
     use serde_json::json;
 
     const UUID: &str = "3c1f2a8e-5d4b-4f7a-9e6c-8b2d0a1f4e37";
@@ -33,7 +40,8 @@ mod tests {
         need("mkswap", "util-linux");
         let t = tempfile::tempdir().unwrap();
         let img = image(t.path(), "swap.img", 32 << 20);
-        run(&device_args(t.path(), &[("device", "swap.img")], json!({"uuid": UUID, "label": "swap"}))).unwrap();
+        Mkswap::execute(&device_args(t.path(), &[("device", "swap.img")], json!({"uuid": UUID, "label": "swap"})))
+            .unwrap();
         let id = blkid(&img);
         assert_eq!(id["TYPE"], "swap");
         assert_eq!(id["UUID"], UUID);
@@ -46,7 +54,8 @@ mod tests {
         need("mkswap", "util-linux");
         let t = tempfile::tempdir().unwrap();
         image(t.path(), "swap.img", 1 << 20);
-        let e = run(&device_args(t.path(), &[("device", "swap.img")], json!({"uuid": "nope"}))).unwrap_err();
+        let e =
+            Mkswap::execute(&device_args(t.path(), &[("device", "swap.img")], json!({"uuid": "nope"}))).unwrap_err();
         assert!(e.to_string().starts_with("`mkswap --uuid nope "), "{e}");
     }
 }

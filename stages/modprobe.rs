@@ -3,9 +3,8 @@
 
 use super::util::{create_parents, tree_path, write_file};
 use super::{StageArgs, StageError, StageResult};
+use crate::Stage;
 use serde::Deserialize;
-
-const STAGE: &str = "org.osbuild.modprobe";
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -21,28 +20,35 @@ pub enum Command {
     Install { modulename: String, cmdline: String },
 }
 
-pub fn run(args: &StageArgs) -> StageResult {
-    let options: Options = args.parse_options(STAGE)?;
-    if options.filename.contains('/') {
-        return Err(StageError::Invalid(format!("invalid file name {}", options.filename)));
-    }
-    let mut text = String::new();
-    for c in &options.commands {
-        match c {
-            Command::Blacklist { modulename } => text.push_str(&format!("blacklist {modulename}\n")),
-            Command::Install { modulename, cmdline } => text.push_str(&format!("install {modulename} {cmdline}\n")),
+/// The stage itself: its name, capabilities and options, as the registry lists it.
+pub struct Modprobe;
+
+impl Stage for Modprobe {
+    const NAME: &'static str = "org.osbuild.modprobe";
+    type Options = Options;
+
+    fn run(args: &StageArgs, options: Options) -> StageResult {
+        if options.filename.contains('/') {
+            return Err(StageError::Invalid(format!("invalid file name {}", options.filename)));
         }
+        let mut text = String::new();
+        for c in &options.commands {
+            match c {
+                Command::Blacklist { modulename } => text.push_str(&format!("blacklist {modulename}\n")),
+                Command::Install { modulename, cmdline } => text.push_str(&format!("install {modulename} {cmdline}\n")),
+            }
+        }
+        let path = tree_path(args, format!("/usr/lib/modprobe.d/{}", options.filename), true)?;
+        create_parents(&path)?;
+        write_file(&path, text.as_bytes(), 0o644)?;
+        Ok(None)
     }
-    let path = tree_path(args, format!("/usr/lib/modprobe.d/{}", options.filename), true)?;
-    create_parents(&path)?;
-    write_file(&path, text.as_bytes(), 0o644)?;
-    Ok(None)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::stages::testutil::args;
+    use crate::testutil::args;
     use serde_json::json;
 
     #[test]
@@ -51,7 +57,7 @@ mod tests {
         let opts = json!({"filename": "x.conf", "commands": [
             {"command": "blacklist", "modulename": "floppy"},
             {"command": "install", "modulename": "nf_conntrack", "cmdline": "/bin/true"}]});
-        run(&args(t.path(), opts)).unwrap();
+        Modprobe::execute(&args(t.path(), opts)).unwrap();
         let got = std::fs::read_to_string(t.path().join("usr/lib/modprobe.d/x.conf")).unwrap();
         assert_eq!(got, "blacklist floppy\ninstall nf_conntrack /bin/true\n");
     }
@@ -59,8 +65,10 @@ mod tests {
     #[test]
     fn bad_command() {
         let t = tempfile::tempdir().unwrap();
-        let e =
-            run(&args(t.path(), json!({"filename": "x.conf", "commands": [{"command": "remove", "modulename": "m"}]})));
-        assert!(crate::stages::error_chain(&e.unwrap_err()).contains("unknown variant `remove`"));
+        let e = Modprobe::execute(&args(
+            t.path(),
+            json!({"filename": "x.conf", "commands": [{"command": "remove", "modulename": "m"}]}),
+        ));
+        assert!(crate::error_chain(&e.unwrap_err()).contains("unknown variant `remove`"));
     }
 }

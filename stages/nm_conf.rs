@@ -11,11 +11,11 @@ use super::configparser::{check_basic_interpolation, Ini};
 use super::pyfmt::py_value;
 use super::util::{create_parents, tree_path, write_file, Ordered};
 use super::{StageError, StageResult};
+use crate::Stage;
+use crate::StageArgs;
 use serde::Deserialize;
 use serde_json::Value;
 use std::os::unix::fs::PermissionsExt;
-
-const STAGE: &str = "org.osbuild.nm.conf";
 
 /// The options, checked against upstream's interface, with the settings kept in order.
 #[derive(Debug, Deserialize)]
@@ -146,21 +146,28 @@ fn render(settings: &Ordered<Value>) -> Result<String, String> {
     Ok(ini.render())
 }
 
-pub fn run(args: &super::StageArgs) -> StageResult {
-    let options: Options = args.parse_options(STAGE)?;
-    let text = render(&options.settings).map_err(StageError::Invalid)?;
-    let path = tree_path(args, &options.path, true)?;
-    create_parents(&path)?;
-    write_file(&path, text.as_bytes(), 0o600)?;
-    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))
-        .map_err(StageError::io("cannot chmod", &path))?;
-    Ok(None)
+/// The stage itself: its name, capabilities and options, as the registry lists it.
+pub struct NmConf;
+
+impl Stage for NmConf {
+    const NAME: &'static str = "org.osbuild.nm.conf";
+    type Options = Options;
+
+    fn run(args: &StageArgs, options: Options) -> StageResult {
+        let text = render(&options.settings).map_err(StageError::Invalid)?;
+        let path = tree_path(args, &options.path, true)?;
+        create_parents(&path)?;
+        write_file(&path, text.as_bytes(), 0o600)?;
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))
+            .map_err(StageError::io("cannot chmod", &path))?;
+        Ok(None)
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::stages::testutil::args;
+    use crate::testutil::args;
     use serde_json::json;
 
     #[test]
@@ -170,7 +177,7 @@ mod tests {
             "main": {"plugins": ["keyfile"], "no-auto-default": ["*"]},
             "global-dns-domain": [{"name": "*", "config": {"servers": ["8.8.8.8", "1.1.1.1"]}}],
             "device": [{"config": {"wifi.scan-rand-mac-address": false}}, {"name": "eth", "config": {"managed": true}}]}});
-        run(&args(t.path(), opts)).unwrap();
+        NmConf::execute(&args(t.path(), opts)).unwrap();
         let p = t.path().join("etc/NetworkManager/NetworkManager.conf");
         assert_eq!(
             std::fs::read_to_string(&p).unwrap(),
@@ -183,7 +190,7 @@ mod tests {
     #[test]
     fn bad_options() {
         let t = tempfile::tempdir().unwrap();
-        let e = |o: Value| crate::stages::error_chain(&run(&args(t.path(), o)).unwrap_err());
+        let e = |o: Value| crate::error_chain(&NmConf::execute(&args(t.path(), o)).unwrap_err());
         assert!(e(json!({"settings": {}})).contains("missing field `path`"));
         assert!(e(json!({"path": "/x", "settings": {"logging": {}}})).contains("unknown field `logging`"));
         assert!(e(json!({"path": "/x", "settings": {"main": {"plugins": []}}})).contains("must not be empty"));

@@ -13,11 +13,12 @@ use super::configparser::{check_basic_interpolation, Ini};
 use super::pyfmt::py_value;
 use super::util::{create_parents, tree_path, write_file, Ordered};
 use super::{StageError, StageResult};
+use crate::Stage;
+use crate::StageArgs;
 use serde::Deserialize;
 use serde_json::{Map, Value};
 use std::os::unix::fs::PermissionsExt;
 
-const STAGE: &str = "org.osbuild.nm.conn";
 const USR_PATH: &str = "/usr/lib/NetworkManager/system-connections";
 
 /// The options, checked against upstream's interface, with the settings kept in order.
@@ -125,26 +126,33 @@ fn render(settings: &Ordered<Ordered<Value>>) -> Result<String, String> {
     Ok(ini.render())
 }
 
-pub fn run(args: &super::StageArgs) -> StageResult {
-    let options: Options = args.parse_options(STAGE)?;
-    let file = match (&options.path, &options.filename) {
-        (Some(p), _) if !p.is_empty() => p.clone(),
-        (_, Some(f)) if !f.contains('/') => format!("{USR_PATH}/{f}"),
-        (_, f) => return Err(StageError::Invalid(format!("invalid file name {f:?}"))),
-    };
-    let text = render(&options.settings).map_err(StageError::Invalid)?;
-    let path = tree_path(args, &file, true)?;
-    create_parents(&path)?;
-    write_file(&path, text.as_bytes(), 0o600)?;
-    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))
-        .map_err(StageError::io("cannot chmod", &path))?;
-    Ok(None)
+/// The stage itself: its name, capabilities and options, as the registry lists it.
+pub struct NmConn;
+
+impl Stage for NmConn {
+    const NAME: &'static str = "org.osbuild.nm.conn";
+    type Options = Options;
+
+    fn run(args: &StageArgs, options: Options) -> StageResult {
+        let file = match (&options.path, &options.filename) {
+            (Some(p), _) if !p.is_empty() => p.clone(),
+            (_, Some(f)) if !f.contains('/') => format!("{USR_PATH}/{f}"),
+            (_, f) => return Err(StageError::Invalid(format!("invalid file name {f:?}"))),
+        };
+        let text = render(&options.settings).map_err(StageError::Invalid)?;
+        let path = tree_path(args, &file, true)?;
+        create_parents(&path)?;
+        write_file(&path, text.as_bytes(), 0o600)?;
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))
+            .map_err(StageError::io("cannot chmod", &path))?;
+        Ok(None)
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::stages::testutil::args;
+    use crate::testutil::args;
     use serde_json::json;
 
     fn settings() -> Value {
@@ -157,7 +165,7 @@ mod tests {
     #[test]
     fn writes_profile_in_option_order() {
         let t = tempfile::tempdir().unwrap();
-        run(&args(t.path(), json!({"filename": "x.nmconnection", "settings": settings()}))).unwrap();
+        NmConn::execute(&args(t.path(), json!({"filename": "x.nmconnection", "settings": settings()}))).unwrap();
         let p = t.path().join("usr/lib/NetworkManager/system-connections/x.nmconnection");
         assert_eq!(
             std::fs::read_to_string(&p).unwrap(),
@@ -176,7 +184,7 @@ mod tests {
         std::fs::create_dir_all(p.parent().unwrap()).unwrap();
         std::fs::write(&p, "old").unwrap();
         std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o644)).unwrap();
-        run(&args(t.path(), json!({"path": "/etc/x.conf", "settings": settings()}))).unwrap();
+        NmConn::execute(&args(t.path(), json!({"path": "/etc/x.conf", "settings": settings()}))).unwrap();
         assert_eq!(std::fs::metadata(&p).unwrap().permissions().mode() & 0o7777, 0o600);
         assert!(std::fs::read_to_string(&p).unwrap().starts_with("[connection]\n"));
     }
@@ -184,7 +192,7 @@ mod tests {
     #[test]
     fn bad_options() {
         let t = tempfile::tempdir().unwrap();
-        let e = |o: Value| crate::stages::error_chain(&run(&args(t.path(), o)).unwrap_err());
+        let e = |o: Value| crate::error_chain(&NmConn::execute(&args(t.path(), o)).unwrap_err());
         assert!(e(json!({"settings": settings()})).contains("missing field `filename`"));
         assert!(e(json!({"path": "/a", "filename": "b", "settings": settings()})).contains("not both"));
         let mut s = settings();

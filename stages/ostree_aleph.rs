@@ -10,11 +10,11 @@
 use super::ostree_util::{find_deployment, ostree_output, repo_arg, DeploymentOption};
 use super::util::{location, write_file};
 use super::{StageArgs, StageError, StageResult};
+use crate::Stage;
 use serde::Deserialize;
 use serde_json::{json, Value};
 use std::path::Path;
 
-const STAGE: &str = "org.osbuild.ostree.aleph";
 const ALEPH: &str = ".aleph-version.json";
 const COREOS_ALEPH: &str = ".coreos-aleph-version.json";
 
@@ -50,27 +50,35 @@ fn parse_origin(text: &str) -> Result<(&'static str, String), StageError> {
     Err(StageError::Invalid("no 'container-image-reference' or 'refspec' in the origin file".into()))
 }
 
-pub fn run(args: &StageArgs) -> StageResult {
-    let options: Options = args.parse_options(STAGE)?;
-    let sysroot = location(&options.sysroot_path, args, true)?;
-    let dep = find_deployment(STAGE, &sysroot, &options.deployment)?;
-    let origin_path = dep.path.with_file_name(format!("{}.{}.origin", dep.commit, dep.serial));
-    let origin = std::fs::read_to_string(&origin_path).map_err(StageError::io("cannot read", &origin_path))?;
-    let (kind, imgref) = parse_origin(&origin)?;
-    if kind == "container" {
-        return Err(StageError::Invalid(format!(
-            "container deployments ({imgref}) are not supported: they need `ostree container`"
-        )));
+/// The stage itself: its name, capabilities and options, as the registry lists it.
+pub struct OstreeAleph;
+
+impl Stage for OstreeAleph {
+    const NAME: &'static str = "org.osbuild.ostree.aleph";
+    const CAPABILITIES: &'static [&'static str] = &["CAP_MAC_ADMIN"];
+    type Options = Options;
+
+    fn run(args: &StageArgs, options: Options) -> StageResult {
+        let sysroot = location(&options.sysroot_path, args, true)?;
+        let dep = find_deployment(OstreeAleph::NAME, &sysroot, &options.deployment)?;
+        let origin_path = dep.path.with_file_name(format!("{}.{}.origin", dep.commit, dep.serial));
+        let origin = std::fs::read_to_string(&origin_path).map_err(StageError::io("cannot read", &origin_path))?;
+        let (kind, imgref) = parse_origin(&origin)?;
+        if kind == "container" {
+            return Err(StageError::Invalid(format!(
+                "container deployments ({imgref}) are not supported: they need `ostree container`"
+            )));
+        }
+        let data = aleph_commit(&sysroot, &imgref)?;
+        let mut text = reindent(&serde_json::to_string_pretty(&data).expect("JSON"));
+        text.push('\n');
+        write_file(&sysroot.join(ALEPH), text.as_bytes(), 0o644)?;
+        if options.coreos_compat {
+            std::os::unix::fs::symlink(ALEPH, sysroot.join(COREOS_ALEPH))
+                .map_err(StageError::io("cannot create link", sysroot.join(COREOS_ALEPH)))?;
+        }
+        Ok(None)
     }
-    let data = aleph_commit(&sysroot, &imgref)?;
-    let mut text = reindent(&serde_json::to_string_pretty(&data).expect("JSON"));
-    text.push('\n');
-    write_file(&sysroot.join(ALEPH), text.as_bytes(), 0o644)?;
-    if options.coreos_compat {
-        std::os::unix::fs::symlink(ALEPH, sysroot.join(COREOS_ALEPH))
-            .map_err(StageError::io("cannot create link", sysroot.join(COREOS_ALEPH)))?;
-    }
-    Ok(None)
 }
 
 /// serde_json's pretty printer indents by 2; upstream's `json.dump(indent=4)` by 4.
@@ -87,10 +95,11 @@ fn reindent(text: &str) -> String {
 fn aleph_commit(sysroot: &Path, imgref: &str) -> Result<Value, StageError> {
     let repo = sysroot.join("ostree/repo");
     let version = ostree_output(
-        STAGE,
+        OstreeAleph::NAME,
         &[repo_arg(&repo).as_os_str(), "show".as_ref(), imgref.as_ref(), "--print-metadata-key=version".as_ref()],
     )?;
-    let commit = ostree_output(STAGE, &[repo_arg(&repo).as_os_str(), "rev-parse".as_ref(), imgref.as_ref()])?;
+    let commit =
+        ostree_output(OstreeAleph::NAME, &[repo_arg(&repo).as_os_str(), "rev-parse".as_ref(), imgref.as_ref()])?;
     // BTreeMap order = sorted keys
     let data: std::collections::BTreeMap<&str, Value> = [
         ("osbuild-version", json!(crate::UPSTREAM_VERSION)),

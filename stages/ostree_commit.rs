@@ -20,12 +20,11 @@
 use super::ostree_util::{ostree_output, repo_arg};
 use super::util::write_file;
 use super::{StageArgs, StageError, StageResult};
+use crate::Stage;
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 use std::ffi::OsString;
 use std::path::Path;
-
-const STAGE: &str = "org.osbuild.ostree.commit";
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -79,93 +78,102 @@ fn stat_value(table: &str, key: &str) -> Option<u64> {
     table.lines().find_map(|l| l.strip_prefix(key)?.strip_prefix(':')?.trim().parse().ok())
 }
 
-pub fn run(args: &StageArgs) -> StageResult {
-    let options: Options = args.parse_options(STAGE)?;
-    let input = args.input_path("tree")?;
-    let repo = args.tree.join("repo");
-    if !repo.join("config").is_file() {
-        return Err(StageError::Invalid(
-            "no ostree repository at /repo of the tree (create it with org.osbuild.ostree.init)".into(),
-        ));
-    }
-    if !input.join("usr/etc").is_dir() {
-        return Err(StageError::Invalid(
-            "the tree input is not in ostree layout (no /usr/etc): run org.osbuild.ostree.preptree first".into(),
-        ));
-    }
-    let inputhash = args.meta.get("id").and_then(Value::as_str).unwrap_or_default().to_owned();
-    let timestamp = source_epoch(args).unwrap_or_else(|| {
-        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0)
-    });
+/// The stage itself: its name, capabilities and options, as the registry lists it.
+pub struct OstreeCommit;
 
-    let mut argv: Vec<OsString> = vec!["commit".into(), repo_arg(&repo), "--table-output".into()];
-    argv.push(format!("--branch={}", options.reference).into());
-    argv.push(format!("--bind-ref={}", options.reference).into());
-    argv.push(format!("--timestamp=@{timestamp}").into());
-    if let Some(parent) = &options.parent {
-        argv.push(format!("--parent={parent}").into());
-    }
-    if let Some(v) = &options.os_version {
-        argv.push(format!("--add-metadata-string=version={v}").into());
-    }
-    argv.push(format!("--add-metadata-string=rpmostree.inputhash={inputhash}").into());
-    if options.selinux_label_version != 0 {
-        argv.push(
-            format!("--add-metadata-string=rpmostree.selinux-label-version={}", options.selinux_label_version).into(),
-        );
-    }
-    if let Some(kver) = kernel_version(&input) {
-        println!("ostree: bootable commit, kernel {kver}");
-        argv.push("--bootable".into());
-    }
-    let mut tree_arg = OsString::from("--tree=dir=");
-    tree_arg.push(&input);
-    argv.push(tree_arg);
-    let refs: Vec<&std::ffi::OsStr> = argv.iter().map(OsString::as_os_str).collect();
-    eprintln!("ostree {}", argv.iter().map(|a| a.to_string_lossy()).collect::<Vec<_>>().join(" "));
-    let table = ostree_output(STAGE, &refs)?;
-    eprint!("{table}");
-    let commit = table
-        .lines()
-        .find_map(|l| l.strip_prefix("Commit:"))
-        .map(|s| s.trim().to_owned())
-        .ok_or_else(|| StageError::Invalid(format!("ostree commit printed no commit id: {table}")))?;
-    let show = ostree_output(STAGE, &[repo_arg(&repo).as_os_str(), "show".as_ref(), commit.as_ref()])?;
-    let content = show.lines().find_map(|l| l.strip_prefix("ContentChecksum:")).map(|s| s.trim().to_owned());
+impl Stage for OstreeCommit {
+    const NAME: &'static str = "org.osbuild.ostree.commit";
+    const CAPABILITIES: &'static [&'static str] = &["CAP_MAC_ADMIN", "CAP_NET_ADMIN", "CAP_SYS_PTRACE"];
+    type Options = Options;
 
-    let mut compose = Map::new();
-    compose.insert("ref".into(), json!(options.reference));
-    compose.insert("ostree-commit".into(), json!(commit));
-    if let Some(c) = content {
-        compose.insert("ostree-content-checksum".into(), json!(c));
-    }
-    compose.insert("ostree-timestamp".into(), json!(iso8601(timestamp)));
-    if let Some(v) = &options.os_version {
-        compose.insert("ostree-version".into(), json!(v));
-    }
-    compose.insert("rpm-ostree-inputhash".into(), json!(inputhash));
-    for (key, label) in [
-        ("ostree-n-metadata-total", "Metadata Total"),
-        ("ostree-n-metadata-written", "Metadata Written"),
-        ("ostree-n-content-total", "Content Total"),
-        ("ostree-n-content-written", "Content Written"),
-        ("ostree-n-cache-hits", "Content Cache Hits"),
-        ("ostree-content-bytes-written", "Content Bytes Written"),
-    ] {
-        if let Some(n) = stat_value(&table, label) {
-            compose.insert(key.into(), json!(n));
+    fn run(args: &StageArgs, options: Options) -> StageResult {
+        let input = args.input_path("tree")?;
+        let repo = args.tree.join("repo");
+        if !repo.join("config").is_file() {
+            return Err(StageError::Invalid(
+                "no ostree repository at /repo of the tree (create it with org.osbuild.ostree.init)".into(),
+            ));
         }
+        if !input.join("usr/etc").is_dir() {
+            return Err(StageError::Invalid(
+                "the tree input is not in ostree layout (no /usr/etc): run org.osbuild.ostree.preptree first".into(),
+            ));
+        }
+        let inputhash = args.meta.get("id").and_then(Value::as_str).unwrap_or_default().to_owned();
+        let timestamp = source_epoch(args).unwrap_or_else(|| {
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0)
+        });
+
+        let mut argv: Vec<OsString> = vec!["commit".into(), repo_arg(&repo), "--table-output".into()];
+        argv.push(format!("--branch={}", options.reference).into());
+        argv.push(format!("--bind-ref={}", options.reference).into());
+        argv.push(format!("--timestamp=@{timestamp}").into());
+        if let Some(parent) = &options.parent {
+            argv.push(format!("--parent={parent}").into());
+        }
+        if let Some(v) = &options.os_version {
+            argv.push(format!("--add-metadata-string=version={v}").into());
+        }
+        argv.push(format!("--add-metadata-string=rpmostree.inputhash={inputhash}").into());
+        if options.selinux_label_version != 0 {
+            argv.push(
+                format!("--add-metadata-string=rpmostree.selinux-label-version={}", options.selinux_label_version)
+                    .into(),
+            );
+        }
+        if let Some(kver) = kernel_version(&input) {
+            println!("ostree: bootable commit, kernel {kver}");
+            argv.push("--bootable".into());
+        }
+        let mut tree_arg = OsString::from("--tree=dir=");
+        tree_arg.push(&input);
+        argv.push(tree_arg);
+        let refs: Vec<&std::ffi::OsStr> = argv.iter().map(OsString::as_os_str).collect();
+        eprintln!("ostree {}", argv.iter().map(|a| a.to_string_lossy()).collect::<Vec<_>>().join(" "));
+        let table = ostree_output(OstreeCommit::NAME, &refs)?;
+        eprint!("{table}");
+        let commit = table
+            .lines()
+            .find_map(|l| l.strip_prefix("Commit:"))
+            .map(|s| s.trim().to_owned())
+            .ok_or_else(|| StageError::Invalid(format!("ostree commit printed no commit id: {table}")))?;
+        let show = ostree_output(OstreeCommit::NAME, &[repo_arg(&repo).as_os_str(), "show".as_ref(), commit.as_ref()])?;
+        let content = show.lines().find_map(|l| l.strip_prefix("ContentChecksum:")).map(|s| s.trim().to_owned());
+
+        let mut compose = Map::new();
+        compose.insert("ref".into(), json!(options.reference));
+        compose.insert("ostree-commit".into(), json!(commit));
+        if let Some(c) = content {
+            compose.insert("ostree-content-checksum".into(), json!(c));
+        }
+        compose.insert("ostree-timestamp".into(), json!(iso8601(timestamp)));
+        if let Some(v) = &options.os_version {
+            compose.insert("ostree-version".into(), json!(v));
+        }
+        compose.insert("rpm-ostree-inputhash".into(), json!(inputhash));
+        for (key, label) in [
+            ("ostree-n-metadata-total", "Metadata Total"),
+            ("ostree-n-metadata-written", "Metadata Written"),
+            ("ostree-n-content-total", "Content Total"),
+            ("ostree-n-content-written", "Content Written"),
+            ("ostree-n-cache-hits", "Content Cache Hits"),
+            ("ostree-content-bytes-written", "Content Bytes Written"),
+        ] {
+            if let Some(n) = stat_value(&table, label) {
+                compose.insert(key.into(), json!(n));
+            }
+        }
+        let compose = Value::Object(compose);
+        let text = serde_json::to_vec_pretty(&compose).expect("JSON");
+        write_file(&args.tree.join("compose.json"), &text, 0o644)?;
+        Ok(Some(json!({ "compose": compose })))
     }
-    let compose = Value::Object(compose);
-    let text = serde_json::to_vec_pretty(&compose).expect("JSON");
-    write_file(&args.tree.join("compose.json"), &text, 0o644)?;
-    Ok(Some(json!({ "compose": compose })))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::stages::testutil::args;
+    use crate::testutil::args;
     use std::process::Command;
 
     #[test]
@@ -201,7 +209,7 @@ mod tests {
         let mut a = args(&tree, json!({"ref": "test/x86_64/iot", "os_version": "42.1"}));
         a.inputs.insert("tree".into(), json!({"path": input}));
         a.meta.insert("source-epoch".into(), json!(1_700_000_000));
-        let meta = run(&a).unwrap().unwrap();
+        let meta = OstreeCommit::execute(&a).unwrap().unwrap();
         let compose = &meta["compose"];
         let commit = compose["ostree-commit"].as_str().unwrap().to_owned();
         assert_eq!(commit.len(), 64);
@@ -227,7 +235,7 @@ mod tests {
         // same input, same epoch, fresh repository: same commit
         std::fs::remove_dir_all(tree.join("repo")).unwrap();
         init_archive_repo(&tree.join("repo"));
-        let again = run(&a).unwrap().unwrap();
+        let again = OstreeCommit::execute(&a).unwrap().unwrap();
         assert_eq!(again["compose"]["ostree-commit"], commit.as_str());
     }
 
@@ -239,8 +247,8 @@ mod tests {
         std::fs::create_dir_all(&tree).unwrap();
         let mut a = args(&tree, json!({"ref": "x"}));
         a.inputs.insert("tree".into(), json!({"path": t.path().join("input")}));
-        assert!(run(&a).unwrap_err().to_string().contains("no ostree repository at /repo"));
+        assert!(OstreeCommit::execute(&a).unwrap_err().to_string().contains("no ostree repository at /repo"));
         init_archive_repo(&tree.join("repo"));
-        assert!(run(&a).unwrap_err().to_string().contains("not in ostree layout"));
+        assert!(OstreeCommit::execute(&a).unwrap_err().to_string().contains("not in ostree layout"));
     }
 }

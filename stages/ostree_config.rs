@@ -4,9 +4,8 @@
 
 use super::ostree_util::{ostree, repo_arg, repo_in_tree};
 use super::{StageArgs, StageResult};
+use crate::Stage;
 use serde::Deserialize;
-
-const STAGE: &str = "org.osbuild.ostree.config";
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -33,33 +32,43 @@ pub struct Sysroot {
     pub bls_append_except_default: Option<String>,
 }
 
-pub fn run(args: &StageArgs) -> StageResult {
-    let options: Options = args.parse_options(STAGE)?;
-    let repo = repo_in_tree(args, &options.repo)?;
-    let s = &options.config.sysroot;
-    let mut set = Vec::new();
-    if let Some(b) = s.bootloader.as_deref().filter(|b| !b.is_empty()) {
-        set.push(("sysroot.bootloader", b.to_owned()));
+/// The stage itself: its name, capabilities and options, as the registry lists it.
+pub struct OstreeConfig;
+
+impl Stage for OstreeConfig {
+    const NAME: &'static str = "org.osbuild.ostree.config";
+    type Options = Options;
+
+    fn run(args: &StageArgs, options: Options) -> StageResult {
+        let repo = repo_in_tree(args, &options.repo)?;
+        let s = &options.config.sysroot;
+        let mut set = Vec::new();
+        if let Some(b) = s.bootloader.as_deref().filter(|b| !b.is_empty()) {
+            set.push(("sysroot.bootloader", b.to_owned()));
+        }
+        if let Some(b) = s.bootprefix {
+            set.push(("sysroot.bootprefix", b.to_string()));
+        }
+        if let Some(b) = s.readonly {
+            set.push(("sysroot.readonly", b.to_string()));
+        }
+        if let Some(b) = s.bls_append_except_default.as_deref().filter(|b| !b.is_empty()) {
+            set.push(("sysroot.bls-append-except-default", b.to_owned()));
+        }
+        for (key, value) in set {
+            ostree(
+                OstreeConfig::NAME,
+                &["config".as_ref(), "set".as_ref(), key.as_ref(), value.as_ref(), repo_arg(&repo).as_os_str()],
+            )?;
+        }
+        Ok(None)
     }
-    if let Some(b) = s.bootprefix {
-        set.push(("sysroot.bootprefix", b.to_string()));
-    }
-    if let Some(b) = s.readonly {
-        set.push(("sysroot.readonly", b.to_string()));
-    }
-    if let Some(b) = s.bls_append_except_default.as_deref().filter(|b| !b.is_empty()) {
-        set.push(("sysroot.bls-append-except-default", b.to_owned()));
-    }
-    for (key, value) in set {
-        ostree(STAGE, &["config".as_ref(), "set".as_ref(), key.as_ref(), value.as_ref(), repo_arg(&repo).as_os_str()])?;
-    }
-    Ok(None)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::stages::testutil::args;
+    use crate::testutil::args;
     use serde_json::json;
     use std::process::Command;
 
@@ -70,7 +79,7 @@ mod tests {
         std::fs::create_dir_all(&repo).unwrap();
         assert!(Command::new("ostree").args(["init", "--mode=bare"]).arg(repo_arg(&repo)).status().unwrap().success());
         let o = json!({"repo": "/ostree/repo", "config": {"sysroot": {"readonly": true, "bootloader": "none", "bootprefix": false}}});
-        run(&args(t.path(), o)).unwrap();
+        OstreeConfig::execute(&args(t.path(), o)).unwrap();
         let config = std::fs::read_to_string(repo.join("config")).unwrap();
         let section = config.split("[sysroot]").nth(1).unwrap_or_else(|| panic!("{config}"));
         for kv in ["readonly=true", "bootloader=none", "bootprefix=false"] {

@@ -14,10 +14,9 @@
 use super::ostree_util::{input_commits, ostree, repo_arg, sysroot_arg, BindMount};
 use super::util::tree_path;
 use super::{StageArgs, StageError, StageResult};
+use crate::Stage;
 use serde::Deserialize;
 use std::ffi::OsString;
-
-const STAGE: &str = "org.osbuild.ostree.deploy";
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -75,43 +74,53 @@ pub(crate) fn pull_input(
     Ok(last)
 }
 
-pub fn run(args: &StageArgs) -> StageResult {
-    let options: Options = args.parse_options(STAGE)?;
-    if args.inputs.len() > 1 {
-        return Err(StageError::Invalid("only one input (commits) is accepted".into()));
-    }
-    let mut kopts = options.kernel_opts.clone();
-    if let Some(rootfs) = &options.rootfs {
-        kopts.push(format!("root={}", rootfs.identifier()?));
-    }
-    let mut guards = Vec::new();
-    for m in &options.mounts {
-        let p = tree_path(args, m, true)?;
-        guards.push(BindMount::new(&p, &p)?);
-    }
-    let mut reference = options.reference.clone();
-    if args.inputs.is_empty() {
-        if reference.is_empty() {
-            return Err(StageError::Invalid("without a commits input the ref option must be given".into()));
+/// The stage itself: its name, capabilities and options, as the registry lists it.
+pub struct OstreeDeploy;
+
+impl Stage for OstreeDeploy {
+    const NAME: &'static str = "org.osbuild.ostree.deploy";
+    const CAPABILITIES: &'static [&'static str] = &["CAP_MAC_ADMIN"];
+    type Options = Options;
+
+    fn run(args: &StageArgs, options: Options) -> StageResult {
+        if args.inputs.len() > 1 {
+            return Err(StageError::Invalid("only one input (commits) is accepted".into()));
         }
-    } else {
-        if !reference.is_empty() {
-            return Err(StageError::Invalid("the ref option must not be given together with a commits input".into()));
+        let mut kopts = options.kernel_opts.clone();
+        if let Some(rootfs) = &options.rootfs {
+            kopts.push(format!("root={}", rootfs.identifier()?));
         }
-        let repo = args.tree.join("ostree/repo");
-        reference = pull_input(STAGE, args, &repo, options.remote.as_deref())?;
+        let mut guards = Vec::new();
+        for m in &options.mounts {
+            let p = tree_path(args, m, true)?;
+            guards.push(BindMount::new(&p, &p)?);
+        }
+        let mut reference = options.reference.clone();
+        if args.inputs.is_empty() {
+            if reference.is_empty() {
+                return Err(StageError::Invalid("without a commits input the ref option must be given".into()));
+            }
+        } else {
+            if !reference.is_empty() {
+                return Err(StageError::Invalid(
+                    "the ref option must not be given together with a commits input".into(),
+                ));
+            }
+            let repo = args.tree.join("ostree/repo");
+            reference = pull_input(OstreeDeploy::NAME, args, &repo, options.remote.as_deref())?;
+        }
+        if let Some(r) = options.remote.as_deref().filter(|r| !r.is_empty()) {
+            reference = format!("{r}:{reference}");
+        }
+        let mut argv: Vec<OsString> = vec!["admin".into(), "deploy".into(), reference.into()];
+        argv.extend(kopts.iter().map(|k| OsString::from(format!("--karg-append={k}"))));
+        argv.push(sysroot_arg(&args.tree));
+        argv.push(format!("--os={}", options.osname).into());
+        let result = ostree(OstreeDeploy::NAME, &argv.iter().map(OsString::as_os_str).collect::<Vec<_>>());
+        drop(guards);
+        result?;
+        Ok(None)
     }
-    if let Some(r) = options.remote.as_deref().filter(|r| !r.is_empty()) {
-        reference = format!("{r}:{reference}");
-    }
-    let mut argv: Vec<OsString> = vec!["admin".into(), "deploy".into(), reference.into()];
-    argv.extend(kopts.iter().map(|k| OsString::from(format!("--karg-append={k}"))));
-    argv.push(sysroot_arg(&args.tree));
-    argv.push(format!("--os={}", options.osname).into());
-    let result = ostree(STAGE, &argv.iter().map(OsString::as_os_str).collect::<Vec<_>>());
-    drop(guards);
-    result?;
-    Ok(None)
 }
 
 #[cfg(test)]
@@ -134,10 +143,10 @@ mod tests {
     #[test]
     fn ref_and_input_rules() {
         let t = tempfile::tempdir().unwrap();
-        let a = crate::stages::testutil::args(t.path(), json!({"osname": "x"}));
-        assert!(run(&a).unwrap_err().to_string().contains("the ref option must be given"));
-        let mut a = crate::stages::testutil::args(t.path(), json!({"osname": "x", "ref": "a/b"}));
+        let a = crate::testutil::args(t.path(), json!({"osname": "x"}));
+        assert!(OstreeDeploy::execute(&a).unwrap_err().to_string().contains("the ref option must be given"));
+        let mut a = crate::testutil::args(t.path(), json!({"osname": "x", "ref": "a/b"}));
         a.inputs.insert("commits".into(), json!({"path": "/nope", "data": {"refs": {"abc": {}}}}));
-        assert!(run(&a).unwrap_err().to_string().contains("must not be given together"));
+        assert!(OstreeDeploy::execute(&a).unwrap_err().to_string().contains("must not be given together"));
     }
 }

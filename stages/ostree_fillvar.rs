@@ -10,10 +10,9 @@
 use super::ostree_util::{find_deployment, BindMount, DeploymentOption};
 use super::util::run_tool;
 use super::{StageArgs, StageError, StageResult};
+use crate::Stage;
 use serde::Deserialize;
 use std::process::Command;
-
-const STAGE: &str = "org.osbuild.ostree.fillvar";
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -21,14 +20,21 @@ pub struct Options {
     pub deployment: DeploymentOption,
 }
 
-pub fn run(args: &StageArgs) -> StageResult {
-    let options: Options = args.parse_options(STAGE)?;
-    let dep = find_deployment(STAGE, &args.tree, &options.deployment)?;
-    let var = dep.stateroot(&args.tree).join("var");
-    let target = dep.path.join("var");
-    std::fs::create_dir_all(&target).map_err(StageError::io("cannot create directory", &target))?;
-    let _mount = BindMount::new(&var, &target)?;
-    populate_var(&dep.path)
+/// The stage itself: its name, capabilities and options, as the registry lists it.
+pub struct OstreeFillvar;
+
+impl Stage for OstreeFillvar {
+    const NAME: &'static str = "org.osbuild.ostree.fillvar";
+    type Options = Options;
+
+    fn run(args: &StageArgs, options: Options) -> StageResult {
+        let dep = find_deployment(OstreeFillvar::NAME, &args.tree, &options.deployment)?;
+        let var = dep.stateroot(&args.tree).join("var");
+        let target = dep.path.join("var");
+        std::fs::create_dir_all(&target).map_err(StageError::io("cannot create directory", &target))?;
+        let _mount = BindMount::new(&var, &target)?;
+        populate_var(&dep.path)
+    }
 }
 
 fn populate_var(sysroot: &std::path::Path) -> StageResult {
@@ -45,7 +51,7 @@ fn populate_var(sysroot: &std::path::Path) -> StageResult {
             .arg(format!("--root={}", sysroot.display()))
             .arg(format!("--prefix=/var/{d}"))
             .stdout(std::process::Stdio::from(std::io::stderr()));
-        match run_tool(STAGE, &mut cmd) {
+        match run_tool(OstreeFillvar::NAME, &mut cmd) {
             Ok(()) => {}
             Err(StageError::ToolFailed { status, .. }) if status.code() == Some(65) => {}
             Err(StageError::ToolFailed { status, stderr, .. }) => {

@@ -6,11 +6,10 @@
 
 use super::util::{create_parents, run_tool, tree_path, write_file};
 use super::{StageArgs, StageError, StageResult};
+use crate::Stage;
 use base64::Engine;
 use serde::Deserialize;
 use std::process::{Command, Stdio};
-
-const STAGE: &str = "org.osbuild.ostree.genkey";
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -23,9 +22,11 @@ fn openssl_der(args: &[&str], pem: &std::path::Path) -> Result<Vec<u8>, StageErr
     let out =
         Command::new("openssl").args(args).arg("-in").arg(pem).stdin(Stdio::null()).output().map_err(|e| {
             match e.kind() {
-                std::io::ErrorKind::NotFound => {
-                    StageError::ToolMissing { tool: "openssl".into(), stage: STAGE, place: "in the build root" }
-                }
+                std::io::ErrorKind::NotFound => StageError::ToolMissing {
+                    tool: "openssl".into(),
+                    stage: OstreeGenkey::NAME,
+                    place: "in the build root",
+                },
                 _ => StageError::ToolSpawn { tool: "openssl".into(), source: e },
             }
         })?;
@@ -39,44 +40,51 @@ fn openssl_der(args: &[&str], pem: &std::path::Path) -> Result<Vec<u8>, StageErr
     Ok(out.stdout[out.stdout.len() - 32..].to_vec())
 }
 
-pub fn run(args: &StageArgs) -> StageResult {
-    let options: Options = args.parse_options(STAGE)?;
-    let public = tree_path(args, &options.publickey, false)?;
-    let secret = tree_path(args, &options.secretkey, false)?;
-    let dir = tree_path(args, format!("/.genkey-{}", std::process::id()), false)?;
-    std::fs::create_dir(&dir).map_err(StageError::io("cannot create directory", &dir))?;
-    let pem = dir.join("key.pem");
-    let result = (|| {
-        run_tool(
-            STAGE,
-            Command::new("openssl").args(["genpkey", "-algorithm", "ed25519", "-outform", "PEM", "-out"]).arg(&pem),
-        )?;
-        let pubkey = openssl_der(&["pkey", "-outform", "DER", "-pubout"], &pem)?;
-        let seed = openssl_der(&["pkey", "-outform", "DER"], &pem)?;
-        Ok::<_, StageError>((pubkey, seed))
-    })();
-    let _ = std::fs::remove_dir_all(&dir);
-    let (pubkey, seed) = result?;
-    let b64 = base64::engine::general_purpose::STANDARD;
-    let mut sec = seed;
-    sec.extend_from_slice(&pubkey);
-    create_parents(&public)?;
-    create_parents(&secret)?;
-    write_file(&public, b64.encode(&pubkey).as_bytes(), 0o644)?;
-    write_file(&secret, b64.encode(&sec).as_bytes(), 0o600)?;
-    Ok(None)
+/// The stage itself: its name, capabilities and options, as the registry lists it.
+pub struct OstreeGenkey;
+
+impl Stage for OstreeGenkey {
+    const NAME: &'static str = "org.osbuild.ostree.genkey";
+    type Options = Options;
+
+    fn run(args: &StageArgs, options: Options) -> StageResult {
+        let public = tree_path(args, &options.publickey, false)?;
+        let secret = tree_path(args, &options.secretkey, false)?;
+        let dir = tree_path(args, format!("/.genkey-{}", std::process::id()), false)?;
+        std::fs::create_dir(&dir).map_err(StageError::io("cannot create directory", &dir))?;
+        let pem = dir.join("key.pem");
+        let result = (|| {
+            run_tool(
+                OstreeGenkey::NAME,
+                Command::new("openssl").args(["genpkey", "-algorithm", "ed25519", "-outform", "PEM", "-out"]).arg(&pem),
+            )?;
+            let pubkey = openssl_der(&["pkey", "-outform", "DER", "-pubout"], &pem)?;
+            let seed = openssl_der(&["pkey", "-outform", "DER"], &pem)?;
+            Ok::<_, StageError>((pubkey, seed))
+        })();
+        let _ = std::fs::remove_dir_all(&dir);
+        let (pubkey, seed) = result?;
+        let b64 = base64::engine::general_purpose::STANDARD;
+        let mut sec = seed;
+        sec.extend_from_slice(&pubkey);
+        create_parents(&public)?;
+        create_parents(&secret)?;
+        write_file(&public, b64.encode(&pubkey).as_bytes(), 0o644)?;
+        write_file(&secret, b64.encode(&sec).as_bytes(), 0o600)?;
+        Ok(None)
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::stages::testutil::args;
+    use crate::testutil::args;
     use serde_json::json;
 
     #[test]
     fn key_pair_halves_match() {
         let t = tempfile::tempdir().unwrap();
-        run(&args(t.path(), json!({"publickey": "/keys/pub", "secretkey": "/keys/sec"}))).unwrap();
+        OstreeGenkey::execute(&args(t.path(), json!({"publickey": "/keys/pub", "secretkey": "/keys/sec"}))).unwrap();
         let b64 = base64::engine::general_purpose::STANDARD;
         let public = b64.decode(std::fs::read(t.path().join("keys/pub")).unwrap()).unwrap();
         let secret = b64.decode(std::fs::read(t.path().join("keys/sec")).unwrap()).unwrap();

@@ -6,9 +6,8 @@
 use super::ostree_util::{ostree, repo_in_tree};
 use super::util::create_parents;
 use super::{StageArgs, StageResult};
+use crate::Stage;
 use serde::Deserialize;
-
-const STAGE: &str = "org.osbuild.ostree.init";
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -50,32 +49,42 @@ fn default_path() -> String {
     "repo".into()
 }
 
-pub fn run(args: &StageArgs) -> StageResult {
-    let options: Options = args.parse_options(STAGE)?;
-    let repo = repo_in_tree(args, &options.path)?;
-    create_parents(&repo.join("x"))?;
-    let mode = format!("--mode={}", options.mode.as_str());
-    ostree(STAGE, &["init".as_ref(), "-v".as_ref(), mode.as_ref(), super::ostree_util::repo_arg(&repo).as_os_str()])?;
-    Ok(None)
+/// The stage itself: its name, capabilities and options, as the registry lists it.
+pub struct OstreeInit;
+
+impl Stage for OstreeInit {
+    const NAME: &'static str = "org.osbuild.ostree.init";
+    type Options = Options;
+
+    fn run(args: &StageArgs, options: Options) -> StageResult {
+        let repo = repo_in_tree(args, &options.path)?;
+        create_parents(&repo.join("x"))?;
+        let mode = format!("--mode={}", options.mode.as_str());
+        ostree(
+            OstreeInit::NAME,
+            &["init".as_ref(), "-v".as_ref(), mode.as_ref(), super::ostree_util::repo_arg(&repo).as_os_str()],
+        )?;
+        Ok(None)
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::stages::testutil::args;
+    use crate::testutil::args;
     use serde_json::json;
 
     #[test]
     fn creates_archive_repo_by_default_and_bare_on_request() {
         let t = tempfile::tempdir().unwrap();
-        run(&args(t.path(), json!({}))).unwrap();
+        OstreeInit::execute(&args(t.path(), json!({}))).unwrap();
         let config = std::fs::read_to_string(t.path().join("repo/config")).unwrap();
         assert!(config.contains("mode=archive"), "{config}");
-        run(&args(t.path(), json!({"path": "/ostree/repo", "mode": "bare"}))).unwrap();
+        OstreeInit::execute(&args(t.path(), json!({"path": "/ostree/repo", "mode": "bare"}))).unwrap();
         let config = std::fs::read_to_string(t.path().join("ostree/repo/config")).unwrap();
         assert!(config.contains("mode=bare\n"), "{config}");
         // a second init leaves the repository usable
-        run(&args(t.path(), json!({}))).unwrap();
+        OstreeInit::execute(&args(t.path(), json!({}))).unwrap();
         assert!(serde_json::from_value::<Options>(json!({"mode": "zip"})).is_err());
     }
 }

@@ -11,10 +11,9 @@
 use super::ostree_util::input_commits;
 use super::util::{tree_path, write_file};
 use super::{StageArgs, StageError, StageResult};
+use crate::Stage;
 use serde::Deserialize;
 use std::path::Path;
-
-const STAGE: &str = "org.osbuild.ostree.passwd";
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -75,38 +74,45 @@ fn subids(path: &Path, db: &mut Vec<(String, String, String)>) -> Result<(), Sta
     Ok(())
 }
 
-pub fn run(args: &StageArgs) -> StageResult {
-    let _: Options = args.parse_options(STAGE)?;
-    let (root, commits) = input_commits(args, "commits")?;
-    if commits.len() != 1 {
-        return Err(StageError::Invalid("only one commit is supported".into()));
-    }
-    let etc = tree_path(args, "/etc", true)?;
-    std::fs::create_dir_all(&etc).map_err(StageError::io("cannot create directory", &etc))?;
-    let c = &commits[0];
-    let rel = c.data.get("path").and_then(|p| p.as_str()).unwrap_or(&c.commit).trim_start_matches('/').to_owned();
-    let checkout = super::util::resolve_in_root(&root, &rel, true)?;
-    for file in ["passwd", "group"] {
-        let mut db = PasswdLike::default();
-        db.merge(&checkout.join("usr/etc").join(file), true)?;
-        db.merge(&checkout.join("usr/lib").join(file), false)?;
-        write_file(&tree_path(args, format!("/etc/{file}"), false)?, db.text().as_bytes(), 0o644)?;
-    }
-    for file in ["subuid", "subgid"] {
-        let mut db = Vec::new();
-        subids(&checkout.join("usr/etc").join(file), &mut db)?;
-        if !db.is_empty() {
-            let text = db.iter().map(|(n, u, c)| format!("{n}:{u}:{c}\n")).collect::<Vec<_>>().join("\n");
-            write_file(&tree_path(args, format!("/etc/{file}"), false)?, text.as_bytes(), 0o644)?;
+/// The stage itself: its name, capabilities and options, as the registry lists it.
+pub struct OstreePasswd;
+
+impl Stage for OstreePasswd {
+    const NAME: &'static str = "org.osbuild.ostree.passwd";
+    type Options = Options;
+
+    fn run(args: &StageArgs, _: Options) -> StageResult {
+        let (root, commits) = input_commits(args, "commits")?;
+        if commits.len() != 1 {
+            return Err(StageError::Invalid("only one commit is supported".into()));
         }
+        let etc = tree_path(args, "/etc", true)?;
+        std::fs::create_dir_all(&etc).map_err(StageError::io("cannot create directory", &etc))?;
+        let c = &commits[0];
+        let rel = c.data.get("path").and_then(|p| p.as_str()).unwrap_or(&c.commit).trim_start_matches('/').to_owned();
+        let checkout = super::util::resolve_in_root(&root, &rel, true)?;
+        for file in ["passwd", "group"] {
+            let mut db = PasswdLike::default();
+            db.merge(&checkout.join("usr/etc").join(file), true)?;
+            db.merge(&checkout.join("usr/lib").join(file), false)?;
+            write_file(&tree_path(args, format!("/etc/{file}"), false)?, db.text().as_bytes(), 0o644)?;
+        }
+        for file in ["subuid", "subgid"] {
+            let mut db = Vec::new();
+            subids(&checkout.join("usr/etc").join(file), &mut db)?;
+            if !db.is_empty() {
+                let text = db.iter().map(|(n, u, c)| format!("{n}:{u}:{c}\n")).collect::<Vec<_>>().join("\n");
+                write_file(&tree_path(args, format!("/etc/{file}"), false)?, text.as_bytes(), 0o644)?;
+            }
+        }
+        Ok(None)
     }
-    Ok(None)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::stages::testutil::args;
+    use crate::testutil::args;
     use serde_json::json;
 
     #[test]
@@ -128,7 +134,7 @@ mod tests {
             "commits".into(),
             json!({"path": t.path().join("input"), "data": {"refs": {"abc": {"path": "abc"}}}}),
         );
-        run(&a).unwrap();
+        OstreePasswd::execute(&a).unwrap();
         assert_eq!(
             std::fs::read_to_string(tree.join("etc/passwd")).unwrap(),
             "root:x:0:0::/root:/bin/sh\ntest:x:1000:1000::/home/test:/bin/sh\nbin:x:1:1::/:/sbin/nologin\n"
@@ -141,6 +147,6 @@ mod tests {
         assert!(!tree.join("etc/subgid").exists());
         // usr/lib/group is required
         std::fs::remove_file(co.join("usr/lib/group")).unwrap();
-        assert!(run(&a).unwrap_err().to_string().contains("usr/lib/group"));
+        assert!(OstreePasswd::execute(&a).unwrap_err().to_string().contains("usr/lib/group"));
     }
 }

@@ -36,6 +36,7 @@
 use super::ostree_util::{TOPLEVEL_DIRS, TOPLEVEL_LINKS};
 use super::util::{run_tool, write_file};
 use super::{StageArgs, StageError, StageResult};
+use crate::Stage;
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -43,8 +44,6 @@ use std::fs;
 use std::os::unix::fs::{symlink, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::Command;
-
-const STAGE: &str = "org.osbuild.ostree.preptree";
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -125,52 +124,61 @@ fn remove_any(p: &Path) -> Result<(), StageError> {
     }
 }
 
-pub fn run(args: &StageArgs) -> StageResult {
-    let options: Options = args.parse_options(STAGE)?;
-    let tree = args.tree.clone();
-    let machineid_compat = tree.join("etc/machine-id").exists();
-    println!("ostree: machineid-compat: {}", if machineid_compat { "True" } else { "False" });
-    if !tree.join("etc").is_dir() {
-        return Err(StageError::Invalid("the tree has no /etc to move to /usr/etc".into()));
-    }
-    if !tree.join("usr").is_dir() {
-        return Err(StageError::Invalid("the tree has no /usr".into()));
-    }
-    rename(&tree.join("etc"), &tree.join("usr/etc"))?;
-    relayout(&tree, options.tmp_is_dir)?;
+/// The stage itself: its name, capabilities and options, as the registry lists it.
+pub struct OstreePreptree;
 
-    let passwd = names(&tree.join("usr/etc/passwd"))?;
-    let group = names(&tree.join("usr/etc/group"))?;
-    let mut tmpfiles = String::new();
-    relocate_rpmdb(&tree, &mut tmpfiles)?;
-    usrlocal(&tree)?;
-    var_to_tmpfiles(&tree, &passwd, &group, &mut tmpfiles)?;
-    let tmpfiles_dir = tree.join("usr/lib/tmpfiles.d");
-    fs::create_dir_all(&tmpfiles_dir).map_err(io("cannot create directory", &tmpfiles_dir))?;
-    write_file(&tmpfiles_dir.join("rpm-ostree-0-integration.conf"), INTEGRATION_TMPFILES.as_bytes(), 0o644)?;
-    write_file(&tmpfiles_dir.join("rpm-ostree-1-autovar.conf"), tmpfiles.as_bytes(), 0o644)?;
+impl Stage for OstreePreptree {
+    const NAME: &'static str = "org.osbuild.ostree.preptree";
+    const CAPABILITIES: &'static [&'static str] = &["CAP_MAC_ADMIN", "CAP_NET_ADMIN", "CAP_SYS_PTRACE"];
+    type Options = Options;
 
-    for f in ["passwd", "group"] {
-        let p = tree.join("usr/lib").join(f);
-        if fs::symlink_metadata(&p).is_err() {
-            fs::create_dir_all(tree.join("usr/lib")).map_err(io("cannot create directory", &tree.join("usr/lib")))?;
-            write_file(&p, b"", 0o644)?;
+    fn run(args: &StageArgs, options: Options) -> StageResult {
+        let tree = args.tree.clone();
+        let machineid_compat = tree.join("etc/machine-id").exists();
+        println!("ostree: machineid-compat: {}", if machineid_compat { "True" } else { "False" });
+        if !tree.join("etc").is_dir() {
+            return Err(StageError::Invalid("the tree has no /etc to move to /usr/etc".into()));
         }
+        if !tree.join("usr").is_dir() {
+            return Err(StageError::Invalid("the tree has no /usr".into()));
+        }
+        rename(&tree.join("etc"), &tree.join("usr/etc"))?;
+        relayout(&tree, options.tmp_is_dir)?;
+
+        let passwd = names(&tree.join("usr/etc/passwd"))?;
+        let group = names(&tree.join("usr/etc/group"))?;
+        let mut tmpfiles = String::new();
+        relocate_rpmdb(&tree, &mut tmpfiles)?;
+        usrlocal(&tree)?;
+        var_to_tmpfiles(&tree, &passwd, &group, &mut tmpfiles)?;
+        let tmpfiles_dir = tree.join("usr/lib/tmpfiles.d");
+        fs::create_dir_all(&tmpfiles_dir).map_err(io("cannot create directory", &tmpfiles_dir))?;
+        write_file(&tmpfiles_dir.join("rpm-ostree-0-integration.conf"), INTEGRATION_TMPFILES.as_bytes(), 0o644)?;
+        write_file(&tmpfiles_dir.join("rpm-ostree-1-autovar.conf"), tmpfiles.as_bytes(), 0o644)?;
+
+        for f in ["passwd", "group"] {
+            let p = tree.join("usr/lib").join(f);
+            if fs::symlink_metadata(&p).is_err() {
+                fs::create_dir_all(tree.join("usr/lib"))
+                    .map_err(io("cannot create directory", &tree.join("usr/lib")))?;
+                write_file(&p, b"", 0o644)?;
+            }
+        }
+        let mid = tree.join("usr/etc/machine-id");
+        if machineid_compat {
+            write_file(&mid, b"", 0o444)?;
+        } else {
+            super::util::remove_if_exists(&mid)?;
+        }
+        kernel_and_initramfs(args, &tree, &options.initramfs_args)?;
+        if !options.etc_group_members.is_empty() {
+            println!(
+                "ostree: etc_group_members {:?}: groups stay in /usr/etc/group, nothing to keep",
+                options.etc_group_members
+            );
+        }
+        Ok(None)
     }
-    let mid = tree.join("usr/etc/machine-id");
-    if machineid_compat {
-        write_file(&mid, b"", 0o444)?;
-    } else {
-        super::util::remove_if_exists(&mid)?;
-    }
-    kernel_and_initramfs(args, &tree, &options.initramfs_args)?;
-    if !options.etc_group_members.is_empty() {
-        println!(
-            "ostree: etc_group_members {:?}: groups stay in /usr/etc/group, nothing to keep",
-            options.etc_group_members
-        );
-    }
-    Ok(None)
 }
 
 /// Move everything aside, build the OSTree top level, move back what belongs there.
@@ -413,7 +421,7 @@ fn run_dracut(args: &StageArgs, tree: &Path, kver: &str, initramfs_args: &[Strin
         .args(initramfs_args)
         .arg(format!("/usr/lib/modules/{kver}/initramfs.img"))
         .arg(kver);
-    let result = run_tool(STAGE, &mut cmd);
+    let result = run_tool(OstreePreptree::NAME, &mut cmd);
     drop(mounts);
     result
 }
@@ -421,7 +429,7 @@ fn run_dracut(args: &StageArgs, tree: &Path, kver: &str, initramfs_args: &[Strin
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::stages::testutil::args;
+    use crate::testutil::args;
     use serde_json::json;
     use std::os::unix::fs::chown;
 
@@ -452,7 +460,7 @@ mod tests {
         let t = tempfile::tempdir().unwrap();
         let root = t.path();
         package_tree(root);
-        run(&args(root, json!({"etc_group_members": ["wheel"]}))).unwrap();
+        OstreePreptree::execute(&args(root, json!({"etc_group_members": ["wheel"]}))).unwrap();
         let mut top: Vec<String> =
             fs::read_dir(root).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
         top.sort();
@@ -503,7 +511,7 @@ mod tests {
             fs::create_dir_all(root.join(d)).unwrap();
         }
         fs::write(root.join("usr/lib/sysimage/rpm/rpmdb.sqlite"), "db").unwrap();
-        run(&args(root, json!({"tmp-is-dir": false}))).unwrap();
+        OstreePreptree::execute(&args(root, json!({"tmp-is-dir": false}))).unwrap();
         assert_eq!(fs::read_link(root.join("tmp")).unwrap(), Path::new("sysroot/tmp"));
         assert_eq!(fs::read_link(root.join("usr/share/rpm")).unwrap(), Path::new("../lib/sysimage/rpm"));
         assert!(!root.join("usr/etc/machine-id").exists());
@@ -530,7 +538,7 @@ mod tests {
         fs::set_permissions(root.join("usr/bin/dracut"), fs::Permissions::from_mode(0o755)).unwrap();
         fs::write(root.join("usr/lib/modules/6.1.0/vmlinuz"), "kernel").unwrap();
         fs::write(root.join("usr/lib/modules/6.1.0/initramfs.img"), "hostonly one from a package").unwrap();
-        run(&args(root, json!({"initramfs-args": ["--no-hostonly", "--kver-extra"]}))).unwrap();
+        OstreePreptree::execute(&args(root, json!({"initramfs-args": ["--no-hostonly", "--kver-extra"]}))).unwrap();
         assert_eq!(
             fs::read_to_string(root.join("usr/lib/modules/6.1.0/initramfs.img")).unwrap(),
             "-v --add ostree --no-hostonly --reproducible --tmpdir /tmp -f --no-hostonly --kver-extra \
@@ -544,7 +552,7 @@ mod tests {
     fn tree_without_etc_is_refused() {
         let t = tempfile::tempdir().unwrap();
         fs::create_dir_all(t.path().join("usr")).unwrap();
-        let e = run(&args(t.path(), json!({}))).unwrap_err();
+        let e = OstreePreptree::execute(&args(t.path(), json!({}))).unwrap_err();
         assert_eq!(e.to_string(), "the tree has no /etc to move to /usr/etc");
     }
 }

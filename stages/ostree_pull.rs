@@ -5,9 +5,8 @@
 use super::ostree_deploy::pull_input;
 use super::ostree_util::repo_in_tree;
 use super::{StageArgs, StageResult};
+use crate::Stage;
 use serde::Deserialize;
-
-const STAGE: &str = "org.osbuild.ostree.pull";
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -16,18 +15,26 @@ pub struct Options {
     pub remote: Option<String>,
 }
 
-pub fn run(args: &StageArgs) -> StageResult {
-    let options: Options = args.parse_options(STAGE)?;
-    let repo = repo_in_tree(args, &options.repo)?;
-    pull_input(STAGE, args, &repo, options.remote.as_deref())?;
-    Ok(None)
+/// The stage itself: its name, capabilities and options, as the registry lists it.
+pub struct OstreePull;
+
+impl Stage for OstreePull {
+    const NAME: &'static str = "org.osbuild.ostree.pull";
+    const CAPABILITIES: &'static [&'static str] = &["CAP_MAC_ADMIN"];
+    type Options = Options;
+
+    fn run(args: &StageArgs, options: Options) -> StageResult {
+        let repo = repo_in_tree(args, &options.repo)?;
+        pull_input(OstreePull::NAME, args, &repo, options.remote.as_deref())?;
+        Ok(None)
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::stages::ostree_util::repo_arg;
-    use crate::stages::testutil::args;
+    use crate::ostree_util::repo_arg;
+    use crate::testutil::args;
     use serde_json::json;
     use std::process::Command;
 
@@ -52,7 +59,7 @@ mod tests {
         ok(Command::new("ostree").args(["init", "--mode=bare"]).arg(repo_arg(&tree.join("ostree/repo"))));
         let mut a = args(&tree, json!({"repo": "/ostree/repo", "remote": "origin"}));
         a.inputs.insert("commits".into(), json!({"path": src, "data": {"refs": {&commit: {"ref": "os/ref"}}}}));
-        run(&a).unwrap();
+        OstreePull::execute(&a).unwrap();
         let rev = Command::new("ostree")
             .arg(repo_arg(&tree.join("ostree/repo")))
             .args(["rev-parse", "origin:os/ref"])

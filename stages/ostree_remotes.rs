@@ -5,10 +5,9 @@
 
 use super::ostree_util::{ostree, ostree_stdin, repo_arg, repo_in_tree};
 use super::{StageArgs, StageResult};
+use crate::Stage;
 use serde::Deserialize;
 use std::ffi::OsString;
-
-const STAGE: &str = "org.osbuild.ostree.remotes";
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -31,46 +30,53 @@ pub struct Remote {
     pub contenturl: Option<String>,
 }
 
-pub fn run(args: &StageArgs) -> StageResult {
-    let options: Options = args.parse_options(STAGE)?;
-    let repo = repo_in_tree(args, &options.repo)?;
-    for r in &options.remotes {
-        let mut argv: Vec<OsString> = vec!["remote".into(), "add".into(), "--if-not-exists".into()];
-        if !r.gpgkeypaths.is_empty() {
-            argv.push(format!("--set=gpgkeypath={}", r.gpgkeypaths.join(",")).into());
-            argv.push("--set=gpg-verify=true".into());
-        } else if r.gpgkeys.is_empty() {
-            argv.push("--no-gpg-verify".into());
+/// The stage itself: its name, capabilities and options, as the registry lists it.
+pub struct OstreeRemotes;
+
+impl Stage for OstreeRemotes {
+    const NAME: &'static str = "org.osbuild.ostree.remotes";
+    type Options = Options;
+
+    fn run(args: &StageArgs, options: Options) -> StageResult {
+        let repo = repo_in_tree(args, &options.repo)?;
+        for r in &options.remotes {
+            let mut argv: Vec<OsString> = vec!["remote".into(), "add".into(), "--if-not-exists".into()];
+            if !r.gpgkeypaths.is_empty() {
+                argv.push(format!("--set=gpgkeypath={}", r.gpgkeypaths.join(",")).into());
+                argv.push("--set=gpg-verify=true".into());
+            } else if r.gpgkeys.is_empty() {
+                argv.push("--no-gpg-verify".into());
+            }
+            if let Some(c) = &r.contenturl {
+                argv.push(format!("--set=contenturl={c}").into());
+            }
+            argv.push(r.name.clone().into());
+            argv.push(r.url.clone().into());
+            argv.extend(r.branches.iter().map(OsString::from));
+            argv.push(repo_arg(&repo));
+            ostree(OstreeRemotes::NAME, &argv.iter().map(OsString::as_os_str).collect::<Vec<_>>())?;
+            for key in &r.gpgkeys {
+                ostree_stdin(
+                    OstreeRemotes::NAME,
+                    &[
+                        "remote".as_ref(),
+                        "gpg-import".as_ref(),
+                        "--stdin".as_ref(),
+                        r.name.as_ref(),
+                        repo_arg(&repo).as_os_str(),
+                    ],
+                    key,
+                )?;
+            }
         }
-        if let Some(c) = &r.contenturl {
-            argv.push(format!("--set=contenturl={c}").into());
-        }
-        argv.push(r.name.clone().into());
-        argv.push(r.url.clone().into());
-        argv.extend(r.branches.iter().map(OsString::from));
-        argv.push(repo_arg(&repo));
-        ostree(STAGE, &argv.iter().map(OsString::as_os_str).collect::<Vec<_>>())?;
-        for key in &r.gpgkeys {
-            ostree_stdin(
-                STAGE,
-                &[
-                    "remote".as_ref(),
-                    "gpg-import".as_ref(),
-                    "--stdin".as_ref(),
-                    r.name.as_ref(),
-                    repo_arg(&repo).as_os_str(),
-                ],
-                key,
-            )?;
-        }
+        Ok(None)
     }
-    Ok(None)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::stages::testutil::args;
+    use crate::testutil::args;
     use serde_json::json;
     use std::process::Command;
 
@@ -83,8 +89,8 @@ mod tests {
         let o = json!({"repo": "/ostree/repo", "remotes": [
             {"name": "iot", "url": "http://127.0.0.1/repo", "branches": ["iot/stable"], "contenturl": "http://127.0.0.1/c"},
             {"name": "signed", "url": "http://127.0.0.1/s", "gpgkeypaths": ["/etc/pki/a", "/etc/pki/b"]}]});
-        run(&args(t.path(), o.clone())).unwrap();
-        run(&args(t.path(), o)).unwrap(); // --if-not-exists
+        OstreeRemotes::execute(&args(t.path(), o.clone())).unwrap();
+        OstreeRemotes::execute(&args(t.path(), o)).unwrap(); // --if-not-exists
         let config = std::fs::read_to_string(repo.join("config")).unwrap();
         assert!(config.contains("[remote \"iot\"]\nurl=http://127.0.0.1/repo\n"), "{config}");
         assert!(config.contains("branches=iot/stable;"), "{config}");

@@ -7,11 +7,10 @@
 use super::ostree_util::{find_deployment, DeploymentOption};
 use super::util::run_tool;
 use super::{StageArgs, StageError, StageResult};
+use crate::Stage;
 use serde::Deserialize;
 use std::path::Path;
 use std::process::Command;
-
-const STAGE: &str = "org.osbuild.ostree.selinux";
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -44,28 +43,36 @@ fn config_policy(text: &str) -> Option<String> {
 fn setfiles(spec: &Path, root: &Path, path: &str) -> Result<(), StageError> {
     let mut cmd = Command::new("setfiles");
     cmd.arg("-F").arg("-r").arg(root).arg(spec).arg(format!("{}{path}", root.display()));
-    run_tool(STAGE, &mut cmd)
+    run_tool(OstreeSelinux::NAME, &mut cmd)
 }
 
-pub fn run(args: &StageArgs) -> StageResult {
-    let options: Options = args.parse_options(STAGE)?;
-    let dep = find_deployment(STAGE, &args.tree, &options.deployment)?;
-    let mut found = None;
-    for p in ["etc/selinux", "usr/etc/selinux"] {
-        let home = dep.path.join(p);
-        if let Ok(text) = std::fs::read_to_string(home.join("config")) {
-            if let Some(policy) = config_policy(&text) {
-                found = Some((home, policy));
-                break;
+/// The stage itself: its name, capabilities and options, as the registry lists it.
+pub struct OstreeSelinux;
+
+impl Stage for OstreeSelinux {
+    const NAME: &'static str = "org.osbuild.ostree.selinux";
+    const CAPABILITIES: &'static [&'static str] = &["CAP_MAC_ADMIN"];
+    type Options = Options;
+
+    fn run(args: &StageArgs, options: Options) -> StageResult {
+        let dep = find_deployment(OstreeSelinux::NAME, &args.tree, &options.deployment)?;
+        let mut found = None;
+        for p in ["etc/selinux", "usr/etc/selinux"] {
+            let home = dep.path.join(p);
+            if let Ok(text) = std::fs::read_to_string(home.join("config")) {
+                if let Some(policy) = config_policy(&text) {
+                    found = Some((home, policy));
+                    break;
+                }
             }
         }
+        let (home, policy) = found.ok_or_else(|| StageError::Invalid("could not find an SELinux policy".into()))?;
+        let spec = home.join(&policy).join("contexts/files/file_contexts");
+        setfiles(&spec, &args.tree, "/boot")?;
+        setfiles(&spec, &dep.path, "/etc")?;
+        setfiles(&spec, &dep.stateroot(&args.tree), "/var")?;
+        Ok(None)
     }
-    let (home, policy) = found.ok_or_else(|| StageError::Invalid("could not find an SELinux policy".into()))?;
-    let spec = home.join(&policy).join("contexts/files/file_contexts");
-    setfiles(&spec, &args.tree, "/boot")?;
-    setfiles(&spec, &dep.path, "/etc")?;
-    setfiles(&spec, &dep.stateroot(&args.tree), "/var")?;
-    Ok(None)
 }
 
 #[cfg(test)]
@@ -74,7 +81,7 @@ mod tests {
 
     #[test]
     fn labels_boot_etc_and_var_of_the_deployment() {
-        use crate::stages::testutil::args;
+        use crate::testutil::args;
         let t = tempfile::tempdir().unwrap();
         let root = t.path();
         let dep = root.join("ostree/deploy/os/deploy/abc.0");
@@ -96,13 +103,13 @@ mod tests {
             let n = rustix::fs::lgetxattr(p, "security.selinux", &mut buf[..]).unwrap_or(0);
             String::from_utf8_lossy(&buf[..n]).trim_end_matches('\0').to_owned()
         };
-        run(&args(root, serde_json::json!({"deployment": {"default": true}}))).unwrap();
+        OstreeSelinux::execute(&args(root, serde_json::json!({"deployment": {"default": true}}))).unwrap();
         assert_eq!(label(&root.join("boot/loader")), "system_u:object_r:boot_t:s0");
         assert_eq!(label(&dep.join("etc/hostname")), "system_u:object_r:etc_t:s0");
         assert_eq!(label(&root.join("ostree/deploy/os/var/lib")), "system_u:object_r:var_t:s0");
         // a disabled policy is an error naming it
         std::fs::write(se.join("config"), "SELINUX=disabled\nSELINUXTYPE=targeted\n").unwrap();
-        let e = run(&args(root, serde_json::json!({"deployment": {"default": true}}))).unwrap_err();
+        let e = OstreeSelinux::execute(&args(root, serde_json::json!({"deployment": {"default": true}}))).unwrap_err();
         assert_eq!(e.to_string(), "could not find an SELinux policy");
     }
 

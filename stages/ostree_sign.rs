@@ -14,12 +14,12 @@
 use super::ostree_util::{ostree, ostree_output, repo_arg, repo_in_tree};
 use super::util::{run_tool, tree_path, write_file};
 use super::{StageArgs, StageError, StageResult};
+use crate::Stage;
 use base64::Engine;
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-const STAGE: &str = "org.osbuild.ostree.sign";
 const SIG_KEY: &str = "ostree.sign.ed25519";
 
 #[derive(Debug, Deserialize)]
@@ -31,26 +31,36 @@ pub struct Options {
     pub key: String,
 }
 
-pub fn run(args: &StageArgs) -> StageResult {
-    let options: Options = args.parse_options(STAGE)?;
-    let repo = repo_in_tree(args, &options.repo)?;
-    let key = tree_path(args, &options.key, true)?;
-    let version = ostree_output(STAGE, &["--version".as_ref()])?;
-    if !version.lines().any(|l| l.trim() == "- sign-ed25519") {
-        println!("ostree: this ostree cannot sign ed25519; signing natively");
-        return sign_natively(args, &repo, &options.reference, &key).map(|()| None);
+/// The stage itself: its name, capabilities and options, as the registry lists it.
+pub struct OstreeSign;
+
+impl Stage for OstreeSign {
+    const NAME: &'static str = "org.osbuild.ostree.sign";
+    type Options = Options;
+
+    fn run(args: &StageArgs, options: Options) -> StageResult {
+        let repo = repo_in_tree(args, &options.repo)?;
+        let key = tree_path(args, &options.key, true)?;
+        let version = ostree_output(OstreeSign::NAME, &["--version".as_ref()])?;
+        if !version.lines().any(|l| l.trim() == "- sign-ed25519") {
+            println!("ostree: this ostree cannot sign ed25519; signing natively");
+            return sign_natively(args, &repo, &options.reference, &key).map(|()| None);
+        }
+        let help = ostree_output(OstreeSign::NAME, &["sign".as_ref(), "--help".as_ref()])?;
+        let mut keys = std::ffi::OsString::new();
+        if help.contains("--keys-file") {
+            keys.push("--keys-file=");
+            keys.push(&key);
+        } else {
+            let text = std::fs::read_to_string(&key).map_err(StageError::io("cannot read", &key))?;
+            keys.push(text.trim());
+        }
+        ostree(
+            OstreeSign::NAME,
+            &["sign".as_ref(), options.reference.as_ref(), repo_arg(&repo).as_os_str(), keys.as_os_str()],
+        )?;
+        Ok(None)
     }
-    let help = ostree_output(STAGE, &["sign".as_ref(), "--help".as_ref()])?;
-    let mut keys = std::ffi::OsString::new();
-    if help.contains("--keys-file") {
-        keys.push("--keys-file=");
-        keys.push(&key);
-    } else {
-        let text = std::fs::read_to_string(&key).map_err(StageError::io("cannot read", &key))?;
-        keys.push(text.trim());
-    }
-    ostree(STAGE, &["sign".as_ref(), options.reference.as_ref(), repo_arg(&repo).as_os_str(), keys.as_os_str()])?;
-    Ok(None)
 }
 
 /// `objects/xx/rest.<ext>` of `checksum` in `repo`.
@@ -59,9 +69,10 @@ fn object_path(repo: &Path, checksum: &str, ext: &str) -> PathBuf {
 }
 
 fn sign_natively(args: &StageArgs, repo: &Path, reference: &str, key: &Path) -> Result<(), StageError> {
-    let commit = ostree_output(STAGE, &[repo_arg(repo).as_os_str(), "rev-parse".as_ref(), reference.as_ref()])?
-        .trim()
-        .to_owned();
+    let commit =
+        ostree_output(OstreeSign::NAME, &[repo_arg(repo).as_os_str(), "rev-parse".as_ref(), reference.as_ref()])?
+            .trim()
+            .to_owned();
     let commit_file = object_path(repo, &commit, "commit");
     let text = std::fs::read_to_string(key).map_err(StageError::io("cannot read", key))?;
     let secret = base64::engine::general_purpose::STANDARD
@@ -85,7 +96,7 @@ fn sign_natively(args: &StageArgs, repo: &Path, reference: &str, key: &Path) -> 
     let result = (|| {
         write_file(&tmp.join("key.pem"), pem.as_bytes(), 0o600)?;
         run_tool(
-            STAGE,
+            OstreeSign::NAME,
             Command::new("openssl")
                 .args(["pkeyutl", "-sign", "-rawin", "-inkey"])
                 .arg(tmp.join("key.pem"))
@@ -260,7 +271,7 @@ pub(crate) fn signatures(meta: &[u8]) -> Vec<Vec<u8>> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::stages::testutil::args;
+    use crate::testutil::args;
     use serde_json::json;
 
     #[test]
@@ -283,7 +294,11 @@ mod tests {
     fn signs_so_that_openssl_verifies_and_ostree_reads_it() {
         let t = tempfile::tempdir().unwrap();
         let root = t.path();
-        super::super::ostree_genkey::run(&args(root, json!({"publickey": "/k/pub", "secretkey": "/k/sec"}))).unwrap();
+        <super::super::ostree_genkey::OstreeGenkey as Stage>::execute(&args(
+            root,
+            json!({"publickey": "/k/pub", "secretkey": "/k/sec"}),
+        ))
+        .unwrap();
         std::fs::create_dir_all(root.join("repo")).unwrap();
         std::fs::create_dir_all(root.join("content/usr")).unwrap();
         let repo = repo_arg(&root.join("repo"));
@@ -296,8 +311,8 @@ mod tests {
             .unwrap();
         assert!(c.status.success());
         let commit = String::from_utf8_lossy(&c.stdout).trim().to_owned();
-        run(&args(root, json!({"repo": "/repo", "ref": "os/ref", "key": "/k/sec"}))).unwrap();
-        run(&args(root, json!({"repo": "/repo", "ref": "os/ref", "key": "/k/sec"}))).unwrap();
+        OstreeSign::execute(&args(root, json!({"repo": "/repo", "ref": "os/ref", "key": "/k/sec"}))).unwrap();
+        OstreeSign::execute(&args(root, json!({"repo": "/repo", "ref": "os/ref", "key": "/k/sec"}))).unwrap();
         // libostree parses what we wrote
         let shown = Command::new("ostree")
             .arg(&repo)

@@ -6,9 +6,9 @@
 
 use super::util::{tree_path, write_file};
 use super::{StageError, StageResult};
+use crate::Stage;
+use crate::StageArgs;
 use serde::Deserialize;
-
-const STAGE: &str = "org.osbuild.pam.limits.conf";
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -111,20 +111,30 @@ fn render(config: &[Directive]) -> String {
     config.iter().map(|d| format!("{} {} {} {}\n", d.domain, d.kind.as_str(), d.item.as_str(), d.value)).collect()
 }
 
-pub fn run(args: &super::StageArgs) -> StageResult {
-    let options: Options = args.parse_options(STAGE)?;
-    if options.filename.contains('/') || !options.filename.ends_with(".conf") {
-        return Err(StageError::Invalid(format!("invalid file name {}: must be a '*.conf' name", options.filename)));
+/// The stage itself: its name, capabilities and options, as the registry lists it.
+pub struct PamLimitsConf;
+
+impl Stage for PamLimitsConf {
+    const NAME: &'static str = "org.osbuild.pam.limits.conf";
+    type Options = Options;
+
+    fn run(args: &StageArgs, options: Options) -> StageResult {
+        if options.filename.contains('/') || !options.filename.ends_with(".conf") {
+            return Err(StageError::Invalid(format!(
+                "invalid file name {}: must be a '*.conf' name",
+                options.filename
+            )));
+        }
+        let path = tree_path(args, format!("/etc/security/limits.d/{}", options.filename), true)?;
+        write_file(&path, render(&options.config).as_bytes(), 0o644)?;
+        Ok(None)
     }
-    let path = tree_path(args, format!("/etc/security/limits.d/{}", options.filename), true)?;
-    write_file(&path, render(&options.config).as_bytes(), 0o644)?;
-    Ok(None)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::stages::testutil::args;
+    use crate::testutil::args;
     use serde_json::json;
 
     #[test]
@@ -135,7 +145,7 @@ mod tests {
             {"domain": "@sapsys", "type": "hard", "item": "nofile", "value": 65536},
             {"domain": "*", "type": "-", "item": "nproc", "value": "unlimited"},
         ]});
-        run(&args(t.path(), opts)).unwrap();
+        PamLimitsConf::execute(&args(t.path(), opts)).unwrap();
         assert_eq!(
             std::fs::read_to_string(t.path().join("etc/security/limits.d/99-x.conf")).unwrap(),
             "@sapsys hard nofile 65536\n* - nproc unlimited\n"
@@ -146,18 +156,21 @@ mod tests {
     fn bad_options_and_missing_directory() {
         let t = tempfile::tempdir().unwrap();
         let bad = json!({"filename": "x.conf", "config": [{"domain": "a", "type": "hard", "item": "nofile", "value": "lots"}]});
-        let e = crate::stages::error_chain(&run(&args(t.path(), bad)).unwrap_err());
+        let e = crate::error_chain(&PamLimitsConf::execute(&args(t.path(), bad)).unwrap_err());
         assert!(e.starts_with("invalid options: data did not match any variant"), "{e}");
         let bad =
             json!({"filename": "x.conf", "config": [{"domain": "a", "type": "hard", "item": "files", "value": 1}]});
-        let e = crate::stages::error_chain(&run(&args(t.path(), bad)).unwrap_err());
+        let e = crate::error_chain(&PamLimitsConf::execute(&args(t.path(), bad)).unwrap_err());
         assert!(e.contains("unknown variant `files`"), "{e}");
         let ok =
             json!({"filename": "x.conf", "config": [{"domain": "a", "type": "hard", "item": "nofile", "value": 1}]});
-        let e = crate::stages::error_chain(&run(&args(t.path(), ok)).unwrap_err());
+        let e = crate::error_chain(&PamLimitsConf::execute(&args(t.path(), ok)).unwrap_err());
         assert!(e.starts_with("cannot write"), "{e}");
         let sneaky =
             json!({"filename": "../x.conf", "config": [{"domain": "a", "type": "hard", "item": "nofile", "value": 1}]});
-        assert!(run(&args(t.path(), sneaky)).unwrap_err().to_string().starts_with("invalid file name"));
+        assert!(PamLimitsConf::execute(&args(t.path(), sneaky))
+            .unwrap_err()
+            .to_string()
+            .starts_with("invalid file name"));
     }
 }

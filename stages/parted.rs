@@ -6,10 +6,9 @@
 
 use super::util::run_tool;
 use super::{StageArgs, StageError, StageResult};
+use crate::Stage;
 use serde::Deserialize;
 use std::process::Command;
-
-const STAGE: &str = "org.osbuild.parted";
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -55,19 +54,26 @@ pub fn commands(options: &Options) -> Result<Vec<String>, StageError> {
     Ok(c)
 }
 
-pub fn run(args: &StageArgs) -> StageResult {
-    let options: Options = args.parse_options(STAGE)?;
-    let device = args.device_path("device")?;
-    let cmds = commands(&options)?;
-    run_tool(STAGE, Command::new("parted").args(["-a", "none", "-s"]).arg(&device).arg("--").args(&cmds))?;
-    run_tool(STAGE, Command::new("parted").args(["-a", "none", "-s"]).arg(&device).args(["--", "print"]))?;
-    Ok(None)
+/// The stage itself: its name, capabilities and options, as the registry lists it.
+pub struct Parted;
+
+impl Stage for Parted {
+    const NAME: &'static str = "org.osbuild.parted";
+    type Options = Options;
+
+    fn run(args: &StageArgs, options: Options) -> StageResult {
+        let device = args.device_path("device")?;
+        let cmds = commands(&options)?;
+        run_tool(Parted::NAME, Command::new("parted").args(["-a", "none", "-s"]).arg(&device).arg("--").args(&cmds))?;
+        run_tool(Parted::NAME, Command::new("parted").args(["-a", "none", "-s"]).arg(&device).args(["--", "print"]))?;
+        Ok(None)
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::stages::disk_util::testing::{device_args, image, need, output};
+    use crate::disk_util::testing::{device_args, image, need, output};
     use serde_json::{json, Value};
 
     #[test]
@@ -95,7 +101,7 @@ mod tests {
             {"start": 4096, "size": 40960, "bootable": true, "name": "EFI-SYSTEM"},
             {"start": 45056, "size": 40960, "name": "root"},
         ]});
-        run(&device_args(t.path(), &[("device", "disk.img")], o)).unwrap();
+        Parted::execute(&device_args(t.path(), &[("device", "disk.img")], o)).unwrap();
         let pt: Value = serde_json::from_str::<Value>(&output("sfdisk", &["--json", img.to_str().unwrap()], "fdisk"))
             .unwrap()["partitiontable"]
             .clone();
@@ -118,7 +124,7 @@ mod tests {
         let t = tempfile::tempdir().unwrap();
         image(t.path(), "disk.img", 8 << 20);
         let o = json!({"label": "gpt", "partitions": [{"start": 2048, "size": 2048, "type": "no_such_flag"}]});
-        let e = run(&device_args(t.path(), &[("device", "disk.img")], o)).unwrap_err().to_string();
+        let e = Parted::execute(&device_args(t.path(), &[("device", "disk.img")], o)).unwrap_err().to_string();
         assert!(e.starts_with("`parted -a none -s "), "{e}");
     }
 }

@@ -10,10 +10,11 @@
 
 use super::util::{tree_path, write_file, Ordered};
 use super::{StageError, StageResult};
+use crate::Stage;
+use crate::StageArgs;
 use serde::Deserialize;
 use std::os::unix::fs::PermissionsExt;
 
-const STAGE: &str = "org.osbuild.pwquality.conf";
 const KEYS: &[&str] = &["minlen", "dcredit", "ucredit", "lcredit", "ocredit", "minclass"];
 
 #[derive(Debug, Deserialize)]
@@ -63,21 +64,29 @@ fn edit(text: &str, config: &[(String, i64)]) -> String {
     out
 }
 
-pub fn run(args: &super::StageArgs) -> StageResult {
-    let options: Options = args.parse_options(STAGE)?;
-    let path = tree_path(args, "/etc/security/pwquality.conf", true)?;
-    let bytes = std::fs::read(&path).map_err(StageError::io("cannot read", &path))?;
-    let text = String::from_utf8(bytes)
-        .map_err(|_| StageError::Invalid(format!("{} is not valid UTF-8", "/etc/security/pwquality.conf")))?;
-    let mode = std::fs::metadata(&path).map_err(StageError::io("cannot stat", &path))?.permissions().mode() & 0o7777;
-    write_file(&path, edit(&universal_newlines(&text), &options.config.0).as_bytes(), mode)?;
-    Ok(None)
+/// The stage itself: its name, capabilities and options, as the registry lists it.
+pub struct PwqualityConf;
+
+impl Stage for PwqualityConf {
+    const NAME: &'static str = "org.osbuild.pwquality.conf";
+    type Options = Options;
+
+    fn run(args: &StageArgs, options: Options) -> StageResult {
+        let path = tree_path(args, "/etc/security/pwquality.conf", true)?;
+        let bytes = std::fs::read(&path).map_err(StageError::io("cannot read", &path))?;
+        let text = String::from_utf8(bytes)
+            .map_err(|_| StageError::Invalid(format!("{} is not valid UTF-8", "/etc/security/pwquality.conf")))?;
+        let mode =
+            std::fs::metadata(&path).map_err(StageError::io("cannot stat", &path))?.permissions().mode() & 0o7777;
+        write_file(&path, edit(&universal_newlines(&text), &options.config.0).as_bytes(), mode)?;
+        Ok(None)
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::stages::testutil::args;
+    use crate::testutil::args;
     use serde_json::json;
 
     #[test]
@@ -101,7 +110,7 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         std::fs::write(dir.join("pwquality.conf"), "# minlen = 8\r\n").unwrap();
         std::fs::set_permissions(dir.join("pwquality.conf"), std::fs::Permissions::from_mode(0o600)).unwrap();
-        run(&args(t.path(), json!({"config": {"minlen": 6, "minclass": 3}}))).unwrap();
+        PwqualityConf::execute(&args(t.path(), json!({"config": {"minlen": 6, "minclass": 3}}))).unwrap();
         let p = dir.join("pwquality.conf");
         assert_eq!(std::fs::read_to_string(&p).unwrap(), "# minlen = 8\nminlen = 6\nminclass = 3\n");
         assert_eq!(std::fs::metadata(&p).unwrap().permissions().mode() & 0o777, 0o600);
@@ -110,11 +119,15 @@ mod tests {
     #[test]
     fn bad_options_and_missing_file() {
         let t = tempfile::tempdir().unwrap();
-        let e = crate::stages::error_chain(&run(&args(t.path(), json!({"config": {"maxlen": 1}}))).unwrap_err());
+        let e =
+            crate::error_chain(&PwqualityConf::execute(&args(t.path(), json!({"config": {"maxlen": 1}}))).unwrap_err());
         assert!(e.starts_with("invalid options: unknown setting `maxlen`"), "{e}");
-        let e = crate::stages::error_chain(&run(&args(t.path(), json!({"config": {"minlen": "8"}}))).unwrap_err());
+        let e = crate::error_chain(
+            &PwqualityConf::execute(&args(t.path(), json!({"config": {"minlen": "8"}}))).unwrap_err(),
+        );
         assert!(e.starts_with("invalid options: invalid type: string"), "{e}");
-        let e = crate::stages::error_chain(&run(&args(t.path(), json!({"config": {"minlen": 8}}))).unwrap_err());
+        let e =
+            crate::error_chain(&PwqualityConf::execute(&args(t.path(), json!({"config": {"minlen": 8}}))).unwrap_err());
         assert!(e.starts_with("cannot read"), "{e}");
     }
 }

@@ -573,7 +573,7 @@ mod recorded {
     /// Random documents and what PyYAML 6 dumps for them (tests/data/pyyaml_cases.json).
     #[test]
     fn matches_pyyaml_output() {
-        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/pyyaml_cases.json");
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/data/pyyaml_cases.json");
         let cases: Vec<Value> = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
         let mut failures = vec![];
         for c in &cases {

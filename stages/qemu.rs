@@ -8,10 +8,9 @@
 use super::disk_util::{create_output, single_input_file};
 use super::util::{run_tool, tree_path};
 use super::{StageArgs, StageResult};
+use crate::Stage;
 use serde::Deserialize;
 use std::process::Command;
-
-const STAGE: &str = "org.osbuild.qemu";
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -97,24 +96,31 @@ pub fn argv(format: &Format, coroutines: Option<&str>) -> Vec<String> {
     v
 }
 
-pub fn run(args: &StageArgs) -> StageResult {
-    let options: Options = args.parse_options(STAGE)?;
-    let source = single_input_file(args, "image")?;
-    let target = tree_path(args, &options.filename, false)?;
-    // a regular file (not a symlink someone left there) for qemu-img to overwrite
-    drop(create_output(&target)?);
-    let coroutines = std::env::var("OSBUILD_QEMU_IMG_COROUTINES").ok();
-    let mut cmd = Command::new("qemu-img");
-    cmd.args(argv(&options.format, coroutines.as_deref())).arg(&source).arg(&target);
-    run_tool(STAGE, &mut cmd)?;
-    Ok(None)
+/// The stage itself: its name, capabilities and options, as the registry lists it.
+pub struct Qemu;
+
+impl Stage for Qemu {
+    const NAME: &'static str = "org.osbuild.qemu";
+    type Options = Options;
+
+    fn run(args: &StageArgs, options: Options) -> StageResult {
+        let source = single_input_file(args, "image")?;
+        let target = tree_path(args, &options.filename, false)?;
+        // a regular file (not a symlink someone left there) for qemu-img to overwrite
+        drop(create_output(&target)?);
+        let coroutines = std::env::var("OSBUILD_QEMU_IMG_COROUTINES").ok();
+        let mut cmd = Command::new("qemu-img");
+        cmd.args(argv(&options.format, coroutines.as_deref())).arg(&source).arg(&target);
+        run_tool(Qemu::NAME, &mut cmd)?;
+        Ok(None)
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::stages::disk_util::testing::{need, output};
-    use crate::stages::testutil::args;
+    use crate::disk_util::testing::{need, output};
+    use crate::testutil::args;
     use serde_json::{json, Value};
     use std::path::{Path, PathBuf};
 
@@ -148,7 +154,7 @@ mod tests {
         need("qemu-img", "qemu-utils");
         let t = tempfile::tempdir().unwrap();
         let a = setup(t.path(), json!({"filename": "/disk.out", "format": format.clone()}));
-        run(&a).unwrap();
+        Qemu::execute(&a).unwrap();
         let out = a.tree.join("disk.out");
         let ty = format["type"].as_str().unwrap();
         // a fixed VHD only has a footer, which qemu-img does not probe for
@@ -251,7 +257,7 @@ mod tests {
         let t = tempfile::tempdir().unwrap();
         let mut a = setup(t.path(), json!({"filename": "x.qcow2", "format": {"type": "qcow2"}}));
         a.inputs.insert("image".into(), json!({"path": t.path().join("nope"), "data": {"files": {"f": {}}}}));
-        let e = run(&a).unwrap_err().to_string();
+        let e = Qemu::execute(&a).unwrap_err().to_string();
         assert!(e.starts_with("`qemu-img convert -O qcow2 -c "), "{e}");
     }
 }

@@ -6,9 +6,9 @@
 
 use super::util::{create_parents, remove_if_exists, tree_path, write_file};
 use super::StageResult;
+use crate::Stage;
+use crate::StageArgs;
 use serde::Deserialize;
-
-const STAGE: &str = "org.osbuild.resolv-conf";
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -29,21 +29,28 @@ fn render(options: &Options) -> String {
     lines.join("\n") + "\n"
 }
 
-pub fn run(args: &super::StageArgs) -> StageResult {
-    let options: Options = args.parse_options(STAGE)?;
-    let path = tree_path(args, "/etc/resolv.conf", false)?;
-    if remove_if_exists(&path)? {
-        println!("Replacing existing file: /etc/resolv.conf");
+/// The stage itself: its name, capabilities and options, as the registry lists it.
+pub struct ResolvConf;
+
+impl Stage for ResolvConf {
+    const NAME: &'static str = "org.osbuild.resolv-conf";
+    type Options = Options;
+
+    fn run(args: &StageArgs, options: Options) -> StageResult {
+        let path = tree_path(args, "/etc/resolv.conf", false)?;
+        if remove_if_exists(&path)? {
+            println!("Replacing existing file: /etc/resolv.conf");
+        }
+        create_parents(&path)?;
+        write_file(&path, render(&options).as_bytes(), 0o644)?;
+        Ok(None)
     }
-    create_parents(&path)?;
-    write_file(&path, render(&options).as_bytes(), 0o644)?;
-    Ok(None)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::stages::testutil::args;
+    use crate::testutil::args;
     use serde_json::json;
     use std::os::unix::fs::PermissionsExt;
 
@@ -51,7 +58,7 @@ mod tests {
     fn writes_search_and_nameservers() {
         let t = tempfile::tempdir().unwrap();
         let opts = json!({"nameserver": ["1.2.3.4", "::1"], "search": ["a.org", "b.org"]});
-        run(&args(t.path(), opts)).unwrap();
+        ResolvConf::execute(&args(t.path(), opts)).unwrap();
         let p = t.path().join("etc/resolv.conf");
         assert_eq!(
             std::fs::read_to_string(&p).unwrap(),
@@ -65,7 +72,7 @@ mod tests {
         let t = tempfile::tempdir().unwrap();
         std::fs::create_dir(t.path().join("etc")).unwrap();
         std::os::unix::fs::symlink("/run/systemd/resolve/stub-resolv.conf", t.path().join("etc/resolv.conf")).unwrap();
-        run(&args(t.path(), json!({}))).unwrap();
+        ResolvConf::execute(&args(t.path(), json!({}))).unwrap();
         let p = t.path().join("etc/resolv.conf");
         assert!(std::fs::symlink_metadata(&p).unwrap().is_file());
         assert_eq!(std::fs::read_to_string(&p).unwrap(), "# This file was created by osbuild\n");
@@ -74,7 +81,7 @@ mod tests {
     #[test]
     fn bad_options() {
         let t = tempfile::tempdir().unwrap();
-        let e = run(&args(t.path(), json!({"nameservers": ["1.1.1.1"]}))).unwrap_err();
-        assert!(crate::stages::error_chain(&e).contains("unknown field `nameservers`"), "{e}");
+        let e = ResolvConf::execute(&args(t.path(), json!({"nameservers": ["1.1.1.1"]}))).unwrap_err();
+        assert!(crate::error_chain(&e).contains("unknown field `nameservers`"), "{e}");
     }
 }

@@ -9,9 +9,8 @@
 use super::ini::Ini;
 use super::util::{tree_path, write_file};
 use super::{StageArgs, StageError, StageResult};
+use crate::Stage;
 use serde::Deserialize;
-
-const STAGE: &str = "org.osbuild.rhsm";
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -110,30 +109,37 @@ fn configure_plugins(args: &StageArgs, dir: &str, plugins: &Plugins) -> Result<(
     Ok(())
 }
 
-pub fn run(args: &StageArgs) -> StageResult {
-    let options: Options = args.parse_options(STAGE)?;
-    configure_plugins(args, "dnf/plugins", &options.dnf_plugins)?;
-    configure_plugins(args, "yum/pluginconf.d", &options.yum_plugins)?;
-    let sm = &options.subscription_manager.0;
-    if !sm.is_empty() {
-        let (path, mut ini) = read_ini(args, "/etc/rhsm/rhsm.conf", "RHSM")?;
-        for (section, values) in sm {
-            for (key, value) in values {
-                if !ini.set(section, key, value) {
-                    return Err(StageError::Invalid(format!("/etc/rhsm/rhsm.conf has no section '{section}'")));
+/// The stage itself: its name, capabilities and options, as the registry lists it.
+pub struct Rhsm;
+
+impl Stage for Rhsm {
+    const NAME: &'static str = "org.osbuild.rhsm";
+    type Options = Options;
+
+    fn run(args: &StageArgs, options: Options) -> StageResult {
+        configure_plugins(args, "dnf/plugins", &options.dnf_plugins)?;
+        configure_plugins(args, "yum/pluginconf.d", &options.yum_plugins)?;
+        let sm = &options.subscription_manager.0;
+        if !sm.is_empty() {
+            let (path, mut ini) = read_ini(args, "/etc/rhsm/rhsm.conf", "RHSM")?;
+            for (section, values) in sm {
+                for (key, value) in values {
+                    if !ini.set(section, key, value) {
+                        return Err(StageError::Invalid(format!("/etc/rhsm/rhsm.conf has no section '{section}'")));
+                    }
                 }
             }
+            write_file(&path, ini.render().as_bytes(), 0o644)?;
         }
-        write_file(&path, ini.render().as_bytes(), 0o644)?;
+        Ok(None)
     }
-    Ok(None)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::stages::error_chain;
-    use crate::stages::testutil::args;
+    use crate::error_chain;
+    use crate::testutil::args;
     use serde_json::json;
 
     fn file(root: &std::path::Path, path: &str, text: &str) {
@@ -157,7 +163,7 @@ mod tests {
             "yum-plugins": {"subscription-manager": {"enabled": true}},
             "subscription-manager": {"rhsm": {"manage_repos": false}, "rhsmcertd": {"auto_registration": true}}
         });
-        run(&args(t.path(), opts)).unwrap();
+        Rhsm::execute(&args(t.path(), opts)).unwrap();
         let read = |p: &str| std::fs::read_to_string(t.path().join(p)).unwrap();
         assert_eq!(read("etc/dnf/plugins/product-id.conf"), "[main]\nenabled=0\n");
         assert_eq!(read("etc/yum/pluginconf.d/subscription-manager.conf"), "# nothing\n\n\n[main]\nenabled = 1");
@@ -170,17 +176,22 @@ mod tests {
     #[test]
     fn missing_files_and_sections_are_errors() {
         let t = tempfile::tempdir().unwrap();
-        let e =
-            error_chain(&run(&args(t.path(), json!({"dnf-plugins": {"product-id": {"enabled": true}}}))).unwrap_err());
+        let e = error_chain(
+            &Rhsm::execute(&args(t.path(), json!({"dnf-plugins": {"product-id": {"enabled": true}}}))).unwrap_err(),
+        );
         assert_eq!(e, "product-id configuration file '/etc/dnf/plugins/product-id.conf' does not exist");
         file(t.path(), "etc/rhsm/rhsm.conf", "[rhsm]\n");
         let e = error_chain(
-            &run(&args(t.path(), json!({"subscription-manager": {"rhsmcertd": {"auto_registration": true}}})))
-                .unwrap_err(),
+            &Rhsm::execute(&args(
+                t.path(),
+                json!({"subscription-manager": {"rhsmcertd": {"auto_registration": true}}}),
+            ))
+            .unwrap_err(),
         );
         assert_eq!(e, "/etc/rhsm/rhsm.conf has no section 'rhsmcertd'");
-        let e =
-            error_chain(&run(&args(t.path(), json!({"subscription-manager": {"rhsm": {"foo": true}}}))).unwrap_err());
+        let e = error_chain(
+            &Rhsm::execute(&args(t.path(), json!({"subscription-manager": {"rhsm": {"foo": true}}}))).unwrap_err(),
+        );
         assert!(e.contains("unknown field `foo`"), "{e}");
     }
 }

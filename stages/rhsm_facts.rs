@@ -8,12 +8,11 @@
 
 use super::util::{create_parents, tree_path};
 use super::{StageArgs, StageError, StageResult};
+use crate::Stage;
 use serde::Deserialize;
 use serde_json::{Map, Value};
 use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
-
-const STAGE: &str = "org.osbuild.rhsm.facts";
 
 /// Upstream's schema allows other (ignored) keys, so unknown fields are accepted here too.
 #[derive(Debug, Deserialize)]
@@ -22,31 +21,42 @@ pub struct Options {
     pub facts: Map<String, Value>,
 }
 
-pub fn run(args: &StageArgs) -> StageResult {
-    let options: Options = args.parse_options(STAGE)?;
-    let path = tree_path(args, "/etc/rhsm/facts/osbuild.facts", false)?;
-    create_parents(&path)?;
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o644)
-        .open(&path)
-        .map_err(StageError::io("cannot create", &path))?;
-    f.write_all(crate::canonical_json::to_string_unsorted(&Value::Object(options.facts)).as_bytes())
-        .map_err(StageError::io("cannot write", &path))?;
-    Ok(None)
+/// The stage itself: its name, capabilities and options, as the registry lists it.
+pub struct RhsmFacts;
+
+impl Stage for RhsmFacts {
+    const NAME: &'static str = "org.osbuild.rhsm.facts";
+    type Options = Options;
+
+    fn run(args: &StageArgs, options: Options) -> StageResult {
+        let path = tree_path(args, "/etc/rhsm/facts/osbuild.facts", false)?;
+        create_parents(&path)?;
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o644)
+            .open(&path)
+            .map_err(StageError::io("cannot create", &path))?;
+        f.write_all(crate::canonical_json::to_string_unsorted(&Value::Object(options.facts)).as_bytes())
+            .map_err(StageError::io("cannot write", &path))?;
+        Ok(None)
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::stages::testutil::args;
+    use crate::testutil::args;
     use serde_json::json;
 
     #[test]
     fn writes_facts_like_python() {
         let t = tempfile::tempdir().unwrap();
-        run(&args(t.path(), json!({"facts": {"foo": "bar", "a": [1, true, null], "ü": "\"\n\u{1F600}"}}))).unwrap();
+        RhsmFacts::execute(&args(
+            t.path(),
+            json!({"facts": {"foo": "bar", "a": [1, true, null], "ü": "\"\n\u{1F600}"}}),
+        ))
+        .unwrap();
         let text = std::fs::read_to_string(t.path().join("etc/rhsm/facts/osbuild.facts")).unwrap();
         assert_eq!(text, r#"{"foo": "bar", "a": [1, true, null], "\u00fc": "\"\n\ud83d\ude00"}"#);
     }
@@ -54,10 +64,10 @@ mod tests {
     #[test]
     fn refuses_to_overwrite_and_needs_facts() {
         let t = tempfile::tempdir().unwrap();
-        run(&args(t.path(), json!({"facts": {}}))).unwrap();
-        let e = run(&args(t.path(), json!({"facts": {}}))).unwrap_err();
+        RhsmFacts::execute(&args(t.path(), json!({"facts": {}}))).unwrap();
+        let e = RhsmFacts::execute(&args(t.path(), json!({"facts": {}}))).unwrap_err();
         assert!(e.to_string().starts_with("cannot create"), "{e}");
-        let e = run(&args(t.path(), json!({}))).unwrap_err();
-        assert!(crate::stages::error_chain(&e).contains("missing field `facts`"), "{e:?}");
+        let e = RhsmFacts::execute(&args(t.path(), json!({}))).unwrap_err();
+        assert!(crate::error_chain(&e).contains("missing field `facts`"), "{e:?}");
     }
 }

@@ -37,6 +37,7 @@
 
 use super::util::{tree_path, write_file, Scratch};
 use super::{StageArgs, StageError, StageResult};
+use crate::Stage;
 use nix::mount::{mount, umount2, MntFlags, MsFlags};
 use serde::Deserialize;
 use serde_json::{Map, Value};
@@ -46,7 +47,6 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-const STAGE: &str = "org.osbuild.rpm";
 const DEFAULT_DBPATH: &str = "/usr/lib/sysimage/rpm";
 const OSTREE_BOOTED: &str = "/run/ostree-booted";
 const FAKE_MACHINE_ID: &[u8] = b"ffffffffffffffffffffffffffffffff\n";
@@ -204,7 +204,7 @@ fn exec(cmd: &mut Command, capture: bool) -> Result<Ran, StageError> {
     }
     let mut child = cmd.spawn().map_err(|e| {
         if e.kind() == std::io::ErrorKind::NotFound {
-            StageError::ToolMissing { tool: tool.clone(), stage: STAGE, place: "in the build root" }
+            StageError::ToolMissing { tool: tool.clone(), stage: Rpm::NAME, place: "in the build root" }
         } else {
             StageError::ToolSpawn { tool: tool.clone(), source: e }
         }
@@ -624,27 +624,34 @@ fn package_metadata(args: &StageArgs, dbpath: &str) -> Result<Value, StageError>
     Ok(Value::Object(doc))
 }
 
-pub fn run(args: &StageArgs) -> StageResult {
-    let o: Options = args.parse_options(STAGE)?;
-    let (pkgpath, pkgs) = packages(args)?;
-    let env = environment(&o)?;
-    let bin = o.rpmkeys.bin_path.clone().unwrap_or_else(|| "rpmkeys".to_owned());
-    let dbpath = choose_dbpath(args, o.dbpath.as_deref())?;
-    let scratch = Scratch::new("osbuild-rpm")?;
+/// The stage itself: its name, capabilities and options, as the registry lists it.
+pub struct Rpm;
 
-    import_keys(args, &o, &bin, &dbpath, &scratch)?;
-    check_signatures(args, &bin, &dbpath, &pkgpath, &pkgs)?;
-    install(args, &o, &bin, &dbpath, &pkgpath, &pkgs, &scratch, &env)?;
+impl Stage for Rpm {
+    const NAME: &'static str = "org.osbuild.rpm";
+    type Options = Options;
 
-    let seed = tree_path(args, "/var/lib/systemd/random-seed", false)?;
-    super::util::remove_if_exists(&seed)?;
-    Ok(Some(package_metadata(args, &dbpath)?))
+    fn run(args: &StageArgs, o: Options) -> StageResult {
+        let (pkgpath, pkgs) = packages(args)?;
+        let env = environment(&o)?;
+        let bin = o.rpmkeys.bin_path.clone().unwrap_or_else(|| "rpmkeys".to_owned());
+        let dbpath = choose_dbpath(args, o.dbpath.as_deref())?;
+        let scratch = Scratch::new("osbuild-rpm")?;
+
+        import_keys(args, &o, &bin, &dbpath, &scratch)?;
+        check_signatures(args, &bin, &dbpath, &pkgpath, &pkgs)?;
+        install(args, &o, &bin, &dbpath, &pkgpath, &pkgs, &scratch, &env)?;
+
+        let seed = tree_path(args, "/var/lib/systemd/random-seed", false)?;
+        super::util::remove_if_exists(&seed)?;
+        Ok(Some(package_metadata(args, &dbpath)?))
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::stages::testutil::args;
+    use crate::testutil::args;
     use serde_json::json;
 
     #[test]
@@ -692,7 +699,7 @@ mod tests {
     fn packages_come_from_the_input_in_order() {
         let t = tempfile::tempdir().unwrap();
         let mut a = args(t.path(), json!({}));
-        assert_eq!(run(&a).unwrap_err().to_string(), "unknown input 'packages'");
+        assert_eq!(Rpm::execute(&a).unwrap_err().to_string(), "unknown input 'packages'");
         a.inputs.insert(
             "packages".into(),
             json!({"path": "/in", "data": {"files": {"sha256:bb": {}, "sha256:aa": {"rpm.check_gpg": true},

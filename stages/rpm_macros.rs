@@ -6,10 +6,9 @@
 
 use super::util::{create_parents, tree_path, write_file};
 use super::{StageArgs, StageError, StageResult};
+use crate::Stage;
 use serde::Deserialize;
 use serde_json::{Map, Value};
-
-const STAGE: &str = "org.osbuild.rpm.macros";
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -58,29 +57,36 @@ impl TryFrom<Map<String, Value>> for Macros {
     }
 }
 
-pub fn run(args: &StageArgs) -> StageResult {
-    let options: Options = args.parse_options(STAGE)?;
-    let path = tree_path(args, options.filename.trim_start_matches('/'), true)?;
-    if options.filename.trim_start_matches('/').is_empty() {
-        return Err(StageError::Invalid("filename must name a file".into()));
+/// The stage itself: its name, capabilities and options, as the registry lists it.
+pub struct RpmMacros;
+
+impl Stage for RpmMacros {
+    const NAME: &'static str = "org.osbuild.rpm.macros";
+    type Options = Options;
+
+    fn run(args: &StageArgs, options: Options) -> StageResult {
+        let path = tree_path(args, options.filename.trim_start_matches('/'), true)?;
+        if options.filename.trim_start_matches('/').is_empty() {
+            return Err(StageError::Invalid("filename must name a file".into()));
+        }
+        create_parents(&path)?;
+        let text: String = options.macros.0.iter().map(|(k, v)| format!("%{k} {v}\n")).collect();
+        write_file(&path, text.as_bytes(), 0o644)?;
+        Ok(None)
     }
-    create_parents(&path)?;
-    let text: String = options.macros.0.iter().map(|(k, v)| format!("%{k} {v}\n")).collect();
-    write_file(&path, text.as_bytes(), 0o644)?;
-    Ok(None)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::stages::testutil::args;
+    use crate::testutil::args;
     use serde_json::json;
 
     #[test]
     fn writes_macros_in_order() {
         let t = tempfile::tempdir().unwrap();
         let opts = json!({"filename": "/etc/rpm/macros.x", "macros": {"_install_langs": ["en_US", "de_DE"], "_dbpath": "/usr/lib/sysimage/rpm"}});
-        run(&args(t.path(), opts)).unwrap();
+        RpmMacros::execute(&args(t.path(), opts)).unwrap();
         assert_eq!(
             std::fs::read_to_string(t.path().join("etc/rpm/macros.x")).unwrap(),
             "%_install_langs en_US:de_DE\n%_dbpath /usr/lib/sysimage/rpm\n"
@@ -90,9 +96,9 @@ mod tests {
     #[test]
     fn unknown_macro_is_refused() {
         let t = tempfile::tempdir().unwrap();
-        let e = run(&args(t.path(), json!({"filename": "/x", "macros": {"_foo": "1"}}))).unwrap_err();
-        assert!(crate::stages::error_chain(&e).contains("unknown field `_foo`"), "{e:?}");
-        let e = run(&args(t.path(), json!({"filename": "/x", "macros": {}}))).unwrap_err();
-        assert!(crate::stages::error_chain(&e).contains("at least one"), "{e:?}");
+        let e = RpmMacros::execute(&args(t.path(), json!({"filename": "/x", "macros": {"_foo": "1"}}))).unwrap_err();
+        assert!(crate::error_chain(&e).contains("unknown field `_foo`"), "{e:?}");
+        let e = RpmMacros::execute(&args(t.path(), json!({"filename": "/x", "macros": {}}))).unwrap_err();
+        assert!(crate::error_chain(&e).contains("at least one"), "{e:?}");
     }
 }

@@ -11,40 +11,46 @@
 
 use super::util::{run_tool, tree_path};
 use super::{StageArgs, StageError, StageResult};
+use crate::Stage;
 use serde::Deserialize;
 use serde_json::Value;
 use std::process::Command;
-
-const STAGE: &str = "org.osbuild.rpmkeys.import";
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Options {}
 
-pub fn run(args: &StageArgs) -> StageResult {
-    let _options: Options = args.parse_options(STAGE)?;
-    let base = args.input_path("keys")?;
-    let files = args
-        .inputs
-        .get("keys")
-        .and_then(|k| k.pointer("/data/files"))
-        .and_then(Value::as_object)
-        .ok_or_else(|| StageError::Invalid("input 'keys' lists no files".into()))?;
-    let dbpath = existing_dbpath(args)?;
-    for name in files.keys() {
-        if name.is_empty() || name.contains('/') {
-            return Err(StageError::Invalid(format!("input 'keys' has a bad file name '{name}'")));
+/// The stage itself: its name, capabilities and options, as the registry lists it.
+pub struct RpmkeysImport;
+
+impl Stage for RpmkeysImport {
+    const NAME: &'static str = "org.osbuild.rpmkeys.import";
+    type Options = Options;
+
+    fn run(args: &StageArgs, _options: Options) -> StageResult {
+        let base = args.input_path("keys")?;
+        let files = args
+            .inputs
+            .get("keys")
+            .and_then(|k| k.pointer("/data/files"))
+            .and_then(Value::as_object)
+            .ok_or_else(|| StageError::Invalid("input 'keys' lists no files".into()))?;
+        let dbpath = existing_dbpath(args)?;
+        for name in files.keys() {
+            if name.is_empty() || name.contains('/') {
+                return Err(StageError::Invalid(format!("input 'keys' has a bad file name '{name}'")));
+            }
+            let path = base.join(name);
+            let mut cmd = Command::new("rpmkeys");
+            cmd.arg("--verbose").arg("--root").arg(&args.tree);
+            if let Some(db) = dbpath {
+                cmd.args(["--dbpath", db]);
+            }
+            run_tool(RpmkeysImport::NAME, cmd.arg("--import").arg(&path))?;
+            println!("imported key '{name}'");
         }
-        let path = base.join(name);
-        let mut cmd = Command::new("rpmkeys");
-        cmd.arg("--verbose").arg("--root").arg(&args.tree);
-        if let Some(db) = dbpath {
-            cmd.args(["--dbpath", db]);
-        }
-        run_tool(STAGE, cmd.arg("--import").arg(&path))?;
-        println!("imported key '{name}'");
+        Ok(None)
     }
-    Ok(None)
 }
 
 /// The tree's RPM database directory, if it has one.
@@ -61,18 +67,18 @@ fn existing_dbpath(args: &StageArgs) -> Result<Option<&'static str>, StageError>
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::stages::testutil::args;
+    use crate::testutil::args;
     use serde_json::json;
 
     #[test]
     fn needs_the_keys_input() {
         let t = tempfile::tempdir().unwrap();
-        let e = run(&args(t.path(), json!({}))).unwrap_err();
+        let e = RpmkeysImport::execute(&args(t.path(), json!({}))).unwrap_err();
         assert_eq!(e.to_string(), "unknown input 'keys'");
         let mut a = args(t.path(), json!({}));
         a.inputs.insert("keys".into(), json!({"path": "/nonexistent", "data": {}}));
-        assert_eq!(run(&a).unwrap_err().to_string(), "input 'keys' lists no files");
-        let e = run(&args(t.path(), json!({"foo": 1}))).unwrap_err();
-        assert!(crate::stages::error_chain(&e).contains("unknown field `foo`"), "{e:?}");
+        assert_eq!(RpmkeysImport::execute(&a).unwrap_err().to_string(), "input 'keys' lists no files");
+        let e = RpmkeysImport::execute(&args(t.path(), json!({"foo": 1}))).unwrap_err();
+        assert!(crate::error_chain(&e).contains("unknown field `foo`"), "{e:?}");
     }
 }

@@ -14,11 +14,11 @@
 
 use super::util::{location, location_parts, resolve_in_root, run_tool, tree_path, write_file, Ordered};
 use super::{StageArgs, StageError, StageResult};
+use crate::Stage;
 use serde::Deserialize;
 use std::path::{Component, Path, PathBuf};
 use std::process::Command;
 
-const STAGE: &str = "org.osbuild.selinux";
 const XATTR: &str = "security.selinux";
 
 #[derive(Debug, Deserialize)]
@@ -69,38 +69,46 @@ fn setfilecon(path: &Path, context: &str) -> Result<(), StageError> {
     }
 }
 
-pub fn run(args: &StageArgs) -> StageResult {
-    let options: Options = args.parse_options(STAGE)?;
-    let target = options.target.as_deref().unwrap_or("tree:///");
-    let (root, target_path) = location_parts(target, args)?;
-    let root = normpath(&root.to_string_lossy());
+/// The stage itself: its name, capabilities and options, as the registry lists it.
+pub struct Selinux;
 
-    if let Some(fc) = options.file_contexts.as_deref().filter(|f| !f.is_empty()) {
-        let spec = if fc.contains("://") { location(fc, args, true)? } else { tree_path(args, fc, true)? };
-        let mut cmd = Command::new("setfiles");
-        cmd.arg("-F").arg("-r").arg(&root);
-        for p in options.exclude_paths.iter().flatten() {
-            cmd.arg("-e").arg(normpath(&format!("{}/{target_path}/{p}", root.display())));
+impl Stage for Selinux {
+    const NAME: &'static str = "org.osbuild.selinux";
+    const CAPABILITIES: &'static [&'static str] = &["CAP_MAC_ADMIN"];
+    type Options = Options;
+
+    fn run(args: &StageArgs, options: Options) -> StageResult {
+        let target = options.target.as_deref().unwrap_or("tree:///");
+        let (root, target_path) = location_parts(target, args)?;
+        let root = normpath(&root.to_string_lossy());
+
+        if let Some(fc) = options.file_contexts.as_deref().filter(|f| !f.is_empty()) {
+            let spec = if fc.contains("://") { location(fc, args, true)? } else { tree_path(args, fc, true)? };
+            let mut cmd = Command::new("setfiles");
+            cmd.arg("-F").arg("-r").arg(&root);
+            for p in options.exclude_paths.iter().flatten() {
+                cmd.arg("-e").arg(normpath(&format!("{}/{target_path}/{p}", root.display())));
+            }
+            cmd.arg(&spec).arg(format!("{}{target_path}", root.display()));
+            run_tool(Selinux::NAME, &mut cmd)?;
         }
-        cmd.arg(&spec).arg(format!("{}{target_path}", root.display()));
-        run_tool(STAGE, &mut cmd)?;
-    }
 
-    for (path, label) in &options.labels.0 {
-        setfilecon(&location(path, args, true)?, label)?;
-    }
+        for (path, label) in &options.labels.0 {
+            setfilecon(&location(path, args, true)?, label)?;
+        }
 
-    if options.force_autorelabel {
-        let stamp = resolve_in_root(&root, "/.autorelabel", true)?;
-        write_file(&stamp, b"-F", 0o644)?;
+        if options.force_autorelabel {
+            let stamp = resolve_in_root(&root, "/.autorelabel", true)?;
+            write_file(&stamp, b"-F", 0o644)?;
+        }
+        Ok(None)
     }
-    Ok(None)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::stages::testutil::args;
+    use crate::testutil::args;
     use serde_json::json;
 
     #[test]
@@ -112,9 +120,12 @@ mod tests {
     #[test]
     fn autorelabel_and_missing_setfiles() {
         let t = tempfile::tempdir().unwrap();
-        run(&args(t.path(), json!({"labels": {}, "force_autorelabel": true}))).unwrap();
+        Selinux::execute(&args(t.path(), json!({"labels": {}, "force_autorelabel": true}))).unwrap();
         assert_eq!(std::fs::read_to_string(t.path().join(".autorelabel")).unwrap(), "-F");
-        let e = run(&args(t.path(), json!({"file_contexts": "etc/selinux/targeted/contexts/files/file_contexts"})));
+        let e = Selinux::execute(&args(
+            t.path(),
+            json!({"file_contexts": "etc/selinux/targeted/contexts/files/file_contexts"}),
+        ));
         // with or without setfiles on this machine, the error names the problem
         let msg = e.unwrap_err().to_string();
         assert!(msg.contains("setfiles"), "{msg}");

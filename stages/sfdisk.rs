@@ -7,11 +7,10 @@
 
 use super::disk_util::{run_tool_with_input, tool_output, Partition};
 use super::{StageArgs, StageError, StageResult};
+use crate::Stage;
 use serde::Deserialize;
 use serde_json::Value;
 use std::process::Command;
-
-const STAGE: &str = "org.osbuild.sfdisk";
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -70,36 +69,43 @@ pub fn script(options: &Options, target: &str) -> String {
     out
 }
 
-pub fn run(args: &StageArgs) -> StageResult {
-    let options: Options = args.parse_options(STAGE)?;
-    let device = args.device_path("device")?;
-    let script = script(&options, &device.to_string_lossy());
-    println!("{script}");
-    run_tool_with_input(
-        STAGE,
-        Command::new("sfdisk").arg("-q").arg("--no-tell-kernel").arg(&device),
-        script.as_bytes(),
-    )?;
+/// The stage itself: its name, capabilities and options, as the registry lists it.
+pub struct Sfdisk;
 
-    let json = tool_output(STAGE, Command::new("sfdisk").arg("--json").arg(&device))?;
-    println!("{}", String::from_utf8_lossy(&json));
-    let table: Value = serde_json::from_slice(&json)
-        .map_err(|e| StageError::Invalid(format!("cannot parse `sfdisk --json {}`: {e}", device.display())))?;
-    let found = table.pointer("/partitiontable/partitions").and_then(Value::as_array).map_or(0, Vec::len);
-    if found != options.partitions.len() {
-        return Err(StageError::Invalid(format!(
-            "{} holds {found} partitions after sfdisk, but {} were requested",
-            device.display(),
-            options.partitions.len()
-        )));
+impl Stage for Sfdisk {
+    const NAME: &'static str = "org.osbuild.sfdisk";
+    type Options = Options;
+
+    fn run(args: &StageArgs, options: Options) -> StageResult {
+        let device = args.device_path("device")?;
+        let script = script(&options, &device.to_string_lossy());
+        println!("{script}");
+        run_tool_with_input(
+            Sfdisk::NAME,
+            Command::new("sfdisk").arg("-q").arg("--no-tell-kernel").arg(&device),
+            script.as_bytes(),
+        )?;
+
+        let json = tool_output(Sfdisk::NAME, Command::new("sfdisk").arg("--json").arg(&device))?;
+        println!("{}", String::from_utf8_lossy(&json));
+        let table: Value = serde_json::from_slice(&json)
+            .map_err(|e| StageError::Invalid(format!("cannot parse `sfdisk --json {}`: {e}", device.display())))?;
+        let found = table.pointer("/partitiontable/partitions").and_then(Value::as_array).map_or(0, Vec::len);
+        if found != options.partitions.len() {
+            return Err(StageError::Invalid(format!(
+                "{} holds {found} partitions after sfdisk, but {} were requested",
+                device.display(),
+                options.partitions.len()
+            )));
+        }
+        Ok(None)
     }
-    Ok(None)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::stages::disk_util::testing::{device_args, image, need, sfdisk_table};
+    use crate::disk_util::testing::{device_args, image, need, sfdisk_table};
     use serde_json::json;
 
     #[test]
@@ -145,7 +151,7 @@ mod tests {
                 ]
             }),
         );
-        run(&a).unwrap();
+        Sfdisk::execute(&a).unwrap();
         let pt = sfdisk_table(&img);
         assert_eq!(pt["label"], "gpt");
         assert_eq!(pt["id"], "D209C89E-EA5E-4FBD-B161-B461CCE297E0");
@@ -181,7 +187,7 @@ mod tests {
                 ]
             }),
         );
-        run(&a).unwrap();
+        Sfdisk::execute(&a).unwrap();
         let pt = sfdisk_table(&img);
         assert_eq!(pt["label"], "dos");
         assert_eq!(pt["id"], "0x14fc63d2");
@@ -206,7 +212,7 @@ mod tests {
             json!({"label": "gpt", "uuid": "D209C89E-EA5E-4FBD-B161-B461CCE297E0",
                    "partitions": [{"start": 2048, "size": 1000000}]}),
         );
-        let e = run(&a).unwrap_err().to_string();
+        let e = Sfdisk::execute(&a).unwrap_err().to_string();
         assert!(e.starts_with("`sfdisk -q --no-tell-kernel "), "{e}");
         assert!(device_args(t.path(), &[], json!({"label": "gpt", "uuid": "x"})).device_path("device").is_err());
     }

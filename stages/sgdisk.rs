@@ -11,12 +11,11 @@
 use super::disk_util::Partition;
 use super::util::run_tool;
 use super::{StageArgs, StageResult};
+use crate::Stage;
 use serde::Deserialize;
 use std::collections::BTreeSet;
 use std::ffi::OsString;
 use std::process::{Command, Stdio};
-
-const STAGE: &str = "org.osbuild.sgdisk";
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -67,19 +66,26 @@ pub fn argv(options: &Options, device: &std::path::Path) -> Vec<OsString> {
     v
 }
 
-pub fn run(args: &StageArgs) -> StageResult {
-    let options: Options = args.parse_options(STAGE)?;
-    let device = args.device_path("device")?;
-    run_tool(STAGE, Command::new("sgdisk").args(argv(&options, &device)))?;
-    // the table, for the log; upstream ignores its status too
-    let _ = Command::new("sgdisk").arg("-p").arg(&device).stdin(Stdio::null()).status();
-    Ok(None)
+/// The stage itself: its name, capabilities and options, as the registry lists it.
+pub struct Sgdisk;
+
+impl Stage for Sgdisk {
+    const NAME: &'static str = "org.osbuild.sgdisk";
+    type Options = Options;
+
+    fn run(args: &StageArgs, options: Options) -> StageResult {
+        let device = args.device_path("device")?;
+        run_tool(Sgdisk::NAME, Command::new("sgdisk").args(argv(&options, &device)))?;
+        // the table, for the log; upstream ignores its status too
+        let _ = Command::new("sgdisk").arg("-p").arg(&device).stdin(Stdio::null()).status();
+        Ok(None)
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::stages::disk_util::testing::{device_args, image, need, sfdisk_table};
+    use crate::disk_util::testing::{device_args, image, need, sfdisk_table};
     use serde_json::{json, Value};
 
     fn layout(quote: bool) -> Value {
@@ -128,7 +134,7 @@ mod tests {
         need("sgdisk", "gdisk");
         let t = tempfile::tempdir().unwrap();
         let img = image(t.path(), "disk.img", 256 << 20);
-        run(&device_args(t.path(), &[("device", "disk.img")], layout(false))).unwrap();
+        Sgdisk::execute(&device_args(t.path(), &[("device", "disk.img")], layout(false))).unwrap();
         let pt = sfdisk_table(&img);
         assert_eq!(pt["label"], "gpt");
         assert_eq!(pt["id"], "D209C89E-EA5E-4FBD-B161-B461CCE297E0");
@@ -159,7 +165,7 @@ mod tests {
         let img = image(t.path(), "disk.img", 256 << 20);
         let mut o = layout(true);
         o.as_object_mut().unwrap().remove("quote_partition_name");
-        run(&device_args(t.path(), &[("device", "disk.img")], o)).unwrap();
+        Sgdisk::execute(&device_args(t.path(), &[("device", "disk.img")], o)).unwrap();
         let pt = sfdisk_table(&img);
         assert_eq!(pt["partitions"][0]["name"], "\"BIOS-BOOT\"");
     }
@@ -171,7 +177,7 @@ mod tests {
         image(t.path(), "disk.img", 8 << 20);
         let o = json!({"uuid": "D209C89E-EA5E-4FBD-B161-B461CCE297E0",
                        "partitions": [{"start": 2048, "size": 4096}, {"start": 4096, "size": 4096}]});
-        let e = run(&device_args(t.path(), &[("device", "disk.img")], o)).unwrap_err().to_string();
+        let e = Sgdisk::execute(&device_args(t.path(), &[("device", "disk.img")], o)).unwrap_err().to_string();
         assert!(e.starts_with("`sgdisk -Z "), "{e}");
     }
 }

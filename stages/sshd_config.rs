@@ -17,10 +17,10 @@
 use super::pwquality_conf::universal_newlines;
 use super::util::{tree_path, write_file};
 use super::{StageError, StageResult};
+use crate::Stage;
+use crate::StageArgs;
 use serde::Deserialize;
 use std::os::unix::fs::PermissionsExt;
-
-const STAGE: &str = "org.osbuild.sshd.config";
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -113,21 +113,29 @@ fn edit(text: &str, mut changes: Vec<Change>) -> String {
     out
 }
 
-pub fn run(args: &super::StageArgs) -> StageResult {
-    let options: Options = args.parse_options(STAGE)?;
-    let path = tree_path(args, "/etc/ssh/sshd_config", true)?;
-    let bytes = std::fs::read(&path).map_err(StageError::io("cannot read", &path))?;
-    let text =
-        String::from_utf8(bytes).map_err(|_| StageError::Invalid("/etc/ssh/sshd_config is not valid UTF-8".into()))?;
-    let mode = std::fs::metadata(&path).map_err(StageError::io("cannot stat", &path))?.permissions().mode() & 0o7777;
-    write_file(&path, edit(&universal_newlines(&text), changes(&options.config)).as_bytes(), mode)?;
-    Ok(None)
+/// The stage itself: its name, capabilities and options, as the registry lists it.
+pub struct SshdConfig;
+
+impl Stage for SshdConfig {
+    const NAME: &'static str = "org.osbuild.sshd.config";
+    type Options = Options;
+
+    fn run(args: &StageArgs, options: Options) -> StageResult {
+        let path = tree_path(args, "/etc/ssh/sshd_config", true)?;
+        let bytes = std::fs::read(&path).map_err(StageError::io("cannot read", &path))?;
+        let text = String::from_utf8(bytes)
+            .map_err(|_| StageError::Invalid("/etc/ssh/sshd_config is not valid UTF-8".into()))?;
+        let mode =
+            std::fs::metadata(&path).map_err(StageError::io("cannot stat", &path))?.permissions().mode() & 0o7777;
+        write_file(&path, edit(&universal_newlines(&text), changes(&options.config)).as_bytes(), mode)?;
+        Ok(None)
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::stages::testutil::args;
+    use crate::testutil::args;
     use serde_json::json;
 
     fn config(v: serde_json::Value) -> Config {
@@ -155,7 +163,7 @@ mod tests {
         let p = dir.join("sshd_config");
         std::fs::write(&p, "PermitRootLogin yes\n").unwrap();
         std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600)).unwrap();
-        run(&args(t.path(), json!({"config": {"PermitRootLogin": "prohibit-password"}}))).unwrap();
+        SshdConfig::execute(&args(t.path(), json!({"config": {"PermitRootLogin": "prohibit-password"}}))).unwrap();
         assert_eq!(std::fs::read_to_string(&p).unwrap(), "PermitRootLogin prohibit-password\n");
         assert_eq!(std::fs::metadata(&p).unwrap().permissions().mode() & 0o777, 0o600);
     }
@@ -163,11 +171,11 @@ mod tests {
     #[test]
     fn bad_options_and_missing_file() {
         let t = tempfile::tempdir().unwrap();
-        let e = run(&args(t.path(), json!({"config": {"PermitRootLogin": "maybe"}}))).unwrap_err();
-        assert!(crate::stages::error_chain(&e).starts_with("invalid options: data did not match any variant"));
-        let e = run(&args(t.path(), json!({"config": {"Port": 22}}))).unwrap_err();
-        assert!(crate::stages::error_chain(&e).contains("unknown field `Port`"));
-        let e = run(&args(t.path(), json!({"config": {}}))).unwrap_err();
-        assert!(crate::stages::error_chain(&e).starts_with("cannot read"));
+        let e = SshdConfig::execute(&args(t.path(), json!({"config": {"PermitRootLogin": "maybe"}}))).unwrap_err();
+        assert!(crate::error_chain(&e).starts_with("invalid options: data did not match any variant"));
+        let e = SshdConfig::execute(&args(t.path(), json!({"config": {"Port": 22}}))).unwrap_err();
+        assert!(crate::error_chain(&e).contains("unknown field `Port`"));
+        let e = SshdConfig::execute(&args(t.path(), json!({"config": {}}))).unwrap_err();
+        assert!(crate::error_chain(&e).starts_with("cannot read"));
     }
 }

@@ -10,10 +10,9 @@
 
 use super::util::{create_parents, tree_path, write_file, Ordered};
 use super::{StageArgs, StageError, StageResult};
+use crate::Stage;
 use serde::Deserialize;
 use serde_json::Value;
-
-const STAGE: &str = "org.osbuild.sysconfig";
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -155,53 +154,60 @@ fn write_root_0644(args: &StageArgs, rel: &str, text: &str) -> Result<(), StageE
         .map_err(StageError::io("cannot chmod", &path))
 }
 
-pub fn run(args: &StageArgs) -> StageResult {
-    let options: Options = args.parse_options(STAGE)?;
-    let sysconfig = tree_path(args, "/etc/sysconfig/", true)?;
-    create_parents(&sysconfig.join("x"))?;
-    let write = |name: &str, text: &str| -> Result<(), StageError> {
-        let path = tree_path(args, format!("/etc/sysconfig/{name}"), true)?;
-        write_file(&path, text.as_bytes(), 0o644)
-    };
-    if let Some(k) = options.kernel.as_ref().filter(|k| !k.0.is_empty()) {
-        write("kernel", &k.0)?;
-    }
-    if let Some(n) = options.network.as_ref().filter(|n| !n.0.is_empty()) {
-        write("network", &n.0)?;
-    }
-    // as upstream, an empty `network-scripts` object does nothing, `{"ifcfg": {}}` makes the directory
-    if let Some(ifcfg) = options.network_scripts.as_ref().and_then(|ns| ns.ifcfg.as_ref()) {
-        let dir = tree_path(args, "/etc/sysconfig/network-scripts", true)?;
-        create_parents(&dir.join("x"))?;
-        for (ifname, cfg) in &ifcfg.0 {
-            if !ifname_is_valid(ifname) {
-                return Err(StageError::Invalid(format!("invalid interface name {ifname}")));
+/// The stage itself: its name, capabilities and options, as the registry lists it.
+pub struct Sysconfig;
+
+impl Stage for Sysconfig {
+    const NAME: &'static str = "org.osbuild.sysconfig";
+    type Options = Options;
+
+    fn run(args: &StageArgs, options: Options) -> StageResult {
+        let sysconfig = tree_path(args, "/etc/sysconfig/", true)?;
+        create_parents(&sysconfig.join("x"))?;
+        let write = |name: &str, text: &str| -> Result<(), StageError> {
+            let path = tree_path(args, format!("/etc/sysconfig/{name}"), true)?;
+            write_file(&path, text.as_bytes(), 0o644)
+        };
+        if let Some(k) = options.kernel.as_ref().filter(|k| !k.0.is_empty()) {
+            write("kernel", &k.0)?;
+        }
+        if let Some(n) = options.network.as_ref().filter(|n| !n.0.is_empty()) {
+            write("network", &n.0)?;
+        }
+        // as upstream, an empty `network-scripts` object does nothing, `{"ifcfg": {}}` makes the directory
+        if let Some(ifcfg) = options.network_scripts.as_ref().and_then(|ns| ns.ifcfg.as_ref()) {
+            let dir = tree_path(args, "/etc/sysconfig/network-scripts", true)?;
+            create_parents(&dir.join("x"))?;
+            for (ifname, cfg) in &ifcfg.0 {
+                if !ifname_is_valid(ifname) {
+                    return Err(StageError::Invalid(format!("invalid interface name {ifname}")));
+                }
+                if !cfg.0.is_empty() {
+                    write(&format!("network-scripts/ifcfg-{ifname}"), &cfg.0)?;
+                }
             }
-            if !cfg.0.is_empty() {
-                write(&format!("network-scripts/ifcfg-{ifname}"), &cfg.0)?;
+        }
+        if options.livesys.is_some() {
+            write_root_0644(args, "/etc/sysconfig/livesys", "livesys_session=\"{livesys_options['session']}\"\n")?;
+        }
+        if let Some(d) = options.desktop.as_ref().filter(|d| d.preferred.is_some() || d.displaymanager.is_some()) {
+            let mut text = String::new();
+            if d.preferred.is_some() {
+                text.push_str("PREFERRED={desktop_options['preferred']}\n");
             }
+            if d.displaymanager.is_some() {
+                text.push_str("DISPLAYMANAGER={desktop_options['displaymanager']}\n");
+            }
+            write_root_0644(args, "/etc/sysconfig/desktop", &text)?;
         }
+        Ok(None)
     }
-    if options.livesys.is_some() {
-        write_root_0644(args, "/etc/sysconfig/livesys", "livesys_session=\"{livesys_options['session']}\"\n")?;
-    }
-    if let Some(d) = options.desktop.as_ref().filter(|d| d.preferred.is_some() || d.displaymanager.is_some()) {
-        let mut text = String::new();
-        if d.preferred.is_some() {
-            text.push_str("PREFERRED={desktop_options['preferred']}\n");
-        }
-        if d.displaymanager.is_some() {
-            text.push_str("DISPLAYMANAGER={desktop_options['displaymanager']}\n");
-        }
-        write_root_0644(args, "/etc/sysconfig/desktop", &text)?;
-    }
-    Ok(None)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::stages::testutil::args;
+    use crate::testutil::args;
     use serde_json::json;
 
     #[test]
@@ -213,7 +219,7 @@ mod tests {
             "network-scripts": {"ifcfg": {"eth0": {"device": "eth0", "onboot": true, "type": "Ethernet"}, "eth1": {}}},
             "livesys": {"session": "gnome"},
             "desktop": {"preferred": "/usr/bin/gnome"}});
-        run(&args(t.path(), opts)).unwrap();
+        Sysconfig::execute(&args(t.path(), opts)).unwrap();
         let read = |p: &str| std::fs::read_to_string(t.path().join("etc/sysconfig").join(p)).unwrap();
         assert_eq!(read("kernel"), "DEFAULTKERNEL=kernel\nUPDATEDEFAULT=yes\n");
         assert_eq!(read("network"), "NETWORKING=yes\nNOZEROCONF=no\n");
@@ -226,20 +232,23 @@ mod tests {
     #[test]
     fn empty_options_only_create_the_directory() {
         let t = tempfile::tempdir().unwrap();
-        run(&args(t.path(), json!({"kernel": {}, "network-scripts": {}, "desktop": {}}))).unwrap();
+        Sysconfig::execute(&args(t.path(), json!({"kernel": {}, "network-scripts": {}, "desktop": {}}))).unwrap();
         assert_eq!(std::fs::read_dir(t.path().join("etc/sysconfig")).unwrap().count(), 0);
-        run(&args(t.path(), json!({"network-scripts": {"ifcfg": {}}}))).unwrap();
+        Sysconfig::execute(&args(t.path(), json!({"network-scripts": {"ifcfg": {}}}))).unwrap();
         assert!(t.path().join("etc/sysconfig/network-scripts").is_dir());
     }
 
     #[test]
     fn bad_options() {
         let t = tempfile::tempdir().unwrap();
-        let e = run(&args(t.path(), json!({"kernel": {"nope": 1}}))).unwrap_err();
-        let msg = crate::stages::error_chain(&e);
+        let e = Sysconfig::execute(&args(t.path(), json!({"kernel": {"nope": 1}}))).unwrap_err();
+        let msg = crate::error_chain(&e);
         assert!(msg.contains("unknown property nope specified for sysconfig kernel config"), "{msg}");
-        let e = run(&args(t.path(), json!({"network-scripts": {"ifcfg": {"eth0": {"bootproto": "magic"}}}})));
-        assert!(crate::stages::error_chain(&e.unwrap_err()).contains("bootproto magic"));
+        let e = Sysconfig::execute(&args(
+            t.path(),
+            json!({"network-scripts": {"ifcfg": {"eth0": {"bootproto": "magic"}}}}),
+        ));
+        assert!(crate::error_chain(&e.unwrap_err()).contains("bootproto magic"));
         assert!(!ifname_is_valid("a/b") && !ifname_is_valid("..x") && ifname_is_valid("eth0"));
     }
 }

@@ -32,11 +32,10 @@
 
 use super::util::{create_parents, remove_if_exists, resolve_in_root, tree_path};
 use super::{StageArgs, StageError, StageResult};
+use crate::Stage;
 use serde::Deserialize;
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
-
-const STAGE: &str = "org.osbuild.systemd";
 
 const CONFIG_DIR: &str = "/etc/systemd/system";
 const UNIT_DIRS: &[&str] = &[
@@ -78,41 +77,49 @@ pub struct Options {
     pub default_target: Option<String>,
 }
 
-pub fn run(args: &StageArgs) -> StageResult {
-    let options: Options = args.parse_options(STAGE)?;
-    for unit in &options.enabled_services {
-        let mut seen = BTreeSet::new();
-        enable(args, &mangle(unit, ".service")?, &mut seen)?;
-    }
-    for unit in &options.disabled_services {
-        disable(args, &mangle(unit, ".service")?)?;
-    }
-    for unit in &options.masked_services {
-        let name = mangle(unit, ".service")?;
-        let link = tree_path(args, format!("{CONFIG_DIR}/{name}"), false)?;
-        link_to(&link, &format!("{CONFIG_DIR}/{name}"), "/dev/null", args, false)?;
-    }
-    if !options.masked_generators.is_empty() {
-        for generator in &options.masked_generators {
-            check_name("generator", generator)?;
-            let rel = format!("/etc/systemd/system-generators/{generator}");
+/// The stage itself: its name, capabilities and options, as the registry lists it.
+pub struct Systemd;
+
+impl Stage for Systemd {
+    const NAME: &'static str = "org.osbuild.systemd";
+    type Options = Options;
+
+    fn run(args: &StageArgs, options: Options) -> StageResult {
+        for unit in &options.enabled_services {
+            let mut seen = BTreeSet::new();
+            enable(args, &mangle(unit, ".service")?, &mut seen)?;
+        }
+        for unit in &options.disabled_services {
+            disable(args, &mangle(unit, ".service")?)?;
+        }
+        for unit in &options.masked_services {
+            let name = mangle(unit, ".service")?;
+            let link = tree_path(args, format!("{CONFIG_DIR}/{name}"), false)?;
+            link_to(&link, &format!("{CONFIG_DIR}/{name}"), "/dev/null", args, false)?;
+        }
+        if !options.masked_generators.is_empty() {
+            for generator in &options.masked_generators {
+                check_name("generator", generator)?;
+                let rel = format!("/etc/systemd/system-generators/{generator}");
+                let link = tree_path(args, &rel, false)?;
+                create_parents(&link)?;
+                std::os::unix::fs::symlink("/dev/null", &link)
+                    .map_err(StageError::io("cannot create symlink", &link))?;
+                println!("Created symlink {rel} → /dev/null.");
+            }
+        }
+        if let Some(target) = &options.default_target {
+            let name = mangle(target, ".target")?;
+            if name == "default.target" {
+                return Err(StageError::Invalid("default.target cannot be the default target".into()));
+            }
+            let unit = find_unit(args, &name)?;
+            let rel = format!("{CONFIG_DIR}/default.target");
             let link = tree_path(args, &rel, false)?;
-            create_parents(&link)?;
-            std::os::unix::fs::symlink("/dev/null", &link).map_err(StageError::io("cannot create symlink", &link))?;
-            println!("Created symlink {rel} → /dev/null.");
+            link_to(&link, &rel, &unit.path, args, true)?;
         }
+        Ok(None)
     }
-    if let Some(target) = &options.default_target {
-        let name = mangle(target, ".target")?;
-        if name == "default.target" {
-            return Err(StageError::Invalid("default.target cannot be the default target".into()));
-        }
-        let unit = find_unit(args, &name)?;
-        let rel = format!("{CONFIG_DIR}/default.target");
-        let link = tree_path(args, &rel, false)?;
-        link_to(&link, &rel, &unit.path, args, true)?;
-    }
-    Ok(None)
 }
 
 /// systemctl's name mangling for the simple cases: add `suffix` when the name has no unit
@@ -516,7 +523,7 @@ fn remove_marked(dir: &Path, marks: &BTreeSet<String>, removed: &mut Vec<(PathBu
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::stages::testutil::args;
+    use crate::testutil::args;
     use serde_json::json;
     use std::fs;
 
@@ -537,7 +544,7 @@ mod tests {
         unit(tree, "/usr/lib/systemd/system/a.service", "[Unit]\n[Install]\nWantedBy=multi-user.target \\\n  b.target\nRequiredBy=c.target\nAlias=x.service\nAlso=s.socket\n");
         unit(tree, "/usr/lib/systemd/system/s.socket", "[Install]\nWantedBy=sockets.target\n");
         unit(tree, "/usr/lib/systemd/system/g@.service", "[Install]\nWantedBy=getty.target\nDefaultInstance=tty1\n");
-        run(&args(tree, json!({"enabled_services": ["a", "g@.service", "g@tty2.service"]}))).unwrap();
+        Systemd::execute(&args(tree, json!({"enabled_services": ["a", "g@.service", "g@tty2.service"]}))).unwrap();
         let p = "/usr/lib/systemd/system/a.service";
         assert_eq!(link(tree, "/etc/systemd/system/multi-user.target.wants/a.service"), p);
         assert_eq!(link(tree, "/etc/systemd/system/b.target.wants/a.service"), p);
@@ -553,9 +560,9 @@ mod tests {
             "/usr/lib/systemd/system/g@.service"
         );
         // enabling again is fine
-        run(&args(tree, json!({"enabled_services": ["a.service"]}))).unwrap();
+        Systemd::execute(&args(tree, json!({"enabled_services": ["a.service"]}))).unwrap();
 
-        run(&args(tree, json!({"disabled_services": ["a"]}))).unwrap();
+        Systemd::execute(&args(tree, json!({"disabled_services": ["a"]}))).unwrap();
         for gone in [
             "multi-user.target.wants/a.service",
             "c.target.requires/a.service",
@@ -580,12 +587,12 @@ mod tests {
         )
         .unwrap();
         let opts = json!({"masked_services": ["ldconfig", "a.socket"], "masked_generators": ["g"], "default_target": "multi-user"});
-        run(&args(tree, opts)).unwrap();
+        Systemd::execute(&args(tree, opts)).unwrap();
         assert_eq!(link(tree, "/etc/systemd/system/ldconfig.service"), "/dev/null");
         assert_eq!(link(tree, "/etc/systemd/system/a.socket"), "/dev/null");
         assert_eq!(link(tree, "/etc/systemd/system-generators/g"), "/dev/null");
         assert_eq!(link(tree, "/etc/systemd/system/default.target"), "/usr/lib/systemd/system/multi-user.target");
-        let e = run(&args(tree, json!({"masked_generators": ["g"]}))).unwrap_err();
+        let e = Systemd::execute(&args(tree, json!({"masked_generators": ["g"]}))).unwrap_err();
         assert!(e.to_string().starts_with("cannot create symlink"), "{e}");
     }
 
@@ -593,14 +600,14 @@ mod tests {
     fn missing_and_masked_units_are_errors() {
         let t = tempfile::tempdir().unwrap();
         let tree = t.path();
-        let e = run(&args(tree, json!({"enabled_services": ["nope"]}))).unwrap_err();
+        let e = Systemd::execute(&args(tree, json!({"enabled_services": ["nope"]}))).unwrap_err();
         assert_eq!(e.to_string(), "unit file nope.service does not exist");
-        run(&args(tree, json!({"disabled_services": ["nope.socket"]}))).unwrap();
+        Systemd::execute(&args(tree, json!({"disabled_services": ["nope.socket"]}))).unwrap();
         unit(tree, "/usr/lib/systemd/system/m.service", "[Install]\nWantedBy=a.target\n");
-        run(&args(tree, json!({"masked_services": ["m"]}))).unwrap();
-        let e = run(&args(tree, json!({"enabled_services": ["m"]}))).unwrap_err();
+        Systemd::execute(&args(tree, json!({"masked_services": ["m"]}))).unwrap();
+        let e = Systemd::execute(&args(tree, json!({"enabled_services": ["m"]}))).unwrap_err();
         assert_eq!(e.to_string(), "unit file m.service is masked");
-        let e = run(&args(tree, json!({"enabled_services": ["../x"]}))).unwrap_err();
+        let e = Systemd::execute(&args(tree, json!({"enabled_services": ["../x"]}))).unwrap_err();
         assert_eq!(e.to_string(), "unit name \"../x\" is not valid");
     }
 

@@ -7,11 +7,10 @@
 use super::configparser::{check_file_name, dropin_from_config, raw_config};
 use super::util::{create_parents, tree_path};
 use super::{StageArgs, StageError, StageResult};
+use crate::Stage;
 use serde::Deserialize;
 use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
-
-const STAGE: &str = "org.osbuild.systemd-journald";
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -43,36 +42,43 @@ pub struct Journal {
     pub audit: Option<String>,
 }
 
-pub fn run(args: &StageArgs) -> StageResult {
-    let options: Options = args.parse_options(STAGE)?;
-    check_file_name("drop-in file name", &options.filename)?;
-    let ini = dropin_from_config(raw_config(args)?)?;
-    let path = tree_path(args, format!("/usr/lib/systemd/journald.conf.d/{}", options.filename), false)?;
-    create_parents(&path)?;
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o644)
-        .open(&path)
-        .map_err(StageError::io("cannot create", &path))?;
-    f.write_all(ini.render().as_bytes()).map_err(StageError::io("cannot write", &path))?;
-    Ok(None)
+/// The stage itself: its name, capabilities and options, as the registry lists it.
+pub struct SystemdJournald;
+
+impl Stage for SystemdJournald {
+    const NAME: &'static str = "org.osbuild.systemd-journald";
+    type Options = Options;
+
+    fn run(args: &StageArgs, options: Options) -> StageResult {
+        check_file_name("drop-in file name", &options.filename)?;
+        let ini = dropin_from_config(raw_config(args)?)?;
+        let path = tree_path(args, format!("/usr/lib/systemd/journald.conf.d/{}", options.filename), false)?;
+        create_parents(&path)?;
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o644)
+            .open(&path)
+            .map_err(StageError::io("cannot create", &path))?;
+        f.write_all(ini.render().as_bytes()).map_err(StageError::io("cannot write", &path))?;
+        Ok(None)
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::stages::testutil::args;
+    use crate::testutil::args;
     use serde_json::json;
 
     #[test]
     fn writes_dropin_once() {
         let t = tempfile::tempdir().unwrap();
         let opts = json!({"filename": "j.conf", "config": {"Journal": {"Storage": "persistent", "Compress": "yes"}}});
-        run(&args(t.path(), opts.clone())).unwrap();
+        SystemdJournald::execute(&args(t.path(), opts.clone())).unwrap();
         let text = std::fs::read_to_string(t.path().join("usr/lib/systemd/journald.conf.d/j.conf")).unwrap();
         assert_eq!(text, "[Journal]\nStorage=persistent\nCompress=yes\n\n");
-        let e = crate::stages::error_chain(&run(&args(t.path(), opts)).unwrap_err());
+        let e = crate::error_chain(&SystemdJournald::execute(&args(t.path(), opts)).unwrap_err());
         assert!(e.starts_with("cannot create") && e.ends_with("File exists (os error 17)"), "{e}");
     }
 }

@@ -6,9 +6,8 @@
 use super::configparser::{check_file_name, dropin_from_config, raw_config};
 use super::util::{create_parents, tree_path, write_file};
 use super::{StageArgs, StageResult};
+use crate::Stage;
 use serde::Deserialize;
-
-const STAGE: &str = "org.osbuild.systemd-logind";
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -37,27 +36,34 @@ pub struct Login {
     pub reserve_vt: Option<u64>,
 }
 
-pub fn run(args: &StageArgs) -> StageResult {
-    let options: Options = args.parse_options(STAGE)?;
-    check_file_name("drop-in file name", &options.filename)?;
-    let ini = dropin_from_config(raw_config(args)?)?;
-    let path = tree_path(args, format!("/usr/lib/systemd/logind.conf.d/{}", options.filename), true)?;
-    create_parents(&path)?;
-    write_file(&path, ini.render().as_bytes(), 0o644)?;
-    Ok(None)
+/// The stage itself: its name, capabilities and options, as the registry lists it.
+pub struct SystemdLogind;
+
+impl Stage for SystemdLogind {
+    const NAME: &'static str = "org.osbuild.systemd-logind";
+    type Options = Options;
+
+    fn run(args: &StageArgs, options: Options) -> StageResult {
+        check_file_name("drop-in file name", &options.filename)?;
+        let ini = dropin_from_config(raw_config(args)?)?;
+        let path = tree_path(args, format!("/usr/lib/systemd/logind.conf.d/{}", options.filename), true)?;
+        create_parents(&path)?;
+        write_file(&path, ini.render().as_bytes(), 0o644)?;
+        Ok(None)
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::stages::testutil::args;
+    use crate::testutil::args;
     use serde_json::json;
 
     #[test]
     fn writes_dropin_in_option_order() {
         let t = tempfile::tempdir().unwrap();
         let opts = json!({"filename": "10-x.conf", "config": {"Login": {"ReserveVT": 2, "NAutoVTs": 0}}});
-        run(&args(t.path(), opts)).unwrap();
+        SystemdLogind::execute(&args(t.path(), opts)).unwrap();
         let text = std::fs::read_to_string(t.path().join("usr/lib/systemd/logind.conf.d/10-x.conf")).unwrap();
         assert_eq!(text, "[Login]\nReserveVT=2\nNAutoVTs=0\n\n");
     }
@@ -65,7 +71,10 @@ mod tests {
     #[test]
     fn rejects_unknown_keys() {
         let t = tempfile::tempdir().unwrap();
-        let e = run(&args(t.path(), json!({"filename": "a.conf", "config": {"Login": {"KillUserProcesses": "no"}}})));
-        assert!(crate::stages::error_chain(&e.unwrap_err()).contains("unknown field `KillUserProcesses`"));
+        let e = SystemdLogind::execute(&args(
+            t.path(),
+            json!({"filename": "a.conf", "config": {"Login": {"KillUserProcesses": "no"}}}),
+        ));
+        assert!(crate::error_chain(&e.unwrap_err()).contains("unknown field `KillUserProcesses`"));
     }
 }

@@ -8,20 +8,26 @@
 
 use super::util::{drop_pwd_lock, run_tool};
 use super::{StageArgs, StageResult};
+use crate::Stage;
 use serde::Deserialize;
 use std::process::Command;
-
-const STAGE: &str = "org.osbuild.systemd-sysusers";
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Options {}
 
-pub fn run(args: &StageArgs) -> StageResult {
-    let _: Options = args.parse_options(STAGE)?;
-    run_tool(STAGE, Command::new("systemd-sysusers").arg("--root").arg(&args.tree))?;
-    // older systemd-sysusers leave their lock file behind; current ones (upstream's) do not
-    drop_pwd_lock(args)?;
-    println!("Applied systemd-sysusers");
-    Ok(None)
+/// The stage itself: its name, capabilities and options, as the registry lists it.
+pub struct SystemdSysusers;
+
+impl Stage for SystemdSysusers {
+    const NAME: &'static str = "org.osbuild.systemd-sysusers";
+    type Options = Options;
+
+    fn run(args: &StageArgs, _: Options) -> StageResult {
+        run_tool(SystemdSysusers::NAME, Command::new("systemd-sysusers").arg("--root").arg(&args.tree))?;
+        // older systemd-sysusers leave their lock file behind; current ones (upstream's) do not
+        drop_pwd_lock(args)?;
+        println!("Applied systemd-sysusers");
+        Ok(None)
+    }
 }

@@ -9,9 +9,8 @@
 use super::configparser::file_in_existing_dir;
 use super::util::write_file;
 use super::{StageArgs, StageError, StageResult};
+use crate::Stage;
 use serde::Deserialize;
-
-const STAGE: &str = "org.osbuild.systemd-sysusers.d";
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -168,39 +167,46 @@ impl Entry {
     }
 }
 
-pub fn run(args: &StageArgs) -> StageResult {
-    let options: Options = args.parse_options(STAGE)?;
-    let config = &options.config;
-    if config.filename.is_empty() {
-        return Err(StageError::Invalid("'filename' is required".into()));
+/// The stage itself: its name, capabilities and options, as the registry lists it.
+pub struct SystemdSysusersD;
+
+impl Stage for SystemdSysusersD {
+    const NAME: &'static str = "org.osbuild.systemd-sysusers.d";
+    type Options = Options;
+
+    fn run(args: &StageArgs, options: Options) -> StageResult {
+        let config = &options.config;
+        if config.filename.is_empty() {
+            return Err(StageError::Invalid("'filename' is required".into()));
+        }
+        if !config.filename.ends_with(".conf") {
+            return Err(StageError::Invalid(format!(
+                "name of file '{}' needs to have .conf file extension",
+                config.filename
+            )));
+        }
+        if config.entries.is_empty() {
+            return Err(StageError::Invalid("'entries' is required".into()));
+        }
+        for entry in &config.entries {
+            entry.validate()?;
+        }
+        let dir = match config.path_prefix {
+            PathPrefix::Usr => "/usr/lib/sysusers.d",
+            PathPrefix::Etc => "/etc/sysusers.d",
+        };
+        let text: String = config.entries.iter().map(Entry::line).collect();
+        let path = file_in_existing_dir(args, dir, &config.filename)?;
+        write_file(&path, text.as_bytes(), 0o644)?;
+        println!("Wrote file '{}/{}'", dir.trim_start_matches('/'), config.filename);
+        Ok(None)
     }
-    if !config.filename.ends_with(".conf") {
-        return Err(StageError::Invalid(format!(
-            "name of file '{}' needs to have .conf file extension",
-            config.filename
-        )));
-    }
-    if config.entries.is_empty() {
-        return Err(StageError::Invalid("'entries' is required".into()));
-    }
-    for entry in &config.entries {
-        entry.validate()?;
-    }
-    let dir = match config.path_prefix {
-        PathPrefix::Usr => "/usr/lib/sysusers.d",
-        PathPrefix::Etc => "/etc/sysusers.d",
-    };
-    let text: String = config.entries.iter().map(Entry::line).collect();
-    let path = file_in_existing_dir(args, dir, &config.filename)?;
-    write_file(&path, text.as_bytes(), 0o644)?;
-    println!("Wrote file '{}/{}'", dir.trim_start_matches('/'), config.filename);
-    Ok(None)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::stages::testutil::args;
+    use crate::testutil::args;
     use serde_json::json;
 
     #[test]
@@ -213,7 +219,7 @@ mod tests {
             {"type": "g", "name": "grp", "id": "101"},
             {"type": "m", "name": "sys-a", "id": "grp"},
             {"type": "r", "name": "-", "id": "500-900"}]}});
-        run(&args(t.path(), opts)).unwrap();
+        SystemdSysusersD::execute(&args(t.path(), opts)).unwrap();
         let text = std::fs::read_to_string(t.path().join("usr/lib/sysusers.d/a.conf")).unwrap();
         assert_eq!(
             text,
@@ -226,7 +232,9 @@ mod tests {
         let bad = |entry: serde_json::Value| {
             let t = tempfile::tempdir().unwrap();
             std::fs::create_dir_all(t.path().join("usr/lib/sysusers.d")).unwrap();
-            run(&args(t.path(), json!({"config": {"filename": "a.conf", "entries": [entry]}}))).unwrap_err().to_string()
+            SystemdSysusersD::execute(&args(t.path(), json!({"config": {"filename": "a.conf", "entries": [entry]}})))
+                .unwrap_err()
+                .to_string()
         };
         assert!(bad(json!({"type": "r", "name": "x"})).contains("name needs to be '-' for type 'r'"));
         assert!(bad(json!({"type": "g", "name": "Bad"})).starts_with("sysuser entry 'Name=Bad' is invalid"));

@@ -8,9 +8,8 @@
 use super::configparser::{check_file_name, raw_config, unit_from_config};
 use super::util::{create_parents, tree_path, write_file};
 use super::{StageArgs, StageError, StageResult};
+use crate::Stage;
 use serde::Deserialize;
-
-const STAGE: &str = "org.osbuild.systemd.unit";
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -72,31 +71,38 @@ pub struct EnvVar {
     pub value: Option<String>,
 }
 
-pub fn run(args: &StageArgs) -> StageResult {
-    let options: Options = args.parse_options(STAGE)?;
-    if options.unit.len() + 2 > 255 {
-        return Err(StageError::Invalid(format!(
-            "the {} unit drop-in directory exceeds the maximum filename length",
-            options.unit
-        )));
+/// The stage itself: its name, capabilities and options, as the registry lists it.
+pub struct SystemdUnit;
+
+impl Stage for SystemdUnit {
+    const NAME: &'static str = "org.osbuild.systemd.unit";
+    type Options = Options;
+
+    fn run(args: &StageArgs, options: Options) -> StageResult {
+        if options.unit.len() + 2 > 255 {
+            return Err(StageError::Invalid(format!(
+                "the {} unit drop-in directory exceeds the maximum filename length",
+                options.unit
+            )));
+        }
+        check_file_name("unit name", &options.unit)?;
+        check_file_name("drop-in file name", &options.dropin)?;
+        let base = match options.unit_type {
+            UnitType::System => "/usr/lib/systemd/system",
+            UnitType::Global => "/usr/lib/systemd/user",
+        };
+        let ini = unit_from_config(raw_config(args)?)?;
+        let path = tree_path(args, format!("{base}/{}.d/{}", options.unit, options.dropin), true)?;
+        create_parents(&path)?;
+        write_file(&path, ini.render().as_bytes(), 0o644)?;
+        Ok(None)
     }
-    check_file_name("unit name", &options.unit)?;
-    check_file_name("drop-in file name", &options.dropin)?;
-    let base = match options.unit_type {
-        UnitType::System => "/usr/lib/systemd/system",
-        UnitType::Global => "/usr/lib/systemd/user",
-    };
-    let ini = unit_from_config(raw_config(args)?)?;
-    let path = tree_path(args, format!("{base}/{}.d/{}", options.unit, options.dropin), true)?;
-    create_parents(&path)?;
-    write_file(&path, ini.render().as_bytes(), 0o644)?;
-    Ok(None)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::stages::testutil::args;
+    use crate::testutil::args;
     use serde_json::json;
 
     #[test]
@@ -105,14 +111,14 @@ mod tests {
         let opts = json!({"unit": "a.service", "dropin": "e.conf", "unit-type": "global", "config": {
             "Service": {"Environment": [{"key": "A", "value": "1"}, {"key": "B", "value": "x y"}]},
             "Unit": {"ConditionPathExists": "/etc/x"}}});
-        run(&args(t.path(), opts)).unwrap();
+        SystemdUnit::execute(&args(t.path(), opts)).unwrap();
         let text = std::fs::read_to_string(t.path().join("usr/lib/systemd/user/a.service.d/e.conf")).unwrap();
         assert_eq!(
             text,
             "[Service]\nEnvironment=\"A=1\"\nEnvironment=\"B=x y\"\n\n[Unit]\nConditionPathExists=/etc/x\n\n"
         );
         let opts = json!({"unit": "a.service", "dropin": "s.conf", "config": {"Service": {"Environment": "A=1"}}});
-        run(&args(t.path(), opts)).unwrap();
+        SystemdUnit::execute(&args(t.path(), opts)).unwrap();
         let text = std::fs::read_to_string(t.path().join("usr/lib/systemd/system/a.service.d/s.conf")).unwrap();
         assert_eq!(text, "[Service]\nEnvironment=A=1\n\n");
     }
@@ -121,9 +127,13 @@ mod tests {
     fn bad_options() {
         let t = tempfile::tempdir().unwrap();
         let long = format!("{}.service", "a".repeat(250));
-        let e = run(&args(t.path(), json!({"unit": long, "dropin": "a.conf", "config": {}}))).unwrap_err();
+        let e =
+            SystemdUnit::execute(&args(t.path(), json!({"unit": long, "dropin": "a.conf", "config": {}}))).unwrap_err();
         assert!(e.to_string().contains("exceeds the maximum filename length"), "{e}");
-        let e = run(&args(t.path(), json!({"unit": "a.service", "dropin": "a.conf", "config": {"Install": {}}})));
-        assert!(crate::stages::error_chain(&e.unwrap_err()).contains("unknown field `Install`"));
+        let e = SystemdUnit::execute(&args(
+            t.path(),
+            json!({"unit": "a.service", "dropin": "a.conf", "config": {"Install": {}}}),
+        ));
+        assert!(crate::error_chain(&e.unwrap_err()).contains("unknown field `Install`"));
     }
 }

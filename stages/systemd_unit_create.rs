@@ -9,9 +9,8 @@
 use super::configparser::{file_in_existing_dir, raw_config, unit_from_config};
 use super::util::write_file;
 use super::{StageArgs, StageError, StageResult};
+use crate::Stage;
 use serde::Deserialize;
-
-const STAGE: &str = "org.osbuild.systemd.unit.create";
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -128,39 +127,46 @@ pub struct InstallSection {
     pub required_by: Option<Vec<String>>,
 }
 
-pub fn run(args: &StageArgs) -> StageResult {
-    let options: Options = args.parse_options(STAGE)?;
-    let name = &options.filename;
-    if name.len() > 255 {
-        return Err(StageError::Invalid(format!("the {name} service exceeds the maximum filename length")));
-    }
-    let c = &options.config;
-    for (suffix, section, present) in [
-        (".service", "Service", c.service.is_some()),
-        (".mount", "Mount", c.mount.is_some()),
-        (".socket", "Socket", c.socket.is_some()),
-        (".swap", "Swap", c.swap.is_some()),
-    ] {
-        if name.ends_with(suffix) && !present {
-            return Err(StageError::Invalid(format!("{name} unit requires {section} section")));
+/// The stage itself: its name, capabilities and options, as the registry lists it.
+pub struct SystemdUnitCreate;
+
+impl Stage for SystemdUnitCreate {
+    const NAME: &'static str = "org.osbuild.systemd.unit.create";
+    type Options = Options;
+
+    fn run(args: &StageArgs, options: Options) -> StageResult {
+        let name = &options.filename;
+        if name.len() > 255 {
+            return Err(StageError::Invalid(format!("the {name} service exceeds the maximum filename length")));
         }
+        let c = &options.config;
+        for (suffix, section, present) in [
+            (".service", "Service", c.service.is_some()),
+            (".mount", "Mount", c.mount.is_some()),
+            (".socket", "Socket", c.socket.is_some()),
+            (".swap", "Swap", c.swap.is_some()),
+        ] {
+            if name.ends_with(suffix) && !present {
+                return Err(StageError::Invalid(format!("{name} unit requires {section} section")));
+            }
+        }
+        let ini = unit_from_config(raw_config(args)?)?;
+        let dir = match (options.unit_path, options.unit_type) {
+            (UnitPath::Usr, super::systemd_unit::UnitType::System) => "/usr/lib/systemd/system",
+            (UnitPath::Usr, super::systemd_unit::UnitType::Global) => "/usr/lib/systemd/user",
+            (UnitPath::Etc, super::systemd_unit::UnitType::System) => "/etc/systemd/system",
+            (UnitPath::Etc, super::systemd_unit::UnitType::Global) => "/etc/systemd/user",
+        };
+        let path = file_in_existing_dir(args, dir, name)?;
+        write_file(&path, ini.render().as_bytes(), 0o644)?;
+        Ok(None)
     }
-    let ini = unit_from_config(raw_config(args)?)?;
-    let dir = match (options.unit_path, options.unit_type) {
-        (UnitPath::Usr, super::systemd_unit::UnitType::System) => "/usr/lib/systemd/system",
-        (UnitPath::Usr, super::systemd_unit::UnitType::Global) => "/usr/lib/systemd/user",
-        (UnitPath::Etc, super::systemd_unit::UnitType::System) => "/etc/systemd/system",
-        (UnitPath::Etc, super::systemd_unit::UnitType::Global) => "/etc/systemd/user",
-    };
-    let path = file_in_existing_dir(args, dir, name)?;
-    write_file(&path, ini.render().as_bytes(), 0o644)?;
-    Ok(None)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::stages::testutil::args;
+    use crate::testutil::args;
     use serde_json::json;
 
     #[test]
@@ -169,7 +175,7 @@ mod tests {
         std::fs::create_dir_all(t.path().join("usr/lib/systemd/system")).unwrap();
         let opts = json!({"filename": "data.mount", "config": {
             "Unit": {"DefaultDependencies": true}, "Mount": {"What": "/dev/sdb1", "Where": "/data"}}});
-        run(&args(t.path(), opts)).unwrap();
+        SystemdUnitCreate::execute(&args(t.path(), opts)).unwrap();
         let text = std::fs::read_to_string(t.path().join("usr/lib/systemd/system/data.mount")).unwrap();
         assert_eq!(text, "[Unit]\nDefaultDependencies=True\n\n[Mount]\nWhat=/dev/sdb1\nWhere=/data\n\n");
     }
@@ -177,10 +183,11 @@ mod tests {
     #[test]
     fn type_section_and_directory_are_required() {
         let t = tempfile::tempdir().unwrap();
-        let e = run(&args(t.path(), json!({"filename": "a.service", "config": {"Unit": {}}}))).unwrap_err();
+        let e = SystemdUnitCreate::execute(&args(t.path(), json!({"filename": "a.service", "config": {"Unit": {}}})))
+            .unwrap_err();
         assert_eq!(e.to_string(), "a.service unit requires Service section");
         let opts = json!({"filename": "a.swap", "unit-path": "etc", "config": {"Swap": {"What": "/swap"}}});
-        let e = run(&args(t.path(), opts)).unwrap_err();
+        let e = SystemdUnitCreate::execute(&args(t.path(), opts)).unwrap_err();
         assert_eq!(e.to_string(), "directory /etc/systemd/system does not exist in the tree");
     }
 }

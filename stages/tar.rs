@@ -6,10 +6,9 @@
 
 use super::util::{run_tool, tree_path};
 use super::{StageArgs, StageError, StageResult};
+use crate::Stage;
 use serde::Deserialize;
 use std::process::Command;
-
-const STAGE: &str = "org.osbuild.tar";
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -82,72 +81,80 @@ pub enum RootNode {
     Omit,
 }
 
-pub fn run(args: &StageArgs) -> StageResult {
-    let options: Options = args.parse_options(STAGE)?;
-    if options.root_node.is_some() && options.paths.is_some() {
-        return Err(StageError::Invalid("options root-node and paths are mutually exclusive".into()));
-    }
-    let source = args.input_path("tree")?;
-    let output = tree_path(args, options.filename.trim_start_matches('/'), true)?;
+/// The stage itself: its name, capabilities and options, as the registry lists it.
+pub struct Tar;
 
-    let format = match options.format {
-        Format::Gnu => "gnu",
-        Format::Oldgnu => "oldgnu",
-        Format::Posix => "posix",
-        Format::Ustar => "ustar",
-        Format::V7 => "v7",
-    };
-    let mut cmd = Command::new("tar");
-    cmd.arg(format!("--format={format}"));
-    metadata_flags(&mut cmd, options.acls, options.selinux, options.xattrs);
-    if options.sparse {
-        cmd.arg("--sparse");
-    }
-    if let Some(t) = &options.transform {
-        cmd.args(["--transform", t]);
-    }
-    if options.numeric_owner {
-        cmd.arg("--numeric-owner");
-    }
-    if std::env::var_os("SOURCE_DATE_EPOCH").is_some() {
-        // With a source epoch (mtimes are clamped by the engine) the archive must not depend on
-        // readdir order, access/change times or tar's PID in extended header names either.
-        cmd.arg("--sort=name").arg("--pax-option=exthdr.name=%d/PaxHeaders/%f,delete=atime,delete=ctime");
-    }
-    cmd.arg(match options.compression {
-        Compression::Auto => "--auto-compress",
-        Compression::Xz => "--xz",
-        Compression::Gzip => "--gzip",
-        Compression::Zstd => "--zstd",
-    });
-    cmd.arg("-cf").arg(&output).arg("-C").arg(&source);
-    match options.paths.as_deref() {
-        Some(paths) if !paths.is_empty() => {
-            cmd.args(paths);
+impl Stage for Tar {
+    const NAME: &'static str = "org.osbuild.tar";
+    const CAPABILITIES: &'static [&'static str] = &["CAP_MAC_ADMIN"];
+    type Options = Options;
+
+    fn run(args: &StageArgs, options: Options) -> StageResult {
+        if options.root_node.is_some() && options.paths.is_some() {
+            return Err(StageError::Invalid("options root-node and paths are mutually exclusive".into()));
         }
-        _ if options.root_node == Some(RootNode::Omit) => {
-            // `file` instead of `./file`; sorted, so the archive does not depend on readdir order
-            let mut names = Vec::new();
-            for entry in std::fs::read_dir(&source).map_err(StageError::io("cannot read directory", &source))? {
-                names.push(entry.map_err(StageError::io("cannot read directory", &source))?.file_name());
+        let source = args.input_path("tree")?;
+        let output = tree_path(args, options.filename.trim_start_matches('/'), true)?;
+
+        let format = match options.format {
+            Format::Gnu => "gnu",
+            Format::Oldgnu => "oldgnu",
+            Format::Posix => "posix",
+            Format::Ustar => "ustar",
+            Format::V7 => "v7",
+        };
+        let mut cmd = Command::new("tar");
+        cmd.arg(format!("--format={format}"));
+        metadata_flags(&mut cmd, options.acls, options.selinux, options.xattrs);
+        if options.sparse {
+            cmd.arg("--sparse");
+        }
+        if let Some(t) = &options.transform {
+            cmd.args(["--transform", t]);
+        }
+        if options.numeric_owner {
+            cmd.arg("--numeric-owner");
+        }
+        if std::env::var_os("SOURCE_DATE_EPOCH").is_some() {
+            // With a source epoch (mtimes are clamped by the engine) the archive must not depend on
+            // readdir order, access/change times or tar's PID in extended header names either.
+            cmd.arg("--sort=name").arg("--pax-option=exthdr.name=%d/PaxHeaders/%f,delete=atime,delete=ctime");
+        }
+        cmd.arg(match options.compression {
+            Compression::Auto => "--auto-compress",
+            Compression::Xz => "--xz",
+            Compression::Gzip => "--gzip",
+            Compression::Zstd => "--zstd",
+        });
+        cmd.arg("-cf").arg(&output).arg("-C").arg(&source);
+        match options.paths.as_deref() {
+            Some(paths) if !paths.is_empty() => {
+                cmd.args(paths);
             }
-            names.sort();
-            cmd.arg("--").args(names);
+            _ if options.root_node == Some(RootNode::Omit) => {
+                // `file` instead of `./file`; sorted, so the archive does not depend on readdir order
+                let mut names = Vec::new();
+                for entry in std::fs::read_dir(&source).map_err(StageError::io("cannot read directory", &source))? {
+                    names.push(entry.map_err(StageError::io("cannot read directory", &source))?.file_name());
+                }
+                names.sort();
+                cmd.arg("--").args(names);
+            }
+            _ => {
+                cmd.arg(".");
+            }
         }
-        _ => {
-            cmd.arg(".");
-        }
+        // let xz use every core, as upstream does
+        cmd.env("XZ_OPT", "--threads 0").stdout(std::process::Stdio::null());
+        run_tool(Tar::NAME, &mut cmd)?;
+        Ok(None)
     }
-    // let xz use every core, as upstream does
-    cmd.env("XZ_OPT", "--threads 0").stdout(std::process::Stdio::null());
-    run_tool(STAGE, &mut cmd)?;
-    Ok(None)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::stages::testutil::args;
+    use crate::testutil::args;
     use serde_json::json;
     use std::fs;
 
@@ -175,13 +182,13 @@ mod tests {
         let (t, mut a) = setup();
         let out = t.path().join("tree");
         a.options = json!({"filename": "/inc.tar", "acls": false, "selinux": false, "xattrs": false});
-        run(&a).unwrap();
+        Tar::execute(&a).unwrap();
         assert!(list(&out.join("inc.tar")).contains(&"./etc/os-release".to_owned()));
         a.options = json!({"filename": "omit.tar", "root-node": "omit"});
-        run(&a).unwrap();
+        Tar::execute(&a).unwrap();
         assert_eq!(list(&out.join("omit.tar")), ["b", "etc/", "etc/os-release"]);
         a.options = json!({"filename": "paths.tar", "paths": ["etc/os-release"], "format": "posix"});
-        run(&a).unwrap();
+        Tar::execute(&a).unwrap();
         assert_eq!(list(&out.join("paths.tar")), ["etc/os-release"]);
     }
 
@@ -190,10 +197,10 @@ mod tests {
         let (t, mut a) = setup();
         let out = t.path().join("tree");
         a.options = json!({"filename": "x.tar.gz"});
-        run(&a).unwrap();
+        Tar::execute(&a).unwrap();
         assert_eq!(&fs::read(out.join("x.tar.gz")).unwrap()[..2], &[0x1f, 0x8b]);
         a.options = json!({"filename": "x.tar", "compression": "xz"});
-        run(&a).unwrap();
+        Tar::execute(&a).unwrap();
         assert_eq!(&fs::read(out.join("x.tar")).unwrap()[..6], b"\xfd7zXZ\0");
     }
 
@@ -201,9 +208,9 @@ mod tests {
     fn root_node_and_paths_conflict() {
         let (_t, mut a) = setup();
         a.options = json!({"filename": "x.tar", "paths": ["b"], "root-node": "omit"});
-        assert_eq!(run(&a).unwrap_err().to_string(), "options root-node and paths are mutually exclusive");
+        assert_eq!(Tar::execute(&a).unwrap_err().to_string(), "options root-node and paths are mutually exclusive");
         a.inputs.clear();
         a.options = json!({"filename": "x.tar"});
-        assert_eq!(run(&a).unwrap_err().to_string(), "unknown input 'tree'");
+        assert_eq!(Tar::execute(&a).unwrap_err().to_string(), "unknown input 'tree'");
     }
 }

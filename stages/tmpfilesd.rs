@@ -7,9 +7,8 @@
 use super::configparser::file_in_existing_dir;
 use super::util::write_file;
 use super::{StageArgs, StageResult};
+use crate::Stage;
 use serde::Deserialize;
-
-const STAGE: &str = "org.osbuild.tmpfilesd";
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -49,18 +48,25 @@ impl Entry {
     }
 }
 
-pub fn run(args: &StageArgs) -> StageResult {
-    let options: Options = args.parse_options(STAGE)?;
-    let text: String = options.config.iter().map(Entry::line).collect();
-    let path = file_in_existing_dir(args, "/usr/lib/tmpfiles.d", &options.filename)?;
-    write_file(&path, text.as_bytes(), 0o644)?;
-    Ok(None)
+/// The stage itself: its name, capabilities and options, as the registry lists it.
+pub struct Tmpfilesd;
+
+impl Stage for Tmpfilesd {
+    const NAME: &'static str = "org.osbuild.tmpfilesd";
+    type Options = Options;
+
+    fn run(args: &StageArgs, options: Options) -> StageResult {
+        let text: String = options.config.iter().map(Entry::line).collect();
+        let path = file_in_existing_dir(args, "/usr/lib/tmpfiles.d", &options.filename)?;
+        write_file(&path, text.as_bytes(), 0o644)?;
+        Ok(None)
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::stages::testutil::args;
+    use crate::testutil::args;
     use serde_json::json;
 
     #[test]
@@ -72,7 +78,7 @@ mod tests {
             {"type": "d", "path": "/etc/b", "mode": "0755", "user": "", "age": "1d"},
             {"type": "L+", "path": "/etc/c", "argument": "/x"},
         ]});
-        run(&args(t.path(), opts)).unwrap();
+        Tmpfilesd::execute(&args(t.path(), opts)).unwrap();
         let text = std::fs::read_to_string(t.path().join("usr/lib/tmpfiles.d/x.conf")).unwrap();
         assert_eq!(text, "d /etc/a\nd /etc/b 0755 - - 1d\nL+ /etc/c - - - - /x\n");
     }
@@ -80,7 +86,8 @@ mod tests {
     #[test]
     fn missing_directory_is_an_error() {
         let t = tempfile::tempdir().unwrap();
-        let e = run(&args(t.path(), json!({"filename": "x.conf", "config": [{"type": "d", "path": "/a"}]})));
+        let e =
+            Tmpfilesd::execute(&args(t.path(), json!({"filename": "x.conf", "config": [{"type": "d", "path": "/a"}]})));
         assert_eq!(e.unwrap_err().to_string(), "directory /usr/lib/tmpfiles.d does not exist in the tree");
     }
 }

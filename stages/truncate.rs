@@ -3,10 +3,9 @@
 
 use super::util::{run_tool, tree_path};
 use super::{StageArgs, StageResult};
+use crate::Stage;
 use serde::Deserialize;
 use std::process::Command;
-
-const STAGE: &str = "org.osbuild.truncate";
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -17,25 +16,32 @@ pub struct Options {
     pub size: String,
 }
 
-pub fn run(args: &StageArgs) -> StageResult {
-    let options: Options = args.parse_options(STAGE)?;
-    let dest = tree_path(args, &options.filename, true)?;
-    run_tool(STAGE, Command::new("truncate").arg("--size").arg(&options.size).arg("--").arg(&dest))?;
-    Ok(None)
+/// The stage itself: its name, capabilities and options, as the registry lists it.
+pub struct Truncate;
+
+impl Stage for Truncate {
+    const NAME: &'static str = "org.osbuild.truncate";
+    type Options = Options;
+
+    fn run(args: &StageArgs, options: Options) -> StageResult {
+        let dest = tree_path(args, &options.filename, true)?;
+        run_tool(Truncate::NAME, Command::new("truncate").arg("--size").arg(&options.size).arg("--").arg(&dest))?;
+        Ok(None)
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::stages::testutil::args;
+    use crate::testutil::args;
     use serde_json::json;
 
     #[test]
     fn creates_sparse_file_of_size() {
         let t = tempfile::tempdir().unwrap();
         std::fs::create_dir(t.path().join("LiveOS")).unwrap();
-        run(&args(t.path(), json!({"filename": "LiveOS/rootfs.img", "size": "4GB"}))).unwrap();
-        run(&args(t.path(), json!({"filename": "/empty.service", "size": "0"}))).unwrap();
+        Truncate::execute(&args(t.path(), json!({"filename": "LiveOS/rootfs.img", "size": "4GB"}))).unwrap();
+        Truncate::execute(&args(t.path(), json!({"filename": "/empty.service", "size": "0"}))).unwrap();
         assert_eq!(std::fs::metadata(t.path().join("LiveOS/rootfs.img")).unwrap().len(), 4_000_000_000);
         assert_eq!(std::fs::metadata(t.path().join("empty.service")).unwrap().len(), 0);
     }
@@ -43,7 +49,7 @@ mod tests {
     #[test]
     fn bad_size_names_tool() {
         let t = tempfile::tempdir().unwrap();
-        let e = run(&args(t.path(), json!({"filename": "x", "size": "lots"}))).unwrap_err().to_string();
+        let e = Truncate::execute(&args(t.path(), json!({"filename": "x", "size": "lots"}))).unwrap_err().to_string();
         assert!(e.starts_with("`truncate --size lots --"), "{e}");
     }
 }

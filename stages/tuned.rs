@@ -7,10 +7,9 @@
 
 use super::util::{tree_path, write_file};
 use super::{StageArgs, StageError, StageResult};
+use crate::Stage;
 use serde::Deserialize;
 use std::collections::BTreeSet;
-
-const STAGE: &str = "org.osbuild.tuned";
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -18,22 +17,29 @@ pub struct Options {
     pub profiles: Vec<String>,
 }
 
-pub fn run(args: &StageArgs) -> StageResult {
-    let options: Options = args.parse_options(STAGE)?;
-    if options.profiles.is_empty() || options.profiles.iter().any(String::is_empty) {
-        return Err(StageError::Invalid("profiles must name at least one non-empty profile".into()));
-    }
-    let available = available_profiles(args)?;
-    for p in &options.profiles {
-        if !available.contains(p) {
-            return Err(StageError::Invalid(format!("TuneD profile '{p}' does not exist")));
+/// The stage itself: its name, capabilities and options, as the registry lists it.
+pub struct Tuned;
+
+impl Stage for Tuned {
+    const NAME: &'static str = "org.osbuild.tuned";
+    type Options = Options;
+
+    fn run(args: &StageArgs, options: Options) -> StageResult {
+        if options.profiles.is_empty() || options.profiles.iter().any(String::is_empty) {
+            return Err(StageError::Invalid("profiles must name at least one non-empty profile".into()));
         }
+        let available = available_profiles(args)?;
+        for p in &options.profiles {
+            if !available.contains(p) {
+                return Err(StageError::Invalid(format!("TuneD profile '{p}' does not exist")));
+            }
+        }
+        let active = tree_path(args, "/etc/tuned/active_profile", true)?;
+        write_file(&active, format!("{}\n", options.profiles.join(" ")).as_bytes(), 0o644)?;
+        let mode = tree_path(args, "/etc/tuned/profile_mode", true)?;
+        write_file(&mode, b"manual\n", 0o644)?;
+        Ok(None)
     }
-    let active = tree_path(args, "/etc/tuned/active_profile", true)?;
-    write_file(&active, format!("{}\n", options.profiles.join(" ")).as_bytes(), 0o644)?;
-    let mode = tree_path(args, "/etc/tuned/profile_mode", true)?;
-    write_file(&mode, b"manual\n", 0o644)?;
-    Ok(None)
 }
 
 fn available_profiles(args: &StageArgs) -> Result<BTreeSet<String>, StageError> {
@@ -64,7 +70,7 @@ fn available_profiles(args: &StageArgs) -> Result<BTreeSet<String>, StageError> 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::stages::testutil::args;
+    use crate::testutil::args;
     use serde_json::json;
 
     fn profile(root: &std::path::Path, dir: &str) {
@@ -79,10 +85,10 @@ mod tests {
         profile(t.path(), "usr/lib/tuned/old-style"); // ignored: profiles/ exists
         profile(t.path(), "etc/tuned/real");
         std::os::unix::fs::symlink("real", t.path().join("etc/tuned/custom")).unwrap();
-        run(&args(t.path(), json!({"profiles": ["sap-hana", "custom"]}))).unwrap();
+        Tuned::execute(&args(t.path(), json!({"profiles": ["sap-hana", "custom"]}))).unwrap();
         assert_eq!(std::fs::read_to_string(t.path().join("etc/tuned/active_profile")).unwrap(), "sap-hana custom\n");
         assert_eq!(std::fs::read_to_string(t.path().join("etc/tuned/profile_mode")).unwrap(), "manual\n");
-        let e = run(&args(t.path(), json!({"profiles": ["old-style"]}))).unwrap_err();
+        let e = Tuned::execute(&args(t.path(), json!({"profiles": ["old-style"]}))).unwrap_err();
         assert_eq!(e.to_string(), "TuneD profile 'old-style' does not exist");
     }
 }

@@ -6,9 +6,8 @@
 
 use super::util::{tree_path, write_file};
 use super::{StageArgs, StageResult};
+use crate::Stage;
 use serde::Deserialize;
-
-const STAGE: &str = "org.osbuild.udev.rules";
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -84,17 +83,24 @@ fn render(rules: &[Rule]) -> String {
     out
 }
 
-pub fn run(args: &StageArgs) -> StageResult {
-    let options: Options = args.parse_options(STAGE)?;
-    let path = tree_path(args, &options.filename, true)?;
-    write_file(&path, render(&options.rules).as_bytes(), 0o644)?;
-    Ok(None)
+/// The stage itself: its name, capabilities and options, as the registry lists it.
+pub struct UdevRules;
+
+impl Stage for UdevRules {
+    const NAME: &'static str = "org.osbuild.udev.rules";
+    type Options = Options;
+
+    fn run(args: &StageArgs, options: Options) -> StageResult {
+        let path = tree_path(args, &options.filename, true)?;
+        write_file(&path, render(&options.rules).as_bytes(), 0o644)?;
+        Ok(None)
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::stages::testutil::args;
+    use crate::testutil::args;
     use serde_json::json;
 
     #[test]
@@ -106,7 +112,7 @@ mod tests {
             {"comment": []},
             [{"key": "SUBSYSTEM", "op": "==", "val": "net"}, {"key": {"name": "ACTION"}, "op": "==", "val": "add"},
              {"key": {"name": "ENV", "arg": "X"}, "op": "=", "val": "\"q\""}]]});
-        run(&args(t.path(), opts)).unwrap();
+        UdevRules::execute(&args(t.path(), opts)).unwrap();
         let got = std::fs::read_to_string(t.path().join("etc/udev/rules.d/x.rules")).unwrap();
         assert_eq!(got, "# a\n# b\nSUBSYSTEM==\"net\", ACTION==\"add\", ENV{X}=\"\\\"q\\\"\"\n");
     }
@@ -114,7 +120,8 @@ mod tests {
     #[test]
     fn rejects_unknown_rule_shape() {
         let t = tempfile::tempdir().unwrap();
-        let e = run(&args(t.path(), json!({"filename": "/x.rules", "rules": [{"nope": 1}]}))).unwrap_err();
-        assert!(crate::stages::error_chain(&e).starts_with("invalid options"), "{e}");
+        let e =
+            UdevRules::execute(&args(t.path(), json!({"filename": "/x.rules", "rules": [{"nope": 1}]}))).unwrap_err();
+        assert!(crate::error_chain(&e).starts_with("invalid options"), "{e}");
     }
 }

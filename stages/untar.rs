@@ -3,11 +3,10 @@
 
 use super::util::{run_tool, tree_path};
 use super::{StageArgs, StageError, StageResult};
+use crate::Stage;
 use serde::Deserialize;
 use serde_json::Value;
 use std::process::Command;
-
-const STAGE: &str = "org.osbuild.untar";
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -21,29 +20,37 @@ fn root() -> String {
     "/".into()
 }
 
-pub fn run(args: &StageArgs) -> StageResult {
-    let options: Options = args.parse_options(STAGE)?;
-    let dir = args.input_path("file")?;
-    let files = args.inputs["file"].pointer("/data/files").and_then(Value::as_object);
-    let name = match files {
-        Some(f) if f.len() == 1 => f.keys().next().expect("one file"),
-        _ => return Err(StageError::Invalid("input 'file' must hold exactly one file".into())),
-    };
-    if name.contains('/') || name == ".." {
-        return Err(StageError::Invalid(format!("bad file name {name:?} in input 'file'")));
+/// The stage itself: its name, capabilities and options, as the registry lists it.
+pub struct Untar;
+
+impl Stage for Untar {
+    const NAME: &'static str = "org.osbuild.untar";
+    const CAPABILITIES: &'static [&'static str] = &["CAP_MAC_ADMIN"];
+    type Options = Options;
+
+    fn run(args: &StageArgs, options: Options) -> StageResult {
+        let dir = args.input_path("file")?;
+        let files = args.inputs["file"].pointer("/data/files").and_then(Value::as_object);
+        let name = match files {
+            Some(f) if f.len() == 1 => f.keys().next().expect("one file"),
+            _ => return Err(StageError::Invalid("input 'file' must hold exactly one file".into())),
+        };
+        if name.contains('/') || name == ".." {
+            return Err(StageError::Invalid(format!("bad file name {name:?} in input 'file'")));
+        }
+        let source = dir.join(name);
+        let target = tree_path(args, &options.prefix, true)?;
+        let mut cmd = Command::new("tar");
+        cmd.args(["--auto-compress", "-x", "-f"]).arg(&source).arg("-C").arg(&target);
+        run_tool(Untar::NAME, &mut cmd)?;
+        Ok(None)
     }
-    let source = dir.join(name);
-    let target = tree_path(args, &options.prefix, true)?;
-    let mut cmd = Command::new("tar");
-    cmd.args(["--auto-compress", "-x", "-f"]).arg(&source).arg("-C").arg(&target);
-    run_tool(STAGE, &mut cmd)?;
-    Ok(None)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::stages::testutil::args;
+    use crate::testutil::args;
     use serde_json::json;
     use std::fs;
 
@@ -62,7 +69,7 @@ mod tests {
         fs::create_dir_all(tree.join("opt")).unwrap();
         let mut a = args(&tree, json!({"prefix": "/opt"}));
         a.inputs.insert("file".into(), json!({"path": input, "data": {"files": {"sha256:0123": {}}}}));
-        run(&a).unwrap();
+        Untar::execute(&a).unwrap();
         assert_eq!(fs::read_to_string(tree.join("opt/d/f")).unwrap(), "hello");
     }
 
@@ -71,6 +78,6 @@ mod tests {
         let t = tempfile::tempdir().unwrap();
         let mut a = args(t.path(), json!({}));
         a.inputs.insert("file".into(), json!({"path": "/x", "data": {"files": {}}}));
-        assert_eq!(run(&a).unwrap_err().to_string(), "input 'file' must hold exactly one file");
+        assert_eq!(Untar::execute(&a).unwrap_err().to_string(), "input 'file' must hold exactly one file");
     }
 }

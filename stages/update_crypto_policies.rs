@@ -10,11 +10,11 @@
 
 use super::util::{run_tool, tree_path};
 use super::{StageArgs, StageError, StageResult};
+use crate::Stage;
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-const STAGE: &str = "org.osbuild.update-crypto-policies";
 const TOOL: &str = "/usr/bin/update-crypto-policies";
 
 #[derive(Debug, Deserialize)]
@@ -23,20 +23,34 @@ pub struct Options {
     pub policy: String,
 }
 
-pub fn run(args: &StageArgs) -> StageResult {
-    let options: Options = args.parse_options(STAGE)?;
-    if options.policy.is_empty() {
-        return Err(StageError::Invalid("policy must not be empty".into()));
+/// The stage itself: its name, capabilities and options, as the registry lists it.
+pub struct UpdateCryptoPolicies;
+
+impl Stage for UpdateCryptoPolicies {
+    const NAME: &'static str = "org.osbuild.update-crypto-policies";
+    type Options = Options;
+
+    fn run(args: &StageArgs, options: Options) -> StageResult {
+        if options.policy.is_empty() {
+            return Err(StageError::Invalid("policy must not be empty".into()));
+        }
+        let tool = tree_path(args, TOOL, true)?;
+        if !tool.is_file() {
+            return Err(StageError::ToolMissing {
+                tool: TOOL.into(),
+                stage: UpdateCryptoPolicies::NAME,
+                place: "in the tree",
+            });
+        }
+        let chroot = Chroot::enter(&args.tree)?;
+        let result = run_tool(
+            UpdateCryptoPolicies::NAME,
+            Command::new("chroot").arg(&args.tree).args([TOOL, "--set", &options.policy]),
+        );
+        chroot.leave()?;
+        result?;
+        Ok(None)
     }
-    let tool = tree_path(args, TOOL, true)?;
-    if !tool.is_file() {
-        return Err(StageError::ToolMissing { tool: TOOL.into(), stage: STAGE, place: "in the tree" });
-    }
-    let chroot = Chroot::enter(&args.tree)?;
-    let result = run_tool(STAGE, Command::new("chroot").arg(&args.tree).args([TOOL, "--set", &options.policy]));
-    chroot.leave()?;
-    result?;
-    Ok(None)
 }
 
 /// `/proc`, `/dev` and `/sys` mounted in a tree, as upstream's `osbuild.util.chroot.Chroot`.
@@ -63,9 +77,9 @@ impl Chroot {
             (&["-t", "sysfs", "-o", "nosuid,noexec,nodev", "sysfs"], None),
         ];
         for (point, (how, fallback)) in points.into_iter().zip(mounts) {
-            let mut done = run_tool(STAGE, Command::new("mount").args(how).arg(&point));
+            let mut done = run_tool(UpdateCryptoPolicies::NAME, Command::new("mount").args(how).arg(&point));
             if let (Err(StageError::ToolFailed { .. }), Some(fallback)) = (&done, fallback) {
-                done = run_tool(STAGE, Command::new("mount").args(fallback).arg(&point));
+                done = run_tool(UpdateCryptoPolicies::NAME, Command::new("mount").args(fallback).arg(&point));
             }
             if let Err(e) = done {
                 let _ = chroot.leave();
@@ -79,7 +93,7 @@ impl Chroot {
     fn leave(self) -> Result<(), StageError> {
         let mut failed = Vec::new();
         for p in &self.mounted {
-            if run_tool(STAGE, Command::new("umount").arg("--lazy").arg(p)).is_err() {
+            if run_tool(UpdateCryptoPolicies::NAME, Command::new("umount").arg("--lazy").arg(p)).is_err() {
                 failed.push(p.display().to_string());
             }
         }
@@ -94,20 +108,22 @@ impl Chroot {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::stages::error_chain;
-    use crate::stages::testutil::args;
+    use crate::error_chain;
+    use crate::testutil::args;
     use serde_json::json;
 
     #[test]
     fn missing_tool_in_tree_is_named() {
         let t = tempfile::tempdir().unwrap();
-        let e = run(&args(t.path(), json!({"policy": "FIPS"}))).unwrap_err();
+        let e = UpdateCryptoPolicies::execute(&args(t.path(), json!({"policy": "FIPS"}))).unwrap_err();
         assert_eq!(
             e.to_string(),
             "/usr/bin/update-crypto-policies not found in the tree, but org.osbuild.update-crypto-policies needs it"
         );
         assert!(!t.path().join("proc").exists(), "nothing mounted or created before the check");
-        let e = error_chain(&run(&args(t.path(), json!({"policy": "FIPS", "x": 1}))).unwrap_err());
+        let e = error_chain(
+            &UpdateCryptoPolicies::execute(&args(t.path(), json!({"policy": "FIPS", "x": 1}))).unwrap_err(),
+        );
         assert!(e.contains("unknown field `x`"), "{e}");
     }
 }

@@ -7,14 +7,13 @@
 
 use super::util::{resolve_in_root, run_tool, tree_path, Ordered};
 use super::{StageArgs, StageError, StageResult};
+use crate::Stage;
 use serde::Deserialize;
 use serde_json::Number;
 use std::io::Write;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::Path;
 use std::process::Command;
-
-const STAGE: &str = "org.osbuild.users";
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -60,36 +59,43 @@ fn getpwnam(tree: &Path, name: &str) -> Result<Option<Passwd>, StageError> {
     }))
 }
 
-pub fn run(args: &StageArgs) -> StageResult {
-    let options: Options = args.parse_options(STAGE)?;
-    let tree = &args.tree;
-    for (name, user) in &options.users.0 {
-        match getpwnam(tree, name)? {
-            Some(existing) => {
-                if let Some(uid) = &user.uid {
-                    if existing.uid != uid.to_string() {
-                        return Err(StageError::Invalid(format!("can't set uid of existing user '{name}'")));
+/// The stage itself: its name, capabilities and options, as the registry lists it.
+pub struct Users;
+
+impl Stage for Users {
+    const NAME: &'static str = "org.osbuild.users";
+    type Options = Options;
+
+    fn run(args: &StageArgs, options: Options) -> StageResult {
+        let tree = &args.tree;
+        for (name, user) in &options.users.0 {
+            match getpwnam(tree, name)? {
+                Some(existing) => {
+                    if let Some(uid) = &user.uid {
+                        if existing.uid != uid.to_string() {
+                            return Err(StageError::Invalid(format!("can't set uid of existing user '{name}'")));
+                        }
+                    }
+                    usermod(tree, name, user)?;
+                    if let Some(now) = getpwnam(tree, name)? {
+                        ensure_homedir(args, name, &now.home)?;
                     }
                 }
-                usermod(tree, name, user)?;
-                if let Some(now) = getpwnam(tree, name)? {
-                    ensure_homedir(args, name, &now.home)?;
-                }
+                None => useradd(tree, name, user)?,
             }
-            None => useradd(tree, name, user)?,
+            if user.force_password_reset {
+                run_tool(Users::NAME, Command::new("passwd").arg("--root").arg(tree).args(["--expire", name]))?;
+            }
+            let mut keys = user.keys.clone();
+            if let Some(key) = user.key.as_ref().filter(|k| !k.is_empty()) {
+                keys.push(key.clone());
+            }
+            if !keys.is_empty() {
+                add_ssh_keys(args, name, &keys)?;
+            }
         }
-        if user.force_password_reset {
-            run_tool(STAGE, Command::new("passwd").arg("--root").arg(tree).args(["--expire", name]))?;
-        }
-        let mut keys = user.keys.clone();
-        if let Some(key) = user.key.as_ref().filter(|k| !k.is_empty()) {
-            keys.push(key.clone());
-        }
-        if !keys.is_empty() {
-            add_ssh_keys(args, name, &keys)?;
-        }
+        Ok(None)
     }
-    Ok(None)
 }
 
 fn useradd(tree: &Path, name: &str, u: &User) -> Result<(), StageError> {
@@ -126,7 +132,7 @@ fn useradd(tree: &Path, name: &str, u: &User) -> Result<(), StageError> {
         cmd.args(["--expiredate", &e.to_string()]);
     }
     cmd.arg(name);
-    run_tool(STAGE, &mut cmd)
+    run_tool(Users::NAME, &mut cmd)
 }
 
 fn usermod(tree: &Path, name: &str, u: &User) -> Result<(), StageError> {
@@ -162,7 +168,7 @@ fn usermod(tree: &Path, name: &str, u: &User) -> Result<(), StageError> {
         return Ok(());
     }
     cmd.arg(name);
-    run_tool(STAGE, &mut cmd)
+    run_tool(Users::NAME, &mut cmd)
 }
 
 /// Create a missing home directory of an existing user with `mkhomedir_helper` in the tree.
@@ -172,10 +178,10 @@ fn ensure_homedir(args: &StageArgs, name: &str, home: &str) -> Result<(), StageE
     }
     let mut cmd = Command::new("chroot");
     cmd.arg(&args.tree).args(["mkhomedir_helper", name]);
-    match run_tool(STAGE, &mut cmd) {
+    match run_tool(Users::NAME, &mut cmd) {
         // chroot's "command not found"
         Err(StageError::ToolFailed { status, .. }) if status.code() == Some(127) => {
-            Err(StageError::ToolMissing { tool: "mkhomedir_helper".into(), stage: STAGE, place: "in the tree" })
+            Err(StageError::ToolMissing { tool: "mkhomedir_helper".into(), stage: Users::NAME, place: "in the tree" })
         }
         other => other,
     }
@@ -209,7 +215,7 @@ fn add_ssh_keys(args: &StageArgs, name: &str, keys: &[String]) -> Result<(), Sta
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use crate::stages::testutil::args;
+    use crate::testutil::args;
     use serde_json::json;
     use std::fs;
     use std::os::unix::fs::MetadataExt;
@@ -243,7 +249,7 @@ pub(crate) mod tests {
                 "keys": ["ssh-rsa BBBB alice@b"], "expiredate": 20000, "force_password_reset": true
             }}}),
         );
-        run(&a).unwrap();
+        Users::execute(&a).unwrap();
         let passwd = fs::read_to_string(tree.join("etc/passwd")).unwrap();
         assert!(passwd.contains("alice:x:1500:1500:Alice:/home/alice:/bin/sh"), "{passwd}");
         let shadow = fs::read_to_string(tree.join("etc/shadow")).unwrap();
@@ -266,10 +272,10 @@ pub(crate) mod tests {
     fn modifies_existing_user() {
         let t = etc_tree();
         let tree = t.path();
-        run(&args(tree, json!({"users": {"root": {"password": ""}}}))).unwrap();
+        Users::execute(&args(tree, json!({"users": {"root": {"password": ""}}}))).unwrap();
         let shadow = fs::read_to_string(tree.join("etc/shadow")).unwrap();
         assert!(shadow.starts_with("root::"), "{shadow}");
-        let e = run(&args(tree, json!({"users": {"root": {"uid": 5}}}))).unwrap_err();
+        let e = Users::execute(&args(tree, json!({"users": {"root": {"uid": 5}}}))).unwrap_err();
         assert_eq!(e.to_string(), "can't set uid of existing user 'root'");
     }
 
@@ -277,7 +283,7 @@ pub(crate) mod tests {
     fn missing_home_of_existing_user_needs_mkhomedir_helper_in_tree() {
         let t = etc_tree();
         fs::remove_dir(t.path().join("root")).unwrap();
-        let e = run(&args(t.path(), json!({"users": {"root": {"password": ""}}}))).unwrap_err();
+        let e = Users::execute(&args(t.path(), json!({"users": {"root": {"password": ""}}}))).unwrap_err();
         assert_eq!(e.to_string(), "mkhomedir_helper not found in the tree, but org.osbuild.users needs it");
     }
 
@@ -289,7 +295,7 @@ pub(crate) mod tests {
             tree,
             json!({"users": {"install": {"uid": 0, "gid": 0, "home": "/root", "shell": "/bin/false", "password": ""}}}),
         );
-        run(&a).unwrap();
+        Users::execute(&a).unwrap();
         let passwd = fs::read_to_string(tree.join("etc/passwd")).unwrap();
         assert!(passwd.contains("install:x:0:0::/root:/bin/false"), "{passwd}");
     }

@@ -6,20 +6,27 @@
 use super::disk_util::compress_stage;
 pub use super::disk_util::CompressOptions as Options;
 use super::{StageArgs, StageResult};
+use crate::Stage;
 use std::process::Command;
 
-const STAGE: &str = "org.osbuild.xz";
+/// The stage itself: its name, capabilities and options, as the registry lists it.
+pub struct Xz;
 
-pub fn run(args: &StageArgs) -> StageResult {
-    let mut cmd = Command::new("xz");
-    cmd.env_remove("XZ_DEFAULTS").env("XZ_OPT", "--threads 0").args(["--keep", "--stdout", "-0"]);
-    compress_stage(STAGE, args, &mut cmd)
+impl Stage for Xz {
+    const NAME: &'static str = "org.osbuild.xz";
+    type Options = Options;
+
+    fn run(args: &StageArgs, options: Options) -> StageResult {
+        let mut cmd = Command::new("xz");
+        cmd.env_remove("XZ_DEFAULTS").env("XZ_OPT", "--threads 0").args(["--keep", "--stdout", "-0"]);
+        compress_stage(Self::NAME, args, &options, &mut cmd)
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::stages::disk_util::testing::{compress_args, decompress, need, output};
+    use crate::disk_util::testing::{compress_args, decompress, need, output};
     use serde_json::json;
 
     #[test]
@@ -27,7 +34,7 @@ mod tests {
         need("xz", "xz-utils");
         let t = tempfile::tempdir().unwrap();
         let (a, data) = compress_args(t.path(), json!({"filename": "/images/disk.raw.xz"}));
-        run(&a).unwrap();
+        Xz::execute(&a).unwrap();
         let out = a.tree.join("images/disk.raw.xz");
         assert!(Command::new("xz").arg("-t").arg(&out).status().unwrap().success());
         assert_eq!(decompress("xz", &out), data);

@@ -10,12 +10,11 @@
 
 use super::util::{create_parents, tree_path};
 use super::{StageArgs, StageError, StageResult};
+use crate::Stage;
 use serde::Deserialize;
 use serde_json::{Map, Value};
 use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
-
-const STAGE: &str = "org.osbuild.yum.repos";
 
 const ORDER: [&str; 8] =
     ["name", "baseurl", "metalink", "mirrorlist", "enabled", "gpgcheck", "repo_gpgcheck", "gpgkey"];
@@ -112,49 +111,56 @@ fn interpolation_ok(v: &str) -> bool {
     true
 }
 
-pub fn run(args: &StageArgs) -> StageResult {
-    let options: Options = args.parse_options(STAGE)?;
-    let f = &options.filename;
-    // upstream's schema: `^[\w.-]{1,250}\.repo$`
-    let chars = f.chars().count();
-    let valid_name = (6..=255).contains(&chars)
-        && f.ends_with(".repo")
-        && f.chars().all(|c| c.is_alphanumeric() || c == '_' || c == '.' || c == '-');
-    if !valid_name {
-        return Err(StageError::Invalid(format!("filename '{f}' must be a plain file name ending in .repo")));
-    }
-    if options.repos.is_empty() {
-        return Err(StageError::Invalid("repos must hold at least one repository".into()));
-    }
-    let mut text = String::new();
-    let mut seen = std::collections::BTreeSet::new();
-    for repo in &options.repos {
-        if !seen.insert(&repo.id) {
-            return Err(StageError::Invalid(format!("repository id '{}' appears twice", repo.id)));
+/// The stage itself: its name, capabilities and options, as the registry lists it.
+pub struct YumRepos;
+
+impl Stage for YumRepos {
+    const NAME: &'static str = "org.osbuild.yum.repos";
+    type Options = Options;
+
+    fn run(args: &StageArgs, options: Options) -> StageResult {
+        let f = &options.filename;
+        // upstream's schema: `^[\w.-]{1,250}\.repo$`
+        let chars = f.chars().count();
+        let valid_name = (6..=255).contains(&chars)
+            && f.ends_with(".repo")
+            && f.chars().all(|c| c.is_alphanumeric() || c == '_' || c == '.' || c == '-');
+        if !valid_name {
+            return Err(StageError::Invalid(format!("filename '{f}' must be a plain file name ending in .repo")));
         }
-        text.push_str(&format!("[{}]\n", repo.id));
-        for (k, v) in &repo.options {
-            text.push_str(&format!("{k}={}\n", v.replace('\n', "\n\t")));
+        if options.repos.is_empty() {
+            return Err(StageError::Invalid("repos must hold at least one repository".into()));
         }
-        text.push('\n');
+        let mut text = String::new();
+        let mut seen = std::collections::BTreeSet::new();
+        for repo in &options.repos {
+            if !seen.insert(&repo.id) {
+                return Err(StageError::Invalid(format!("repository id '{}' appears twice", repo.id)));
+            }
+            text.push_str(&format!("[{}]\n", repo.id));
+            for (k, v) in &repo.options {
+                text.push_str(&format!("{k}={}\n", v.replace('\n', "\n\t")));
+            }
+            text.push('\n');
+        }
+        let path = tree_path(args, format!("/etc/yum.repos.d/{f}"), false)?;
+        create_parents(&path)?;
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o644)
+            .open(&path)
+            .map_err(StageError::io("cannot create", &path))?;
+        file.write_all(text.as_bytes()).map_err(StageError::io("cannot write", &path))?;
+        Ok(None)
     }
-    let path = tree_path(args, format!("/etc/yum.repos.d/{f}"), false)?;
-    create_parents(&path)?;
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o644)
-        .open(&path)
-        .map_err(StageError::io("cannot create", &path))?;
-    file.write_all(text.as_bytes()).map_err(StageError::io("cannot write", &path))?;
-    Ok(None)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::stages::error_chain;
-    use crate::stages::testutil::args;
+    use crate::error_chain;
+    use crate::testutil::args;
     use serde_json::json;
 
     #[test]
@@ -165,13 +171,13 @@ mod tests {
             {"id": "b:1", "mirrorlist": "https://l", "cost": 123, "enabled": false, "gpgkey": ["k1", "k2"],
              "module_hotfixes": true, "name": "B", "priority": 42, "gpgcheck": true, "sslverify": true}
         ]});
-        run(&args(t.path(), opts.clone())).unwrap();
+        YumRepos::execute(&args(t.path(), opts.clone())).unwrap();
         assert_eq!(
             std::fs::read_to_string(t.path().join("etc/yum.repos.d/cool.repo")).unwrap(),
             "[a]\nmetalink=https://m\n\n[b:1]\nname=B\nmirrorlist=https://l\nenabled=0\ngpgcheck=1\ngpgkey=k1 k2\n\
              cost=123\nmodule_hotfixes=1\npriority=42\nsslverify=1\n\n"
         );
-        let e = run(&args(t.path(), opts)).unwrap_err();
+        let e = YumRepos::execute(&args(t.path(), opts)).unwrap_err();
         assert!(e.to_string().starts_with("cannot create"), "{e}");
     }
 
@@ -189,7 +195,7 @@ mod tests {
             ),
         ];
         for (opts, want) in cases {
-            let e = error_chain(&run(&args(t.path(), opts)).unwrap_err());
+            let e = error_chain(&YumRepos::execute(&args(t.path(), opts)).unwrap_err());
             assert!(e.contains(want), "{e}");
         }
         assert!(interpolation_ok("a%%b%(x)sc"));

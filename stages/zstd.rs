@@ -4,20 +4,27 @@
 use super::disk_util::compress_stage;
 pub use super::disk_util::CompressOptions as Options;
 use super::{StageArgs, StageResult};
+use crate::Stage;
 use std::process::Command;
 
-const STAGE: &str = "org.osbuild.zstd";
+/// The stage itself: its name, capabilities and options, as the registry lists it.
+pub struct Zstd;
 
-pub fn run(args: &StageArgs) -> StageResult {
-    let mut cmd = Command::new("zstd");
-    cmd.args(["--keep", "--stdout", "-T0", "-1"]);
-    compress_stage(STAGE, args, &mut cmd)
+impl Stage for Zstd {
+    const NAME: &'static str = "org.osbuild.zstd";
+    type Options = Options;
+
+    fn run(args: &StageArgs, options: Options) -> StageResult {
+        let mut cmd = Command::new("zstd");
+        cmd.args(["--keep", "--stdout", "-T0", "-1"]);
+        compress_stage(Self::NAME, args, &options, &mut cmd)
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::stages::disk_util::testing::{compress_args, decompress, need};
+    use crate::disk_util::testing::{compress_args, decompress, need};
     use serde_json::json;
 
     #[test]
@@ -25,7 +32,7 @@ mod tests {
         need("zstd", "zstd");
         let t = tempfile::tempdir().unwrap();
         let (a, data) = compress_args(t.path(), json!({"filename": "disk.raw.zst"}));
-        run(&a).unwrap();
+        Zstd::execute(&a).unwrap();
         let out = a.tree.join("disk.raw.zst");
         assert_eq!(&std::fs::read(&out).unwrap()[..4], &[0x28, 0xb5, 0x2f, 0xfd]);
         assert!(Command::new("zstd").arg("-q").arg("-t").arg(&out).status().unwrap().success());
@@ -36,7 +43,7 @@ mod tests {
     #[test]
     fn missing_input_is_named() {
         let t = tempfile::tempdir().unwrap();
-        let a = crate::stages::testutil::args(t.path(), json!({"filename": "x.zst"}));
-        assert_eq!(run(&a).unwrap_err().to_string(), "unknown input 'file'");
+        let a = crate::testutil::args(t.path(), json!({"filename": "x.zst"}));
+        assert_eq!(Zstd::execute(&a).unwrap_err().to_string(), "unknown input 'file'");
     }
 }

@@ -154,7 +154,7 @@ impl Attached {
         let read_only = o.get("readonly").and_then(Value::as_bool).unwrap_or(false);
         match sandbox::mount_fs(&source, &mountpoint, fstype, read_only, &data.join(",")) {
             Ok(()) => {}
-            Err(sandbox::SandboxError::MountFs { source: nix::errno::Errno::ENODEV, .. }) => {
+            Err(sandbox::SysError::MountFs { source: nix::errno::Errno::ENODEV, .. }) => {
                 return Err(format!(
                     "the kernel of this machine cannot mount {fstype} file systems (no {fstype} in /proc/filesystems); \
                      {} needs a kernel that can",

@@ -21,8 +21,6 @@
 
 mod argv;
 mod caps;
-mod loopdev;
-mod namespace;
 mod run;
 mod signals;
 
@@ -35,10 +33,9 @@ pub use argv::{
     PROC_CMDLINE, PROC_CMDLINE_FILE, SANDBOX_PATH, TREE_DIR,
 };
 pub use caps::{capability_mask, capability_number, host_bounding_set, parse_status_mask, DEFAULT_CAPABILITIES};
-pub use loopdev::{LoopDevice, LoopOptions};
-pub use namespace::{
+pub use osbuild_sys::{
     bind_mount, bind_mount_flat, enter_private_mount_namespace, mount_dev_tmpfs, mount_fs, move_mount, rbind_mount,
-    unmount,
+    unmount, LoopDevice, LoopOptions, SysError,
 };
 pub use signals::{install_signal_handlers, interrupted};
 
@@ -92,44 +89,8 @@ pub enum SandboxError {
         #[source]
         source: nix::errno::Errno,
     },
-    #[error("failed to unshare the mount namespace")]
-    Unshare {
-        #[source]
-        source: nix::errno::Errno,
-    },
-    #[error("failed to make / recursively private")]
-    MakePrivate {
-        #[source]
-        source: nix::errno::Errno,
-    },
-    #[error("failed to bind mount {} on {}", src.display(), dest.display())]
-    Mount {
-        src: PathBuf,
-        dest: PathBuf,
-        #[source]
-        source: nix::errno::Errno,
-    },
-    #[error("loop device: cannot {what} {}", path.display())]
-    Loop {
-        what: &'static str,
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
-    #[error("cannot mount {source_desc} ({fstype}) on {}", target.display())]
-    MountFs {
-        source_desc: String,
-        fstype: String,
-        target: PathBuf,
-        #[source]
-        source: nix::errno::Errno,
-    },
-    #[error("failed to unmount {}", path.display())]
-    Unmount {
-        path: PathBuf,
-        #[source]
-        source: nix::errno::Errno,
-    },
+    #[error(transparent)]
+    Sys(#[from] SysError),
 }
 
 /// A host path made visible inside the sandbox.

@@ -3,9 +3,9 @@
 //! should the sandbox be killed, by the kernel: the loop devices are autoclear and the mounts
 //! live in the sandbox's own mount namespace).
 
-use crate::sandbox::{self, LoopDevice, LoopOptions};
-use crate::stages::util::run_tool;
-use crate::stages::{error_chain, StageError};
+use crate::sys::{self as sandbox, LoopDevice, LoopOptions};
+use crate::util::run_tool;
+use crate::{error_chain, StageError};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 

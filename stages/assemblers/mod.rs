@@ -6,7 +6,7 @@
 //! Unlike stages, an assembler attaches loop devices itself (partitions are only known once it
 //! has written the table); see [`disk`].
 
-use super::{parse_as, StageInfo};
+use super::{entry, StageInfo};
 
 mod disk;
 mod noop;
@@ -16,16 +16,11 @@ mod rawfs;
 mod tar;
 
 static ASSEMBLERS: &[StageInfo] = &[
-    StageInfo { name: "org.osbuild.noop", capabilities: &[], run: noop::run, parse: parse_as::<noop::Options> },
-    StageInfo {
-        name: "org.osbuild.ostree.commit",
-        capabilities: &[],
-        run: ostree_commit::run,
-        parse: parse_as::<ostree_commit::Options>,
-    },
-    StageInfo { name: "org.osbuild.qemu", capabilities: &[], run: qemu::run, parse: parse_as::<qemu::Options> },
-    StageInfo { name: "org.osbuild.rawfs", capabilities: &[], run: rawfs::run, parse: parse_as::<rawfs::Options> },
-    StageInfo { name: "org.osbuild.tar", capabilities: &[], run: tar::run, parse: parse_as::<tar::Options> },
+    entry::<noop::Noop>(),
+    entry::<ostree_commit::OstreeCommit>(),
+    entry::<qemu::Qemu>(),
+    entry::<rawfs::Rawfs>(),
+    entry::<tar::Tar>(),
 ];
 
 /// All built-in assemblers, sorted by name.

@@ -1,11 +1,19 @@
 //! `org.osbuild.noop` (assembler): produces nothing.
 
-use crate::stages::{StageArgs, StageResult};
+use crate::{Stage, StageArgs, StageResult};
 use serde::Deserialize;
 
 #[derive(Debug, Deserialize)]
 pub struct Options {}
 
-pub fn run(_args: &StageArgs) -> StageResult {
-    Ok(None)
+/// The assembler itself, as the registry lists it.
+pub struct Noop;
+
+impl Stage for Noop {
+    const NAME: &'static str = "org.osbuild.noop";
+    type Options = Options;
+
+    fn run(_args: &StageArgs, _options: Options) -> StageResult {
+        Ok(None)
+    }
 }

@@ -7,14 +7,13 @@
 //! where the file system has them), and the result is committed with the same metadata the
 //! `org.osbuild.ostree.commit` stage writes (that stage does the commit).
 
-use crate::stages::util::run_tool;
-use crate::stages::{StageArgs, StageError, StageResult};
+use crate::util::run_tool;
+use crate::Stage;
+use crate::{StageArgs, StageError, StageResult};
 use serde::Deserialize;
 use serde_json::{json, Value};
 use std::path::Path;
 use std::process::Command;
-
-const NAME: &str = "org.osbuild.ostree.commit";
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -42,32 +41,39 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> StageError + '_ {
     move |e| StageError::Invalid(format!("{}: {e}", path.display()))
 }
 
-pub fn run(args: &StageArgs) -> StageResult {
-    let o: Options = args.parse_options(NAME)?;
-    let tree = args.input_path("tree")?;
-    let out = args.tree.clone();
-    let root = out.join(".osbuild-ostree-root");
-    let result = commit(args, &o, &tree, &root, &out);
-    let _ = std::fs::remove_dir_all(&root);
-    let meta = result?;
-    if let Some(tar) = &o.tar {
-        let dest = crate::stages::util::tree_path(args, &tar.filename, false)?;
-        run_tool(
-            NAME,
-            Command::new("tar")
-                .args(["--remove-files", "--auto-compress", "-cf"])
-                .arg(&dest)
-                .arg("-C")
-                .arg(&out)
-                .args(["repo", "compose.json"]),
-        )?;
+/// The stage itself: its name, capabilities and options, as the registry lists it.
+pub struct OstreeCommit;
+
+impl Stage for OstreeCommit {
+    const NAME: &'static str = "org.osbuild.ostree.commit";
+    type Options = Options;
+
+    fn run(args: &StageArgs, o: Options) -> StageResult {
+        let tree = args.input_path("tree")?;
+        let out = args.tree.clone();
+        let root = out.join(".osbuild-ostree-root");
+        let result = commit(args, &o, &tree, &root, &out);
+        let _ = std::fs::remove_dir_all(&root);
+        let meta = result?;
+        if let Some(tar) = &o.tar {
+            let dest = crate::util::tree_path(args, &tar.filename, false)?;
+            run_tool(
+                OstreeCommit::NAME,
+                Command::new("tar")
+                    .args(["--remove-files", "--auto-compress", "-cf"])
+                    .arg(&dest)
+                    .arg("-C")
+                    .arg(&out)
+                    .args(["repo", "compose.json"]),
+            )?;
+        }
+        Ok(meta)
     }
-    Ok(meta)
 }
 
 fn commit(args: &StageArgs, o: &Options, tree: &Path, root: &Path, out: &Path) -> StageResult {
     std::fs::create_dir_all(root).map_err(io(root))?;
-    crate::stages::ostree_preptree::init_root(root, o.tmp_is_dir)?;
+    crate::ostree_preptree::init_root(root, o.tmp_is_dir)?;
     for name in ["usr", "boot", "var", "bin", "lib", "lib32", "lib64", "sbin"] {
         let src = tree.join(name);
         let required = matches!(name, "usr" | "boot" | "var");
@@ -76,13 +82,19 @@ fn commit(args: &StageArgs, o: &Options, tree: &Path, root: &Path, out: &Path) -
         }
         if name == "var" {
             // `var` exists in the new root already: merge the tree's into it.
-            run_tool(NAME, Command::new("cp").args(["--reflink=auto", "-a", "-T"]).arg(&src).arg(root.join("var")))?;
+            run_tool(
+                OstreeCommit::NAME,
+                Command::new("cp").args(["--reflink=auto", "-a", "-T"]).arg(&src).arg(root.join("var")),
+            )?;
         } else {
-            run_tool(NAME, Command::new("cp").args(["--reflink=auto", "-a"]).arg(&src).arg("-t").arg(root))?;
+            run_tool(
+                OstreeCommit::NAME,
+                Command::new("cp").args(["--reflink=auto", "-a"]).arg(&src).arg("-t").arg(root),
+            )?;
         }
     }
     run_tool(
-        NAME,
+        OstreeCommit::NAME,
         Command::new("ostree").args(["init", "--mode=archive"]).arg(format!("--repo={}", out.join("repo").display())),
     )?;
 
@@ -96,7 +108,7 @@ fn commit(args: &StageArgs, o: &Options, tree: &Path, root: &Path, out: &Path) -
         stage_args.options["parent"] = json!(p);
     }
     stage_args.inputs.insert("tree".into(), json!({ "path": root }));
-    let info = crate::stages::find(NAME).expect("the ostree.commit stage is built in");
+    let info = crate::find(OstreeCommit::NAME).expect("the ostree.commit stage is built in");
     let meta: Option<Value> = (info.run)(&stage_args)?;
     Ok(meta)
 }

@@ -7,15 +7,15 @@
 //! output (not in memory) and removed afterwards. `zipl` (s390x) is not supported.
 
 use super::disk::{copy_tree, mkfs, LoopDir, Mounted};
-use crate::stages::util::{run_tool, spawn_error, tree_path};
-use crate::stages::{StageArgs, StageError, StageResult};
+use crate::util::{run_tool, spawn_error, tree_path};
+use crate::Stage;
+use crate::{StageArgs, StageError, StageResult};
 use serde::Deserialize;
 use serde_json::Value;
 use std::io::{Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-const NAME: &str = "org.osbuild.qemu";
 const SECTOR: u64 = 512;
 const BIOS_BOOT: &str = "21686148-6449-6E6F-744E-656564454649";
 
@@ -64,39 +64,50 @@ pub struct Bootloader {
     pub platform: Option<String>,
 }
 
-pub fn run(args: &StageArgs) -> StageResult {
-    let o: Options = args.parse_options(NAME)?;
-    let input = args.input_path("tree")?;
-    if !o.size.is_multiple_of(SECTOR) {
-        return Err(StageError::Invalid("`size` must be a multiple of the sector size (512)".into()));
-    }
-    let label = match o.pttype.as_deref() {
-        None | Some("dos") | Some("mbr") => "dos",
-        Some(other) => other,
-    };
-    let mut parts = match &o.partitions {
-        Some(p) => p.clone(),
-        None => vec![Partition {
-            start: None,
-            size: None,
-            kind: Some("83".into()),
-            bootable: true,
-            name: None,
-            uuid: None,
-            filesystem: Some(Filesystem {
-                kind: o.root_fs_type.clone().unwrap_or_else(|| "ext4".into()),
-                uuid: o.root_fs_uuid.clone().ok_or_else(|| StageError::Invalid("root_fs_uuid is required".into()))?,
-                label: None,
-                mountpoint: "/".into(),
-            }),
-        }],
-    };
+/// The stage itself: its name, capabilities and options, as the registry lists it.
+pub struct Qemu;
 
-    let out = tree_path(args, &o.filename, false)?;
-    let image = args.tree.join(".osbuild-qemu-image.raw");
-    let result = assemble(&o, label, &mut parts, &input, &image, &args.tree).and_then(|()| convert(&o, &image, &out));
-    let _ = std::fs::remove_file(&image);
-    result.map(|()| None)
+impl Stage for Qemu {
+    const NAME: &'static str = "org.osbuild.qemu";
+    type Options = Options;
+
+    fn run(args: &StageArgs, o: Options) -> StageResult {
+        let input = args.input_path("tree")?;
+        if !o.size.is_multiple_of(SECTOR) {
+            return Err(StageError::Invalid("`size` must be a multiple of the sector size (512)".into()));
+        }
+        let label = match o.pttype.as_deref() {
+            None | Some("dos") | Some("mbr") => "dos",
+            Some(other) => other,
+        };
+        let mut parts = match &o.partitions {
+            Some(p) => p.clone(),
+            None => vec![Partition {
+                start: None,
+                size: None,
+                kind: Some("83".into()),
+                bootable: true,
+                name: None,
+                uuid: None,
+                filesystem: Some(Filesystem {
+                    kind: o.root_fs_type.clone().unwrap_or_else(|| "ext4".into()),
+                    uuid: o
+                        .root_fs_uuid
+                        .clone()
+                        .ok_or_else(|| StageError::Invalid("root_fs_uuid is required".into()))?,
+                    label: None,
+                    mountpoint: "/".into(),
+                }),
+            }],
+        };
+
+        let out = tree_path(args, &o.filename, false)?;
+        let image = args.tree.join(".osbuild-qemu-image.raw");
+        let result =
+            assemble(&o, label, &mut parts, &input, &image, &args.tree).and_then(|()| convert(&o, &image, &out));
+        let _ = std::fs::remove_file(&image);
+        result.map(|()| None)
+    }
 }
 
 fn assemble(
@@ -107,7 +118,7 @@ fn assemble(
     image: &Path,
     outdir: &Path,
 ) -> Result<(), StageError> {
-    run_tool(NAME, Command::new("truncate").arg("--size").arg(o.size.to_string()).arg(image))?;
+    run_tool(Qemu::NAME, Command::new("truncate").arg("--size").arg(o.size.to_string()).arg(image))?;
     write_table(label, &o.ptuuid, parts, image)?;
 
     let mut bootloader = o.bootloader.as_ref().and_then(|b| b.kind.clone()).unwrap_or_else(|| "none".into());
@@ -124,7 +135,7 @@ fn assemble(
     }
 
     let root = outdir.join(".osbuild-qemu-mnt");
-    let loops = LoopDir::new(NAME)?;
+    let loops = LoopDir::new(Qemu::NAME)?;
     let mut with_fs: Vec<&Partition> = parts.iter().filter(|p| p.filesystem.is_some()).collect();
     with_fs.sort_by_key(|p| p.filesystem.as_ref().map(|f| f.mountpoint.len()));
     // Declared after `loops` so mounts drop (unmount) before the loop devices detach.
@@ -132,13 +143,13 @@ fn assemble(
     let mut mounted = Vec::new();
     for p in with_fs {
         let fs = p.filesystem.as_ref().expect("filtered");
-        let lo = loops.attach(NAME, image, p.start.unwrap_or(0) * SECTOR, p.size.unwrap_or(0) * SECTOR)?;
-        mkfs(NAME, &fs.kind, lo.node(), &fs.uuid, fs.label.as_deref())?;
+        let lo = loops.attach(Qemu::NAME, image, p.start.unwrap_or(0) * SECTOR, p.size.unwrap_or(0) * SECTOR)?;
+        mkfs(Qemu::NAME, &fs.kind, lo.node(), &fs.uuid, fs.label.as_deref())?;
         let target = root.join(fs.mountpoint.trim_start_matches('/'));
-        mounted.push(Mounted::new(NAME, lo.node(), &target, &fs.kind)?);
+        mounted.push(Mounted::new(Qemu::NAME, lo.node(), &target, &fs.kind)?);
         attached.push(lo);
     }
-    copy_tree(NAME, tree, &root)?;
+    copy_tree(Qemu::NAME, tree, &root)?;
     while let Some(m) = mounted.pop() {
         drop(m);
     }
@@ -168,7 +179,8 @@ fn write_table(label: &str, ptuuid: &str, parts: &mut [Partition], image: &Path)
         script.push_str(&fields.join(", "));
     }
     sfdisk_write(image, &script)?;
-    let out = Command::new("sfdisk").arg("--json").arg(image).output().map_err(|e| spawn_error(NAME, "sfdisk", e))?;
+    let out =
+        Command::new("sfdisk").arg("--json").arg(image).output().map_err(|e| spawn_error(Qemu::NAME, "sfdisk", e))?;
     let v: Value = serde_json::from_slice(&out.stdout)
         .map_err(|e| StageError::Invalid(format!("cannot read back the partition table: {e}")))?;
     let disk = v["partitiontable"]["partitions"].as_array().cloned().unwrap_or_default();
@@ -189,9 +201,14 @@ fn sfdisk_write(image: &Path, script: &str) -> Result<(), StageError> {
         .arg(image)
         .stdin(std::process::Stdio::piped())
         .spawn()
-        .map_err(|e| spawn_error(NAME, "sfdisk", e))?;
-    child.stdin.take().expect("piped").write_all(script.as_bytes()).map_err(|e| spawn_error(NAME, "sfdisk", e))?;
-    let status = child.wait().map_err(|e| spawn_error(NAME, "sfdisk", e))?;
+        .map_err(|e| spawn_error(Qemu::NAME, "sfdisk", e))?;
+    child
+        .stdin
+        .take()
+        .expect("piped")
+        .write_all(script.as_bytes())
+        .map_err(|e| spawn_error(Qemu::NAME, "sfdisk", e))?;
+    let status = child.wait().map_err(|e| spawn_error(Qemu::NAME, "sfdisk", e))?;
     if !status.success() {
         return Err(StageError::Invalid(format!("sfdisk failed ({status}) on the script:\n{script}")));
     }
@@ -230,7 +247,7 @@ fn install_grub2(image: &Path, label: &str, parts: &[Partition], platform: &str)
     cmd.args(["--directory", &dir, "--prefix", &prefix, "--format", platform, "--compression", "auto", "--output"])
         .arg(&core)
         .args(&modules);
-    run_tool(NAME, &mut cmd)?;
+    run_tool(Qemu::NAME, &mut cmd)?;
     let core_bytes = std::fs::read(&core).map_err(|e| io_err(&core, e));
     let _ = std::fs::remove_file(&core);
     let core_bytes = core_bytes?;
@@ -285,7 +302,7 @@ fn convert(o: &Options, image: &Path, out: &Path) -> Result<(), StageError> {
         "raw.xz" => {
             let file = std::fs::File::create(out).map_err(|e| io_err(out, e))?;
             run_tool(
-                NAME,
+                Qemu::NAME,
                 Command::new("xz")
                     .args(["--keep", "--stdout", "-0"])
                     .arg(image)
@@ -315,7 +332,7 @@ fn convert(o: &Options, image: &Path, out: &Path) -> Result<(), StageError> {
                 "vdi" | "vhdx" => {}
                 other => return Err(StageError::Invalid(format!("unknown format '{other}'"))),
             }
-            run_tool(NAME, cmd.arg(image).arg(out))
+            run_tool(Qemu::NAME, cmd.arg(image).arg(out))
         }
     }
 }

@@ -2,12 +2,11 @@
 //! bytes holding the input tree.
 
 use super::disk::{copy_tree, mkfs, LoopDir, Mounted};
-use crate::stages::util::{run_tool, tree_path};
-use crate::stages::{StageArgs, StageResult};
+use crate::util::{run_tool, tree_path};
+use crate::Stage;
+use crate::{StageArgs, StageResult};
 use serde::Deserialize;
 use std::process::Command;
-
-const NAME: &str = "org.osbuild.rawfs";
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -23,22 +22,29 @@ fn ext4() -> String {
     "ext4".into()
 }
 
-pub fn run(args: &StageArgs) -> StageResult {
-    let o: Options = args.parse_options(NAME)?;
-    let input = args.input_path("tree")?;
-    let image = tree_path(args, &o.filename, false)?;
-    if !matches!(o.fs_type.as_str(), "ext4" | "xfs" | "btrfs") {
-        return Err(crate::stages::StageError::Invalid("fs_type must be ext4, xfs or btrfs".into()));
+/// The stage itself: its name, capabilities and options, as the registry lists it.
+pub struct Rawfs;
+
+impl Stage for Rawfs {
+    const NAME: &'static str = "org.osbuild.rawfs";
+    type Options = Options;
+
+    fn run(args: &StageArgs, o: Options) -> StageResult {
+        let input = args.input_path("tree")?;
+        let image = tree_path(args, &o.filename, false)?;
+        if !matches!(o.fs_type.as_str(), "ext4" | "xfs" | "btrfs") {
+            return Err(crate::StageError::Invalid("fs_type must be ext4, xfs or btrfs".into()));
+        }
+        run_tool(Rawfs::NAME, Command::new("truncate").arg("--size").arg(o.size.to_string()).arg(&image))?;
+        mkfs(Rawfs::NAME, &o.fs_type, &image, &o.root_fs_uuid, None)?;
+        let loops = LoopDir::new(Rawfs::NAME)?;
+        let lo = loops.attach(Rawfs::NAME, &image, 0, 0)?;
+        let mnt = args.tree.join(".osbuild-rawfs-mnt");
+        {
+            let _m = Mounted::new(Rawfs::NAME, lo.node(), &mnt, &o.fs_type)?;
+            copy_tree(Rawfs::NAME, &input, &mnt)?;
+        }
+        let _ = std::fs::remove_dir(&mnt);
+        Ok(None)
     }
-    run_tool(NAME, Command::new("truncate").arg("--size").arg(o.size.to_string()).arg(&image))?;
-    mkfs(NAME, &o.fs_type, &image, &o.root_fs_uuid, None)?;
-    let loops = LoopDir::new(NAME)?;
-    let lo = loops.attach(NAME, &image, 0, 0)?;
-    let mnt = args.tree.join(".osbuild-rawfs-mnt");
-    {
-        let _m = Mounted::new(NAME, lo.node(), &mnt, &o.fs_type)?;
-        copy_tree(NAME, &input, &mnt)?;
-    }
-    let _ = std::fs::remove_dir(&mnt);
-    Ok(None)
 }

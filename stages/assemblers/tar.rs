@@ -2,12 +2,11 @@
 //! with ACLs, SELinux labels and all extended attributes unless switched off (upstream's
 //! defaults).
 
-use crate::stages::util::{run_tool, tree_path};
-use crate::stages::{StageArgs, StageResult};
+use crate::util::{run_tool, tree_path};
+use crate::Stage;
+use crate::{StageArgs, StageResult};
 use serde::Deserialize;
 use std::process::Command;
-
-const NAME: &str = "org.osbuild.tar";
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -50,16 +49,23 @@ impl Compression {
     }
 }
 
-pub fn run(args: &StageArgs) -> StageResult {
-    let o: Options = args.parse_options(NAME)?;
-    let input = args.input_path("tree")?;
-    let out = tree_path(args, &o.filename, false)?;
-    let mut cmd = Command::new("tar");
-    if let Some(c) = o.compression {
-        cmd.arg(c.flag());
+/// The stage itself: its name, capabilities and options, as the registry lists it.
+pub struct Tar;
+
+impl Stage for Tar {
+    const NAME: &'static str = "org.osbuild.tar";
+    type Options = Options;
+
+    fn run(args: &StageArgs, o: Options) -> StageResult {
+        let input = args.input_path("tree")?;
+        let out = tree_path(args, &o.filename, false)?;
+        let mut cmd = Command::new("tar");
+        if let Some(c) = o.compression {
+            cmd.arg(c.flag());
+        }
+        crate::tar::metadata_flags(&mut cmd, o.acls, o.selinux, o.xattrs);
+        cmd.arg("-cf").arg(&out).arg("-C").arg(&input).arg(".").env("XZ_OPT", "--threads 0");
+        run_tool(Tar::NAME, &mut cmd)?;
+        Ok(None)
     }
-    crate::stages::tar::metadata_flags(&mut cmd, o.acls, o.selinux, o.xattrs);
-    cmd.arg("-cf").arg(&out).arg("-C").arg(&input).arg(".").env("XZ_OPT", "--threads 0");
-    run_tool(NAME, &mut cmd)?;
-    Ok(None)
 }

@@ -11,7 +11,7 @@ use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use super::SandboxError;
+use super::SysError;
 
 const LOOP_MAJOR: u32 = 7;
 // From <linux/loop.h>.
@@ -79,21 +79,16 @@ pub struct LoopDevice {
     _backing: File,
 }
 
-fn errno_err(what: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> SandboxError {
+fn errno_err(what: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> SysError {
     let path = path.to_owned();
-    move |source| SandboxError::Loop { what, path, source }
+    move |source| SysError::Loop { what, path, source }
 }
 
 impl LoopDevice {
     /// Attach `file` (opened read-write unless `read_only`) to a free loop device. `dev_dir` is
     /// where device nodes live. On the host (`make_node` false) the kernel creates the node and we
     /// wait for it; a sandbox has its own `/dev`, so there (`make_node`) we create it at once.
-    pub fn attach(
-        file: &Path,
-        opts: &LoopOptions,
-        dev_dir: &Path,
-        make_node: bool,
-    ) -> Result<LoopDevice, SandboxError> {
+    pub fn attach(file: &Path, opts: &LoopOptions, dev_dir: &Path, make_node: bool) -> Result<LoopDevice, SysError> {
         let backing = OpenOptions::new()
             .read(true)
             .write(!opts.read_only)
@@ -201,13 +196,13 @@ impl Drop for LoopDevice {
 
 /// Open (creating it when missing) the node of loop device `number`. The kernel creates host
 /// nodes asynchronously (devtmpfs), so a missing node is waited for briefly before we make one.
-fn open_node(node: &Path, number: u32, read_only: bool, make_node: bool) -> Result<File, SandboxError> {
+fn open_node(node: &Path, number: u32, read_only: bool, make_node: bool) -> Result<File, SysError> {
     let open = || OpenOptions::new().read(true).write(!read_only).custom_flags(libc::O_CLOEXEC).open(node);
     for _ in 0..(if make_node { 1 } else { 200 }) {
         match std::fs::symlink_metadata(node) {
             Ok(md) if md.file_type().is_block_device() => return open().map_err(errno_err("open", node)),
             Ok(_) => {
-                return Err(SandboxError::Loop {
+                return Err(SysError::Loop {
                     what: "use (not a block device)",
                     path: node.to_owned(),
                     source: std::io::Error::from_raw_os_error(libc::ENOTBLK),

@@ -7,76 +7,52 @@
 //! a host path whose directories are all real directories inside the root, so neither an
 //! option nor a hostile symlink in the tree can make a stage write on the host.
 
-use super::{StageArgs, StageError};
-use std::collections::VecDeque;
-use std::ffi::{OsStr, OsString};
-use std::io::{Read, Write};
-use std::os::unix::ffi::OsStrExt;
+use crate::{StageArgs, StageError};
+use osbuild_sys::Root;
+
+pub use crate::tool::{argv_string, run_tool, spawn_error, stderr_tail};
+use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
-use std::path::{Component, Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::path::{Path, PathBuf};
 
-/// How many symlinks one resolution may follow (the kernel's limit).
-const MAX_SYMLINKS: usize = 40;
-
-/// Resolve `path` (absolute or relative, both taken from `root`) inside `root`.
+/// Resolve `path` (absolute or relative, both taken from `root`) inside `root`, with the
+/// project's one confinement rule ([`osbuild_sys::Root`]: `openat2(RESOLVE_IN_ROOT)`).
 ///
 /// Symlinks in directory components are always followed within `root`; the final component
 /// is followed only when `follow_final` is set (use `false` to act on a link itself, e.g. to
 /// create or remove it). Components need not exist: missing ones are kept verbatim.
 pub fn resolve_in_root(root: &Path, path: impl AsRef<Path>, follow_final: bool) -> Result<PathBuf, StageError> {
     let path = path.as_ref();
-    let mut queue: VecDeque<OsString> = components(path).collect();
-    let mut cur: Vec<OsString> = Vec::new();
-    let mut followed = 0;
-    while let Some(c) = queue.pop_front() {
-        if c == ".." {
-            cur.pop();
-            continue;
+    let r = match Root::open(root) {
+        Ok(r) => r,
+        // Nothing below a root that does not exist can be a symlink: spell the path out.
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(lexical_join(root, path)),
+        Err(e) => return Err(e.into()),
+    };
+    r.resolve(path, follow_final).map_err(|e| {
+        if e.errno() == Some(libc::ELOOP) {
+            StageError::SymlinkLoop { root: root.to_owned(), path: path.to_string_lossy().into_owned() }
+        } else {
+            e.into()
         }
-        let candidate = join(root, &cur).join(&c);
-        if follow_final || !queue.is_empty() {
-            if let Ok(meta) = std::fs::symlink_metadata(&candidate) {
-                if meta.file_type().is_symlink() {
-                    followed += 1;
-                    if followed > MAX_SYMLINKS {
-                        return Err(StageError::SymlinkLoop {
-                            root: root.to_owned(),
-                            path: path.to_string_lossy().into_owned(),
-                        });
-                    }
-                    let target =
-                        std::fs::read_link(&candidate).map_err(StageError::io("cannot read link", &candidate))?;
-                    if target.is_absolute() {
-                        cur.clear();
-                    }
-                    for t in components(&target).collect::<Vec<_>>().into_iter().rev() {
-                        queue.push_front(t);
-                    }
-                    continue;
-                }
-            }
-        }
-        cur.push(c);
-    }
-    Ok(join(root, &cur))
-}
-
-fn components(path: &Path) -> impl Iterator<Item = OsString> + '_ {
-    path.components().filter_map(|c| match c {
-        Component::Normal(n) => Some(n.to_owned()),
-        Component::ParentDir => Some(OsString::from("..")),
-        Component::RootDir | Component::CurDir | Component::Prefix(_) => None,
     })
 }
 
-fn join(root: &Path, parts: &[OsString]) -> PathBuf {
-    let mut p = root.to_owned();
-    for c in parts {
-        p.push(c);
+/// `root` joined with `path`'s normal components, `..` never climbing above `root`.
+fn lexical_join(root: &Path, path: &Path) -> PathBuf {
+    let mut parts: Vec<&std::ffi::OsStr> = Vec::new();
+    for c in path.components() {
+        match c {
+            std::path::Component::Normal(n) => parts.push(n),
+            std::path::Component::ParentDir => {
+                parts.pop();
+            }
+            _ => {}
+        }
     }
-    p
+    let mut out = root.to_owned();
+    out.extend(parts);
+    out
 }
 
 /// Resolve a path inside the stage's tree (see [`resolve_in_root`]).
@@ -164,83 +140,6 @@ pub fn drop_pwd_lock(args: &StageArgs) -> Result<(), StageError> {
     Ok(())
 }
 
-/// Run a build-root tool for `stage`. Its stdout goes where the command says (by default our
-/// stdout, the build log); its stderr is streamed to our stderr, and its tail is kept for the
-/// error if the tool fails. A tool that is not on `PATH` gives [`StageError::ToolMissing`].
-pub fn run_tool(stage: &'static str, cmd: &mut Command) -> Result<(), StageError> {
-    const KEEP: usize = 8192;
-    let tool = cmd.get_program().to_string_lossy().into_owned();
-    let mut child =
-        cmd.stdin(Stdio::null()).stderr(Stdio::piped()).spawn().map_err(|e| spawn_error(stage, &tool, e))?;
-    let mut tail = Vec::new();
-    if let Some(mut err) = child.stderr.take() {
-        let mut buf = [0u8; 8192];
-        loop {
-            match err.read(&mut buf) {
-                Ok(0) => break,
-                Ok(n) => {
-                    let _ = std::io::stderr().write_all(&buf[..n]);
-                    tail.extend_from_slice(&buf[..n]);
-                    if tail.len() > KEEP {
-                        tail.drain(..tail.len() - KEEP);
-                    }
-                }
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-                Err(_) => break,
-            }
-        }
-    }
-    let status = child.wait().map_err(|source| StageError::ToolSpawn { tool: tool.clone(), source })?;
-    if status.success() {
-        return Ok(());
-    }
-    Err(StageError::ToolFailed { argv: argv_string(cmd), status, stderr: stderr_tail(&tail) })
-}
-
-/// The error for a build-root `tool` that `stage` could not start: [`StageError::ToolMissing`]
-/// when it is not there, else [`StageError::ToolSpawn`].
-pub(crate) fn spawn_error(stage: &'static str, tool: &str, e: std::io::Error) -> StageError {
-    if e.kind() == std::io::ErrorKind::NotFound {
-        StageError::ToolMissing { tool: tool.to_owned(), stage, place: "in the build root" }
-    } else {
-        StageError::ToolSpawn { tool: tool.to_owned(), source: e }
-    }
-}
-
-/// A command line as a shell would read it back, for error messages.
-pub(crate) fn argv_string(cmd: &Command) -> String {
-    std::iter::once(cmd.get_program()).chain(cmd.get_args()).map(quote).collect::<Vec<_>>().join(" ")
-}
-
-fn quote(arg: &OsStr) -> String {
-    let s = arg.to_string_lossy();
-    let plain = !s.is_empty() && arg.as_bytes().iter().all(|b| b.is_ascii_alphanumeric() || b"-_./=:,+@%".contains(b));
-    if plain {
-        s.into_owned()
-    } else {
-        format!("'{}'", s.replace('\'', r"'\''"))
-    }
-}
-
-/// The last lines of a tool's stderr, on one line, prefixed with `: ` (empty if none).
-pub(crate) fn stderr_tail(stderr: &[u8]) -> String {
-    let text = String::from_utf8_lossy(stderr);
-    let lines: Vec<&str> = text.lines().map(str::trim).filter(|l| !l.is_empty()).collect();
-    let tail = lines[lines.len().saturating_sub(3)..].join(" / ");
-    if tail.is_empty() {
-        return String::new();
-    }
-    let mut tail = tail;
-    if tail.len() > 1000 {
-        let mut cut = tail.len() - 1000;
-        while !tail.is_char_boundary(cut) {
-            cut += 1;
-        }
-        tail = format!("…{}", &tail[cut..]);
-    }
-    format!(": {tail}")
-}
-
 /// A JSON object kept in document order (upstream iterates its dicts in that order).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Ordered<T>(pub Vec<(String, T)>);
@@ -272,7 +171,7 @@ impl<'de, T: serde::Deserialize<'de>> serde::Deserialize<'de> for Ordered<T> {
 }
 
 /// Options validation: an object with at least one key, then checked as `T`.
-pub(crate) struct NonEmptyObject<T>(#[allow(dead_code)] pub T);
+pub struct NonEmptyObject<T>(#[allow(dead_code)] pub T);
 
 impl<'de, T: serde::Deserialize<'de>> serde::Deserialize<'de> for NonEmptyObject<T> {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
@@ -285,30 +184,23 @@ impl<'de, T: serde::Deserialize<'de>> serde::Deserialize<'de> for NonEmptyObject
     }
 }
 
-/// A scratch directory in the sandbox's /tmp (`<name>.<pid>.<n>`), removed when dropped.
-pub struct Scratch(pub PathBuf);
+/// A scratch directory in the sandbox's /tmp (`<name>.XXXXXX`), removed when dropped.
+pub struct Scratch(pub PathBuf, #[allow(dead_code)] tempfile::TempDir);
 
 impl Scratch {
     pub fn new(name: &str) -> Result<Self, StageError> {
-        static N: AtomicUsize = AtomicUsize::new(0);
-        let n = N.fetch_add(1, Ordering::Relaxed);
-        let p = std::env::temp_dir().join(format!("{name}.{}.{n}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&p);
-        std::fs::create_dir(&p).map_err(StageError::io("cannot create directory", &p))?;
-        Ok(Scratch(p))
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
+        let dir = tempfile::Builder::new()
+            .prefix(&format!("{name}."))
+            .tempdir()
+            .map_err(StageError::io("cannot create a scratch directory in", std::env::temp_dir()))?;
+        Ok(Scratch(dir.path().to_owned(), dir))
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::stages::testutil::args;
+    use crate::testing::args;
     use serde_json::json;
     use std::os::unix::fs::symlink;
 
@@ -400,18 +292,5 @@ mod tests {
         assert!(location("mount://nope/f", &a, true).unwrap_err().to_string().contains("unknown mount 'nope'"));
         assert!(location("http://x/f", &a, true).unwrap_err().to_string().contains("unsupported scheme 'http'"));
         assert!(location("tree://x", &a, true).unwrap_err().to_string().contains("must start with '/'"));
-    }
-
-    #[test]
-    fn missing_tool_is_named() {
-        let e = run_tool("org.osbuild.test", &mut Command::new("osbuild-rs-no-such-tool")).unwrap_err();
-        assert_eq!(e.to_string(), "osbuild-rs-no-such-tool not found in the build root, but org.osbuild.test needs it");
-    }
-
-    #[test]
-    fn failing_tool_reports_argv_and_stderr() {
-        let e = run_tool("org.osbuild.test", Command::new("sh").args(["-c", "echo boom >&2; exit 3"])).unwrap_err();
-        let msg = e.to_string();
-        assert!(msg.starts_with("`sh -c 'echo boom >&2; exit 3'` failed (exit status: 3): boom"), "{msg}");
     }
 }

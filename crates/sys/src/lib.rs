@@ -1,0 +1,102 @@
+//! The system layer of osbuild-rs: the only crate that makes mount, namespace and loop-device
+//! system calls, and the one confinement rule for paths from manifests and trees. Everything
+//! unsafe in the project lives here, item by item, each with a `SAFETY:` comment.
+//!
+//! Used by the host (engine, sandbox) and, through the stage API, by stages that need a
+//! chroot or loop devices of their own; neither calls `mount(2)` itself.
+
+pub mod confine;
+mod loopdev;
+mod mount;
+
+use std::path::PathBuf;
+
+pub use confine::{fd_path, is_plain_name, proc_fd, reopen, PathError, Root};
+pub use loopdev::{LoopDevice, LoopOptions};
+pub use mount::{
+    bind_mount, bind_mount_flat, enter_private_mount_namespace, mount_dev_tmpfs, mount_fs, mount_special, move_mount,
+    rbind_mount, sync_fs, unmount, BindFlags, MountGuard, Special,
+};
+
+/// A failed mount, namespace or loop-device operation, with the errno that caused it.
+#[derive(Debug, thiserror::Error)]
+pub enum SysError {
+    #[error("cannot unshare the mount namespace")]
+    Unshare {
+        #[source]
+        source: nix::errno::Errno,
+    },
+    #[error("cannot make / recursively private")]
+    MakePrivate {
+        #[source]
+        source: nix::errno::Errno,
+    },
+    #[error("cannot bind mount {} on {}", src.display(), dest.display())]
+    Mount {
+        src: PathBuf,
+        dest: PathBuf,
+        #[source]
+        source: nix::errno::Errno,
+    },
+    #[error("loop device: cannot {what} {}", path.display())]
+    Loop {
+        what: &'static str,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot mount {source_desc} ({fstype}) on {}", target.display())]
+    MountFs {
+        source_desc: String,
+        fstype: String,
+        target: PathBuf,
+        #[source]
+        source: nix::errno::Errno,
+    },
+    #[error("cannot unmount {}", path.display())]
+    Unmount {
+        path: PathBuf,
+        #[source]
+        source: nix::errno::Errno,
+    },
+    #[error("cannot sync the file system of {}", path.display())]
+    Sync {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Path(#[from] PathError),
+}
+
+impl SysError {
+    /// The errno behind the failure.
+    pub fn errno(&self) -> Option<i32> {
+        match self {
+            SysError::Unshare { source }
+            | SysError::MakePrivate { source }
+            | SysError::Mount { source, .. }
+            | SysError::MountFs { source, .. }
+            | SysError::Unmount { source, .. } => Some(*source as i32),
+            SysError::Loop { source, .. } | SysError::Sync { source, .. } => source.raw_os_error(),
+            SysError::Path(e) => e.errno(),
+        }
+    }
+}
+
+/// `error: cause: cause…` on one line: what every osbuild-rs message prints, so the errno at
+/// the bottom of a chain reaches the user.
+pub fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut cur = e.source();
+    while let Some(s) = cur {
+        let text = s.to_string();
+        // `#[error(transparent)]` layers repeat their source's text: print it once.
+        if !out.ends_with(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        cur = s.source();
+    }
+    out
+}
