@@ -21,6 +21,7 @@
 
 mod argv;
 mod caps;
+mod helper;
 mod run;
 mod signals;
 
@@ -33,6 +34,7 @@ pub use argv::{
     PROC_CMDLINE, PROC_CMDLINE_FILE, SANDBOX_PATH, TREE_DIR,
 };
 pub use caps::{capability_mask, capability_number, host_bounding_set, parse_status_mask, DEFAULT_CAPABILITIES};
+pub use helper::{run_cleanup_helper, run_helper, HelperOutput};
 pub use osbuild_sys::{
     bind_mount, bind_mount_flat, enter_private_mount_namespace, mount_dev_tmpfs, mount_fs, move_mount, rbind_mount,
     unmount, LoopDevice, LoopOptions, SysError,
