@@ -72,8 +72,8 @@ pub enum StoreError {
     },
 
     /// `cp -a --reflink=auto` copying a tree failed.
-    #[error("copying {} to {} failed ({status}): {stderr}", from.display(), to.display())]
-    Copy { from: PathBuf, to: PathBuf, status: std::process::ExitStatus, stderr: String },
+    #[error("copying {} to {} failed ({outcome}): {stderr}", from.display(), to.display())]
+    Copy { from: PathBuf, to: PathBuf, outcome: String, stderr: String },
 
     /// A work directory passed to `commit` does not belong to this store.
     #[error("work directory {} does not belong to the store at {}", path.display(), store.display())]
@@ -86,6 +86,14 @@ pub enum StoreError {
         to: PathBuf,
         #[source]
         source: io::Error,
+    },
+
+    /// Syncing the store's file system before a commit failed: data of the tree was lost.
+    #[error("cannot make {} durable", path.display())]
+    Sync {
+        path: PathBuf,
+        #[source]
+        source: Box<osbuild_sys::SysError>,
     },
 
     /// A source type name that cannot be used as a directory name (empty, `.`, `..`, or with `/`).

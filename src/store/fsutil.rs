@@ -6,7 +6,7 @@ use std::fs::{self, File};
 use std::io::{self, Read};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -70,19 +70,18 @@ pub(crate) fn touch(path: &Path) -> io::Result<()> {
 pub(crate) fn copy_tree(from: &Path, to: &Path) -> Result<(), StoreError> {
     let mut cmd = Command::new("cp");
     cmd.arg("-a").arg("--reflink=auto").arg(from.join(".")).arg(to);
-    cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::piped());
-    let output = cmd.output().map_err(|source| StoreError::CopySpawn {
+    let output = crate::sandbox::run_helper(&mut cmd, None, None).map_err(|source| StoreError::CopySpawn {
         from: from.to_path_buf(),
         to: to.to_path_buf(),
         source,
     })?;
-    if output.status.success() {
+    if output.success() {
         return Ok(());
     }
     Err(StoreError::Copy {
         from: from.to_path_buf(),
         to: to.to_path_buf(),
-        status: output.status,
+        outcome: output.describe(),
         stderr: stderr_tail(&output.stderr),
     })
 }
@@ -203,12 +202,7 @@ pub(crate) fn remove_tree(path: &Path) -> io::Result<()> {
 /// Best effort: clear the immutable (and append-only) attribute below `path`. chattr does not
 /// follow symlinks when recursing.
 fn clear_immutable(path: &Path) {
-    let _ = std::process::Command::new("chattr")
-        .args(["-R", "-f", "-i", "-a"])
-        .arg(path)
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .status();
+    let _ = crate::sandbox::run_cleanup_helper(Command::new("chattr").args(["-R", "-f", "-i", "-a"]).arg(path));
 }
 
 /// Best effort: give the owner rwx on every directory below `path` (not following symlinks).

@@ -11,12 +11,14 @@
 //!     meta.json             metadata: stage id -> JSON written by that stage
 //!     last-used             its mtime is the last use, for LRU eviction
 //! sources/<type>/<checksum> fetched sources, stored once, shared by all objects
+//! sources/<type>/.tmp-<unique>/  a live or stale download staging directory (see [`StagingDir`])
 //! tmp/work-<unique>/        a live or stale work directory (see [`WorkDir`])
 //!     lock                  exclusive flock held by the owning WorkDir
 //!     tree/
 //! ```
 //!
-//! Objects appear atomically: a work directory is renamed to `objects/<id>` (`RENAME_NOREPLACE`), so
+//! Objects appear atomically and durably: the store's file system is synced (`syncfs`, which
+//! reports earlier write-back errors too) and then the work directory is renamed to `objects/<id>` (`RENAME_NOREPLACE`), so
 //! an object that exists is complete, and two processes racing to commit the same id both succeed
 //! with one object. Objects disappear atomically too: eviction first renames them into `tmp/`.
 //!
@@ -38,7 +40,7 @@ use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, SystemTime};
 
 pub use error::StoreError;
-pub use workdir::WorkDir;
+pub use workdir::{StagingDir, WorkDir, STAGING_PREFIX};
 
 type Meta = serde_json::Map<String, serde_json::Value>;
 
@@ -106,8 +108,8 @@ pub struct ObjectStore {
 
 impl ObjectStore {
     /// Create or open the store at `root`: create `objects/`, `sources/` and `tmp/`, take a shared
-    /// lock on `root/lock` for the lifetime of the value, and remove stale entries of `tmp/` that no
-    /// live process holds.
+    /// lock on `root/lock` for the lifetime of the value, and remove stale entries of `tmp/` and
+    /// stale download staging directories of `sources/` that no live process holds.
     pub fn open(root: &Path) -> Result<ObjectStore, StoreError> {
         let create = |path: &Path| {
             fs::create_dir_all(path).map_err(|source| StoreError::CreateDir { path: path.to_path_buf(), source })
@@ -125,6 +127,7 @@ impl ObjectStore {
             .map_err(|source| StoreError::Lock { path: lock_path, source })?;
         let store = ObjectStore { root, max_size: None, _lock: lock, leases: Mutex::new(HashMap::new()) };
         store.remove_stale_tmp()?;
+        store.remove_stale_staging()?;
         Ok(store)
     }
 
@@ -243,6 +246,10 @@ impl ObjectStore {
             return Err(commit_err(io::Error::new(io::ErrorKind::WouldBlock, "work directory is locked")));
         }
         fs::remove_file(work.path.join(workdir::LOCK_NAME)).map_err(commit_err)?;
+        // A tree whose writes the kernel could not write back (a full or failing disk) must fail
+        // the build here, not turn into a committed object with holes.
+        osbuild_sys::sync_fs(&work.path)
+            .map_err(|source| StoreError::Sync { path: work.path.clone(), source: Box::new(source) })?;
 
         match rename_noreplace(&work.path, &dest) {
             Ok(()) => {
@@ -416,6 +423,49 @@ impl ObjectStore {
             let dir = entry.path();
             if let Some(_lock) = lock_if_stale(&dir) {
                 let _ = fsutil::remove_tree(&dir);
+            }
+        }
+        Ok(())
+    }
+}
+
+impl ObjectStore {
+    /// Remove the download staging directories in `sources/<type>/` that no live process holds,
+    /// and temp files older than [`STALE_GRACE`] that earlier versions left there (best effort
+    /// per entry).
+    fn remove_stale_staging(&self) -> Result<(), StoreError> {
+        let sources = self.root.join("sources");
+        let cleanup_err = |path: &Path| {
+            let path = path.to_path_buf();
+            move |source| StoreError::Cleanup { path, source }
+        };
+        for kind in fs::read_dir(&sources).map_err(cleanup_err(&sources))?.flatten() {
+            if !kind.file_type().is_ok_and(|t| t.is_dir()) {
+                continue;
+            }
+            let Ok(entries) = fs::read_dir(kind.path()) else { continue };
+            for entry in entries.flatten() {
+                if !entry.file_name().to_string_lossy().starts_with(STAGING_PREFIX) {
+                    continue;
+                }
+                let path = entry.path();
+                match entry.file_type() {
+                    Ok(t) if t.is_dir() => {
+                        if let Some(_lock) = lock_if_stale(&path) {
+                            let _ = fsutil::remove_tree(&path);
+                        }
+                    }
+                    Ok(_) => {
+                        let old = entry
+                            .metadata()
+                            .and_then(|m| m.modified())
+                            .is_ok_and(|t| t.elapsed().unwrap_or(Duration::ZERO) > STALE_GRACE);
+                        if old {
+                            let _ = fs::remove_file(&path);
+                        }
+                    }
+                    Err(_) => {}
+                }
             }
         }
         Ok(())
