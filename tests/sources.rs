@@ -24,7 +24,7 @@ fn source(kind: &str, items: Value) -> Source {
 }
 
 fn quick() -> FetchOptions {
-    FetchOptions { parallel: 4, retries: 3, timeout: Some(Duration::from_secs(30)) }
+    FetchOptions { parallel: 4, retries: 3, timeout: Duration::from_secs(30), ..FetchOptions::builtin() }
 }
 
 /// Names in `dir`, sorted.
@@ -201,7 +201,7 @@ fn inline_mismatch_stores_nothing() {
     let items = json!({ &wrong: {"encoding": "base64", "data": "aGVsbG8="} });
     let err = sources::fetch(&source("org.osbuild.inline", items), None, dest.path(), &quick()).unwrap_err();
     let (msg, results) = failed_results(err);
-    assert_eq!(msg, format!("checksum mismatch for inline item {wrong}: expected {wrong}, got {}", sha256(b"hello")));
+    assert_eq!(msg, format!("checksum mismatch for inline item {wrong}: the content does not match {wrong}"));
     assert_eq!(results[0].error.as_deref(), Some(msg.as_str()));
     assert!(listing(dest.path()).is_empty(), "{:?}", listing(dest.path()));
 }
@@ -245,8 +245,10 @@ fn file_url_errors_name_the_url() {
     let items = json!({ &expected: &present_url, &missing_sum: &missing_url });
     let err = sources::fetch(&source("org.osbuild.curl", items), None, dest.path(), &quick()).unwrap_err();
     let (msg, results) = failed_results(err);
-    let mismatch = format!("checksum mismatch for {present_url}: expected {expected}, got {}", sha256(b"actual"));
+    // The content's real hash is never shown: it would tell a manifest the hash of any host file.
+    let mismatch = format!("checksum mismatch for {present_url}: the content does not match {expected}");
     assert_eq!(msg, format!("{mismatch} (and 1 more failed item)"));
+    assert!(!msg.contains(&sha256(b"actual")[7..]), "{msg}");
     assert_eq!(results[0].error.as_deref(), Some(mismatch.as_str()));
     let missing = results[1].error.as_deref().unwrap();
     assert!(missing.contains(&missing_url) && missing.contains("No such file"), "{missing}");
@@ -288,7 +290,7 @@ fn http_checksum_mismatch_is_final_and_clean() {
     let err = sources::fetch(&source("org.osbuild.curl", json!({ &expected: &url })), None, dest.path(), &quick())
         .unwrap_err();
     let (msg, _) = failed_results(err);
-    assert_eq!(msg, format!("checksum mismatch for {url}: expected {expected}, got {}", sha256(b"served")));
+    assert_eq!(msg, format!("checksum mismatch for {url}: the content does not match {expected}"));
     assert_eq!(server.hits("/x.rpm"), 1, "a mismatch must not be retried");
     assert!(listing(dest.path()).is_empty(), "{:?}", listing(dest.path()));
 }
@@ -338,7 +340,7 @@ fn timeout_limits_a_transfer() {
     server.add("/slow", b"late".to_vec());
     let dest = tempfile::tempdir().unwrap();
     let url = server.url("/slow");
-    let opts = FetchOptions { retries: 0, timeout: Some(Duration::from_millis(700)), ..quick() };
+    let opts = FetchOptions { retries: 0, timeout: Duration::from_millis(700), ..quick() };
     let start = Instant::now();
     let err = sources::fetch(&source("org.osbuild.curl", json!({ sha256(b"late"): &url })), None, dest.path(), &opts)
         .unwrap_err();
@@ -561,4 +563,193 @@ fn https_insecure_and_client_certificates() {
     let err = sources::fetch(&source("org.osbuild.curl", items), None, dest.path(), &opts).unwrap_err();
     assert!(err.to_string().starts_with(&format!("mtls secrets required for {url}")), "{err}");
     assert!(listing(dest.path()).is_empty());
+}
+
+/// A server on 127.0.0.1 that reads each request and hands the connection to `behave`;
+/// counts connections.
+fn misbehaving_server(behave: fn(TcpStream)) -> (String, Arc<std::sync::atomic::AtomicUsize>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = format!("http://{}", listener.local_addr().unwrap());
+    let connections = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let count = connections.clone();
+    std::thread::spawn(move || {
+        for conn in listener.incoming().flatten() {
+            count.fetch_add(1, Ordering::SeqCst);
+            std::thread::spawn(move || {
+                let mut reader = BufReader::new(conn.try_clone().unwrap());
+                let mut line = String::new();
+                while reader.read_line(&mut line).unwrap_or(0) > 0 && line != "\r\n" {
+                    line.clear();
+                }
+                behave(conn)
+            });
+        }
+    });
+    (addr, connections)
+}
+
+/// Bounds short enough for a test: stalled after 2 s, 20 s per attempt.
+fn bounded() -> FetchOptions {
+    FetchOptions {
+        retries: 3,
+        timeout: Duration::from_secs(20),
+        stall_time: Duration::from_secs(2),
+        ..FetchOptions::builtin()
+    }
+}
+
+/// Fetches one item from `url` with `opts`; the error text and how long it took.
+fn fetch_failing(url: &str, opts: &FetchOptions) -> (String, Duration, Vec<String>) {
+    let dest = tempfile::tempdir().unwrap();
+    let started = Instant::now();
+    let err = sources::fetch(&source("org.osbuild.curl", json!({ sha256(b"never"): url })), None, dest.path(), opts)
+        .unwrap_err();
+    (err.to_string(), started.elapsed(), listing(dest.path()))
+}
+
+#[test]
+fn hanging_server_is_given_up_after_two_stalls() {
+    let (addr, connections) = misbehaving_server(|conn| {
+        std::thread::sleep(Duration::from_secs(120));
+        drop(conn);
+    });
+    let url = format!("{addr}/hang.rpm");
+    let (msg, took, left) = fetch_failing(&url, &bounded());
+    assert!(msg.starts_with(&format!("curl: error downloading {url}: ")) && msg.ends_with("(exit code 28)"), "{msg}");
+    // Two attempts of 2 s each and a 0.5 s pause; never the 4 attempts other errors get.
+    assert!(took >= Duration::from_secs(4) && took < Duration::from_secs(9), "took {took:?}");
+    assert_eq!(connections.load(Ordering::SeqCst), 2);
+    assert!(left.is_empty(), "{left:?}");
+}
+
+#[test]
+fn dripping_server_is_given_up_by_the_minimum_speed() {
+    let (addr, connections) = misbehaving_server(|mut conn| {
+        let _ = conn.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 1000000\r\n\r\n");
+        // 50 bytes/s, well below the 1000 bytes/s minimum, for longer than any test runs.
+        for _ in 0..1200 {
+            if conn.write_all(b"0123456789").is_err() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    });
+    let url = format!("{addr}/drip.rpm");
+    let (msg, took, left) = fetch_failing(&url, &bounded());
+    assert!(msg.contains(&url) && msg.ends_with("(exit code 28)"), "{msg}");
+    assert!(took < Duration::from_secs(9), "took {took:?}");
+    assert_eq!(connections.load(Ordering::SeqCst), 2);
+    assert!(left.is_empty(), "{left:?}");
+}
+
+#[test]
+fn endless_fast_stream_ends_at_the_overall_limit() {
+    let (addr, _) = misbehaving_server(|mut conn| {
+        let _ = conn.write_all(b"HTTP/1.1 200 OK\r\n\r\n");
+        // About 1.6 MB/s, fast enough for the minimum speed, and it never ends.
+        let chunk = vec![b'x'; 16 * 1024];
+        while conn.write_all(&chunk).is_ok() {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    });
+    let url = format!("{addr}/endless.rpm");
+    let opts = FetchOptions { timeout: Duration::from_secs(2), ..bounded() };
+    let (msg, took, left) = fetch_failing(&url, &opts);
+    assert!(msg.contains(&url) && msg.ends_with("(exit code 28)"), "{msg}");
+    assert!(took < Duration::from_secs(9), "took {took:?}");
+    assert!(left.is_empty(), "{left:?}");
+}
+
+#[test]
+fn redirects_never_reach_local_files() {
+    // If curl followed this, the item would be imported: its checksum is the target's.
+    let (addr, _) = misbehaving_server(|mut conn| {
+        let _ = conn.write_all(b"HTTP/1.1 302 Found\r\nLocation: file:///etc/passwd\r\nContent-Length: 0\r\n\r\n");
+    });
+    let dest = tempfile::tempdir().unwrap();
+    let passwd = sha256(&fs::read("/etc/passwd").unwrap());
+    let url = format!("{addr}/redirect");
+    let err = sources::fetch(&source("org.osbuild.curl", json!({ &passwd: &url })), None, dest.path(), &bounded())
+        .unwrap_err();
+    assert!(err.to_string().contains(&url), "{err}");
+    assert!(listing(dest.path()).is_empty());
+}
+
+#[test]
+fn other_url_schemes_are_refused_before_fetching() {
+    let dest = tempfile::tempdir().unwrap();
+    for url in ["gopher://127.0.0.1:70/x", "dict://127.0.0.1:11211/stats", "scp://h/etc/passwd"] {
+        let err =
+            sources::fetch(&source("org.osbuild.curl", json!({ sha256(b"x"): url })), None, dest.path(), &quick())
+                .unwrap_err();
+        assert!(err.to_string().starts_with(&format!("invalid url {url}: scheme")), "{err}");
+    }
+    assert!(listing(dest.path()).is_empty());
+}
+
+#[test]
+fn file_urls_read_only_regular_files_and_only_allowed_dirs() {
+    let dest = tempfile::tempdir().unwrap();
+    let t = tempfile::tempdir().unwrap();
+    let allowed = t.path().join("allowed");
+    fs::create_dir(&allowed).unwrap();
+    fs::write(allowed.join("ok"), b"allowed data").unwrap();
+    fs::write(t.path().join("outside"), b"outside data").unwrap();
+    std::os::unix::fs::symlink(t.path().join("outside"), allowed.join("link")).unwrap();
+
+    // Endless or blocking files end at once, whatever checksum the item names.
+    let fifo = t.path().join("fifo");
+    nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+    let started = Instant::now();
+    for path in [Path::new("/dev/zero"), Path::new("/dev/urandom"), fifo.as_path(), Path::new("/proc/kmsg")] {
+        let url = format!("file://{}", path.display());
+        let err =
+            sources::fetch(&source("org.osbuild.curl", json!({ sha256(b"x"): &url })), None, dest.path(), &quick())
+                .unwrap_err();
+        assert!(err.to_string().starts_with(&format!("cannot read {} for {url}: ", path.display())), "{err}");
+    }
+    assert!(started.elapsed() < Duration::from_secs(2), "took {:?}", started.elapsed());
+
+    // With allowed directories, even a matching checksum does not import a file outside them,
+    // by its own path or through a symlink in an allowed directory.
+    let opts = FetchOptions { file_url_dirs: Some(vec![allowed.clone()]), ..quick() };
+    let outside = sha256(b"outside data");
+    for path in [t.path().join("outside"), allowed.join("link"), allowed.join("../outside")] {
+        let url = format!("file://{}", path.display());
+        let err = sources::fetch(&source("org.osbuild.curl", json!({ &outside: &url })), None, dest.path(), &opts)
+            .unwrap_err();
+        assert!(err.to_string().contains(&url), "{err}");
+    }
+    assert!(listing(dest.path()).is_empty());
+    let inside = sha256(b"allowed data");
+    let url = format!("file://{}", allowed.join("ok").display());
+    sources::fetch(&source("org.osbuild.curl", json!({ &inside: &url })), None, dest.path(), &opts).unwrap();
+    assert_eq!(listing(dest.path()), vec![inside]);
+}
+
+/// An environment of `pairs`, for `FetchOptions::from_env`.
+fn env_of(pairs: Vec<(&'static str, String)>) -> impl Fn(&str) -> Option<std::ffi::OsString> {
+    move |k| pairs.iter().find(|(n, _)| *n == k).map(|(_, v)| v.into())
+}
+
+#[test]
+fn download_settings_are_range_checked() {
+    let opts = FetchOptions::from_env(env_of(vec![
+        ("OSBUILD_RS_DOWNLOAD_TIMEOUT", "5".into()),
+        ("OSBUILD_RS_DOWNLOAD_STALL_TIME", "3".into()),
+        ("OSBUILD_RS_FILE_URL_DIRS", "/srv/a:/srv/b".into()),
+    ]))
+    .unwrap();
+    assert_eq!((opts.timeout, opts.stall_time), (Duration::from_secs(5), Duration::from_secs(3)));
+    assert_eq!(opts.connect_timeout, Duration::from_secs(5), "never longer than the whole attempt");
+    assert_eq!(opts.file_url_dirs, Some(vec![PathBuf::from("/srv/a"), PathBuf::from("/srv/b")]));
+    let builtin = FetchOptions::from_env(env_of(vec![])).unwrap();
+    assert_eq!((builtin.timeout.as_secs(), builtin.stall_time.as_secs(), builtin.min_speed), (3600, 30, 1000));
+    assert_eq!(builtin.file_url_dirs, None);
+    for name in ["OSBUILD_RS_DOWNLOAD_TIMEOUT", "OSBUILD_RS_DOWNLOAD_STALL_TIME"] {
+        for bad in ["0", "-1", "1.5", "18446744073709551616", "604801", "soon"] {
+            let err = FetchOptions::from_env(env_of(vec![(name, bad.into())])).unwrap_err().to_string();
+            assert_eq!(err, format!("invalid {name}={bad}: expected whole seconds from 1 to 604800"));
+        }
+    }
 }

@@ -1,22 +1,22 @@
-//! `org.osbuild.curl`: files fetched from URLs. `file://` URLs are copied natively; every other
-//! URL is handed to the host `curl` binary, many transfers in one `curl --parallel` process, as
-//! upstream does (same config options, proxy and client-certificate environment).
+//! `org.osbuild.curl`: files fetched from URLs. `file://` URLs are copied natively (see
+//! `file`); http, https, ftp and ftps URLs are handed to the host `curl` binary, many transfers
+//! in one `curl --parallel` process, as upstream does (same config options, proxy and
+//! client-certificate environment), within documented bounds (see [`curl_config`]).
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
-use std::fs::File;
-use std::io::{BufRead, BufReader, Read, Write};
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::path::Path;
+use std::process::Command;
 use std::sync::OnceLock;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use super::checksum::{self, Checksum};
+use super::checksum::Checksum;
 use super::rhsm::Subscriptions;
 use super::staging::TempFile;
 use super::{FetchOptions, SourceError};
+use crate::sandbox::{run_helper, HelperOutput};
 
 /// Environment variables upstream reads for the `org.osbuild.mtls` secrets and the proxy.
 pub const ENV_CLIENT_KEY: &str = "OSBUILD_SOURCES_CURL_SSL_CLIENT_KEY";
@@ -159,7 +159,7 @@ pub fn quote_url(url: &str) -> String {
     out
 }
 
-fn split_scheme(url: &str) -> Option<(&str, &str)> {
+pub(super) fn split_scheme(url: &str) -> Option<(&str, &str)> {
     let (scheme, rest) = url.split_once(':')?;
     let mut chars = scheme.chars();
     let first_ok = chars.next().is_some_and(|c| c.is_ascii_alphabetic());
@@ -176,53 +176,6 @@ fn quote_path(path: &str) -> String {
         }
     }
     out
-}
-
-/// The local path of a `file:` URL, or `None` for other schemes. Upstream quotes the path and
-/// curl decodes it again, so the path is taken literally (no percent-decoding); the host must be
-/// empty or `localhost`, as curl requires.
-pub fn file_path(url: &str) -> Option<Result<PathBuf, SourceError>> {
-    let (scheme, rest) = split_scheme(url)?;
-    if !scheme.eq_ignore_ascii_case("file") {
-        return None;
-    }
-    let rest = rest.split(['?', '#']).next().unwrap_or("");
-    let path = match rest.strip_prefix("//") {
-        Some(r) => {
-            let end = r.find('/').unwrap_or(r.len());
-            let host = &r[..end];
-            if !host.is_empty() && !host.eq_ignore_ascii_case("localhost") {
-                return Some(Err(SourceError::RemoteFileUrl { url: url.to_string() }));
-            }
-            &r[end..]
-        }
-        None => rest,
-    };
-    if !path.starts_with('/') {
-        return Some(Err(SourceError::InvalidUrl { url: url.to_string(), reason: "no absolute path".into() }));
-    }
-    Some(Ok(PathBuf::from(path)))
-}
-
-/// Copies a local file into `dest_dir` as `<checksum>`, hashing it on the way.
-pub fn fetch_file(url: &str, path: &Path, checksum: &Checksum, dest_dir: &Path) -> Result<(), SourceError> {
-    let read_error = |e| SourceError::File { url: url.to_string(), path: path.to_path_buf(), error: e };
-    let src = File::open(path).map_err(read_error)?;
-    let (temp, mut out) = TempFile::create(dest_dir)?;
-    let mut hasher = checksum.algorithm.hasher();
-    let mut buf = vec![0u8; checksum::BUF_SIZE];
-    let mut reader = &src;
-    loop {
-        let n = match reader.read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => n,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(read_error(e)),
-        };
-        hasher.update(&buf[..n]);
-        out.write_all(&buf[..n]).map_err(|e| SourceError::io("write", temp.path(), e))?;
-    }
-    temp.check_and_commit(out, &hasher.finish(), dest_dir, checksum, url)
 }
 
 /// A transfer for the curl binary.
@@ -261,6 +214,22 @@ fn config_quote(value: &str) -> String {
     out
 }
 
+/// The URL schemes handed to curl (`file://` is read natively, see `file`).
+pub const PROTOCOLS: &str = "http,https,ftp,ftps";
+
+/// Whether curl may fetch `url`: an allowed scheme, or none (curl then guesses http).
+pub fn check_scheme(url: &str) -> Result<(), SourceError> {
+    match split_scheme(url) {
+        Some((scheme, _)) if !PROTOCOLS.split(',').any(|p| p.eq_ignore_ascii_case(scheme)) => {
+            Err(SourceError::InvalidUrl {
+                url: url.to_string(),
+                reason: format!("scheme {scheme:?} is not fetched: only {PROTOCOLS} and file URLs are"),
+            })
+        }
+        _ => Ok(()),
+    }
+}
+
 /// Marker that starts each of our `--write-out` lines.
 const WRITE_OUT_TAG: &str = "osbuild-rs-transfer";
 
@@ -282,7 +251,18 @@ pub fn curl_config(
         let _ = writeln!(c, "url = {}", config_quote(&quote_url(&t.url)));
         let _ = writeln!(c, "output = {}", config_quote(&output.to_string_lossy()));
         let _ = writeln!(c, "user-agent = \"osbuild (Linux.{}; https://osbuild.org/)\"", machine());
-        c.push_str("silent\nspeed-limit = 1000\nconnect-timeout = 30\nfail\nlocation\n");
+        // The download bounds (README, threat model): a connect timeout, a minimum speed over a
+        // window (a stalled or dripping server ends), an overall limit per attempt, and only
+        // these protocols, also for redirects (never file:// or an internal service's).
+        let _ = writeln!(
+            c,
+            "silent\nspeed-limit = {}\nspeed-time = {}\nconnect-timeout = {:.3}\nmax-time = {:.3}\nfail\nlocation",
+            opts.min_speed,
+            opts.stall_time.as_secs().max(1),
+            opts.connect_timeout.as_secs_f64().max(0.001),
+            opts.timeout.as_secs_f64().max(0.001),
+        );
+        let _ = writeln!(c, "proto = \"={PROTOCOLS}\"\nproto-redir = \"={PROTOCOLS}\"");
         match mode {
             CurlMode::Parallel => {
                 let _ = writeln!(
@@ -296,9 +276,6 @@ pub fn curl_config(
                     "show-error\nwrite-out = \"{WRITE_OUT_TAG}\\t0\\t%{{response_code}}\\t%{{filename_effective}}\\t\\n\""
                 );
             }
-        }
-        if let Some(timeout) = opts.timeout {
-            let _ = writeln!(c, "max-time = {:.3}", timeout.as_secs_f64());
         }
         if let Some(proxy) = proxy.filter(|p| !p.is_empty()) {
             let _ = writeln!(c, "proxy = {}", config_quote(proxy));
@@ -379,7 +356,9 @@ static CURL_CHECK: OnceLock<Result<CurlMode, String>> = OnceLock::new();
 fn check_curl() -> Result<CurlMode, String> {
     CURL_CHECK
         .get_or_init(|| {
-            let out = Command::new("curl").arg("--version").output().map_err(|e| format!("cannot run curl: {e}"))?;
+            let deadline = Instant::now() + Duration::from_secs(30);
+            let out = run_helper(Command::new("curl").arg("--version"), None, Some(deadline))
+                .map_err(|e| format!("cannot run curl: {e}"))?;
             let text = String::from_utf8_lossy(&out.stdout);
             let version = text.split_whitespace().nth(1).unwrap_or("");
             let mut parts = version.split('.').map(|p| p.parse::<u32>().unwrap_or(0));
@@ -389,11 +368,12 @@ fn check_curl() -> Result<CurlMode, String> {
         .clone()
 }
 
-/// Downloads `transfers` with the host curl into temp files in `dest_dir`, verifies each and
-/// stores it; retries network errors and server errors with backoff. Returns one result per
-/// transfer, by `Transfer::index`.
+/// Downloads `transfers` with the host curl into temp files in `staging`, verifies each and
+/// stores it in `dest_dir`; retries network errors and server errors with backoff. Returns one
+/// result per transfer, by `Transfer::index`.
 pub fn fetch_with_curl(
     transfers: &[Transfer],
+    staging: &Path,
     dest_dir: &Path,
     opts: &FetchOptions,
 ) -> Vec<(usize, Result<(), SourceError>)> {
@@ -401,56 +381,79 @@ pub fn fetch_with_curl(
         Ok(mode) => mode,
         Err(e) => return transfers.iter().map(|t| (t.index, Err(SourceError::Curl(e.clone())))).collect(),
     };
-    download(transfers, dest_dir, opts, mode)
+    download(transfers, staging, dest_dir, opts, mode)
 }
+
+/// curl's exit code for a transfer ended by a time limit (`max-time`, or too slow for
+/// `speed-time`).
+const EXIT_TIMED_OUT: i32 = 28;
 
 fn download(
     transfers: &[Transfer],
+    staging: &Path,
     dest_dir: &Path,
     opts: &FetchOptions,
     mode: CurlMode,
 ) -> Vec<(usize, Result<(), SourceError>)> {
     let proxy = std::env::var(ENV_PROXY).ok();
     let mut results = Vec::with_capacity(transfers.len());
-    let mut pending: Vec<&Transfer> = transfers.iter().collect();
+    // Transfers still to try, with how often each already hit a time limit.
+    let mut pending: Vec<(&Transfer, u32)> = transfers.iter().map(|t| (t, 0)).collect();
     let mut attempt = 0u32;
     while !pending.is_empty() {
         if attempt > 0 {
-            std::thread::sleep(Duration::from_millis(500u64.saturating_mul(1 << (attempt - 1).min(16))));
+            backoff(Duration::from_millis(500u64.saturating_mul(1 << (attempt - 1).min(16))));
+        }
+        if let Some(signal) = crate::sandbox::interrupted() {
+            results.extend(pending.iter().map(|(t, _)| (t.index, Err(interrupted(&t.url, signal)))));
+            break;
         }
         let last_attempt = attempt >= opts.retries;
-        let temps: Vec<TempFile> = pending.iter().map(|_| TempFile::reserve(dest_dir)).collect();
-        let batch: Vec<(&Transfer, &Path)> = pending.iter().copied().zip(temps.iter().map(|t| t.path())).collect();
+        let temps: Vec<TempFile> = pending.iter().map(|_| TempFile::reserve(staging)).collect();
+        let batch: Vec<(&Transfer, &Path)> =
+            pending.iter().map(|(t, _)| *t).zip(temps.iter().map(|t| t.path())).collect();
         let reports = match mode {
-            CurlMode::Parallel => run_curl(&curl_config(&batch, opts, proxy.as_deref(), mode)).and_then(|run| {
-                if run.reports.is_empty() && run.exit_code != Some(0) {
-                    Err(format!("curl exited with {:?} and reported no transfers: {}", run.exit_code, run.stderr_tail))
-                } else {
-                    Ok(run.reports)
-                }
-            }),
+            CurlMode::Parallel => {
+                run_curl(&curl_config(&batch, opts, proxy.as_deref(), mode), watchdog(opts, batch.len())).and_then(
+                    |run| {
+                        if run.reports.is_empty() && !run.output.success() {
+                            Err(RunError::Failed(format!(
+                                "curl ended with {} and reported no transfers: {}",
+                                run.output.describe(),
+                                run.output.stderr_tail(5)
+                            )))
+                        } else {
+                            Ok(run.reports)
+                        }
+                    },
+                )
+            }
             CurlMode::Single => run_single_transfers(&batch, opts, proxy.as_deref()),
         };
         let reports = match reports {
             Ok(r) => r,
             Err(e) => {
-                results.extend(pending.iter().map(|t| (t.index, Err(SourceError::Curl(e.clone())))));
+                results.extend(pending.iter().map(|(t, _)| (t.index, Err(e.for_url(&t.url)))));
                 break;
             }
         };
         let mut retry = Vec::new();
         let mut downloaded = Vec::new();
-        for (t, temp) in pending.iter().zip(temps) {
+        for ((t, timeouts), temp) in pending.iter().zip(temps) {
             let report = reports.get(&temp.path().to_string_lossy().into_owned()).cloned().unwrap_or(TransferReport {
                 exit_code: -1,
                 http_status: 0,
                 output: String::new(),
                 message: "curl reported no result for this transfer".into(),
             });
+            let timed_out = report.exit_code == EXIT_TIMED_OUT;
             if report.exit_code == 0 {
                 downloaded.push((*t, temp));
-            } else if is_retryable(&report) && !last_attempt {
-                retry.push(*t);
+            } else if let Some(signal) = crate::sandbox::interrupted() {
+                results.push((t.index, Err(interrupted(&t.url, signal))));
+            } else if is_retryable(&report) && !last_attempt && !(timed_out && *timeouts >= 1) {
+                // A time limit is retried once only: a server that stalls twice keeps stalling.
+                retry.push((*t, timeouts + u32::from(timed_out)));
             } else {
                 results.push((t.index, Err(transfer_error(&t.url, &report))));
             }
@@ -464,15 +467,55 @@ fn download(
     results
 }
 
+fn interrupted(url: &str, signal: i32) -> SourceError {
+    SourceError::Interrupted { url: url.to_string(), signal }
+}
+
+/// Sleeps `total`, in short naps so that a stop signal ends the wait at once.
+fn backoff(total: Duration) {
+    let until = Instant::now() + total;
+    while crate::sandbox::interrupted().is_none() {
+        let left = until.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            break;
+        }
+        std::thread::sleep(left.min(Duration::from_millis(50)));
+    }
+}
+
+/// The backstop for one curl process running `n` transfers: what the longest legitimate run
+/// takes (`n` transfers `parallel` at a time, each within `max-time`), plus a grace period.
+/// curl enforces the per-transfer limits itself; this only ends a curl that hangs regardless.
+fn watchdog(opts: &FetchOptions, n: usize) -> Instant {
+    let rounds = n.div_ceil(opts.parallel.clamp(1, 300)).max(1) as u32;
+    Instant::now() + opts.timeout.saturating_mul(rounds).saturating_add(Duration::from_secs(30))
+}
+
+/// Why a curl process gave no per-transfer results.
+#[derive(Debug, Clone)]
+enum RunError {
+    Interrupted(i32),
+    Failed(String),
+}
+
+impl RunError {
+    fn for_url(&self, url: &str) -> SourceError {
+        match self {
+            RunError::Interrupted(signal) => interrupted(url, *signal),
+            RunError::Failed(message) => SourceError::Curl(message.clone()),
+        }
+    }
+}
+
 /// Old curl: one process per transfer, `parallel` at a time; the exit status and the last
 /// stderr line stand in for `%{exitcode}` and `%{errormsg}`.
 fn run_single_transfers(
     batch: &[(&Transfer, &Path)],
     opts: &FetchOptions,
     proxy: Option<&str>,
-) -> Result<HashMap<String, TransferReport>, String> {
+) -> Result<HashMap<String, TransferReport>, RunError> {
     let runs = super::run_parallel(batch, opts.parallel, |&(t, output)| {
-        let run = run_curl(&curl_config(&[(t, output)], opts, proxy, CurlMode::Single))?;
+        let run = run_curl(&curl_config(&[(t, output)], opts, proxy, CurlMode::Single), watchdog(opts, 1))?;
         let output = output.to_string_lossy().into_owned();
         let mut report = run.reports.get(&output).cloned().unwrap_or(TransferReport {
             exit_code: -1,
@@ -480,8 +523,8 @@ fn run_single_transfers(
             output: output.clone(),
             message: String::new(),
         });
-        report.exit_code = run.exit_code.unwrap_or(-1);
-        report.message = run.stderr_tail.rsplit("; ").next().unwrap_or("").to_string();
+        report.exit_code = run.output.status.code().unwrap_or(-1);
+        report.message = run.output.stderr_tail(5).rsplit("; ").next().unwrap_or("").to_string();
         Ok((output, report))
     });
     runs.into_iter().collect()
@@ -490,55 +533,29 @@ fn run_single_transfers(
 /// What one curl process reported.
 struct CurlRun {
     reports: HashMap<String, TransferReport>,
-    exit_code: Option<i32>,
-    /// The last few stderr lines, joined by "; ".
-    stderr_tail: String,
+    output: HelperOutput,
 }
 
-/// Runs curl with `config` on stdin; returns its reports by output path.
-fn run_curl(config: &str) -> Result<CurlRun, String> {
-    let mut child = Command::new("curl")
-        .args(["--config", "-"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(|e| format!("cannot run curl: {e}"))?;
-    let stdin = child.stdin.take();
-    let stderr = child.stderr.take();
-    let stdout = child.stdout.take();
-    let feeder = std::thread::spawn({
-        let config = config.to_string();
-        move || {
-            if let Some(mut stdin) = stdin {
-                // curl reads the whole config before any transfer; if it dies early the exit
-                // status tells why.
-                let _ = stdin.write_all(config.as_bytes());
-            }
+/// Runs curl with `config` on stdin, tied to the build (see `sandbox::run_helper`) and killed at
+/// `deadline`; returns its reports by output path.
+fn run_curl(config: &str, deadline: Instant) -> Result<CurlRun, RunError> {
+    let mut cmd = Command::new("curl");
+    cmd.args(["--config", "-"]);
+    let output = run_helper(&mut cmd, Some(config.as_bytes().to_vec()), Some(deadline)).map_err(|e| {
+        match crate::sandbox::interrupted() {
+            Some(signal) => RunError::Interrupted(signal),
+            None => RunError::Failed(format!("cannot run curl: {e}")),
         }
-    });
-    let err_reader = std::thread::spawn(move || {
-        let mut text = String::new();
-        if let Some(mut stderr) = stderr {
-            let _ = stderr.read_to_string(&mut text);
-        }
-        text
-    });
-    let mut reports = HashMap::new();
-    if let Some(stdout) = stdout {
-        for line in BufReader::new(stdout).lines() {
-            let Ok(line) = line else { break };
-            if let Some(report) = parse_report(&line) {
-                reports.insert(report.output.clone(), report);
-            }
-        }
+    })?;
+    if let Some(signal) = output.interrupted {
+        return Err(RunError::Interrupted(signal));
     }
-    let status = child.wait().map_err(|e| format!("waiting for curl: {e}"))?;
-    let _ = feeder.join();
-    let stderr = err_reader.join().unwrap_or_default();
-    let lines: Vec<&str> = stderr.lines().map(str::trim).filter(|l| !l.is_empty()).collect();
-    let stderr_tail = lines[lines.len().saturating_sub(5)..].join("; ");
-    Ok(CurlRun { reports, exit_code: status.code(), stderr_tail })
+    let reports = String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .filter_map(parse_report)
+        .map(|r| (r.output.clone(), r))
+        .collect();
+    Ok(CurlRun { reports, output })
 }
 
 #[cfg(test)]
@@ -598,15 +615,6 @@ mod tests {
     }
 
     #[test]
-    fn file_urls_are_literal_local_paths() {
-        assert!(file_path("https://h/x").is_none());
-        assert_eq!(file_path("file:///tmp/a%20b").unwrap().unwrap(), PathBuf::from("/tmp/a%20b"));
-        assert_eq!(file_path("file://localhost/tmp/x?q#f").unwrap().unwrap(), PathBuf::from("/tmp/x"));
-        assert_eq!(file_path("FILE:/tmp/x").unwrap().unwrap(), PathBuf::from("/tmp/x"));
-        assert!(file_path("file://server/tmp/x").unwrap().is_err());
-    }
-
-    #[test]
     fn config_has_upstream_options() {
         let t = Transfer {
             index: 0,
@@ -615,44 +623,88 @@ mod tests {
             insecure: true,
             tls: Some(Tls { ca_cert: None, client_cert: Some("/c".into()), client_key: Some("/k".into()) }),
         };
-        let opts = FetchOptions { parallel: 8, retries: 0, timeout: Some(Duration::from_secs(5)) };
+        let opts = FetchOptions {
+            parallel: 8,
+            retries: 0,
+            timeout: Duration::from_secs(5),
+            stall_time: Duration::from_secs(7),
+            ..FetchOptions::builtin()
+        };
         let outputs = [(&t, Path::new("/d/.tmp-1")), (&t, Path::new("/d/.tmp-2"))];
         let c = curl_config(&outputs, &opts, Some("http://p:3128"), CurlMode::Parallel);
         assert!(c.starts_with("parallel\nparallel-max = 8\n"), "{c}");
         assert!(c.contains("url = \"https://h/a%20%22b%22.rpm\"\n"), "{c}");
         assert!(c.contains("output = \"/d/.tmp-2\"\n"));
         assert!(c.contains("proxy = \"http://p:3128\"\n") && c.contains("cert = \"/c\"\nkey = \"/k\"\ninsecure\n"));
-        assert!(c.contains("max-time = 5.000\n") && c.contains("fail\nlocation\n"));
+        assert!(
+            c.contains(
+                "speed-limit = 1000\nspeed-time = 7\nconnect-timeout = 30.000\nmax-time = 5.000\nfail\nlocation\n"
+            ),
+            "{c}"
+        );
+        assert!(c.contains("proto = \"=http,https,ftp,ftps\"\nproto-redir = \"=http,https,ftp,ftps\"\n"), "{c}");
         assert_eq!(c.matches("next\n").count(), 1);
         let single = curl_config(&outputs[..1], &opts, None, CurlMode::Single);
         assert!(!single.contains("parallel") && single.contains("show-error\n") && !single.contains("exitcode"));
     }
 
-    /// Old-curl mode, exercised with curl's own file:// support (no server needed).
+    /// An HTTP/1.0 server on 127.0.0.1 serving `alpha` at `/a` and 404 elsewhere.
+    fn tiny_server() -> String {
+        use std::io::{BufRead, BufReader, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = format!("http://{}", listener.local_addr().unwrap());
+        std::thread::spawn(move || {
+            for mut conn in listener.incoming().flatten() {
+                let mut line = String::new();
+                let _ = BufReader::new(&conn).read_line(&mut line);
+                let reply: &[u8] = if line.starts_with("GET /a ") {
+                    b"HTTP/1.0 200 OK\r\nContent-Length: 5\r\n\r\nalpha"
+                } else {
+                    b"HTTP/1.0 404 Not Found\r\nContent-Length: 0\r\n\r\n"
+                };
+                let _ = conn.write_all(reply);
+            }
+        });
+        addr
+    }
+
+    /// Old-curl mode: one process per transfer.
     #[test]
     fn single_transfer_mode_downloads_and_reports() {
-        let src = tempfile::tempdir().unwrap();
+        let server = tiny_server();
+        let staging = tempfile::tempdir().unwrap();
         let dest = tempfile::tempdir().unwrap();
-        std::fs::write(src.path().join("a"), b"alpha").unwrap();
-        let sum = |d: &[u8]| checksum::hash_reader(d, checksum::Algorithm::Sha256).unwrap();
+        let sum =
+            |d: &[u8]| crate::sources::checksum::hash_reader(d, crate::sources::checksum::Algorithm::Sha256).unwrap();
         let transfer = |index, name: &str, data: &[u8]| Transfer {
             index,
-            url: format!("file://{}/{name}", src.path().display()),
+            url: format!("{server}/{name}"),
             checksum: sum(data),
             insecure: false,
             tls: None,
         };
         let transfers = [transfer(0, "a", b"alpha"), transfer(1, "a", b"beta"), transfer(2, "missing", b"x")];
-        let opts = FetchOptions { parallel: 2, retries: 2, timeout: None };
-        let mut results = download(&transfers, dest.path(), &opts, CurlMode::Single);
+        let opts = FetchOptions { parallel: 2, retries: 2, ..FetchOptions::builtin() };
+        let mut results = download(&transfers, staging.path(), dest.path(), &opts, CurlMode::Single);
         results.sort_by_key(|r| r.0);
         assert!(results[0].1.is_ok(), "{:?}", results[0]);
         let mismatch = results[1].1.as_ref().unwrap_err().to_string();
-        assert!(mismatch.starts_with("checksum mismatch for file://"), "{mismatch}");
+        assert_eq!(mismatch, format!("checksum mismatch for {server}/a: the content does not match {}", sum(b"beta")));
         let missing = results[2].1.as_ref().unwrap_err().to_string();
-        assert!(missing.contains("/missing") && missing.contains("(exit code 37)"), "{missing}");
+        assert_eq!(missing, format!("http error 404 downloading {server}/missing"));
         let names: Vec<_> = std::fs::read_dir(dest.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
         assert_eq!(names, vec![std::ffi::OsString::from(sum(b"alpha").to_string())]);
+    }
+
+    #[test]
+    fn only_http_and_ftp_schemes_reach_curl() {
+        for ok in ["http://h/x", "HTTPS://h/x", "ftp://h/x", "ftps://h/x", "h/x"] {
+            assert!(check_scheme(ok).is_ok(), "{ok}");
+        }
+        for bad in ["gopher://h/x", "dict://h:11211/stats", "scp://h/x", "ldap://h", "telnet://h"] {
+            let e = check_scheme(bad).unwrap_err().to_string();
+            assert!(e.starts_with(&format!("invalid url {bad}: scheme")), "{e}");
+        }
     }
 
     #[test]

@@ -91,10 +91,10 @@ fn decompress_lzma(data: &[u8]) -> Result<Vec<u8>, lzma_rs::error::Error> {
 }
 
 /// Decodes `item` into a temp file in `dest_dir`, verifies it and stores it as `<checksum>`.
-pub fn fetch_one(checksum: &Checksum, item: &InlineItem, dest_dir: &Path) -> Result<(), SourceError> {
+pub fn fetch_one(checksum: &Checksum, item: &InlineItem, staging: &Path, dest_dir: &Path) -> Result<(), SourceError> {
     let name = checksum.to_string();
     let data = item.decode(&name)?;
-    let (temp, mut file) = TempFile::create(dest_dir)?;
+    let (temp, mut file) = TempFile::create(staging)?;
     let actual = checksum::copy_hashed(&data[..], &mut file, checksum.algorithm)
         .map_err(|e| SourceError::io("write", temp.path(), e))?;
     temp.check_and_commit(file, &actual, dest_dir, checksum, &format!("inline item {name}"))

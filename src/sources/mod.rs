@@ -2,18 +2,25 @@
 //!
 //! Supported: `org.osbuild.inline` (data in the manifest) and `org.osbuild.curl` (`file://`
 //! copied natively, other URLs through the host `curl`). Every item lands in a destination
-//! directory as a file named by its checksum (`sha256:<hex>`): written to a temp file in that
-//! directory, verified, fsync'ed and renamed, so a stored file is always complete and correct.
-//! `org.osbuild.ostree` commits go into an OSTree repository instead (see [`ostree`]).
+//! directory as a file named by its checksum (`sha256:<hex>`): written to a temp file in a
+//! private staging directory of this fetch beside it (`.tmp-*`, locked while we live, removed by
+//! the store's next open if we are killed), verified, fsync'ed and renamed, so a stored file is
+//! always complete and correct. `org.osbuild.ostree` commits go into an OSTree repository
+//! instead (see [`ostree`]).
+//!
+//! Helper processes (curl, ostree) are tied to the build (`sandbox::run_helper`): stop signals
+//! reach them, they die with osbuild-rs, and each has a deadline.
 
 pub mod checksum;
 pub mod curl;
+pub mod file;
 pub mod inline;
 pub mod ostree;
 pub mod rhsm;
 pub mod staging;
 
 use std::collections::BTreeSet;
+use std::ffi::OsString;
 use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
@@ -24,12 +31,13 @@ use std::time::Duration;
 use serde_json::Value;
 
 use crate::manifest;
+use crate::store::StagingDir;
 use checksum::Checksum;
 use curl::{CurlItem, Transfer};
 use inline::InlineItem;
 
 /// Everything that can go wrong while fetching sources. Each message is complete on its own
-/// (causes are part of it, not a chain), so it can stand in an item result.
+/// (causes are part of it, and also kept as the `source`), so it can stand in an item result.
 #[derive(Debug, thiserror::Error)]
 pub enum SourceError {
     #[error("unsupported source type {0}")]
@@ -49,7 +57,14 @@ pub enum SourceError {
     #[error("file url {url} names a remote host: only local files can be read")]
     RemoteFileUrl { url: String },
     #[error("cannot read {path} for {url}: {error}")]
-    File { url: String, path: PathBuf, error: io::Error },
+    File {
+        url: String,
+        path: PathBuf,
+        #[source]
+        error: io::Error,
+    },
+    #[error("file url {url} is outside the directories {} allows ({dirs})", file::ENV_FILE_URL_DIRS)]
+    OutsideFileDirs { url: String, dirs: String },
     #[error("no rhsm secrets for {url}: {reason}")]
     Rhsm { url: String, reason: String },
     #[error(
@@ -63,10 +78,23 @@ pub enum SourceError {
     Download { url: String, exit_code: i32, message: String },
     #[error("{0}")]
     Curl(String),
-    #[error("checksum mismatch for {origin}: expected {expected}, got {actual}")]
-    ChecksumMismatch { origin: String, expected: String, actual: String },
+    /// The content's own hash is left out: it would tell a manifest the hash of any file it
+    /// can name (`file:///etc/shadow`, an internal URL), and upstream leaves it out too.
+    #[error("checksum mismatch for {origin}: the content does not match {expected}")]
+    ChecksumMismatch { origin: String, expected: String },
+    #[error("download of {url} stopped: osbuild-rs was interrupted by signal {signal}")]
+    Interrupted { url: String, signal: i32 },
+    #[error("reading {url} took longer than the download timeout of {secs} s")]
+    TimedOut { url: String, secs: u64 },
+    #[error("invalid {name}={value}: {reason}")]
+    Setting { name: &'static str, value: String, reason: String },
     #[error("cannot {op} {path}: {error}")]
-    Io { op: &'static str, path: PathBuf, error: io::Error },
+    Io {
+        op: &'static str,
+        path: PathBuf,
+        #[source]
+        error: io::Error,
+    },
     /// Some items failed; `results` holds every item's outcome (failed ones with `error` set).
     #[error("{first}{}", more_failed(*.failed))]
     Failed { source_type: String, first: String, failed: usize, results: Vec<ItemResult> },
@@ -96,20 +124,90 @@ pub struct ItemResult {
     pub error: Option<String>,
 }
 
-/// How to fetch.
+/// The overall limit of one download attempt (curl `--max-time`), unless
+/// `OSBUILD_RS_DOWNLOAD_TIMEOUT` says otherwise.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(3600);
+/// How long a transfer may stay below [`MIN_SPEED`] before it is given up (curl `--speed-time`),
+/// unless `OSBUILD_RS_DOWNLOAD_STALL_TIME` says otherwise.
+pub const DEFAULT_STALL_TIME: Duration = Duration::from_secs(30);
+/// Bytes per second below which a transfer counts as stalled (curl `--speed-limit`, upstream's).
+pub const MIN_SPEED: u32 = 1000;
+/// The longest a connection may take to set up (curl `--connect-timeout`, upstream's).
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
+pub const ENV_TIMEOUT: &str = "OSBUILD_RS_DOWNLOAD_TIMEOUT";
+pub const ENV_STALL_TIME: &str = "OSBUILD_RS_DOWNLOAD_STALL_TIME";
+/// The largest value either setting takes: a week.
+const MAX_SETTING_SECS: u64 = 7 * 24 * 3600;
+
+/// How to fetch, and the bounds of every download (see the README's threat model).
 #[derive(Debug, Clone)]
 pub struct FetchOptions {
     /// Concurrent transfers (worker threads for local work, `--parallel-max` for curl).
     pub parallel: usize,
-    /// Extra tries after a network error or HTTP 5xx, waiting 0.5 s, 1 s, 2 s, ... between.
+    /// Extra tries after a network error or HTTP 5xx, waiting 0.5 s, 1 s, 2 s, ... between;
+    /// an attempt that hit a time limit is tried again once only.
     pub retries: u32,
-    /// Limit for one whole transfer.
-    pub timeout: Option<Duration>,
+    /// The overall limit of one attempt at one item (and of a `file://` copy).
+    pub timeout: Duration,
+    /// A transfer slower than `min_speed` bytes/s for this long is given up.
+    pub stall_time: Duration,
+    pub min_speed: u32,
+    pub connect_timeout: Duration,
+    /// Where `file://` items may read: `None` anywhere (only regular files, content imported only
+    /// when it matches), `Some(dirs)` only below these directories.
+    pub file_url_dirs: Option<Vec<PathBuf>>,
+}
+
+impl FetchOptions {
+    /// The built-in bounds, ignoring the environment.
+    pub fn builtin() -> FetchOptions {
+        FetchOptions {
+            parallel: 4,
+            retries: 3,
+            timeout: DEFAULT_TIMEOUT,
+            stall_time: DEFAULT_STALL_TIME,
+            min_speed: MIN_SPEED,
+            connect_timeout: CONNECT_TIMEOUT,
+            file_url_dirs: None,
+        }
+    }
+
+    /// The built-in bounds with the settings of `OSBUILD_RS_DOWNLOAD_TIMEOUT`,
+    /// `OSBUILD_RS_DOWNLOAD_STALL_TIME` (whole seconds, 1 to a week) and
+    /// `OSBUILD_RS_FILE_URL_DIRS` read through `env`.
+    pub fn from_env(env: impl Fn(&str) -> Option<OsString>) -> Result<FetchOptions, SourceError> {
+        let mut opts = FetchOptions::builtin();
+        if let Some(t) = seconds_setting(ENV_TIMEOUT, env(ENV_TIMEOUT))? {
+            opts.timeout = t;
+        }
+        if let Some(t) = seconds_setting(ENV_STALL_TIME, env(ENV_STALL_TIME))? {
+            opts.stall_time = t;
+        }
+        opts.connect_timeout = opts.connect_timeout.min(opts.timeout);
+        opts.file_url_dirs = file::parse_dirs(env(file::ENV_FILE_URL_DIRS))?;
+        Ok(opts)
+    }
+}
+
+/// Whole seconds from 1 to a week, or nothing when unset or empty.
+fn seconds_setting(name: &'static str, value: Option<OsString>) -> Result<Option<Duration>, SourceError> {
+    let Some(value) = value.filter(|v| !v.is_empty()) else { return Ok(None) };
+    let text = value.to_string_lossy();
+    match text.trim().parse::<u64>() {
+        Ok(secs @ 1..=MAX_SETTING_SECS) => Ok(Some(Duration::from_secs(secs))),
+        _ => Err(SourceError::Setting {
+            name,
+            value: text.into_owned(),
+            reason: format!("expected whole seconds from 1 to {MAX_SETTING_SECS}"),
+        }),
+    }
 }
 
 impl Default for FetchOptions {
+    /// [`FetchOptions::from_env`] with the process environment; the built-in bounds if a
+    /// setting is invalid (the CLI refuses those before any build starts).
     fn default() -> Self {
-        FetchOptions { parallel: 4, retries: 3, timeout: None }
+        FetchOptions::from_env(|name| std::env::var_os(name)).unwrap_or_else(|_| FetchOptions::builtin())
     }
 }
 
@@ -155,9 +253,12 @@ fn parse_items(
             "org.osbuild.inline" => Job::Inline(InlineItem::parse(key, desc)?),
             "org.osbuild.curl" => {
                 let item = CurlItem::parse(key, desc)?;
-                match curl::file_path(&item.url) {
+                match file::file_path(&item.url) {
                     Some(path) => Job::File { path: path?, url: item.url },
-                    None => Job::Curl(item),
+                    None => {
+                        curl::check_scheme(&item.url)?;
+                        Job::Curl(item)
+                    }
                 }
             }
             other => return Err(SourceError::UnsupportedSource(other.to_string())),
@@ -190,8 +291,9 @@ fn run_parallel<T: Sync, R: Send>(jobs: &[T], threads: usize, f: impl Fn(&T) -> 
 
 /// Fetch every item of `source` whose checksum is in `wanted` (None = all) into `dest_dir`,
 /// file name = the checksum string. Items already present are not fetched again
-/// (`cached: true`). Each item goes through a temp file in `dest_dir` (`.tmp-*`), is verified
-/// against its checksum, fsync'ed and renamed; on any failure nothing is stored for it.
+/// (`cached: true`). Each item goes through a temp file in a staging directory of this call in
+/// `dest_dir` (`.tmp-*`), is verified against its checksum, fsync'ed and renamed; on any failure
+/// nothing is stored for it, and the staging directory goes when the call returns.
 ///
 /// Manifest problems (unsupported type, malformed item or checksum) fail before anything is
 /// fetched. Otherwise every item is attempted; if any failed, `SourceError::Failed` carries the
@@ -210,6 +312,8 @@ pub fn fetch(
     }
     let jobs = parse_items(source, wanted)?;
     fs::create_dir_all(dest_dir).map_err(|e| SourceError::io("create directory", dest_dir, e))?;
+    let staging =
+        StagingDir::create(dest_dir).map_err(|e| SourceError::io("create a staging directory in", dest_dir, e))?;
 
     let needs_rhsm =
         jobs.iter().any(|(_, job)| matches!(job, Job::Curl(i) if i.secrets.as_deref() == Some("org.osbuild.rhsm")));
@@ -239,12 +343,13 @@ pub fn fetch(
     }
 
     let (local_results, curl_results) = std::thread::scope(|s| {
-        let downloads = (!transfers.is_empty()).then(|| s.spawn(|| curl::fetch_with_curl(&transfers, dest_dir, opts)));
+        let downloads = (!transfers.is_empty())
+            .then(|| s.spawn(|| curl::fetch_with_curl(&transfers, staging.path(), dest_dir, opts)));
         let local_results = run_parallel(&local, opts.parallel, |&i| {
             let (checksum, job) = &jobs[i];
             let r = match job {
-                Job::Inline(item) => inline::fetch_one(checksum, item, dest_dir),
-                Job::File { url, path } => curl::fetch_file(url, path, checksum, dest_dir),
+                Job::Inline(item) => inline::fetch_one(checksum, item, staging.path(), dest_dir),
+                Job::File { url, path } => file::fetch_file(url, path, checksum, staging.path(), dest_dir, opts),
                 Job::Curl(_) => unreachable!("curl jobs are batched"),
             };
             (i, r)

@@ -3,12 +3,15 @@
 //! upstream keeps it), with the host's `ostree`.
 //!
 //! Each item is `COMMIT: {"remote": {"url", "contenturl"?, "gpgkeys"?, "secrets"?}}`. A commit
-//! is first pulled into a fresh staging repository beside the store's (`.tmp-*`), where
+//! is first pulled into a fresh staging repository in this fetch's staging directory beside the
+//! store's repository (`.tmp-*`, see `store::StagingDir`), where
 //! `ostree pull` checks every object against its checksum and, with `gpgkeys`, the commit's
 //! signature; only a complete, verified commit is then copied into the store's repository
 //! (`pull-local`, which commits the objects in one transaction). On any failure the staging
 //! repository is removed, so nothing of a failed item reaches the store (the store's
-//! repository itself is only created by the first successful pull).
+//! repository itself is only created by the first successful pull). Every `ostree` run is tied
+//! to the build (stop signals reach it, it dies with osbuild-rs) and ends by the download
+//! timeout at the latest.
 //!
 //! Secrets: `org.osbuild.mtls` takes the TLS files and proxy from the environment
 //! (`OSBUILD_SOURCES_OSTREE_SSL_CA_CERT`, `..._SSL_CLIENT_CERT`, `..._SSL_CLIENT_KEY`,
@@ -17,15 +20,16 @@
 
 use std::collections::BTreeSet;
 use std::fs;
-use std::io::Write;
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
+use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
 use super::staging::TempFile;
 use super::{FetchOptions, ItemResult, SourceError};
 use crate::manifest;
+use crate::store::StagingDir;
 
 const REMOTE: &str = "osbuild-rs-source";
 
@@ -102,37 +106,40 @@ impl OstreeItem {
     }
 }
 
-/// `ostree ARGS --repo=REPO`; on failure the error names the command and ostree's message.
-fn ostree(args: &[&str], repo: &Path, input: Option<&str>) -> Result<String, String> {
-    let mut child = Command::new("ostree")
-        .args(args)
-        .arg(format!("--repo={}", repo.display()))
-        .stdin(if input.is_some() { Stdio::piped() } else { Stdio::null() })
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(|e| match e.kind() {
+/// `ostree ARGS --repo=REPO`, killed at `deadline`; on failure the error names the command and
+/// ostree's message.
+fn ostree(args: &[&str], repo: &Path, input: Option<&str>, deadline: Instant) -> Result<String, String> {
+    let mut cmd = Command::new("ostree");
+    cmd.args(args).arg(format!("--repo={}", repo.display()));
+    let out = crate::sandbox::run_helper(&mut cmd, input.map(|i| i.as_bytes().to_vec()), Some(deadline)).map_err(
+        |e| match e.kind() {
             std::io::ErrorKind::NotFound => {
                 "ostree not found on the host, but the org.osbuild.ostree source needs it".into()
             }
             _ => format!("cannot run ostree: {e}"),
-        })?;
-    if let (Some(data), Some(mut stdin)) = (input, child.stdin.take()) {
-        let _ = stdin.write_all(data.as_bytes());
-    }
-    let out = child.wait_with_output().map_err(|e| format!("cannot run ostree: {e}"))?;
-    if !out.status.success() {
+        },
+    )?;
+    let verb = args.first().copied().unwrap_or_default();
+    if !out.success() {
+        if out.interrupted.is_some() || out.timed_out {
+            return Err(format!("ostree {verb} {}", out.describe()));
+        }
         let err = String::from_utf8_lossy(&out.stderr);
         let err = err.trim().trim_start_matches("error: ");
-        return Err(format!("ostree {} failed: {err}", args.first().copied().unwrap_or_default()));
+        return Err(format!("ostree {verb} failed: {err}"));
     }
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
+/// The deadline of quick local `ostree` commands (init, config, show).
+fn local_deadline() -> Instant {
+    Instant::now() + Duration::from_secs(600)
+}
+
 fn init_repo(repo: &Path) -> Result<(), String> {
     fs::create_dir_all(repo).map_err(|e| format!("cannot create {}: {e}", repo.display()))?;
-    ostree(&["init", "--mode=archive"], repo, None)?;
-    ostree(&["config", "set", "repo.locking", "true"], repo, None).map(drop)
+    ostree(&["init", "--mode=archive"], repo, None, local_deadline())?;
+    ostree(&["config", "set", "repo.locking", "true"], repo, None, local_deadline()).map(drop)
 }
 
 /// Whether `commit` is complete in `repo` (the commit object is there and not partial).
@@ -142,32 +149,33 @@ pub fn has_commit(repo: &Path, commit: &str) -> bool {
     }
     let object = repo.join("objects").join(&commit[..2]).join(format!("{}.commit", &commit[2..]));
     let partial = repo.join("state").join(format!("{commit}.commitpartial"));
-    object.is_file() && !partial.exists() && ostree(&["show", commit], repo, None).is_ok()
+    object.is_file() && !partial.exists() && ostree(&["show", commit], repo, None, local_deadline()).is_ok()
 }
 
-/// Pull one item through a staging repository into `repo`.
-fn fetch_one(item: &OstreeItem, repo: &Path, dest_dir: &Path) -> Result<(), SourceError> {
+/// Pull one item through a staging repository (in `staging_dir`) into `repo`.
+fn fetch_one(item: &OstreeItem, repo: &Path, staging_dir: &Path, opts: &FetchOptions) -> Result<(), SourceError> {
     let fail = |message: String| SourceError::Curl(format!("ostree commit {}: {message}", item.commit));
     let remote_opts = item.remote_options(|k| std::env::var(k).ok())?;
-    let staging = TempFile::reserve(dest_dir);
+    let staging = TempFile::reserve(staging_dir);
+    let deadline = Instant::now() + opts.timeout;
     let result = (|| -> Result<(), String> {
         init_repo(staging.path())?;
         let mut add: Vec<&str> = vec!["remote", "add", REMOTE, &item.url];
         add.extend(remote_opts.iter().map(String::as_str));
-        ostree(&add, staging.path(), None)?;
+        ostree(&add, staging.path(), None, deadline)?;
         for key in &item.gpgkeys {
-            ostree(&["remote", "gpg-import", "--stdin", REMOTE], staging.path(), Some(key))?;
+            ostree(&["remote", "gpg-import", "--stdin", REMOTE], staging.path(), Some(key), deadline)?;
         }
         eprintln!("pulling {} from {}", item.commit, item.url);
-        ostree(&["pull", REMOTE, &item.commit], staging.path(), None)?;
-        ostree(&["fsck", "--quiet"], staging.path(), None)?;
+        ostree(&["pull", REMOTE, &item.commit], staging.path(), None, deadline)?;
+        ostree(&["fsck", "--quiet"], staging.path(), None, deadline)?;
         if !repo.join("config").is_file() {
             // made on the first success only; a half-made one of a killed run is made again
             let _ = fs::remove_dir_all(repo);
             init_repo(repo)?;
         }
         let src = staging.path().to_string_lossy().into_owned();
-        ostree(&["pull-local", &src, &item.commit], repo, None)?;
+        ostree(&["pull-local", &src, &item.commit], repo, None, deadline)?;
         Ok(())
     })();
     let _ = fs::remove_dir_all(staging.path());
@@ -179,7 +187,7 @@ pub fn fetch(
     source: &manifest::Source,
     wanted: Option<&BTreeSet<String>>,
     dest_dir: &Path,
-    _opts: &FetchOptions,
+    opts: &FetchOptions,
 ) -> Result<Vec<ItemResult>, SourceError> {
     let items = match &source.items {
         Value::Object(map) => map,
@@ -197,13 +205,18 @@ pub fn fetch(
         return Ok(Vec::new());
     }
     fs::create_dir_all(dest_dir).map_err(|e| SourceError::io("create directory", dest_dir, e))?;
+    let staging =
+        StagingDir::create(dest_dir).map_err(|e| SourceError::io("create a staging directory in", dest_dir, e))?;
     let repo = dest_dir.join("repo");
     let mut results = Vec::new();
     let mut first = None;
     let mut failed = 0;
     for item in &parsed {
-        let outcome =
-            if has_commit(&repo, &item.commit) { Ok(true) } else { fetch_one(item, &repo, dest_dir).map(|()| false) };
+        let outcome = if has_commit(&repo, &item.commit) {
+            Ok(true)
+        } else {
+            fetch_one(item, &repo, staging.path(), opts).map(|()| false)
+        };
         match outcome {
             Ok(cached) => results.push(ItemResult { checksum: item.commit.clone(), cached, error: None }),
             Err(e) => {

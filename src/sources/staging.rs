@@ -1,5 +1,6 @@
-//! Temp files inside the destination directory: written, verified, fsync'ed, then renamed to
-//! their checksum; removed on every other path.
+//! Temp files in a fetch's staging directory (see `store::StagingDir`): written, verified,
+//! fsync'ed, then renamed to their checksum in the destination directory beside it; removed on
+//! every other path.
 
 use std::fs::{self, File, OpenOptions};
 use std::io;
@@ -10,16 +11,13 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use super::checksum::{self, Checksum};
 use super::SourceError;
 
-/// Prefix of every temp file; the store may sweep leftovers of a killed process by it.
-pub const TEMP_PREFIX: &str = ".tmp-";
-
 static COUNTER: AtomicU64 = AtomicU64::new(0);
 
 /// A name unlikely to be taken: pid, time and a process-wide counter.
 fn temp_name() -> String {
     let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
     let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-    format!("{TEMP_PREFIX}{}-{:x}-{n}", std::process::id(), nanos & 0xffff_ffff_ffff)
+    format!("part-{}-{:x}-{n}", std::process::id(), nanos & 0xffff_ffff_ffff)
 }
 
 /// A temp file in `dir`, removed when dropped unless it was committed.
@@ -70,11 +68,7 @@ impl TempFile {
         let actual = checksum::hash_reader(&file, expected.algorithm)
             .map_err(|e| SourceError::io("read downloaded file", &self.path, e))?;
         if actual != *expected {
-            return Err(SourceError::ChecksumMismatch {
-                origin: origin.to_string(),
-                expected: expected.to_string(),
-                actual: actual.to_string(),
-            });
+            return Err(SourceError::ChecksumMismatch { origin: origin.to_string(), expected: expected.to_string() });
         }
         // fsync through a writable handle: some filesystems want one.
         let file = OpenOptions::new()
@@ -96,11 +90,7 @@ impl TempFile {
         origin: &str,
     ) -> Result<(), SourceError> {
         if actual != expected {
-            return Err(SourceError::ChecksumMismatch {
-                origin: origin.to_string(),
-                expected: expected.to_string(),
-                actual: actual.to_string(),
-            });
+            return Err(SourceError::ChecksumMismatch { origin: origin.to_string(), expected: expected.to_string() });
         }
         file.sync_all().map_err(|e| SourceError::io("fsync", &self.path, e))?;
         drop(file);
