@@ -4,7 +4,7 @@ use crate::manifest::{self, Format, Manifest};
 use crate::monitor;
 use crate::schema::{self, ModuleKind, Validation};
 use crate::store::{self, ObjectStore};
-use crate::{engine, sandbox, stages};
+use crate::{engine, sandbox, sources, stages};
 use clap::Parser;
 use serde_json::Value;
 use std::ffi::OsString;
@@ -68,8 +68,8 @@ pub struct Args {
     #[arg(long = "monitor-fd", value_name = "FD")]
     pub monitor_fd: Option<i32>,
 
-    /// Maximum time in seconds each stage may run
-    #[arg(long = "stage-timeout", value_name = "SECS")]
+    /// Maximum time in seconds each stage may run (at most 4294967295)
+    #[arg(long = "stage-timeout", value_name = "SECS", value_parser = parse_stage_timeout)]
     pub stage_timeout: Option<u64>,
 
     /// Print the version and exit
@@ -122,6 +122,68 @@ pub fn parse_size(s: &str) -> Result<CacheSize, String> {
     n.checked_mul(mult).map(CacheSize::Bytes).ok_or_else(|| format!("invalid size '{s}': too large"))
 }
 
+/// The longest `--stage-timeout` (about 136 years): far beyond any build, and small enough that
+/// no clock arithmetic on it can overflow.
+pub const MAX_STAGE_TIMEOUT: u64 = u32::MAX as u64;
+
+/// `--stage-timeout`: whole seconds from 0 to [`MAX_STAGE_TIMEOUT`].
+pub fn parse_stage_timeout(s: &str) -> Result<u64, String> {
+    match s.trim().parse::<u64>() {
+        Ok(secs) if secs <= MAX_STAGE_TIMEOUT => Ok(secs),
+        Ok(_) => Err(format!("the stage timeout is at most {MAX_STAGE_TIMEOUT} seconds")),
+        // Larger than u64 or not a number at all.
+        Err(_) if !s.trim().is_empty() && s.trim().bytes().all(|b| b.is_ascii_digit()) => {
+            Err(format!("the stage timeout is at most {MAX_STAGE_TIMEOUT} seconds"))
+        }
+        Err(_) => Err("expected whole seconds".to_string()),
+    }
+}
+
+/// The largest manifest read, unless `OSBUILD_RS_MAX_MANIFEST_SIZE` (bytes) says otherwise:
+/// about 130 times the largest upstream test manifest, and small enough that parsing it cannot
+/// exhaust a build machine's memory. A manifest is read up to this size and no further, so an
+/// endless input (`/dev/zero`, a FIFO fed forever) ends with an error instead of growing.
+pub const MAX_MANIFEST_SIZE: u64 = 64 << 20;
+pub const ENV_MAX_MANIFEST_SIZE: &str = "OSBUILD_RS_MAX_MANIFEST_SIZE";
+
+/// Why the manifest could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum ReadError {
+    #[error("cannot read the manifest from {name}")]
+    Io {
+        name: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(
+        "the manifest {name} is larger than the limit of {limit} bytes (set {ENV_MAX_MANIFEST_SIZE} to change it)"
+    )]
+    TooLarge { name: String, limit: u64 },
+    #[error("invalid {ENV_MAX_MANIFEST_SIZE}={value}: expected a number of bytes from 1 to {}", u64::MAX / 2)]
+    Limit { value: String },
+}
+
+/// The manifest size limit, from the environment or [`MAX_MANIFEST_SIZE`].
+fn manifest_size_limit(env: Option<OsString>) -> Result<u64, ReadError> {
+    let Some(value) = env.filter(|v| !v.is_empty()) else { return Ok(MAX_MANIFEST_SIZE) };
+    let text = value.to_string_lossy().into_owned();
+    match text.trim().parse::<u64>() {
+        Ok(n @ 1..) if n <= u64::MAX / 2 => Ok(n),
+        _ => Err(ReadError::Limit { value: text }),
+    }
+}
+
+/// Reads all of `r` as the manifest `name`, refusing more than `limit` bytes.
+pub fn read_bounded(r: impl Read, name: &str, limit: u64) -> Result<String, ReadError> {
+    let io = |source| ReadError::Io { name: name.to_string(), source };
+    let mut bytes = Vec::new();
+    r.take(limit + 1).read_to_end(&mut bytes).map_err(io)?;
+    if bytes.len() as u64 > limit {
+        return Err(ReadError::TooLarge { name: name.to_string(), limit });
+    }
+    String::from_utf8(bytes).map_err(|e| io(std::io::Error::new(std::io::ErrorKind::InvalidData, e)))
+}
+
 /// How we were invoked decides how `--version` answers: builders call us as `osbuild`
 /// and compare the number after "osbuild " with a minimum release.
 fn invoked_as_osbuild(argv0: &OsString) -> bool {
@@ -172,18 +234,41 @@ pub struct Prepared {
     pub description: Value,
 }
 
-fn fail(code: i32, msg: impl std::fmt::Display) -> i32 {
-    eprintln!("osbuild-rs: error: {msg}");
+/// Reports `msg` (a plain message, or any error with its whole cause chain on one line, so an
+/// errno at the bottom reaches the user) and gives back the exit code.
+fn fail(code: i32, msg: impl Into<Failure>) -> i32 {
+    eprintln!("osbuild-rs: error: {}", msg.into().0);
     code
 }
 
-fn read_manifest(path: &str) -> Result<String, String> {
+/// The one-line text of a failure.
+struct Failure(String);
+
+impl From<&str> for Failure {
+    fn from(s: &str) -> Self {
+        Failure(s.to_string())
+    }
+}
+
+impl From<String> for Failure {
+    fn from(s: String) -> Self {
+        Failure(s)
+    }
+}
+
+impl<E: std::error::Error> From<&E> for Failure {
+    fn from(e: &E) -> Self {
+        Failure(osbuild_sys::error_chain(e))
+    }
+}
+
+fn read_manifest(path: &str) -> Result<String, ReadError> {
+    let limit = manifest_size_limit(std::env::var_os(ENV_MAX_MANIFEST_SIZE))?;
     if path == "-" {
-        let mut s = String::new();
-        std::io::stdin().read_to_string(&mut s).map_err(|e| format!("cannot read the manifest from stdin: {e}"))?;
-        Ok(s)
+        read_bounded(std::io::stdin().lock(), "<stdin>", limit)
     } else {
-        std::fs::read_to_string(path).map_err(|e| format!("cannot read manifest {path}: {e}"))
+        let file = std::fs::File::open(path).map_err(|source| ReadError::Io { name: path.to_string(), source })?;
+        read_bounded(file, path, limit)
     }
 }
 
@@ -208,12 +293,12 @@ fn show_validation(v: &Validation, name: &str) {
 
 /// Load, validate and resolve a manifest; on failure report it and return the exit code.
 pub fn prepare(args: &Args) -> Result<Prepared, i32> {
-    let text = read_manifest(&args.manifest).map_err(|m| fail(EXIT_INVALID, m))?;
+    let text = read_manifest(&args.manifest).map_err(|e| fail(EXIT_INVALID, &e))?;
     let name = if args.manifest == "-" { "<stdin>" } else { args.manifest.as_str() };
     let description: Value =
         serde_json::from_str(&text).map_err(|e| fail(EXIT_INVALID, format!("{name} is not valid JSON: {e}")))?;
     if let Err(e) = manifest::detect_format(&description) {
-        return Err(fail(EXIT_INVALID, e));
+        return Err(fail(EXIT_INVALID, &e));
     }
     let validation = schema::validate(&description);
     if !validation.is_valid() {
@@ -272,6 +357,14 @@ pub fn run(args: Args) -> i32 {
     };
     let m = &prepared.manifest;
 
+    // Exports become directories of --output-directory: only plain names (as every pipeline
+    // name and id is) can never land elsewhere.
+    if let Some(bad) = args.export.iter().find(|e| !osbuild_sys::is_plain_name(e)) {
+        return fail(
+            EXIT_FAILED,
+            format!("export '{bad}' is not a plain name: exports are pipeline names or ids, without '/' and not '.' or '..'"),
+        );
+    }
     let unresolved: Vec<&String> = args.export.iter().filter(|e| m.get(e).is_none()).collect();
     if !unresolved.is_empty() {
         let available: Vec<&str> = m.pipelines.iter().map(|p| p.name.as_str()).collect();
@@ -302,14 +395,18 @@ fn build(args: &Args, m: &Manifest) -> i32 {
     let monitor_name = args.monitor.clone().or_else(|| (args.json || args.quiet).then(|| "NullMonitor".to_owned()));
     let progress_bar = interactive && monitor_name.is_none();
 
+    // Refuse invalid download settings before anything starts (the engine reads the same ones).
+    if let Err(e) = sources::FetchOptions::from_env(|name| std::env::var_os(name)) {
+        return fail(EXIT_INVALID, &e);
+    }
     if let Err(e) =
         sandbox::enter_private_mount_namespace().map_err(Into::into).and_then(|_| sandbox::install_signal_handlers())
     {
-        return fail(EXIT_FAILED, e);
+        return fail(EXIT_FAILED, &e);
     }
     let mut object_store = match ObjectStore::open(&store_dir) {
         Ok(s) => s,
-        Err(e) => return fail(EXIT_FAILED, e),
+        Err(e) => return fail(EXIT_FAILED, &e),
     };
     if let Some(max) = args.cache_max_size {
         object_store.set_max_size(match max {
@@ -327,17 +424,19 @@ fn build(args: &Args, m: &Manifest) -> i32 {
     }
     let pipelines = engine::plan(m, &targets, &object_store);
     if let Err(e) = engine::check_supported(m, &pipelines, &args.libdir) {
-        return fail(EXIT_FAILED, e);
+        return fail(EXIT_FAILED, &e);
     }
     let total_steps = m.sources.len() + pipelines.len();
     let mut mon = match monitor::make(monitor_name.as_deref(), args.monitor_fd, total_steps, progress_bar) {
         Ok(mon) => mon,
-        Err(e) => return fail(EXIT_FAILED, e),
+        Err(e) => return fail(EXIT_FAILED, &e),
     };
     mon.log(&format!("starting {}", args.manifest), Some("osbuild.main_cli"));
     let exe = match std::env::current_exe() {
         Ok(e) => e,
-        Err(e) => return fail(EXIT_FAILED, format!("cannot find our own executable: {e}")),
+        Err(e) => {
+            return fail(EXIT_FAILED, format!("cannot find our own executable: {}", osbuild_sys::error_chain(&e)))
+        }
     };
     let opts = engine::BuildOptions {
         libdir: args.libdir.clone(),
@@ -351,7 +450,7 @@ fn build(args: &Args, m: &Manifest) -> i32 {
         Err(e) => {
             mon.log(&format!("manifest {} failed", args.manifest), Some("osbuild.main_cli"));
             mon.finish(false);
-            return fail(EXIT_FAILED, e);
+            return fail(EXIT_FAILED, &e);
         }
     };
     let verdict = if report.success { "finished successfully" } else { "failed" };
@@ -364,7 +463,7 @@ fn build(args: &Args, m: &Manifest) -> i32 {
             for name in &args.export {
                 let p = m.get(name).expect("exports resolved before the build");
                 if let Err(e) = engine::export(&object_store, p, name, out) {
-                    return fail(EXIT_FAILED, e);
+                    return fail(EXIT_FAILED, &e);
                 }
             }
         }
@@ -389,7 +488,7 @@ fn build(args: &Args, m: &Manifest) -> i32 {
     }
     let keep: Vec<&str> = m.pipelines.iter().filter_map(|p| p.id()).collect();
     if let Err(e) = object_store.evict(&keep) {
-        eprintln!("osbuild-rs: warning: store eviction failed: {e}");
+        eprintln!("osbuild-rs: warning: store eviction failed: {}", osbuild_sys::error_chain(&e));
     }
     if let Some(sig) = report.interrupted.or_else(sandbox::interrupted) {
         eprintln!("osbuild-rs: interrupted by signal {sig}; nothing partial was kept");

@@ -11,6 +11,7 @@ mod v2;
 
 pub use describe::describe;
 pub use path::{JsonPath, Seg};
+pub use v2::{check_source_epoch, MAX_SOURCE_EPOCH};
 
 use crate::canonical_json::IdHasher;
 use serde_json::{Map, Value};

@@ -57,6 +57,7 @@ fn load_pipeline(
 ) -> Result<(), LoadError> {
     let p = Obj::new(desc, path.clone(), "a pipeline")?;
     let name = p.str("name")?.to_owned();
+    check_pipeline_name(&name, &path.key("name"))?;
     if m.by_name(&name).is_some() {
         return Err(LoadError::at(&path.key("name"), format!("duplicate pipeline name '{name}'")));
     }
@@ -77,7 +78,13 @@ fn load_pipeline(
         name: name.clone(),
         build,
         runner: p.opt_str("runner")?.map(str::to_owned),
-        source_epoch: p.value("source-epoch").cloned(),
+        source_epoch: match p.value("source-epoch") {
+            Some(v) => {
+                check_source_epoch(v, &path.key("source-epoch"))?;
+                Some(v.clone())
+            }
+            None => None,
+        },
         stages: Vec::new(),
         path: path.clone(),
     };
@@ -87,6 +94,35 @@ fn load_pipeline(
     }
     m.pipelines.push(pipeline);
     Ok(())
+}
+
+/// A pipeline's name names its export directory (`<output>/<name>`): only a plain file name can
+/// never land outside the output directory. Upstream takes any string; every name in its own
+/// manifests is plain.
+fn check_pipeline_name(name: &str, path: &JsonPath) -> Result<(), LoadError> {
+    if osbuild_sys::is_plain_name(name) {
+        return Ok(());
+    }
+    Err(LoadError::at(
+        path,
+        format!("pipeline name {name:?} is not a plain name: it names the export directory, so it must not be empty, '.' or '..', nor contain '/' or NUL"),
+    ))
+}
+
+/// The largest `source-epoch`: the engine keeps it as an `i64` of seconds.
+pub const MAX_SOURCE_EPOCH: i64 = i64::MAX;
+
+/// `source-epoch` is a count of seconds since 1970 that the engine clamps mtimes to: an integer
+/// from 0 to [`MAX_SOURCE_EPOCH`] (the schema already refuses other types and fractions; a huge
+/// integer would silently disable clamping, a negative one is no timestamp tools accept).
+pub fn check_source_epoch(v: &Value, path: &JsonPath) -> Result<i64, LoadError> {
+    match v.as_i64() {
+        Some(epoch) if epoch >= 0 => Ok(epoch),
+        _ => Err(LoadError::at(
+            path,
+            format!("source-epoch must be an integer from 0 to {MAX_SOURCE_EPOCH} (seconds since 1970), got {v}"),
+        )),
+    }
 }
 
 fn load_stage(
