@@ -606,3 +606,97 @@ fn privileged_drop_never_removes_through_mounts() {
     assert!(tmp_entries(&store).is_empty());
     assert!(host.join("precious").exists());
 }
+
+/// `mount ARGS SOURCE TARGET`, unmounted (lazily) when dropped.
+struct Mounted(PathBuf);
+
+impl Mounted {
+    fn new(args: &[&str], source: &Path, target: &Path) -> Mounted {
+        let status = Command::new("mount").args(args).arg(source).arg(target).status().expect("mount(8) is needed");
+        assert!(status.success(), "mount {args:?} {} {} failed (needs root)", source.display(), target.display());
+        Mounted(target.to_path_buf())
+    }
+}
+
+impl Drop for Mounted {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+    }
+}
+
+/// The store on an ext4 image whose backing file lives on a full tmpfs: writes succeed into the
+/// page cache and are lost when the kernel writes them back ("lost async page write"), as on a
+/// full thin volume or a failing disk. Before commits synced, such a tree became an object.
+#[test]
+fn lost_writes_fail_the_commit() {
+    let dir = tempfile::Builder::new().tempdir_in("/var/tmp").unwrap();
+    let backing = dir.path().join("backing");
+    let mnt = dir.path().join("fs");
+    fs::create_dir(&backing).unwrap();
+    fs::create_dir(&mnt).unwrap();
+    let _tmpfs = Mounted::new(&["-t", "tmpfs", "-o", "size=24m"], Path::new("tmpfs"), &backing);
+    let image = backing.join("image");
+    File::create(&image).unwrap().set_len(64 << 20).unwrap();
+    let mkfs = Command::new("mkfs.ext4")
+        .args(["-q", "-O", "^has_journal", "-E", "lazy_itable_init=1"])
+        .arg(&image)
+        .status()
+        .expect("mkfs.ext4 is needed");
+    assert!(mkfs.success());
+    // Fill the tmpfs: the image cannot grow any more.
+    let mut filler = File::create(backing.join("filler")).unwrap();
+    while filler.write_all(&[0u8; 1 << 16]).is_ok() {}
+    let _ext4 = Mounted::new(&["-o", "loop"], &image, &mnt);
+
+    let store = ObjectStore::open(&mnt.join("store")).unwrap();
+    let work = store.new_workdir().unwrap();
+    fs::write(work.tree().join("data"), vec![7u8; 16 << 20]).expect("the write itself succeeds (page cache)");
+    // Someone else syncs first and gets the error; the store must still see it.
+    let _ = Command::new("sync").arg("-f").arg(&mnt).status();
+    let err = store.commit(work, ID_A, &meta("s")).unwrap_err();
+    let chain = osbuild_sys::error_chain(&err);
+    assert!(matches!(err, StoreError::Sync { .. }), "{chain}");
+    assert!(chain.contains("(os error 5)") || chain.contains("(os error 28)"), "errno lost: {chain}");
+    assert!(!store.contains(ID_A), "a tree with lost writes became an object");
+}
+
+#[test]
+fn store_errors_keep_their_errno() {
+    let err = ObjectStore::open(Path::new("/dev/null/store")).unwrap_err();
+    let io =
+        std::error::Error::source(&err).and_then(|s| s.downcast_ref::<std::io::Error>()).expect("an io::Error source");
+    assert_eq!(io.raw_os_error(), Some(20));
+    assert_eq!(
+        osbuild_sys::error_chain(&err),
+        "cannot create store directory /dev/null/store: Not a directory (os error 20)"
+    );
+}
+
+#[test]
+fn stale_download_staging_removed_on_open_live_kept() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = ObjectStore::open(dir.path()).unwrap();
+    let files = store.sources_dir("org.osbuild.files").unwrap();
+    // A killed download: its staging dir with a partial file, lock not held by anyone.
+    let dead = files.join(".tmp-dead");
+    fs::create_dir(&dead).unwrap();
+    File::create(dead.join("lock")).unwrap();
+    fs::write(dead.join("part-1"), b"partial").unwrap();
+    // A temp file an earlier version left beside the sources, long ago and just now.
+    let old = files.join(".tmp-123-abc-0");
+    File::create(&old).unwrap().set_modified(SystemTime::now() - Duration::from_secs(3600)).unwrap();
+    let fresh = files.join(".tmp-456-def-0");
+    File::create(&fresh).unwrap();
+    // A download running right now, and a stored source.
+    let live = osbuild_rs::store::StagingDir::create(&files).unwrap();
+    fs::write(live.path().join("part-2"), b"in progress").unwrap();
+    fs::write(files.join(format!("sha256:{}", "0".repeat(64))), b"stored").unwrap();
+
+    let _again = ObjectStore::open(dir.path()).unwrap();
+    assert!(!dead.exists() && !old.exists());
+    assert!(fresh.exists() && live.path().join("part-2").exists());
+    assert!(files.join(format!("sha256:{}", "0".repeat(64))).exists());
+    let live_path = live.path().to_path_buf();
+    drop(live);
+    assert!(!live_path.exists(), "a finished download leaves no staging directory");
+}

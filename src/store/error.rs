@@ -89,11 +89,11 @@ pub enum StoreError {
     },
 
     /// Syncing the store's file system before a commit failed: data of the tree was lost.
-    #[error("cannot make {} durable", path.display())]
+    #[error("cannot commit {}: syncing the store's file system failed, data written to it was lost", path.display())]
     Sync {
         path: PathBuf,
         #[source]
-        source: Box<osbuild_sys::SysError>,
+        source: io::Error,
     },
 
     /// A source type name that cannot be used as a directory name (empty, `.`, `..`, or with `/`).

@@ -100,8 +100,9 @@ pub fn store_dir_from(env: impl Fn(&str) -> Option<OsString>, is_root: bool) -> 
 pub struct ObjectStore {
     root: PathBuf,
     max_size: Option<u64>,
-    /// Shared flock on `root/lock`, held for the lifetime of the value.
-    _lock: File,
+    /// Shared flock on `root/lock`, held for the lifetime of the value; also the descriptor that
+    /// commits sync the store's file system through.
+    lock: File,
     /// Shared flocks on the directories of objects this process uses, by id.
     leases: Mutex<HashMap<String, File>>,
 }
@@ -125,7 +126,7 @@ impl ObjectStore {
         let lock = fsutil::open_lock_file(&lock_path)
             .and_then(|f| f.lock_shared().map(|()| f))
             .map_err(|source| StoreError::Lock { path: lock_path, source })?;
-        let store = ObjectStore { root, max_size: None, _lock: lock, leases: Mutex::new(HashMap::new()) };
+        let store = ObjectStore { root, max_size: None, lock, leases: Mutex::new(HashMap::new()) };
         store.remove_stale_tmp()?;
         store.remove_stale_staging()?;
         Ok(store)
@@ -247,9 +248,10 @@ impl ObjectStore {
         }
         fs::remove_file(work.path.join(workdir::LOCK_NAME)).map_err(commit_err)?;
         // A tree whose writes the kernel could not write back (a full or failing disk) must fail
-        // the build here, not turn into a committed object with holes.
-        osbuild_sys::sync_fs(&work.path)
-            .map_err(|source| StoreError::Sync { path: work.path.clone(), source: Box::new(source) })?;
+        // the build here, not turn into a committed object with holes. syncfs(2) through a file
+        // opened when the store was opened reports every write-back error since then, also
+        // those of background write-back during a long stage (a fresh descriptor would miss them).
+        rustix::fs::syncfs(&self.lock).map_err(|e| StoreError::Sync { path: work.path.clone(), source: e.into() })?;
 
         match rename_noreplace(&work.path, &dest) {
             Ok(()) => {
