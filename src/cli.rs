@@ -399,6 +399,12 @@ fn build(args: &Args, m: &Manifest) -> i32 {
     if let Err(e) = sources::FetchOptions::from_env(|name| std::env::var_os(name)) {
         return fail(EXIT_INVALID, &e);
     }
+    if let Err(e) = sandbox::dropped_capabilities() {
+        return fail(
+            EXIT_INVALID,
+            format!("invalid {}: {}", sandbox::ENV_DROP_CAPABILITIES, osbuild_sys::error_chain(&e)),
+        );
+    }
     if let Err(e) =
         sandbox::enter_private_mount_namespace().map_err(Into::into).and_then(|_| sandbox::install_signal_handlers())
     {

@@ -112,10 +112,31 @@ pub fn parse_status_mask(status: &str, field: &str) -> Option<u64> {
     })
 }
 
-/// Sorted, de-duplicated, normalized union of the default set and `declared`.
+/// The environment variable naming capabilities to take from every stage (comma-separated), for
+/// sites whose manifests use only stages that need none of them (see the README's threat model).
+pub const ENV_DROP_CAPABILITIES: &str = "OSBUILD_RS_DROP_CAPABILITIES";
+
+/// The capabilities `OSBUILD_RS_DROP_CAPABILITIES` names, normalized; an unknown name is an error.
+pub fn dropped_capabilities() -> Result<Vec<String>, SandboxError> {
+    let value = std::env::var(ENV_DROP_CAPABILITIES).unwrap_or_default();
+    let names: Vec<String> = value.split(',').map(str::trim).filter(|n| !n.is_empty()).map(normalize).collect();
+    capability_mask(&names)?;
+    Ok(names)
+}
+
+/// Sorted, de-duplicated, normalized union of the default set and `declared`, less the
+/// capabilities dropped by `OSBUILD_RS_DROP_CAPABILITIES`.
 pub(crate) fn requested(declared: &[String]) -> Vec<String> {
-    let mut caps: Vec<String> =
-        DEFAULT_CAPABILITIES.iter().map(|c| c.to_string()).chain(declared.iter().map(|c| normalize(c))).collect();
+    requested_without(declared, &dropped_capabilities().unwrap_or_default())
+}
+
+fn requested_without(declared: &[String], dropped: &[String]) -> Vec<String> {
+    let mut caps: Vec<String> = DEFAULT_CAPABILITIES
+        .iter()
+        .map(|c| c.to_string())
+        .chain(declared.iter().map(|c| normalize(c)))
+        .filter(|c| !dropped.contains(c))
+        .collect();
     caps.sort();
     caps.dedup();
     caps
@@ -153,6 +174,15 @@ mod tests {
     fn requested_adds_declared_once() {
         let caps = requested(&["mac_admin".into(), "CAP_SYS_ADMIN".into()]);
         assert_eq!(caps.len(), 20);
+        assert!(caps.contains(&"CAP_MAC_ADMIN".to_string()));
+    }
+
+    #[test]
+    fn dropped_capabilities_are_left_out_even_when_declared() {
+        let dropped = [normalize("sys_admin"), normalize("CAP_MKNOD")];
+        let caps = requested_without(&["CAP_SYS_ADMIN".into(), "mac_admin".into()], &dropped);
+        assert_eq!(caps.len(), 18);
+        assert!(!caps.contains(&"CAP_SYS_ADMIN".to_string()) && !caps.contains(&"CAP_MKNOD".to_string()));
         assert!(caps.contains(&"CAP_MAC_ADMIN".to_string()));
     }
 

@@ -33,7 +33,10 @@ pub use argv::{
     sandbox_env, scan_build_root, RootEntry, API_DIR, BIN_DIR, EXE_PATH, INPUTS_DIR, META_FILE, MOUNTS_DIR,
     PROC_CMDLINE, PROC_CMDLINE_FILE, SANDBOX_PATH, TREE_DIR,
 };
-pub use caps::{capability_mask, capability_number, host_bounding_set, parse_status_mask, DEFAULT_CAPABILITIES};
+pub use caps::{
+    capability_mask, capability_number, dropped_capabilities, host_bounding_set, parse_status_mask,
+    DEFAULT_CAPABILITIES, ENV_DROP_CAPABILITIES,
+};
 pub use helper::{run_cleanup_helper, run_helper, HelperOutput};
 pub use osbuild_sys::{
     bind_mount, bind_mount_flat, enter_private_mount_namespace, mount_dev_tmpfs, mount_fs, move_mount, rbind_mount,
