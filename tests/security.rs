@@ -535,3 +535,37 @@ fn stages_can_run_without_cap_sys_admin_and_cap_mknod() {
     assert_eq!(o.status.code(), Some(2), "{}", text(&o));
     assert!(text(&o).contains("invalid OSBUILD_RS_DROP_CAPABILITIES: unknown capability CAP_NOPE"), "{}", text(&o));
 }
+
+#[test]
+fn a_compressed_inline_item_is_streamed_not_held_in_memory() {
+    let env = Env::new();
+    // 512 MiB of zeros in a few hundred kilobytes of xz.
+    let xz = Command::new("sh")
+        .args(["-c", "head -c 536870912 /dev/zero | xz -9 --format=xz"])
+        .output()
+        .expect("xz is needed (xz-utils)");
+    assert!(xz.status.success() && xz.stdout.len() < 1 << 20, "{} bytes", xz.stdout.len());
+    use base64::Engine;
+    let data = base64::engine::general_purpose::STANDARD.encode(&xz.stdout);
+    let wrong = sha256(b"not the zeros");
+    let m = env.write_manifest(
+        "bomb.json",
+        &json!({"version": "2",
+        "sources": {"org.osbuild.inline": {"items": {&wrong: {"encoding": "lzma+base64", "data": data}}}},
+        "pipelines": [{"name": "tree", "stages": [
+            {"type": "org.osbuild.copy",
+             "inputs": {"f": {"type": "org.osbuild.files", "origin": "org.osbuild.source", "references": [&wrong]}},
+             "options": {"paths": [{"from": format!("input://f/{wrong}"), "to": "tree:///f"}]}}
+        ]}]}),
+    );
+    let mut cmd = Command::new("/usr/bin/time");
+    cmd.args(["-f", "maxrss-kb=%M"]).arg(binary());
+    cmd.arg("--store").arg(env.store()).arg("--output-directory").arg(env.out());
+    let o = cmd.args(["--export", "tree"]).arg(&m).stdin(Stdio::null()).output().expect("GNU time is needed");
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains(&format!("checksum mismatch for inline item {wrong}")), "{err}");
+    let rss_kb: u64 = err.split("maxrss-kb=").nth(1).and_then(|s| s.trim().parse().ok()).expect("max RSS");
+    eprintln!("peak memory decoding 512 MiB: {} MiB", rss_kb / 1024);
+    assert!(rss_kb < 200 * 1024, "held in memory: peak {} MiB", rss_kb / 1024);
+    assert!(staging_entries(&env).is_empty());
+}

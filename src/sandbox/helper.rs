@@ -7,12 +7,14 @@
 //! group, so a hanging server or tool can hold a build only as long as its deadline says.
 
 use std::io::{self, Read, Write};
+use std::os::fd::AsFd;
 use std::os::unix::process::ExitStatusExt;
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Child, ChildStdout, Command, ExitStatus, Stdio};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use nix::errno::Errno;
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::signal::{kill, Signal};
 use nix::sys::wait::{waitid, Id, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
@@ -69,16 +71,64 @@ impl HelperOutput {
 /// arrives. Refuses to start once a stop signal was received. Call it from the thread that
 /// waits (the death signal follows the spawning thread).
 pub fn run_helper(cmd: &mut Command, input: Option<Vec<u8>>, deadline: Option<Instant>) -> io::Result<HelperOutput> {
-    if let Some(sig) = interrupted() {
-        return Err(io::Error::new(io::ErrorKind::Interrupted, format!("interrupted by signal {sig}")));
-    }
-    run(cmd, input, deadline, true)
+    refuse_after_stop()?;
+    run(cmd, input, deadline, true, None)
+}
+
+/// [`run_helper`] for a helper whose stdout is data (a decompressor): it goes to `sink` as it
+/// arrives, never all in memory (`HelperOutput::stdout` stays empty). An error of `sink` kills
+/// the helper and is returned.
+pub fn run_helper_into(
+    cmd: &mut Command,
+    input: Vec<u8>,
+    deadline: Option<Instant>,
+    sink: &mut dyn Write,
+) -> io::Result<HelperOutput> {
+    refuse_after_stop()?;
+    run(cmd, Some(input), deadline, true, Some(sink))
 }
 
 /// [`run_helper`] for the clean-up after a build (`chattr` before removing a tree): tied to the
 /// build the same way, but a stop signal does not stop it, since it is what stopping needs.
 pub fn run_cleanup_helper(cmd: &mut Command) -> io::Result<HelperOutput> {
-    run(cmd, None, None, false)
+    run(cmd, None, None, false, None)
+}
+
+fn refuse_after_stop() -> io::Result<()> {
+    match interrupted() {
+        Some(sig) => Err(io::Error::new(io::ErrorKind::Interrupted, format!("interrupted by signal {sig}"))),
+        None => Ok(()),
+    }
+}
+
+/// Watches a running helper: kills its group once at the deadline or on a stop signal.
+struct Watch {
+    pgid: i32,
+    deadline: Option<Instant>,
+    stop_on_signal: bool,
+    timed_out: bool,
+    stopped: Option<i32>,
+}
+
+impl Watch {
+    fn check(&mut self) {
+        if self.stopped.is_some() || self.timed_out {
+            return;
+        }
+        if let Some(sig) = interrupted().filter(|_| self.stop_on_signal) {
+            self.stopped = Some(sig);
+        } else if self.deadline.is_some_and(|d| Instant::now() >= d) {
+            self.timed_out = true;
+        } else {
+            return;
+        }
+        let _ = kill(Pid::from_raw(-self.pgid), Signal::SIGKILL);
+    }
+
+    /// How long to nap at most before the next check.
+    fn budget(&self) -> Duration {
+        self.deadline.map_or(MAX_NAP, |d| d.saturating_duration_since(Instant::now()).min(MAX_NAP))
+    }
 }
 
 fn run(
@@ -86,6 +136,7 @@ fn run(
     input: Option<Vec<u8>>,
     deadline: Option<Instant>,
     stop_on_signal: bool,
+    sink: Option<&mut dyn Write>,
 ) -> io::Result<HelperOutput> {
     tie_to_build(cmd);
     cmd.stdin(if input.is_some() { Stdio::piped() } else { Stdio::null() })
@@ -96,6 +147,7 @@ fn run(
     let registration = Registration::new(pgid);
     let mut guard = KillOnDrop(Some(&mut child), pgid);
     let child = guard.0.as_mut().expect("set above");
+    let mut watch = Watch { pgid, deadline, stop_on_signal, timed_out: false, stopped: None };
 
     let feeder = match (input, child.stdin.take()) {
         (Some(data), Some(mut stdin)) => Some(std::thread::spawn(move || {
@@ -104,11 +156,13 @@ fn run(
         })),
         _ => None,
     };
-    let out = child.stdout.take().map(collect);
     let err = child.stderr.take().map(collect);
+    let (out, sink_error) = match (sink, child.stdout.take()) {
+        (Some(sink), Some(stdout)) => (None, pump(stdout, sink, &mut watch).err()),
+        (None, stdout) => (stdout.map(collect), None),
+        (Some(_), None) => (None, None),
+    };
 
-    let mut timed_out = false;
-    let mut stopped = None;
     let mut nap = Duration::from_micros(200);
     loop {
         match waitid(Id::Pid(Pid::from_raw(pgid)), WaitPidFlag::WEXITED | WaitPidFlag::WNOHANG | WaitPidFlag::WNOWAIT) {
@@ -116,18 +170,8 @@ fn run(
             Ok(_) => break,
             Err(e) => return Err(e.into()),
         }
-        if stopped.is_none() && !timed_out {
-            if let Some(sig) = interrupted().filter(|_| stop_on_signal) {
-                stopped = Some(sig);
-            } else if deadline.is_some_and(|d| Instant::now() >= d) {
-                timed_out = true;
-            }
-            if stopped.is_some() || timed_out {
-                let _ = kill(Pid::from_raw(-pgid), Signal::SIGKILL);
-            }
-        }
-        let budget = deadline.map_or(MAX_NAP, |d| d.saturating_duration_since(Instant::now()).min(MAX_NAP));
-        std::thread::sleep(nap.min(budget).max(Duration::from_micros(100)));
+        watch.check();
+        std::thread::sleep(nap.min(watch.budget()).max(Duration::from_micros(100)));
         nap = (nap * 2).min(MAX_NAP);
     }
     // Whatever the helper started in its group goes with it (a grandchild would keep our pipes
@@ -140,13 +184,45 @@ fn run(
     if let Some(f) = feeder {
         let _ = f.join();
     }
+    if let Some(e) = sink_error {
+        return Err(e);
+    }
     let stdout = out.map(join_output).unwrap_or_default();
     let stderr = err.map(join_output).unwrap_or_default();
+    let mut stopped = watch.stopped;
     if stop_on_signal && stopped.is_none() && !status.success() {
         // The forwarded signal may have ended the helper before the loop looked at the flag.
         stopped = interrupted();
     }
-    Ok(HelperOutput { status, stdout, stderr, timed_out, interrupted: stopped })
+    Ok(HelperOutput { status, stdout, stderr, timed_out: watch.timed_out, interrupted: stopped })
+}
+
+/// Copies `stdout` into `sink` until the helper closes it, watching the deadline and the stop
+/// flag between reads; a failing sink kills the helper.
+fn pump(stdout: ChildStdout, sink: &mut dyn Write, watch: &mut Watch) -> io::Result<()> {
+    let mut stdout = stdout;
+    let mut buf = vec![0u8; 256 * 1024];
+    loop {
+        watch.check();
+        let timeout = PollTimeout::try_from(watch.budget()).unwrap_or(PollTimeout::MAX);
+        let mut fds = [PollFd::new(stdout.as_fd(), PollFlags::POLLIN)];
+        match poll(&mut fds, timeout) {
+            Ok(0) | Err(Errno::EINTR) => continue,
+            Ok(_) => {}
+            Err(e) => return Err(e.into()),
+        }
+        match stdout.read(&mut buf) {
+            Ok(0) => return Ok(()),
+            Ok(n) => {
+                if let Err(e) = sink.write_all(&buf[..n]) {
+                    let _ = kill(Pid::from_raw(-watch.pgid), Signal::SIGKILL);
+                    return Err(e);
+                }
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
 }
 
 /// Kills and reaps the helper's group if the caller returns early (an error, a panic).
@@ -218,6 +294,35 @@ mod tests {
         assert!(out.timed_out && !out.success());
         assert!(started.elapsed() < Duration::from_secs(5), "took {:?}", started.elapsed());
         assert_eq!(out.describe(), "killed: its deadline passed");
+    }
+
+    #[test]
+    fn streams_stdout_into_a_sink_and_stops_when_it_fails() {
+        let mut got = Vec::new();
+        let out =
+            run_helper_into(Command::new("sh").args(["-c", "cat; printf tail"]), b"head-".to_vec(), None, &mut got)
+                .unwrap();
+        assert!(out.success() && out.stdout.is_empty());
+        assert_eq!(got, b"head-tail");
+
+        /// Takes 1 MiB, then refuses.
+        struct Small(usize);
+        impl Write for Small {
+            fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+                self.0 += buf.len();
+                if self.0 > 1 << 20 {
+                    return Err(io::Error::other("full"));
+                }
+                Ok(buf.len())
+            }
+            fn flush(&mut self) -> io::Result<()> {
+                Ok(())
+            }
+        }
+        let started = Instant::now();
+        let e = run_helper_into(Command::new("cat").arg("/dev/zero"), vec![], None, &mut Small(0)).unwrap_err();
+        assert_eq!(e.to_string(), "full");
+        assert!(started.elapsed() < Duration::from_secs(5));
     }
 
     #[test]

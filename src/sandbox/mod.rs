@@ -37,7 +37,7 @@ pub use caps::{
     capability_mask, capability_number, dropped_capabilities, host_bounding_set, parse_status_mask,
     DEFAULT_CAPABILITIES, ENV_DROP_CAPABILITIES,
 };
-pub use helper::{run_cleanup_helper, run_helper, HelperOutput};
+pub use helper::{run_cleanup_helper, run_helper, run_helper_into, HelperOutput};
 pub use osbuild_sys::{
     bind_mount, bind_mount_flat, enter_private_mount_namespace, mount_dev_tmpfs, mount_fs, move_mount, rbind_mount,
     unmount, LoopDevice, LoopOptions, SysError,

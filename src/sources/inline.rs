@@ -1,8 +1,11 @@
 //! `org.osbuild.inline`: data carried in the manifest, `{"encoding": .., "data": ..}` per item.
 //! Upstream knows the encodings `base64` and `lzma+base64` (xz or legacy lzma, detected).
 
-use std::io::BufReader;
+use std::fs::File;
+use std::io::{self, Write};
 use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
 
 use base64::engine::general_purpose::GeneralPurpose;
 use base64::engine::{DecodePaddingMode, GeneralPurposeConfig};
@@ -11,7 +14,7 @@ use serde_json::Value;
 
 use super::checksum::{self, Checksum};
 use super::staging::TempFile;
-use super::SourceError;
+use super::{FetchOptions, SourceError};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Encoding {
@@ -53,14 +56,73 @@ impl InlineItem {
         Ok(InlineItem { encoding, data })
     }
 
-    /// The raw bytes the item stands for.
-    pub fn decode(&self, checksum: &str) -> Result<Vec<u8>, SourceError> {
+    /// Writes the raw bytes the item stands for to `out`, streaming: a small compressed item
+    /// may stand for gigabytes, which must never all sit in memory. `lzma+base64` goes through
+    /// the host's `xz` (xz and legacy lzma streams, as Python's `lzma.decompress`), a helper
+    /// tied to the build and killed at `deadline`. When `out` fails, the error it kept is the one
+    /// to report (see [`Sink`]).
+    fn decode_into(&self, checksum: &str, out: &mut dyn Write, deadline: Instant) -> Result<(), SourceError> {
         let decode_error = |reason: String| SourceError::Decode { item: checksum.to_string(), reason };
         let raw = decode_base64(&self.data).map_err(|e| decode_error(format!("invalid base64: {e}")))?;
         match self.encoding {
-            Encoding::Base64 => Ok(raw),
-            Encoding::LzmaBase64 => decompress_lzma(&raw).map_err(|e| decode_error(format!("invalid lzma data: {e}"))),
+            Encoding::Base64 => out.write_all(&raw).map_err(|e| decode_error(e.to_string())),
+            Encoding::LzmaBase64 => {
+                let mut xz = Command::new("xz");
+                xz.args(["--decompress", "--stdout", "--format=auto", "--quiet"]);
+                let run = crate::sandbox::run_helper_into(&mut xz, raw, Some(deadline), out).map_err(|e| {
+                    decode_error(match e.kind() {
+                        io::ErrorKind::NotFound => "xz is not installed on the host (package xz-utils or xz)".into(),
+                        _ => format!("cannot decompress: {e}"),
+                    })
+                })?;
+                if let Some(signal) = run.interrupted {
+                    return Err(SourceError::Interrupted { url: format!("inline item {checksum}"), signal });
+                }
+                if !run.success() {
+                    return Err(decode_error(format!(
+                        "invalid lzma data: xz {}: {}",
+                        run.describe(),
+                        run.stderr_tail(3)
+                    )));
+                }
+                Ok(())
+            }
         }
+    }
+}
+
+/// The temp file an item is decoded into, hashed on the way; it refuses more data once a stop
+/// signal arrived or the deadline passed, keeping the reason.
+struct Sink<'a> {
+    file: &'a mut File,
+    hasher: checksum::Hasher,
+    deadline: Instant,
+    failed: Option<SourceError>,
+    origin: String,
+    path: &'a Path,
+    timeout: Duration,
+}
+
+impl Write for Sink<'_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        if self.failed.is_none() {
+            if let Some(signal) = crate::sandbox::interrupted() {
+                self.failed = Some(SourceError::Interrupted { url: self.origin.clone(), signal });
+            } else if Instant::now() >= self.deadline {
+                self.failed = Some(SourceError::TimedOut { url: self.origin.clone(), secs: self.timeout.as_secs() });
+            } else if let Err(e) = self.file.write_all(buf) {
+                self.failed = Some(SourceError::io("write", self.path, e));
+            }
+        }
+        if self.failed.is_some() {
+            return Err(io::Error::other("the item's temp file refused more data"));
+        }
+        self.hasher.update(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.file.flush()
     }
 }
 
@@ -77,27 +139,35 @@ fn decode_base64(text: &str) -> Result<Vec<u8>, base64::DecodeError> {
     engine.decode(&cleaned[..end])
 }
 
-/// Decompresses an xz stream or a legacy `.lzma` stream (what Python's `lzma.decompress` accepts).
-fn decompress_lzma(data: &[u8]) -> Result<Vec<u8>, lzma_rs::error::Error> {
-    const XZ_MAGIC: &[u8] = &[0xfd, b'7', b'z', b'X', b'Z', 0x00];
-    let mut out = Vec::new();
-    let mut input = BufReader::new(data);
-    if data.starts_with(XZ_MAGIC) {
-        lzma_rs::xz_decompress(&mut input, &mut out)?;
-    } else {
-        lzma_rs::lzma_decompress(&mut input, &mut out)?;
-    }
-    Ok(out)
-}
-
-/// Decodes `item` into a temp file in `dest_dir`, verifies it and stores it as `<checksum>`.
-pub fn fetch_one(checksum: &Checksum, item: &InlineItem, staging: &Path, dest_dir: &Path) -> Result<(), SourceError> {
+/// Decodes `item` into a temp file in `staging`, verifies it and stores it as
+/// `dest_dir/<checksum>`; bounded by the download timeout and stop signals like a transfer.
+pub fn fetch_one(
+    checksum: &Checksum,
+    item: &InlineItem,
+    staging: &Path,
+    dest_dir: &Path,
+    opts: &FetchOptions,
+) -> Result<(), SourceError> {
     let name = checksum.to_string();
-    let data = item.decode(&name)?;
+    let origin = format!("inline item {name}");
     let (temp, mut file) = TempFile::create(staging)?;
-    let actual = checksum::copy_hashed(&data[..], &mut file, checksum.algorithm)
-        .map_err(|e| SourceError::io("write", temp.path(), e))?;
-    temp.check_and_commit(file, &actual, dest_dir, checksum, &format!("inline item {name}"))
+    let deadline = Instant::now() + opts.timeout;
+    let mut sink = Sink {
+        file: &mut file,
+        hasher: checksum.algorithm.hasher(),
+        deadline,
+        failed: None,
+        origin: origin.clone(),
+        path: temp.path(),
+        timeout: opts.timeout,
+    };
+    let decoded = item.decode_into(&name, &mut sink, deadline);
+    if let Some(e) = sink.failed.take() {
+        return Err(e);
+    }
+    decoded?;
+    let actual = sink.hasher.finish();
+    temp.check_and_commit(file, &actual, dest_dir, checksum, &origin)
 }
 
 #[cfg(test)]
@@ -130,12 +200,20 @@ mod tests {
     #[test]
     fn decompresses_xz_and_legacy_lzma() {
         let payload = b"hello hello hello hello".repeat(10);
+        let decode = |data: &[u8]| {
+            use base64::Engine;
+            let data = base64::engine::general_purpose::STANDARD.encode(data);
+            let item = InlineItem { encoding: Encoding::LzmaBase64, data };
+            let mut out = Vec::new();
+            item.decode_into("c", &mut out, Instant::now() + Duration::from_secs(60)).map(|()| out)
+        };
         let mut xz = Vec::new();
         lzma_rs::xz_compress(&mut &payload[..], &mut xz).unwrap();
-        assert_eq!(decompress_lzma(&xz).unwrap(), payload);
+        assert_eq!(decode(&xz).unwrap(), payload);
         let mut alone = Vec::new();
         lzma_rs::lzma_compress(&mut &payload[..], &mut alone).unwrap();
-        assert_eq!(decompress_lzma(&alone).unwrap(), payload);
-        assert!(decompress_lzma(b"garbage").is_err());
+        assert_eq!(decode(&alone).unwrap(), payload);
+        let e = decode(b"garbage").unwrap_err().to_string();
+        assert!(e.starts_with("cannot decode inline item c: invalid lzma data: xz exit code 1"), "{e}");
     }
 }

@@ -348,7 +348,7 @@ pub fn fetch(
         let local_results = run_parallel(&local, opts.parallel, |&i| {
             let (checksum, job) = &jobs[i];
             let r = match job {
-                Job::Inline(item) => inline::fetch_one(checksum, item, staging.path(), dest_dir),
+                Job::Inline(item) => inline::fetch_one(checksum, item, staging.path(), dest_dir, opts),
                 Job::File { url, path } => file::fetch_file(url, path, checksum, staging.path(), dest_dir, opts),
                 Job::Curl(_) => unreachable!("curl jobs are batched"),
             };
