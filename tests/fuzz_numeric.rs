@@ -132,6 +132,36 @@ proptest! {
         }
     }
 
+    /// Whatever durations a library caller puts in `FetchOptions`, deadlines and the curl
+    /// configuration come out without a panic in clock arithmetic.
+    #[test]
+    fn any_download_bounds_give_a_deadline_and_a_config(secs in any::<u64>(), nanos in 0u32..1_000_000_000,
+                                                         stall in any::<u64>(), parallel in any::<usize>()) {
+        let opts = FetchOptions {
+            timeout: Duration::new(secs, nanos),
+            stall_time: Duration::from_secs(stall),
+            connect_timeout: Duration::new(secs, nanos),
+            parallel,
+            ..FetchOptions::builtin()
+        };
+        let deadline = opts.deadline();
+        prop_assert!(deadline >= Instant::now() - Duration::from_secs(1));
+        let t = osbuild_rs::sources::curl::Transfer {
+            index: 0,
+            url: "http://127.0.0.1/x".into(),
+            checksum: osbuild_rs::sources::checksum::Checksum::parse(&format!("sha256:{}", "0".repeat(64))).unwrap(),
+            insecure: false,
+            tls: None,
+        };
+        let config = osbuild_rs::sources::curl::curl_config(
+            &[(&t, std::path::Path::new("/o"))],
+            &opts,
+            None,
+            osbuild_rs::sources::curl::CurlMode::Parallel,
+        );
+        prop_assert!(config.contains("max-time = ") && config.contains("speed-time = "), "{}", config);
+    }
+
     /// `--cache-max-size`: the number times its unit, exactly, or an error when it overflows.
     #[test]
     fn cache_sizes_never_wrap(n in prop_oneof![any::<u64>().prop_map(|n| n.to_string()), "[0-9]{1,30}"],

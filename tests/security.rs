@@ -455,7 +455,8 @@ fn errors_reach_the_user_with_their_errno() {
 /// build root of busybox), with `envs` set; waits until it sleeps. The build, the pid of the
 /// sleeping process and its marker.
 fn build_stuck_in_a_stage(env: &Env, envs: &[(&str, &str)]) -> (Child, u32, String) {
-    let marker = format!("sleep {}", 7000 + std::process::id() % 1000 + envs.len() as u32);
+    // Unique to this test process and call; longer than any other suite's marker.
+    let marker = format!("sleep {}{:07}", 3 + envs.len(), std::process::id());
     let script = format!("#!/bin/sh\necho stage-started\n{marker}\n");
     let (build, mut items) = foreign_build_root_pipeline(env, &[("useradd", &script)]);
     let mut stages = etc_passwd_stages(env, &mut items);

@@ -473,7 +473,7 @@ fn interrupted(url: &str, signal: i32) -> SourceError {
 
 /// Sleeps `total`, in short naps so that a stop signal ends the wait at once.
 fn backoff(total: Duration) {
-    let until = Instant::now() + total;
+    let until = super::after(total);
     while crate::sandbox::interrupted().is_none() {
         let left = until.saturating_duration_since(Instant::now());
         if left.is_zero() {
@@ -488,7 +488,7 @@ fn backoff(total: Duration) {
 /// curl enforces the per-transfer limits itself; this only ends a curl that hangs regardless.
 fn watchdog(opts: &FetchOptions, n: usize) -> Instant {
     let rounds = n.div_ceil(opts.parallel.clamp(1, 300)).max(1) as u32;
-    Instant::now() + opts.timeout.saturating_mul(rounds).saturating_add(Duration::from_secs(30))
+    super::after(opts.timeout.saturating_mul(rounds).saturating_add(Duration::from_secs(30)))
 }
 
 /// Why a curl process gave no per-transfer results.

@@ -123,7 +123,7 @@ pub fn fetch_file(
     opts: &FetchOptions,
 ) -> Result<(), SourceError> {
     let read_error = |error| SourceError::File { url: url.to_string(), path: path.to_path_buf(), error };
-    let deadline = Instant::now() + opts.timeout;
+    let deadline = opts.deadline();
     let src = open_source(url, path, opts.file_url_dirs.as_deref())?;
     let (temp, mut out) = TempFile::create(staging)?;
     let mut hasher = checksum.algorithm.hasher();

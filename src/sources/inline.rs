@@ -151,7 +151,7 @@ pub fn fetch_one(
     let name = checksum.to_string();
     let origin = format!("inline item {name}");
     let (temp, mut file) = TempFile::create(staging)?;
-    let deadline = Instant::now() + opts.timeout;
+    let deadline = opts.deadline();
     let mut sink = Sink {
         file: &mut file,
         hasher: checksum.algorithm.hasher(),

@@ -26,7 +26,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
@@ -187,6 +187,20 @@ impl FetchOptions {
         opts.file_url_dirs = file::parse_dirs(env(file::ENV_FILE_URL_DIRS))?;
         Ok(opts)
     }
+}
+
+impl FetchOptions {
+    /// When an attempt started now must end. Saturates: a `timeout` of `Duration::MAX` (these
+    /// fields are public) means "no deadline", never a panic in clock arithmetic.
+    pub fn deadline(&self) -> Instant {
+        after(self.timeout)
+    }
+}
+
+/// `now + d`, saturating at a point about a century away.
+pub(crate) fn after(d: Duration) -> Instant {
+    let now = Instant::now();
+    now.checked_add(d).or_else(|| now.checked_add(Duration::from_secs(100 * 365 * 24 * 3600))).unwrap_or(now)
 }
 
 /// Whole seconds from 1 to a week, or nothing when unset or empty.

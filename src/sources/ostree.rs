@@ -157,7 +157,7 @@ fn fetch_one(item: &OstreeItem, repo: &Path, staging_dir: &Path, opts: &FetchOpt
     let fail = |message: String| SourceError::Curl(format!("ostree commit {}: {message}", item.commit));
     let remote_opts = item.remote_options(|k| std::env::var(k).ok())?;
     let staging = TempFile::reserve(staging_dir);
-    let deadline = Instant::now() + opts.timeout;
+    let deadline = opts.deadline();
     let result = (|| -> Result<(), String> {
         init_repo(staging.path())?;
         let mut add: Vec<&str> = vec!["remote", "add", REMOTE, &item.url];
