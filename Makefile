@@ -68,7 +68,7 @@ bless:
 
 # A longer run of the loader property tests than `make test` does.
 fuzz:
-	PROPTEST_CASES=50000 $(CARGO) test --release --test fuzz_loader
+	PROPTEST_CASES=50000 $(CARGO) test --release --test fuzz_loader --test fuzz_numeric
 
 clean:
 	$(CARGO) clean
