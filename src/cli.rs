@@ -351,7 +351,7 @@ fn build(args: &Args, m: &Manifest) -> i32 {
         Err(e) => {
             mon.log(&format!("manifest {} failed", args.manifest), Some("osbuild.main_cli"));
             mon.finish(false);
-            return fail(EXIT_FAILED, e);
+            return fail(EXIT_FAILED, osbuild_sys::error_chain(&e));
         }
     };
     let verdict = if report.success { "finished successfully" } else { "failed" };
@@ -364,7 +364,7 @@ fn build(args: &Args, m: &Manifest) -> i32 {
             for name in &args.export {
                 let p = m.get(name).expect("exports resolved before the build");
                 if let Err(e) = engine::export(&object_store, p, name, out) {
-                    return fail(EXIT_FAILED, e);
+                    return fail(EXIT_FAILED, osbuild_sys::error_chain(&e));
                 }
             }
         }

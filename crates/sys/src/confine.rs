@@ -197,9 +197,9 @@ impl Root {
     pub fn read_dir(&self, rel: impl AsRef<Path>) -> Result<Vec<DirEntry>, PathError> {
         let rel = rel.as_ref();
         let fd = self.open_at(rel, OFlags::RDONLY | OFlags::DIRECTORY, 0, true)?;
-        let mut dir = rustix::fs::Dir::read_from(&fd).map_err(|e| self.err("list", rel)(e.into()))?;
+        let dir = rustix::fs::Dir::read_from(&fd).map_err(|e| self.err("list", rel)(e.into()))?;
         let mut out = Vec::new();
-        while let Some(entry) = dir.next() {
+        for entry in dir {
             let entry = entry.map_err(|e| self.err("list", rel)(e.into()))?;
             let name = OsStr::from_bytes(entry.file_name().to_bytes()).to_owned();
             if name == "." || name == ".." {
