@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 
 /// Where devices and mounts appear inside the sandbox (upstream's `paths`).
 pub const DEVICES_MAPPED: &str = "/dev";
-pub const MOUNTS_MAPPED: &str = "/run/osbuild/mounts";
+pub const MOUNTS_MAPPED: &str = crate::sandbox::MOUNTS_DIR;
 
 /// The devices and mounts of one stage, live until closed or dropped.
 #[derive(Default)]

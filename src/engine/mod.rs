@@ -304,7 +304,7 @@ fn run_stage(
         let prepared = inputs::prepare(store, input, &scratch.join("inputs").join(name)).map_err(|source| {
             EngineError::Input { path: stage.path.key("inputs").key(name), source: Box::new(source) }
         })?;
-        let dest = PathBuf::from("/run/osbuild/inputs").join(name);
+        let dest = PathBuf::from(sandbox::INPUTS_DIR).join(name);
         let mut arg = json!({ "path": dest });
         if let Some(data) = prepared.data {
             arg["data"] = data;
@@ -326,13 +326,13 @@ fn run_stage(
         meta["source-epoch"] = epoch.clone();
     }
     let arguments = json!({
-        "tree": "/run/osbuild/tree",
+        "tree": sandbox::TREE_DIR,
         "options": stage.options,
         "inputs": input_args,
         "devices": attached.device_args,
         "mounts": attached.mount_args,
         "meta": meta,
-        "paths": { "devices": attach::DEVICES_MAPPED, "mounts": attach::MOUNTS_MAPPED, "inputs": "/run/osbuild/inputs" },
+        "paths": { "devices": attach::DEVICES_MAPPED, "mounts": attach::MOUNTS_MAPPED, "inputs": sandbox::INPUTS_DIR },
     });
     let args_path = api.join("arguments");
     std::fs::write(&args_path, serde_json::to_vec(&arguments).expect("JSON")).map_err(io(&args_path))?;
@@ -349,7 +349,7 @@ fn run_stage(
         meta_file: meta_file.clone(),
         exe: opts.exe.clone(),
         argv: vec![
-            "/run/osbuild/bin/osbuild-rs".into(),
+            sandbox::EXE_PATH.into(),
             if stage.assembler { "__assembler" } else { "__stage" }.into(),
             stage.kind.clone(),
         ],
