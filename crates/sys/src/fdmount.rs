@@ -66,9 +66,16 @@ impl FdMount {
 /// `syncfs(2)` on the file system holding the (possibly `O_PATH`) descriptor `fd`.
 pub fn sync_fd(fd: BorrowedFd<'_>, path: &Path) -> Result<(), SysError> {
     let err = |source: std::io::Error| SysError::Sync { path: path.to_owned(), source };
-    // syncfs refuses O_PATH descriptors: open the same directory for real through it.
-    let real = reopen(fd, OFlags::RDONLY | OFlags::DIRECTORY).or_else(|_| reopen(fd, OFlags::RDONLY)).map_err(err)?;
-    rustix::fs::syncfs(&real).map_err(|e| err(e.into()))
+    match rustix::fs::syncfs(fd) {
+        // syncfs refuses O_PATH descriptors: open the same file for real through it.
+        Err(rustix::io::Errno::BADF) => {
+            let real = reopen(fd, OFlags::RDONLY | OFlags::DIRECTORY)
+                .or_else(|_| reopen(fd, OFlags::RDONLY))
+                .map_err(err)?;
+            rustix::fs::syncfs(&real).map_err(|e| err(e.into()))
+        }
+        other => other.map_err(|e| err(e.into())),
+    }
 }
 
 fn name_of(fd: BorrowedFd<'_>) -> PathBuf {
