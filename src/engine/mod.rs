@@ -1,5 +1,12 @@
 //! Planning and executing a build: which pipelines to build, in which order, each stage
 //! in its sandbox, the results committed to the store. Nothing else decides order.
+//!
+//! Around each stage, on the host: [`inputs`], [`devices`] and [`mounts`] (one type per
+//! upstream module behind a trait each, typed options, one registry per kind), held together
+//! for the stage's lifetime by [`attach`]; afterwards [`epoch`] clamps mtimes, and [`export`]
+//! copies finished trees out. Every path those take from a manifest or a tree is resolved in
+//! an `osbuild_sys::Root` and every mount is made by descriptor, so nothing a tree holds can
+//! lead them onto the host.
 
 mod attach;
 mod devices;

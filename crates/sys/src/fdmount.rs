@@ -15,7 +15,7 @@ use nix::errno::Errno;
 use rustix::fs::OFlags;
 use rustix::mount::{FsMountFlags, FsOpenFlags, MountAttrFlags, MoveMountFlags, OpenTreeFlags, UnmountFlags};
 
-use crate::confine::{fd_path, proc_fd, reopen, Root};
+use crate::confine::{fd_path, proc_fd, reopen, PathError, Root};
 use crate::SysError;
 
 fn errno(e: rustix::io::Errno) -> Errno {
@@ -43,7 +43,12 @@ impl FdMount {
 
     /// The mount's root directory as a [`Root`], to resolve paths inside the mounted tree.
     pub fn as_root(&self) -> Result<Root, SysError> {
-        let fd = self.root.try_clone().map_err(|source| SysError::Sync { path: self.path.clone(), source })?;
+        let fd = self.root.try_clone().map_err(|source| PathError {
+            op: "duplicate the descriptor of",
+            root: self.path.clone(),
+            path: ".".into(),
+            source,
+        })?;
         Ok(Root::from_fd(fd, self.path.clone()))
     }
 
@@ -69,9 +74,8 @@ pub fn sync_fd(fd: BorrowedFd<'_>, path: &Path) -> Result<(), SysError> {
     match rustix::fs::syncfs(fd) {
         // syncfs refuses O_PATH descriptors: open the same file for real through it.
         Err(rustix::io::Errno::BADF) => {
-            let real = reopen(fd, OFlags::RDONLY | OFlags::DIRECTORY)
-                .or_else(|_| reopen(fd, OFlags::RDONLY))
-                .map_err(err)?;
+            let real =
+                reopen(fd, OFlags::RDONLY | OFlags::DIRECTORY).or_else(|_| reopen(fd, OFlags::RDONLY)).map_err(err)?;
             rustix::fs::syncfs(&real).map_err(|e| err(e.into()))
         }
         other => other.map_err(|e| err(e.into())),
