@@ -152,27 +152,46 @@ fn unknown_stage_fails_before_any_work() {
     assert!(env.objects().is_empty());
 }
 
+/// A symlink in the tree pointing outside it, then a copy through it. The victims are where an
+/// escape would show: `/run/osbuild/meta`, the host file the sandbox binds writable for the
+/// stage's metadata (a write there becomes the stage's metadata in the result), and a host
+/// file named by its host path. Both links must resolve inside the tree, and the copies land
+/// there.
 #[test]
 fn paths_from_manifests_never_escape_the_tree() {
     let env = Env::new();
     let victim = env.path("victim");
     std::fs::write(&victim, "untouched").unwrap();
-    let (sum, item) = inline_item(b"evil");
-    // An absolute symlink inside the tree pointing at a host file, then a copy through it.
+    let victim_in_tree = victim.strip_prefix("/").unwrap();
+    let (sum, item) = inline_item(br#"{"escaped": true}"#);
+    let copy_to = |to: &str| {
+        json!({"type": "org.osbuild.copy",
+         "inputs": {"f": {"type": "org.osbuild.files", "origin": "org.osbuild.source", "references": {sum.clone(): {}}}},
+         "options": {"paths": [{"from": format!("input://f/{sum}"), "to": to}]}})
+    };
     let m = env.write_manifest(
         "escape.json",
         &json!({"version": "2",
-            "sources": {"org.osbuild.inline": {"items": {sum.clone(): item}}},
-            "pipelines": [{"name": "tree", "stages": [
-                mkdir("/etc"),
-                {"type": "org.osbuild.ln", "options": {"paths": [{"target": victim.to_str().unwrap(), "link_name": "tree:///etc/link", "symbolic": true}]}},
-                {"type": "org.osbuild.copy",
-                 "inputs": {"f": {"type": "org.osbuild.files", "origin": "org.osbuild.source", "references": {sum.clone(): {}}}},
-                 "options": {"paths": [{"from": format!("input://f/{sum}"), "to": "tree:///etc/link"}]}}
-            ]}]}),
+        "sources": {"org.osbuild.inline": {"items": {sum.clone(): item}}},
+        "pipelines": [{"name": "tree", "stages": [
+            mkdir("/etc"),
+            mkdir("/run/osbuild"),
+            mkdir(&format!("/{}", victim_in_tree.parent().unwrap().display())),
+            {"type": "org.osbuild.ln", "options": {"paths": [
+                {"target": "/run/osbuild/meta", "link_name": "tree:///etc/meta-link", "symbolic": true},
+                {"target": victim.to_str().unwrap(), "link_name": "tree:///etc/host-link", "symbolic": true}]}},
+            copy_to("tree:///etc/meta-link"),
+            copy_to("tree:///etc/host-link")
+        ]}]}),
     );
-    let _ = env.run(&m, &["--export", "tree"]);
+    let o = env.run(&m, &["--json", "--export", "tree"]);
+    ok(&o);
+    let result: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert!(!result["metadata"].to_string().contains("escaped"), "wrote the stage's metadata file: {result}");
     assert_eq!(std::fs::read_to_string(&victim).unwrap(), "untouched");
+    let tree = env.out().join("tree");
+    assert_eq!(std::fs::read_to_string(tree.join("run/osbuild/meta")).unwrap(), r#"{"escaped": true}"#);
+    assert_eq!(std::fs::read_to_string(tree.join(victim_in_tree)).unwrap(), r#"{"escaped": true}"#);
 
     // `..` in a manifest path is refused by validation before anything runs.
     let m = env.write_manifest(

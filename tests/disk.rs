@@ -187,7 +187,9 @@ fn loopback_filename_may_not_leave_the_tree() {
     let out = env.run(&env.write_manifest("m.json", &m), &["--export", "image"]);
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("pipelines[0].stages[1].devices.device: options.filename: 'evil' leaves its root"), "{err}");
+    // The link is followed inside the tree, where there is no /etc/passwd.
+    assert!(err.contains("pipelines[0].stages[1].devices.device.options.filename: cannot attach the device"), "{err}");
+    assert!(err.contains("cannot open 'evil'") && err.contains("No such file or directory"), "{err}");
     assert!(loops_backed_under(Path::new("/etc")).is_empty());
 }
 
@@ -480,7 +482,15 @@ fn ostree_deployment_on_a_disk_has_the_deploy_layout_and_bls_entries() {
                         {"name": "boot", "type": "org.osbuild.ext4", "source": "boot", "target": "/boot"}]},
             {"type": "org.osbuild.grub2.inst", "options": {"platform": "i386-pc", "filename": "disk.img", "location": 2048,
                 "core": {"type": "mkimage", "partlabel": "gpt", "filesystem": "ext4"},
-                "prefix": {"type": "partition", "partlabel": "gpt", "number": 1, "path": "/grub2"}}}
+                "prefix": {"type": "partition", "partlabel": "gpt", "number": 1, "path": "/grub2"}}},
+            // The deployment on the disk (`source: mount`, the default one) as the stage's root.
+            {"type": "org.osbuild.mkdir",
+             "devices": {"boot": dev(boot.0, boot.1), "root": dev(root.0, root.1)},
+             "mounts": [{"name": "root", "type": "org.osbuild.ext4", "source": "root", "target": "/"},
+                        {"name": "boot", "type": "org.osbuild.ext4", "source": "boot", "target": "/boot"},
+                        {"name": "ostree.deployment", "type": "org.osbuild.ostree.deployment",
+                         "options": {"source": "mount", "deployment": {"default": true}}}],
+             "options": {"paths": [{"path": "mount://root/etc/made-through-the-disk-mount"}]}}
         ]}]});
     ok(&env.run(&env.write_manifest("m.json", &m), &["--export", "image"]));
     let img = env.out().join("image/disk.img");
@@ -510,6 +520,8 @@ fn ostree_deployment_on_a_disk_has_the_deploy_layout_and_bls_entries() {
     assert!(origin.contains("refspec=osbuild-rs/x86_64/iot") || origin.contains(":osbuild-rs/x86_64/iot"), "{origin}");
     let dep = format!("/ostree/deploy/iot/deploy/{commit}.0");
     assert_eq!(ext4_cat(&img, roff, &format!("{dep}/etc/hostname")), "osbuild-rs-iot\n", "/etc merged from /usr/etc");
+    let etc = names(ls(roff, &format!("{dep}/etc")));
+    assert!(etc.contains(&"made-through-the-disk-mount".to_owned()), "{etc:?}");
     let fstab = ext4_cat(&img, roff, &format!("{dep}/etc/fstab"));
     assert!(
         fstab.contains("LABEL=root\t/\text4") && fstab.contains("LABEL=boot\t/boot\text4"),

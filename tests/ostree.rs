@@ -500,3 +500,77 @@ fn v1_ostree_commit_assembler() {
     );
     assert!(!out.join("repo").exists() && !out.join("compose.json").exists(), "packed, not left beside the tarball");
 }
+
+/// A commit `ostree admin deploy` accepts: a kernel and initramfs where ostree looks for them,
+/// `/usr/etc`; committed on `REF` in a new archive repository. Returns (repo, commit).
+fn bootable_commit(env: &Env) -> (PathBuf, String) {
+    let src = env.path("os");
+    let kver = "6.1.0-osbuildrs";
+    for (path, content) in [
+        (format!("usr/lib/modules/{kver}/vmlinuz"), "not really a kernel\n"),
+        (format!("usr/lib/modules/{kver}/initramfs.img"), "not really an initramfs\n"),
+        ("usr/etc/hostname".to_owned(), "osbuild-rs-iot\n"),
+        ("usr/lib/os-release".to_owned(), "NAME=osbuild-rs\nID=osbuildrs\nVERSION_ID=1\n"),
+    ] {
+        let p = src.join(path);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, content).unwrap();
+    }
+    for dir in ["var", "sysroot", "boot"] {
+        std::fs::create_dir_all(src.join(dir)).unwrap();
+    }
+    let repo = env.path("repo");
+    ostree(&repo, &["init", "--mode=archive"]);
+    let commit =
+        ostree(&repo, &["commit", &format!("--branch={REF}"), "--subject=t", &format!("--tree=dir={}", src.display())]);
+    (repo, commit.trim().to_owned())
+}
+
+/// Issue 13: `ostree.deploy` with `"remote": "osbuild-rs"` leaves the ref under
+/// `refs/remotes/osbuild-rs/` of the sysroot's repository, and osbuild/images' manifests name
+/// it in later deployment mounts without the remote; libostree finds it under the remote, and
+/// so must the mount (it said "ref 'osbuild-rs/x86_64/iot' not found"). `remote:ref` and the
+/// commit checksum name the same deployment.
+#[test]
+fn deployment_mount_finds_the_ref_as_libostree_does() {
+    need_ostree();
+    let env = Env::new();
+    let (repo, commit) = bootable_commit(&env);
+    let url = format!("file://{}", repo.display());
+    let manifest = |mount_ref: &str, marker: &str| {
+        json!({"version": "2",
+        "sources": {"org.osbuild.ostree": {"items": {&commit: {"remote": {"url": &url}}}}},
+        "pipelines": [{"name": "deployed", "stages": [
+            {"type": "org.osbuild.ostree.init-fs"},
+            {"type": "org.osbuild.ostree.os-init", "options": {"osname": "iot"}},
+            {"type": "org.osbuild.ostree.config", "options": {"repo": "/ostree/repo", "config": {"sysroot": {"readonly": true, "bootloader": "none"}}}},
+            {"type": "org.osbuild.ostree.remotes", "options": {"repo": "/ostree/repo", "remotes": [{"name": "osbuild-rs", "url": &url}]}},
+            {"type": "org.osbuild.ostree.deploy",
+             "inputs": {"commits": {"type": "org.osbuild.ostree", "origin": "org.osbuild.source", "references": {&commit: {"ref": REF}}}},
+             "options": {"osname": "iot", "remote": "osbuild-rs", "kernel_opts": ["rw"]}},
+            {"type": "org.osbuild.mkdir",
+             "mounts": [{"name": "ostree.deployment", "type": "org.osbuild.ostree.deployment",
+                         "options": {"deployment": {"osname": "iot", "ref": mount_ref}}}],
+             "options": {"paths": [{"path": format!("/etc/{marker}")}, {"path": format!("/var/{marker}")}]}}
+        ]}]})
+    };
+    let remote_ref = format!("osbuild-rs:{REF}");
+    for (mount_ref, marker) in
+        [(REF, "by-ref"), (remote_ref.as_str(), "by-remote-ref"), (commit.as_str(), "by-checksum")]
+    {
+        let o = env.run(
+            &env.write_manifest(&format!("{marker}.json"), &manifest(mount_ref, marker)),
+            &["--export", "deployed"],
+        );
+        ok(&o);
+        let root = env.out().join("deployed");
+        let sysroot_repo = root.join("ostree/repo");
+        assert!(sysroot_repo.join(format!("refs/remotes/osbuild-rs/{REF}")).is_file(), "the ref is a remote ref");
+        assert!(!sysroot_repo.join(format!("refs/heads/{REF}")).exists(), "and not a local branch");
+        let dep = root.join(format!("ostree/deploy/iot/deploy/{commit}.0"));
+        assert!(dep.join("etc").join(marker).is_dir(), "{mount_ref}: /etc of the deployment");
+        assert!(root.join("ostree/deploy/iot/var").join(marker).is_dir(), "{mount_ref}: the stateroot's var");
+        std::fs::remove_dir_all(&root).unwrap();
+    }
+    assert!(env.mounts().is_empty(), "mounts left behind: {:?}", env.mounts());
+}

@@ -216,6 +216,16 @@ fn timeout_kills_the_whole_sandbox() {
     assert_no_process_with(marker);
 }
 
+/// issue 11: `--stage-timeout 18446744073709551615` panicked adding the timeout to the clock.
+#[test]
+fn a_timeout_beyond_the_clock_is_no_timeout() {
+    let (_tmp, mut sb) = fixture(&["/bin/sh", "-c", "echo done"]);
+    sb.timeout = Some(Duration::from_secs(u64::MAX));
+    let (outcome, lines) = run(&sb);
+    assert!(outcome.success() && !outcome.timed_out, "{outcome:?}");
+    assert_eq!(lines, ["done"]);
+}
+
 #[test]
 fn background_children_do_not_survive() {
     let marker = "60.0719";

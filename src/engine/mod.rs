@@ -1,14 +1,31 @@
 //! Planning and executing a build: which pipelines to build, in which order, each stage
 //! in its sandbox, the results committed to the store. Nothing else decides order.
+//!
+//! Around each stage, on the host: [`inputs`], [`devices`] and [`mounts`] (one type per
+//! upstream module behind a trait each, typed options, one registry per kind), held together
+//! for the stage's lifetime by [`attach`]; afterwards [`epoch`] clamps mtimes, and [`export`]
+//! copies finished trees out. Every path those take from a manifest or a tree is resolved in
+//! an `osbuild_sys::Root` and every mount is made by descriptor, so nothing a tree holds can
+//! lead them onto the host.
 
 mod attach;
+mod devices;
 mod epoch;
+mod error;
+mod export;
+mod host_tool;
 mod inputs;
+mod mounts;
+mod number;
 mod plan;
 
+pub use attach::ReleaseError;
+pub use devices::{byte_range, ByteRange, DeviceError};
+pub use error::EngineError;
+pub use export::ExportError;
+pub use inputs::InputError;
+pub use mounts::MountError;
 pub use plan::{mark_checkpoints, plan};
-
-pub use attach::{device_supported, mount_supported};
 
 /// The module that runs `stage`: a stage, or for a v1 `assembler` an assembler.
 fn module_of(stage: &Stage) -> Option<&'static stages::StageInfo> {
@@ -24,6 +41,16 @@ pub fn input_supported(kind: &str) -> bool {
     inputs::is_supported(kind)
 }
 
+/// Whether the engine can attach devices of this type.
+pub fn device_supported(kind: &str) -> bool {
+    devices::is_supported(kind)
+}
+
+/// Whether the engine can mount mounts of this type.
+pub fn mount_supported(kind: &str) -> bool {
+    mounts::is_supported(kind)
+}
+
 use crate::manifest::{Manifest, Pipeline, Stage};
 use crate::monitor::{self, Monitor, SourceItemOutcome, SourceOutcome, StageResult};
 use crate::sandbox::{self, StageSandbox};
@@ -34,22 +61,6 @@ use std::collections::{BTreeSet, HashSet};
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
-
-#[derive(Debug, thiserror::Error)]
-pub enum EngineError {
-    #[error("{path}: {what} type '{name}' is not implemented by osbuild-rs (looked in the built-in modules and in {libdir}/{dir}/)")]
-    Unsupported { path: String, what: &'static str, name: String, libdir: String, dir: &'static str },
-    #[error("store: {0}")]
-    Store(#[from] crate::store::StoreError),
-    #[error("sandbox: {0}")]
-    Sandbox(#[from] sandbox::SandboxError),
-    #[error("{stage}: {message}")]
-    Input { stage: String, message: String },
-    #[error("cannot write {path}: {source}")]
-    Io { path: PathBuf, source: std::io::Error },
-    #[error("export of '{name}' to {dest} failed: {message}")]
-    Export { name: String, dest: PathBuf, message: String },
-}
 
 pub struct BuildOptions {
     pub libdir: PathBuf,
@@ -90,10 +101,10 @@ pub fn check_supported(m: &Manifest, pipelines: &[&Pipeline], libdir: &Path) -> 
                     return Err(unsupported(s.path.key("inputs").key(name).to_string(), "input", &i.kind, "inputs"));
                 }
             }
-            if let Some((name, d)) = s.devices.iter().find(|(_, d)| !attach::device_supported(&d.kind)) {
+            if let Some((name, d)) = s.devices.iter().find(|(_, d)| !devices::is_supported(&d.kind)) {
                 return Err(unsupported(s.path.key("devices").key(name).to_string(), "device", &d.kind, "devices"));
             }
-            if let Some(mnt) = s.mounts.iter().find(|m| !attach::mount_supported(&m.kind)) {
+            if let Some(mnt) = s.mounts.iter().find(|m| !mounts::is_supported(&m.kind)) {
                 return Err(unsupported(s.path.key("mounts").key(&mnt.name).to_string(), "mount", &mnt.kind, "mounts"));
             }
         }
@@ -212,6 +223,7 @@ fn build_pipeline(
         return Ok(results);
     }
     let build_root = p.build.as_ref().map(|b| store.tree_path(b));
+    let epoch = source_epoch(p)?;
 
     // Continue from the last stage the store already has (a checkpoint), if any.
     let work = store.new_workdir()?;
@@ -233,7 +245,7 @@ fn build_pipeline(
         mon.begin_stage(p, stage);
         let started = Instant::now();
         let dir = scratch.path().join(format!("stage-{i}"));
-        let (result, md) = run_stage(stage, &work, &dir, build_root.as_deref(), store, mon, opts, report)?;
+        let (result, md) = run_stage(stage, epoch, &work, &dir, build_root.as_deref(), store, mon, opts, report)?;
         if let Some(md) = &md {
             meta.insert(stage.id.clone(), md.clone());
         }
@@ -244,7 +256,7 @@ fn build_pipeline(
             // `work` is dropped here: nothing partial reaches the store.
             return Ok(results);
         }
-        if let Some(epoch) = stage.source_epoch.as_ref().and_then(Value::as_i64) {
+        if let Some(epoch) = epoch {
             let tree = work.tree();
             epoch::clamp_mtimes(&tree, epoch).map_err(|source| EngineError::Io { path: tree.clone(), source })?;
         }
@@ -257,9 +269,24 @@ fn build_pipeline(
     Ok(results)
 }
 
+/// The pipeline's `source-epoch` as seconds, or an error naming it when it is no whole number
+/// of seconds that mtimes can be clamped to (never a silently disabled clamp).
+fn source_epoch(p: &Pipeline) -> Result<Option<i64>, EngineError> {
+    let Some(v) = &p.source_epoch else { return Ok(None) };
+    let seconds = v.as_i64().or_else(|| v.as_number().and_then(number::whole).and_then(|n| i64::try_from(n).ok()));
+    match seconds {
+        Some(s) => Ok(Some(s)),
+        None => Err(EngineError::Invalid {
+            path: p.path.key("source-epoch"),
+            message: format!("{v} is not a whole number of seconds from -2^63 to 2^63-1"),
+        }),
+    }
+}
+
 #[allow(clippy::too_many_arguments)]
 fn run_stage(
     stage: &Stage,
+    epoch: Option<i64>,
     work: &WorkDir,
     scratch: &Path,
     build_root: Option<&Path>,
@@ -281,9 +308,10 @@ fn run_stage(
     let mut binds = Vec::new();
     let mut input_args = Map::new();
     for (name, input) in &stage.inputs {
-        let prepared = inputs::prepare(store, name, input, &scratch.join("inputs").join(name))
-            .map_err(|message| EngineError::Input { stage: stage.path.to_string(), message })?;
-        let dest = PathBuf::from("/run/osbuild/inputs").join(name);
+        let prepared = inputs::prepare(store, input, &scratch.join("inputs").join(name)).map_err(|source| {
+            EngineError::Input { path: stage.path.key("inputs").key(name), source: Box::new(source) }
+        })?;
+        let dest = PathBuf::from(sandbox::INPUTS_DIR).join(name);
         let mut arg = json!({ "path": dest });
         if let Some(data) = prepared.data {
             arg["data"] = data;
@@ -295,8 +323,7 @@ fn run_stage(
     // Devices and mounts stay attached until `attached` is closed or dropped, on every path out.
     let mounts_root = scratch.join("mounts");
     std::fs::create_dir_all(&mounts_root).map_err(io(&mounts_root))?;
-    let attached = attach::Attached::open(stage, &work.tree(), &mounts_root)
-        .map_err(|message| EngineError::Input { stage: stage.kind.clone(), message })?;
+    let attached = attach::Attached::open(stage, &work.tree(), &mounts_root)?;
     if !stage.mounts.is_empty() {
         binds.push(sandbox::Bind { src: mounts_root.clone(), dest: sandbox::MOUNTS_DIR.into(), writable: true });
     }
@@ -306,19 +333,19 @@ fn run_stage(
         meta["source-epoch"] = epoch.clone();
     }
     let arguments = json!({
-        "tree": "/run/osbuild/tree",
+        "tree": sandbox::TREE_DIR,
         "options": stage.options,
         "inputs": input_args,
         "devices": attached.device_args,
         "mounts": attached.mount_args,
         "meta": meta,
-        "paths": { "devices": attach::DEVICES_MAPPED, "mounts": attach::MOUNTS_MAPPED, "inputs": "/run/osbuild/inputs" },
+        "paths": { "devices": attach::DEVICES_MAPPED, "mounts": attach::MOUNTS_MAPPED, "inputs": sandbox::INPUTS_DIR },
     });
     let args_path = api.join("arguments");
     std::fs::write(&args_path, serde_json::to_vec(&arguments).expect("JSON")).map_err(io(&args_path))?;
 
     let mut env = vec![];
-    if let Some(epoch) = stage.source_epoch.as_ref() {
+    if let Some(epoch) = epoch {
         env.push(("SOURCE_DATE_EPOCH".to_owned(), epoch.to_string()));
     }
     let sb = StageSandbox {
@@ -329,7 +356,7 @@ fn run_stage(
         meta_file: meta_file.clone(),
         exe: opts.exe.clone(),
         argv: vec![
-            "/run/osbuild/bin/osbuild-rs".into(),
+            sandbox::EXE_PATH.into(),
             if stage.assembler { "__assembler" } else { "__stage" }.into(),
             stage.kind.clone(),
         ],
@@ -360,7 +387,7 @@ fn run_stage(
     let error = if success {
         None
     } else if let (true, Err(e)) = (outcome.success(), &released) {
-        Some(json!(format!("releasing devices and mounts failed: {e}")))
+        Some(json!(format!("releasing devices and mounts failed: {}", osbuild_sys::error_chain(e))))
     } else if outcome.timed_out {
         Some(json!(format!("stage timed out after {} s", opts.stage_timeout.unwrap_or_default().as_secs())))
     } else if let Some(sig) = outcome.interrupted {
@@ -379,24 +406,13 @@ fn breaks_at(pattern: &str, stage: &Stage) -> bool {
     pattern == "*" || pattern == stage.kind || pattern == stage.id
 }
 
-/// Copy a committed pipeline tree to `<output>/<name>/`.
+/// Copy a committed pipeline tree to `<output>/<name>/` (see [`export::export`]).
 pub fn export(store: &ObjectStore, p: &Pipeline, name: &str, output: &Path) -> Result<(), EngineError> {
-    let dest = output.join(name);
-    let err = |message: String| EngineError::Export { name: name.to_owned(), dest: dest.clone(), message };
-    let id = p.id().ok_or_else(|| err("the pipeline has no stages".into()))?;
-    let src = store.get(id).ok_or_else(|| err("the pipeline was not built".into()))?.join("tree");
-    std::fs::create_dir_all(&dest).map_err(|e| err(e.to_string()))?;
-    let mut cmd = std::process::Command::new("cp");
-    cmd.arg("-a").arg("--reflink=auto");
-    if std::env::var("OSBUILD_EXPORT_FORCE_NO_PRESERVE_OWNER").as_deref() == Ok("1") {
-        cmd.arg("--no-preserve=ownership");
-    }
-    let out =
-        cmd.arg(format!("{}/.", src.display())).arg(&dest).output().map_err(|e| err(format!("cannot run cp: {e}")))?;
-    if !out.status.success() {
-        return Err(err(String::from_utf8_lossy(&out.stderr).trim().to_owned()));
-    }
-    Ok(())
+    export::export(store, p, name, output).map_err(|source| EngineError::Export {
+        name: name.to_owned(),
+        output: output.to_owned(),
+        source,
+    })
 }
 
 /// Summary handed to the result document writers.

@@ -1,5 +1,6 @@
-//! The sandbox: the one place for namespaces, mounts, signals, capabilities and the bubblewrap
-//! command line. Everything unsafe in the crate lives here, item by item.
+//! The sandbox: the one place for the bubblewrap command line, signals and capabilities of a
+//! stage. The namespace and mount primitives it (and the engine) stands on, and all unsafe
+//! code, live in `osbuild-sys`.
 //!
 //! A stage runs in a bubblewrap sandbox laid out as upstream osbuild's stage ABI expects:
 //!
@@ -38,10 +39,7 @@ pub use caps::{
     DEFAULT_CAPABILITIES, ENV_DROP_CAPABILITIES,
 };
 pub use helper::{run_cleanup_helper, run_helper, run_helper_into, HelperOutput};
-pub use osbuild_sys::{
-    bind_mount, bind_mount_flat, enter_private_mount_namespace, mount_dev_tmpfs, mount_fs, move_mount, rbind_mount,
-    unmount, LoopDevice, LoopOptions, SysError,
-};
+pub use osbuild_sys::{bind_mount, enter_private_mount_namespace, unmount, SysError};
 pub use signals::{install_signal_handlers, interrupted};
 
 /// Everything that can go wrong setting up or running a sandbox.

@@ -109,7 +109,8 @@ pub(crate) fn run(
         return Err(SandboxError::Interrupted { signal });
     }
     let started = Instant::now();
-    let deadline = sb.timeout.map(|t| started + t);
+    // A timeout past what the clock can hold (`--stage-timeout 18446744073709551615`) is none.
+    let deadline = sb.timeout.and_then(|t| started.checked_add(t));
 
     let (reader, writer) = pipe2(OFlag::O_CLOEXEC).map_err(|source| SandboxError::Pipe { source: source.into() })?;
     let writer2 = writer.try_clone().map_err(|source| SandboxError::Pipe { source })?;

@@ -18,6 +18,7 @@ use serde_json::{Map, Value};
 use std::path::{Path, PathBuf};
 
 pub mod canonical_json;
+pub mod ostree_ref;
 pub mod testing;
 pub mod tool;
 pub mod util;

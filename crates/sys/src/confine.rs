@@ -62,6 +62,18 @@ impl Root {
         Ok(Root { fd, path: path.to_owned() })
     }
 
+    /// A root over a directory that is already open (an `O_PATH` descriptor is enough);
+    /// `path` names it in messages and for tools.
+    pub fn from_fd(fd: OwnedFd, path: PathBuf) -> Root {
+        Root { fd, path }
+    }
+
+    /// Another handle on the same directory.
+    pub fn try_clone(&self) -> Result<Root, PathError> {
+        let fd = self.fd.try_clone().map_err(self.err("duplicate", Path::new(".")))?;
+        Ok(Root { fd, path: self.path.clone() })
+    }
+
     /// The path this root was opened as.
     pub fn path(&self) -> &Path {
         &self.path
@@ -151,6 +163,59 @@ impl Root {
         self.open_dir(&done)
     }
 
+    /// Create the directory `name` (one plain name) right in this root, or open the directory
+    /// that is already there. Whatever else is in its place, a symlink above all, is refused
+    /// and never followed.
+    pub fn create_dir(&self, name: &str, mode: u32) -> Result<Root, PathError> {
+        let rel = Path::new(name);
+        if !is_plain_name(name) {
+            return Err(self.err("create directory", rel)(io::Error::from_raw_os_error(libc::EINVAL)));
+        }
+        match rustix::fs::mkdirat(&self.fd, name, Mode::from_raw_mode(mode)) {
+            Ok(()) | Err(rustix::io::Errno::EXIST) => {}
+            Err(e) => return Err(self.err("create directory", rel)(e.into())),
+        }
+        let fd = rustix::fs::openat(
+            &self.fd,
+            name,
+            OFlags::PATH | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(|e| {
+            let e: io::Error = match e {
+                // O_NOFOLLOW|O_PATH|O_DIRECTORY on a symlink: "not a directory".
+                rustix::io::Errno::NOTDIR => io::Error::other("it exists and is not a directory (a symlink?)"),
+                e => e.into(),
+            };
+            self.err("create directory", rel)(e)
+        })?;
+        Ok(Root { fd, path: self.path.join(name) })
+    }
+
+    /// The entries of the directory `rel` (symlinks followed inside the root), in the order
+    /// the kernel lists them, without `.` and `..`.
+    pub fn read_dir(&self, rel: impl AsRef<Path>) -> Result<Vec<DirEntry>, PathError> {
+        let rel = rel.as_ref();
+        let fd = self.open_at(rel, OFlags::RDONLY | OFlags::DIRECTORY, 0, true)?;
+        let dir = rustix::fs::Dir::read_from(&fd).map_err(|e| self.err("list", rel)(e.into()))?;
+        let mut out = Vec::new();
+        for entry in dir {
+            let entry = entry.map_err(|e| self.err("list", rel)(e.into()))?;
+            let name = OsStr::from_bytes(entry.file_name().to_bytes()).to_owned();
+            if name == "." || name == ".." {
+                continue;
+            }
+            let mut kind = EntryKind::from(entry.file_type());
+            if kind == EntryKind::Unknown {
+                let st = rustix::fs::statat(&fd, name.as_os_str(), rustix::fs::AtFlags::SYMLINK_NOFOLLOW)
+                    .map_err(|e| self.err("inspect", &rel.join(&name))(e.into()))?;
+                kind = EntryKind::from(rustix::fs::FileType::from_raw_mode(st.st_mode));
+            }
+            out.push(DirEntry { name, kind });
+        }
+        Ok(out)
+    }
+
     /// The real path of `rel` below the root, every symlink resolved inside the root, for tools
     /// that take a path. Components that do not exist are appended as spelled (after resolving
     /// `..` among them). `follow_final` as for [`Root::open_path`].
@@ -220,6 +285,59 @@ impl Root {
         out.extend(inside);
         Ok(out)
     }
+}
+
+/// One entry of [`Root::read_dir`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DirEntry {
+    pub name: OsString,
+    /// What the entry itself is (a symlink is not followed).
+    pub kind: EntryKind,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EntryKind {
+    Dir,
+    File,
+    Symlink,
+    Other,
+    /// Only before [`Root::read_dir`] asked the kernel.
+    Unknown,
+}
+
+impl From<rustix::fs::FileType> for EntryKind {
+    fn from(t: rustix::fs::FileType) -> EntryKind {
+        use rustix::fs::FileType as T;
+        match t {
+            T::Directory => EntryKind::Dir,
+            T::RegularFile => EntryKind::File,
+            T::Symlink => EntryKind::Symlink,
+            T::Unknown => EntryKind::Unknown,
+            _ => EntryKind::Other,
+        }
+    }
+}
+
+/// Hard-link the regular file behind `src` (any descriptor of it, `O_PATH` included) into
+/// `dir` as `name`, or copy it (content and mode) where a link is impossible, e.g. across
+/// file systems. Nothing is looked up by path: the file is the one that was opened.
+pub fn link_or_copy(src: BorrowedFd<'_>, dir: &Root, name: &OsStr) -> io::Result<()> {
+    match rustix::fs::linkat(src, "", dir.fd(), name, rustix::fs::AtFlags::EMPTY_PATH) {
+        Ok(()) => return Ok(()),
+        Err(rustix::io::Errno::XDEV | rustix::io::Errno::PERM | rustix::io::Errno::MLINK) => {}
+        Err(e) => return Err(e.into()),
+    }
+    let st = rustix::fs::fstat(src)?;
+    if rustix::fs::FileType::from_raw_mode(st.st_mode) != rustix::fs::FileType::RegularFile {
+        return Err(io::Error::other("not a regular file"));
+    }
+    let mut from = File::from(reopen(src, OFlags::RDONLY | OFlags::NOCTTY)?);
+    let mode = Mode::from_raw_mode(st.st_mode & 0o7777);
+    let flags = OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+    let mut to = File::from(rustix::fs::openat(dir.fd(), name, flags, mode)?);
+    io::copy(&mut from, &mut to)?;
+    rustix::fs::fchmod(&to, mode)?;
+    Ok(())
 }
 
 /// The kernel's name for an open descriptor (`readlink /proc/self/fd/N`).
@@ -470,6 +588,70 @@ mod tests {
         assert_eq!(root.resolve("/new/a/../b", true).unwrap(), r.join("new/b"));
         assert_eq!(root.resolve("/dangling/f", true).unwrap(), r.join("nowhere/deeper/f"));
         assert_eq!(root.resolve("/", true).unwrap(), r);
+    }
+
+    #[test]
+    fn create_dir_refuses_what_is_not_a_directory_and_never_follows() {
+        let host = tempfile::tempdir().unwrap();
+        let t = tempfile::tempdir().unwrap();
+        symlink(host.path(), t.path().join("link")).unwrap();
+        std::fs::write(t.path().join("file"), "").unwrap();
+        let root = Root::open(t.path()).unwrap();
+        let d = root.create_dir("new", 0o755).unwrap();
+        assert!(t.path().join("new").is_dir());
+        assert_eq!(d.path(), t.path().join("new"));
+        root.create_dir("new", 0o755).expect("an existing directory is opened");
+        for bad in ["link", "file"] {
+            let e = root.create_dir(bad, 0o755).unwrap_err();
+            assert!(crate::error_chain(&e).contains("is not a directory"), "{bad}: {e}");
+        }
+        for bad in ["..", "a/b", ""] {
+            assert!(root.create_dir(bad, 0o755).is_err(), "{bad}");
+        }
+        assert_eq!(std::fs::read_dir(host.path()).unwrap().count(), 0, "nothing created through the link");
+    }
+
+    #[test]
+    fn read_dir_lists_entries_with_their_kind() {
+        let t = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(t.path().join("d/sub")).unwrap();
+        std::fs::write(t.path().join("d/f"), "").unwrap();
+        symlink("/etc", t.path().join("d/l")).unwrap();
+        symlink("/d", t.path().join("abs")).unwrap();
+        let root = Root::open(t.path()).unwrap();
+        let mut got: Vec<(String, EntryKind)> = root
+            .read_dir("abs")
+            .unwrap()
+            .into_iter()
+            .map(|e| (e.name.to_string_lossy().into_owned(), e.kind))
+            .collect();
+        got.sort_by(|a, b| a.0.cmp(&b.0));
+        assert_eq!(
+            got,
+            [("f".into(), EntryKind::File), ("l".into(), EntryKind::Symlink), ("sub".into(), EntryKind::Dir)]
+        );
+        assert_eq!(root.read_dir("d/f").unwrap_err().errno(), Some(libc::ENOTDIR));
+    }
+
+    #[test]
+    fn link_or_copy_takes_the_opened_file() {
+        let t = tempfile::tempdir().unwrap();
+        let out = tempfile::tempdir().unwrap();
+        std::fs::write(t.path().join("f"), "content").unwrap();
+        let root = Root::open(t.path()).unwrap();
+        let dest = Root::open(out.path()).unwrap();
+        let f = root.open_path("f", true).unwrap();
+        link_or_copy(f.as_fd(), &dest, OsStr::new("linked")).unwrap();
+        assert_eq!(std::fs::read_to_string(out.path().join("linked")).unwrap(), "content");
+        use std::os::unix::fs::MetadataExt;
+        assert_eq!(
+            std::fs::metadata(out.path().join("linked")).unwrap().ino(),
+            std::fs::metadata(t.path().join("f")).unwrap().ino()
+        );
+        // Never over something that exists (a planted symlink above all).
+        symlink(t.path().join("f"), out.path().join("planted")).unwrap();
+        assert!(link_or_copy(f.as_fd(), &dest, OsStr::new("planted")).is_err());
+        assert_eq!(std::fs::read_to_string(t.path().join("f")).unwrap(), "content");
     }
 
     #[test]

@@ -6,12 +6,14 @@
 //! chroot or loop devices of their own; neither calls `mount(2)` itself.
 
 pub mod confine;
+mod fdmount;
 mod loopdev;
 mod mount;
 
 use std::path::PathBuf;
 
-pub use confine::{fd_path, is_plain_name, proc_fd, reopen, PathError, Root};
+pub use confine::{fd_path, is_plain_name, link_or_copy, proc_fd, reopen, DirEntry, EntryKind, PathError, Root};
+pub use fdmount::{bind_fd, mount_fs_fd, move_fd, sync_fd, FdMount, FsOptions};
 pub use loopdev::{LoopDevice, LoopOptions};
 pub use mount::{
     bind_mount, bind_mount_flat, enter_private_mount_namespace, mount_dev_tmpfs, mount_fs, mount_special, move_mount,
@@ -53,6 +55,17 @@ pub enum SysError {
         #[source]
         source: nix::errno::Errno,
     },
+    #[error("cannot mount {} ({fstype}) on {}: {step} failed{}", device.display(), target.display(), kernel_note(kernel_log))]
+    FsMount {
+        device: PathBuf,
+        fstype: String,
+        target: PathBuf,
+        step: &'static str,
+        /// What the kernel said about it (the file system context's log), if anything.
+        kernel_log: String,
+        #[source]
+        source: nix::errno::Errno,
+    },
     #[error("cannot unmount {}", path.display())]
     Unmount {
         path: PathBuf,
@@ -77,10 +90,19 @@ impl SysError {
             | SysError::MakePrivate { source }
             | SysError::Mount { source, .. }
             | SysError::MountFs { source, .. }
+            | SysError::FsMount { source, .. }
             | SysError::Unmount { source, .. } => Some(*source as i32),
             SysError::Loop { source, .. } | SysError::Sync { source, .. } => source.raw_os_error(),
             SysError::Path(e) => e.errno(),
         }
+    }
+}
+
+fn kernel_note(log: &str) -> String {
+    if log.is_empty() {
+        String::new()
+    } else {
+        format!(" (kernel: {log})")
     }
 }
 

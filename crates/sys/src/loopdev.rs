@@ -95,6 +95,18 @@ impl LoopDevice {
             .custom_flags(libc::O_CLOEXEC)
             .open(file)
             .map_err(errno_err("open the image file", file))?;
+        LoopDevice::attach_file(backing, file, opts, dev_dir, make_node)
+    }
+
+    /// Attach the already opened image `backing` (read-write unless `read_only`); `file` names
+    /// it in messages. What the engine uses: the image was found inside a tree by descriptor.
+    pub fn attach_file(
+        backing: File,
+        file: &Path,
+        opts: &LoopOptions,
+        dev_dir: &Path,
+        make_node: bool,
+    ) -> Result<LoopDevice, SysError> {
         let ctl_path = Path::new("/dev/loop-control");
         let ctl = File::open(ctl_path).map_err(errno_err("open", ctl_path))?;
         let mut flags = LO_FLAGS_AUTOCLEAR;
@@ -152,7 +164,7 @@ impl LoopDevice {
             }
             let e = std::io::Error::last_os_error();
             if e.raw_os_error() != Some(libc::EBUSY) || Instant::now() > deadline {
-                return Err(errno_err("configure", &node)(e));
+                return Err(errno_err("attach", file)(e));
             }
         }
     }
@@ -178,6 +190,19 @@ impl LoopDevice {
     /// The node on the host, e.g. `/dev/loop3`.
     pub fn host_path(&self) -> PathBuf {
         PathBuf::from(format!("/dev/loop{}", self.number))
+    }
+
+    /// The image file behind the device.
+    pub fn backing(&self) -> &File {
+        &self._backing
+    }
+
+    /// Flush what was written through the device to the image and detach it. A failed flush
+    /// (the image's file system is full, the disk fails) is an error: the image lost writes.
+    pub fn close(self) -> Result<(), SysError> {
+        let flushed = self.dev.sync_all().map_err(errno_err("flush", &self.node));
+        drop(self);
+        flushed
     }
 }
 

@@ -190,7 +190,6 @@ impl Drop for MountGuard {
 /// `syncfs(2)` on the file system holding `path`: a failure (lost writes, a full disk) must fail
 /// the build rather than pass unnoticed.
 pub fn sync_fs(path: &Path) -> Result<(), SysError> {
-    let err = |source: std::io::Error| SysError::Sync { path: path.to_owned(), source };
-    let f = std::fs::File::open(path).map_err(err)?;
-    rustix::fs::syncfs(&f).map_err(|e| err(e.into()))
+    let f = std::fs::File::open(path).map_err(|source| SysError::Sync { path: path.to_owned(), source })?;
+    crate::sync_fd(std::os::fd::AsFd::as_fd(&f), path)
 }

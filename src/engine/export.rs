@@ -1,0 +1,60 @@
+//! Exports: a committed pipeline tree copied to `<output>/<name>/`.
+//!
+//! `name` must be one plain file name, `<output>/<name>` is made with `mkdirat` in the opened
+//! output directory, and whatever already stands there that is not a directory (a symlink
+//! above all) is refused, never followed. The copy replaces, never writes through, what a
+//! previous export left (`cp --remove-destination`): a symlink `f -> /etc/shadow` left by one
+//! export cannot make the next one write the host's file.
+
+use crate::manifest::Pipeline;
+use crate::store::ObjectStore;
+use osbuild_stage_api::tool::{argv_string, stderr_tail};
+use osbuild_sys::{fd_path, is_plain_name, PathError, Root};
+use std::path::Path;
+use std::process::{Command, ExitStatus};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ExportError {
+    #[error("'{0}' is not a plain file name (no '/', not '.' or '..', not empty)")]
+    Name(String),
+    #[error("the pipeline has no stages")]
+    NoStages,
+    #[error("the pipeline was not built")]
+    NotBuilt,
+    #[error("cannot create the output directory")]
+    Output(#[source] std::io::Error),
+    #[error(transparent)]
+    Path(#[from] PathError),
+    #[error("cannot run cp")]
+    Spawn(#[source] std::io::Error),
+    #[error("`{argv}` failed ({status}){stderr}")]
+    Copy { argv: String, status: ExitStatus, stderr: String },
+}
+
+/// Copy the committed tree of `p` to `<output>/<name>/`.
+pub fn export(store: &ObjectStore, p: &Pipeline, name: &str, output: &Path) -> Result<(), ExportError> {
+    if !is_plain_name(name) {
+        return Err(ExportError::Name(name.to_owned()));
+    }
+    let id = p.id().ok_or(ExportError::NoStages)?;
+    let src = store.get(id).ok_or(ExportError::NotBuilt)?.join("tree");
+    // The output directory is the user's choice: symlinks in its path are theirs.
+    std::fs::create_dir_all(output).map_err(ExportError::Output)?;
+    let dest = Root::open(output)?.create_dir(name, 0o755)?;
+    let dest_path = fd_path(dest.fd()).map_err(ExportError::Output)?;
+    let mut cmd = Command::new("cp");
+    cmd.args(["-a", "--reflink=auto", "--remove-destination"]);
+    if std::env::var("OSBUILD_EXPORT_FORCE_NO_PRESERVE_OWNER").as_deref() == Ok("1") {
+        cmd.arg("--no-preserve=ownership");
+    }
+    cmd.arg(src.join(".")).arg(&dest_path);
+    let out = cmd.output().map_err(ExportError::Spawn)?;
+    if !out.status.success() {
+        return Err(ExportError::Copy {
+            argv: argv_string(&cmd),
+            status: out.status,
+            stderr: stderr_tail(&out.stderr),
+        });
+    }
+    Ok(())
+}
