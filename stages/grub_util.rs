@@ -17,11 +17,6 @@ pub const FONT: &str = "/usr/share/grub/unicode.pf2";
 /// The size of a `grubenv` block; GRUB refuses an environment block of any other size.
 pub const GRUBENV_SIZE: usize = 1024;
 
-/// Manifest defaults that are `true` when absent.
-pub fn yes() -> bool {
-    true
-}
-
 /// The `config` object of both stages: what goes into `/etc/default/grub` and the console
 /// lines of `grub.cfg`. `cmdline` is an option of `org.osbuild.grub2.legacy` only
 /// (`org.osbuild.grub2` parses it with [`config_without_cmdline`]).

@@ -34,8 +34,11 @@
 //! `tmp -> sysroot/tmp`, which is what rpm-ostree means.
 
 use super::ostree_util::{TOPLEVEL_DIRS, TOPLEVEL_LINKS};
-use super::util::{run_tool, write_file};
+use super::util::write_file;
 use super::{StageArgs, StageError, StageResult};
+use crate::chroot::{ApiFs, Chroot};
+use crate::tool::CommandRunExt;
+use crate::util::yes;
 use crate::Stage;
 use serde::Deserialize;
 use std::collections::BTreeMap;
@@ -43,7 +46,6 @@ use std::fmt::Write as _;
 use std::fs;
 use std::os::unix::fs::{symlink, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -54,10 +56,6 @@ pub struct Options {
     pub initramfs_args: Vec<String>,
     #[serde(default = "yes", rename = "tmp-is-dir")]
     pub tmp_is_dir: bool,
-}
-
-fn yes() -> bool {
-    true
 }
 
 /// Lay out the top level of an OSTree root in the empty directory `tree`: the API file system
@@ -384,7 +382,7 @@ fn kernel_and_initramfs(args: &StageArgs, tree: &Path, initramfs_args: &[String]
             let initrd = modules.join(kver).join("initramfs.img");
             if tree.join("usr/bin/dracut").is_file() {
                 // rpm-ostree makes the initramfs itself, generic and with the ostree module
-                run_dracut(args, tree, kver, initramfs_args)?;
+                run_dracut(args, kver, initramfs_args)?;
             } else if !initrd.exists() {
                 println!("ostree: kernel {kver} has no initramfs and the tree has no dracut to make one");
             }
@@ -403,26 +401,15 @@ fn kernel_and_initramfs(args: &StageArgs, tree: &Path, initramfs_args: &[String]
 
 /// The tree's dracut in a chroot (with /proc, /dev and /sys), writing
 /// `/usr/lib/modules/<kver>/initramfs.img`.
-fn run_dracut(args: &StageArgs, tree: &Path, kver: &str, initramfs_args: &[String]) -> Result<(), StageError> {
-    let mut mounts = Vec::new();
-    for (dir, how) in [("proc", "proc"), ("dev", "bind"), ("sys", "sysfs")] {
-        let p = tree.join(dir);
-        fs::create_dir_all(&p).map_err(io("cannot create directory", &p))?;
-        mounts.push(if how == "bind" {
-            super::ostree_util::BindMount::new(Path::new("/dev"), &p)?
-        } else {
-            super::ostree_util::BindMount::kernel_fs(how, &p)?
-        });
-    }
-    let mut cmd = Command::new("chroot");
-    cmd.arg(&args.tree)
-        .arg("/usr/bin/dracut")
-        .args(["-v", "--add", "ostree", "--no-hostonly", "--reproducible", "--tmpdir", "/tmp", "-f"])
+fn run_dracut(args: &StageArgs, kver: &str, initramfs_args: &[String]) -> Result<(), StageError> {
+    let chroot = Chroot::enter(&args.tree, ApiFs::Fresh)?;
+    let mut cmd = chroot.command("/usr/bin/dracut");
+    cmd.args(["-v", "--add", "ostree", "--no-hostonly", "--reproducible", "--tmpdir", "/tmp", "-f"])
         .args(initramfs_args)
         .arg(format!("/usr/lib/modules/{kver}/initramfs.img"))
         .arg(kver);
-    let result = run_tool(OstreePreptree::NAME, &mut cmd);
-    drop(mounts);
+    let result = cmd.run(OstreePreptree::NAME);
+    chroot.close()?;
     result
 }
 

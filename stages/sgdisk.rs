@@ -9,13 +9,14 @@
 //! missing start is `0`, sgdisk's "first free sector".
 
 use super::disk_util::Partition;
-use super::util::run_tool;
 use super::{StageArgs, StageResult};
+use crate::tool::CommandRunExt;
+use crate::util::yes;
 use crate::Stage;
 use serde::Deserialize;
 use std::collections::BTreeSet;
 use std::ffi::OsString;
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -29,10 +30,6 @@ pub struct Options {
     pub quote_partition_name: bool,
     #[serde(default)]
     pub partitions: Vec<Partition>,
-}
-
-fn yes() -> bool {
-    true
 }
 
 /// The arguments after `sgdisk`.
@@ -75,9 +72,9 @@ impl Stage for Sgdisk {
 
     fn run(args: &StageArgs, options: Options) -> StageResult {
         let device = args.device_path("device")?;
-        run_tool(Sgdisk::NAME, Command::new("sgdisk").args(argv(&options, &device)))?;
+        Command::new("sgdisk").args(argv(&options, &device)).run(Sgdisk::NAME)?;
         // the table, for the log; upstream ignores its status too
-        let _ = Command::new("sgdisk").arg("-p").arg(&device).stdin(Stdio::null()).status();
+        let _ = Command::new("sgdisk").arg("-p").arg(&device).run_unchecked(Sgdisk::NAME, false);
         Ok(None)
     }
 }

@@ -2,7 +2,8 @@
 //! bytes holding the input tree.
 
 use super::disk::{copy_tree, mkfs, LoopDir, Mounted};
-use crate::util::{run_tool, tree_path};
+use crate::tool::CommandRunExt;
+use crate::util::tree_path;
 use crate::Stage;
 use crate::{StageArgs, StageResult};
 use serde::Deserialize;
@@ -35,13 +36,13 @@ impl Stage for Rawfs {
         if !matches!(o.fs_type.as_str(), "ext4" | "xfs" | "btrfs") {
             return Err(crate::StageError::Invalid("fs_type must be ext4, xfs or btrfs".into()));
         }
-        run_tool(Rawfs::NAME, Command::new("truncate").arg("--size").arg(o.size.to_string()).arg(&image))?;
+        Command::new("truncate").arg("--size").arg(o.size.to_string()).arg(&image).run(Rawfs::NAME)?;
         mkfs(Rawfs::NAME, &o.fs_type, &image, &o.root_fs_uuid, None)?;
-        let loops = LoopDir::new(Rawfs::NAME)?;
-        let lo = loops.attach(Rawfs::NAME, &image, 0, 0)?;
+        let loops = LoopDir::new()?;
+        let lo = loops.attach(&image, 0, 0)?;
         let mnt = args.tree.join(".osbuild-rawfs-mnt");
         {
-            let _m = Mounted::new(Rawfs::NAME, lo.node(), &mnt, &o.fs_type)?;
+            let _m = Mounted::new(lo.node(), &mnt, &o.fs_type)?;
             copy_tree(Rawfs::NAME, &input, &mnt)?;
         }
         let _ = std::fs::remove_dir(&mnt);

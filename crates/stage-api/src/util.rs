@@ -1,5 +1,5 @@
-//! Shared stage helpers: confined path resolution, upstream's location URLs and running
-//! build-root tools.
+//! Shared stage helpers: confined path resolution, upstream's location URLs, writing files
+//! in the tree, mtime clamping and small serde helpers for options.
 //!
 //! Confinement: a path named by a manifest is resolved component by component below a root
 //! (the tree, a mount or an input). Symlinks met on the way are followed *inside that root*:
@@ -9,8 +9,6 @@
 
 use crate::{StageArgs, StageError};
 use osbuild_sys::Root;
-
-pub use crate::tool::{argv_string, run_tool, spawn_error, stderr_tail};
 use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
@@ -170,8 +168,8 @@ impl<'de, T: serde::Deserialize<'de>> serde::Deserialize<'de> for Ordered<T> {
     }
 }
 
-/// Options validation: an object with at least one key, then checked as `T`.
-pub struct NonEmptyObject<T>(#[allow(dead_code)] pub T);
+/// An object with at least one key, then read as `T`.
+pub struct NonEmptyObject<T>(pub T);
 
 impl<'de, T: serde::Deserialize<'de>> serde::Deserialize<'de> for NonEmptyObject<T> {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
@@ -184,17 +182,53 @@ impl<'de, T: serde::Deserialize<'de>> serde::Deserialize<'de> for NonEmptyObject
     }
 }
 
-/// A scratch directory in the sandbox's /tmp (`<name>.XXXXXX`), removed when dropped.
-pub struct Scratch(pub PathBuf, #[allow(dead_code)] tempfile::TempDir);
+/// A scratch directory in the sandbox's `/tmp` (`<prefix>.XXXXXX`), removed when dropped
+/// (also when the stage fails).
+pub fn scratch_dir(prefix: &str) -> Result<tempfile::TempDir, StageError> {
+    tempfile::Builder::new()
+        .prefix(&format!("{prefix}."))
+        .tempdir()
+        .map_err(StageError::io("cannot create a scratch directory in", std::env::temp_dir()))
+}
 
-impl Scratch {
-    pub fn new(name: &str) -> Result<Self, StageError> {
-        let dir = tempfile::Builder::new()
-            .prefix(&format!("{name}."))
-            .tempdir()
-            .map_err(StageError::io("cannot create a scratch directory in", std::env::temp_dir()))?;
-        Ok(Scratch(dir.path().to_owned(), dir))
+/// `true`: the serde default of options that upstream turns on unless told otherwise
+/// (`#[serde(default = "yes")]`).
+pub fn yes() -> bool {
+    true
+}
+
+/// Set the mtime of every entry below `root` (and `root` itself) that is newer than `epoch`
+/// to `epoch`, without following symlinks or leaving the file system of `root`. Access times
+/// are left as they are, and so are immutable entries (ostree marks deployments so).
+pub fn clamp_mtimes(root: &Path, epoch: i64) -> Result<(), StageError> {
+    use rustix::fs::{utimensat, AtFlags, Timespec, Timestamps, CWD, UTIME_OMIT};
+    use std::os::unix::fs::MetadataExt;
+    let times = Timestamps {
+        last_access: Timespec { tv_sec: 0, tv_nsec: UTIME_OMIT },
+        last_modification: Timespec { tv_sec: epoch, tv_nsec: 0 },
+    };
+    for entry in walkdir::WalkDir::new(root).same_file_system(true) {
+        let entry = entry.map_err(|e| walk_error(root, e))?;
+        let meta = entry.metadata().map_err(|e| walk_error(root, e))?;
+        if meta.mtime() <= epoch {
+            continue;
+        }
+        match utimensat(CWD, entry.path(), &times, AtFlags::SYMLINK_NOFOLLOW) {
+            Ok(()) | Err(rustix::io::Errno::PERM) => {}
+            Err(e) => {
+                return Err(StageError::Io { op: "cannot set the times of", path: entry.into_path(), source: e.into() })
+            }
+        }
     }
+    Ok(())
+}
+
+/// [`StageError::Io`] for a failed step of a `walkdir` walk below `root`, naming the path
+/// where it failed.
+pub fn walk_error(root: &Path, e: walkdir::Error) -> StageError {
+    let path = e.path().unwrap_or(root).to_owned();
+    let source = e.into_io_error().unwrap_or_else(|| std::io::Error::from_raw_os_error(libc::ELOOP));
+    StageError::Io { op: "cannot walk", path, source }
 }
 
 #[cfg(test)]
@@ -270,6 +304,31 @@ mod tests {
         }
         assert_eq!(std::fs::read_to_string(&victim).unwrap(), "host\n");
         assert_eq!(std::fs::read_to_string(root.join(victim.strip_prefix("/").unwrap())).unwrap(), "tree\n");
+    }
+
+    #[test]
+    fn mtimes_are_clamped_without_following_links() {
+        use std::os::unix::fs::MetadataExt;
+        let t = tempfile::tempdir().unwrap();
+        let outside = tempfile::tempdir().unwrap();
+        std::fs::create_dir(t.path().join("d")).unwrap();
+        std::fs::write(t.path().join("d/f"), "x").unwrap();
+        std::fs::write(outside.path().join("target"), "y").unwrap();
+        symlink(outside.path().join("target"), t.path().join("l")).unwrap();
+        symlink("/nonexistent", t.path().join("dangling")).unwrap();
+        clamp_mtimes(t.path(), 1_000_000).unwrap();
+        for p in ["", "d", "d/f", "l", "dangling"] {
+            assert_eq!(std::fs::symlink_metadata(t.path().join(p)).unwrap().mtime(), 1_000_000, "{p}");
+        }
+        assert!(std::fs::metadata(outside.path().join("target")).unwrap().mtime() > 1_000_000, "target untouched");
+        // older than the epoch: left as it is
+        clamp_mtimes(t.path(), 2_000_000).unwrap();
+        assert_eq!(std::fs::symlink_metadata(t.path().join("d/f")).unwrap().mtime(), 1_000_000);
+        let e = clamp_mtimes(&t.path().join("nope"), 1).unwrap_err();
+        assert!(
+            crate::error_chain(&e).starts_with(&format!("cannot walk {}/nope: No such file", t.path().display())),
+            "{e}"
+        );
     }
 
     #[test]
