@@ -34,7 +34,7 @@
 //! `tmp -> sysroot/tmp`, which is what rpm-ostree means.
 
 use super::ostree_util::{TOPLEVEL_DIRS, TOPLEVEL_LINKS};
-use super::util::write_file;
+use super::util::{walk_error, write_file};
 use super::{StageArgs, StageError, StageResult};
 use crate::chroot::{ApiFs, Chroot};
 use crate::tool::CommandRunExt;
@@ -45,7 +45,7 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::fs;
 use std::os::unix::fs::{symlink, MetadataExt, PermissionsExt};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -297,18 +297,18 @@ fn var_to_tmpfiles(
     out: &mut String,
 ) -> Result<(), StageError> {
     let var = tree.join("var");
-    let mut entries = Vec::new();
-    walk(&var, &mut entries)?;
-    entries.sort();
-    for rel in &entries {
-        let p = var.join(rel);
-        let m = fs::symlink_metadata(&p).map_err(io("cannot stat", &p))?;
+    // sorted by path: depth first, names in order
+    for entry in walkdir::WalkDir::new(&var).min_depth(1).sort_by_file_name() {
+        let entry = entry.map_err(|e| walk_error(&var, e))?;
+        let p = entry.path();
+        let rel = p.strip_prefix(&var).expect("below /var");
+        let m = fs::symlink_metadata(p).map_err(io("cannot stat", p))?;
         let path = format!("/var/{}", rel.display());
         if path == "/var/lib/rpm" || path.starts_with("/var/lib/rpm/") {
             continue;
         }
         if m.file_type().is_symlink() {
-            let target = fs::read_link(&p).map_err(io("cannot read link", &p))?;
+            let target = fs::read_link(p).map_err(io("cannot read link", p))?;
             let _ = writeln!(out, "L {path} - - - - {}", target.display());
         } else if m.is_dir() {
             let user = passwd.get(&m.uid()).cloned().unwrap_or_else(|| m.uid().to_string());
@@ -323,23 +323,6 @@ fn var_to_tmpfiles(
         remove_any(&e.path())?;
     }
     Ok(())
-}
-
-fn walk(base: &Path, out: &mut Vec<PathBuf>) -> Result<(), StageError> {
-    fn inner(base: &Path, rel: &Path, out: &mut Vec<PathBuf>) -> Result<(), StageError> {
-        let dir = base.join(rel);
-        for e in fs::read_dir(&dir).map_err(io("cannot read directory", &dir))? {
-            let e = e.map_err(io("cannot read directory", &dir))?;
-            let r = rel.join(e.file_name());
-            let is_dir = e.file_type().map_err(io("cannot stat", &e.path()))?.is_dir();
-            out.push(r.clone());
-            if is_dir {
-                inner(base, &r, out)?;
-            }
-        }
-        Ok(())
-    }
-    inner(base, Path::new(""), out)
 }
 
 fn kernel_and_initramfs(args: &StageArgs, tree: &Path, initramfs_args: &[String]) -> Result<(), StageError> {
