@@ -168,12 +168,9 @@ pub fn dropin_from_config(config: &serde_json::Map<String, Value>) -> Result<Ini
     Ok(ini)
 }
 
-/// The raw `config` object of a stage's options, in document order.
-pub fn raw_config(args: &super::StageArgs) -> Result<&serde_json::Map<String, Value>, StageError> {
-    args.options
-        .get("config")
-        .and_then(Value::as_object)
-        .ok_or_else(|| StageError::Invalid("option config must be an object".into()))
+/// The `config` option (typed, in the manifest's order) as the object the writers take.
+pub fn config_object(config: &Value) -> Result<&serde_json::Map<String, Value>, StageError> {
+    config.as_object().ok_or_else(|| StageError::Invalid("option config must be an object".into()))
 }
 
 /// File `name` in the tree's existing directory `dir`, resolved inside the tree (following a

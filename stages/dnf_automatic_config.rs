@@ -5,10 +5,10 @@
 //! one keeps its mode. Without `config` nothing is touched.
 
 use super::ini::Ini;
-use super::util::{tree_path, write_file};
+use super::util::{tree_path, typed_in_order, write_file};
 use super::{StageArgs, StageError, StageResult};
 use crate::Stage;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 #[derive(Debug, Deserialize)]
@@ -22,22 +22,20 @@ pub struct Options {
 #[serde(try_from = "Map<String, Value>")]
 pub struct Config(Vec<(String, Vec<(String, String)>)>);
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
-#[allow(dead_code)]
 struct ConfigCheck {
     commands: Option<CommandsCheck>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
-#[allow(dead_code)]
 struct CommandsCheck {
     apply_updates: Option<bool>,
     upgrade_type: Option<UpgradeType>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
 enum UpgradeType {
     Default,
@@ -47,7 +45,7 @@ enum UpgradeType {
 impl TryFrom<Map<String, Value>> for Config {
     type Error = String;
     fn try_from(map: Map<String, Value>) -> Result<Self, String> {
-        ConfigCheck::deserialize(Value::Object(map.clone())).map_err(|e| e.to_string())?;
+        let (_, map) = typed_in_order::<ConfigCheck>(map).map_err(|e| e.to_string())?;
         let mut out = Vec::new();
         for (section, options) in map {
             let Value::Object(options) = options else { unreachable!("checked above") };

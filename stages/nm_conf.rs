@@ -9,11 +9,11 @@
 
 use super::configparser::{check_basic_interpolation, Ini};
 use super::pyfmt::py_value;
-use super::util::{create_parents, tree_path, write_file, Ordered};
+use super::util::{create_parents, tree_path, typed_in_order, write_file, Ordered};
 use super::{StageError, StageResult};
 use crate::Stage;
 use crate::StageArgs;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::os::unix::fs::PermissionsExt;
 
@@ -25,17 +25,15 @@ pub struct Options {
     pub settings: Ordered<Value>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
-#[allow(dead_code)]
 struct Checked {
     path: String,
     settings: Settings,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Serialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
-#[allow(dead_code)]
 struct Settings {
     main: Option<Main>,
     device: Option<NonEmpty<Named<Device>>>,
@@ -43,57 +41,51 @@ struct Settings {
     keyfile: Option<Keyfile>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Serialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
-#[allow(dead_code)]
 struct Main {
     no_auto_default: Option<NonEmpty<String>>,
     plugins: Option<NonEmpty<String>>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
-#[allow(dead_code)]
 struct Named<T> {
     name: Option<String>,
     config: T,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
-#[allow(dead_code)]
 struct NamedRequired<T> {
     name: String,
     config: T,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
-#[allow(dead_code)]
 struct Device {
     managed: Option<bool>,
     #[serde(rename = "wifi.scan-rand-mac-address")]
     scan_rand_mac_address: Option<bool>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
-#[allow(dead_code)]
 struct Dns {
     servers: NonEmpty<String>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Serialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
-#[allow(dead_code)]
 struct Keyfile {
     unmanaged_devices: Option<NonEmpty<String>>,
 }
 
 /// A list with at least one item.
-#[derive(Deserialize)]
+#[derive(Deserialize, Serialize)]
 #[serde(try_from = "Vec<T>")]
-struct NonEmpty<T>(#[allow(dead_code)] Vec<T>);
+struct NonEmpty<T>(Vec<T>);
 
 impl<T> TryFrom<Vec<T>> for NonEmpty<T> {
     type Error = &'static str;
@@ -109,7 +101,9 @@ impl<T> TryFrom<Vec<T>> for NonEmpty<T> {
 impl TryFrom<Value> for Options {
     type Error = String;
     fn try_from(v: Value) -> Result<Self, String> {
-        let checked = Checked::deserialize(&v).map_err(|e| e.to_string())?;
+        let Value::Object(map) = v else { return Err("the options must be an object".into()) };
+        let (checked, map) = typed_in_order::<Checked>(map).map_err(|e| e.to_string())?;
+        let v = Value::Object(map);
         let settings = Ordered::deserialize(&v["settings"]).map_err(|e| e.to_string())?;
         Ok(Options { path: checked.path, settings })
     }

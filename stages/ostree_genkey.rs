@@ -22,7 +22,10 @@ pub struct Options {
 fn openssl_der(args: &[&str], pem: &std::path::Path) -> Result<Vec<u8>, StageError> {
     let der = Command::new("openssl").args(args).arg("-in").arg(pem).run_get_output(OstreeGenkey::NAME)?;
     if der.len() < 32 {
-        return Err(StageError::Invalid(format!("`openssl {}` gave a {}-byte key", args.join(" "), der.len())));
+        return Err(StageError::ToolUnexpected {
+            tool: format!("openssl {}", args.join(" ")),
+            what: format!("gave a {}-byte key", der.len()),
+        });
     }
     Ok(der[der.len() - 32..].to_vec())
 }

@@ -110,7 +110,10 @@ fn sign_natively(args: &StageArgs, repo: &Path, reference: &str, key: &Path) -> 
     let signature = std::fs::read(&sig).map_err(StageError::io("cannot read", &sig))?;
     drop(tmp);
     if signature.len() != 64 {
-        return Err(StageError::Invalid(format!("openssl made a {}-byte ed25519 signature", signature.len())));
+        return Err(StageError::ToolUnexpected {
+            tool: "openssl pkeyutl".into(),
+            what: format!("made a {}-byte ed25519 signature", signature.len()),
+        });
     }
     let meta_path = object_path(repo, &commit, "commitmeta");
     let old = match std::fs::read(&meta_path) {

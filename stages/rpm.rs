@@ -80,10 +80,10 @@ pub struct Options {
     pub generic_env: BTreeMap<String, String>,
     #[serde(default)]
     pub kernel_install_env: KernelInstallEnv,
-    /// v1 manifests list the packages here; the loader turns them into the `packages` input.
-    #[serde(default)]
-    #[allow(dead_code)]
-    pub packages: Option<Value>,
+    /// Only validated: v1 manifests list the packages here, and the loader turns them into
+    /// the `packages` input the stage reads.
+    #[serde(default, rename = "packages")]
+    pub _packages: Option<Value>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -497,7 +497,7 @@ fn parse_query(out: &str) -> Result<Vec<Value>, StageError> {
     for rec in out.split(RECORD_SEP).map(|r| r.trim_start_matches('\n')).filter(|r| !r.is_empty()) {
         let fields: Vec<&str> = rec.split(FIELD_SEP).collect();
         if fields.len() != METADATA_TAGS.len() {
-            return Err(StageError::Invalid(format!("unexpected rpm query output: {rec:?}")));
+            return Err(StageError::ToolUnexpected { tool: "rpm -qa".into(), what: format!("printed {rec:?}") });
         }
         let mut m = Map::new();
         for ((key, _), v) in METADATA_TAGS.iter().zip(fields) {

@@ -96,12 +96,15 @@ pub fn write_table(stage: &'static str, device: &Path, options: &Options) -> Res
     println!("{table:#}");
     let found = table.pointer("/partitiontable/partitions").and_then(Value::as_array).cloned().unwrap_or_default();
     if found.len() != options.partitions.len() {
-        return Err(StageError::Invalid(format!(
-            "{} holds {} partitions after sfdisk, but {} were requested",
-            device.display(),
-            found.len(),
-            options.partitions.len()
-        )));
+        return Err(StageError::ToolUnexpected {
+            tool: "sfdisk".into(),
+            what: format!(
+                "left {} with {} partitions, but {} were requested",
+                device.display(),
+                found.len(),
+                options.partitions.len()
+            ),
+        });
     }
     Ok(found)
 }

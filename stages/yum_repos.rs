@@ -8,10 +8,10 @@
 //! Like `configparser`, a value with a lone `%` (not `%%` or `%(name)s`) and a repeated id
 //! are refused.
 
-use super::util::{create_parents, tree_path};
+use super::util::{create_parents, tree_path, typed_in_order};
 use super::{StageArgs, StageError, StageResult};
 use crate::Stage;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
@@ -35,9 +35,8 @@ pub struct Repo {
 }
 
 /// The options upstream's schema allows, to check types and names.
-#[derive(Deserialize)]
+#[derive(Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
-#[allow(dead_code)]
 struct Check {
     id: String,
     baseurl: Option<Vec<String>>,
@@ -56,8 +55,8 @@ struct Check {
 
 impl TryFrom<Map<String, Value>> for Repo {
     type Error = String;
-    fn try_from(mut map: Map<String, Value>) -> Result<Self, String> {
-        let check = Check::deserialize(Value::Object(map.clone())).map_err(|e| e.to_string())?;
+    fn try_from(map: Map<String, Value>) -> Result<Self, String> {
+        let (check, mut map) = typed_in_order::<Check>(map).map_err(|e| e.to_string())?;
         if !check.id.chars().all(|c| c.is_alphanumeric() || "_.-:".contains(c)) || check.id.is_empty() {
             return Err(format!("repository id '{}' may only hold letters, digits and _.-:", check.id));
         }

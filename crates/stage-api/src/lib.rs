@@ -137,8 +137,9 @@ impl StageArgs {
 /// Which variant: [`StageError::Invalid`] only for option values or combinations the schema
 /// cannot refuse and for tree content the stage cannot work with; [`StageError::Io`] for a
 /// failing file operation (with the path); the `Tool*` variants for build-root tools (see
-/// [`tool`]); [`StageError::Missing`] for an input, device or mount the options name but the
-/// arguments do not hold; [`StageError::Step`] to say which part of the stage a cause broke.
+/// [`tool`]); [`StageError::Missing`] / [`StageError::BadInput`] for an input, device or
+/// mount the arguments do not hold as the stage needs it; [`StageError::Step`] to say which
+/// part of the stage a cause broke.
 #[derive(Debug, thiserror::Error)]
 pub enum StageError {
     #[error("cannot read arguments file {path}")]
@@ -186,6 +187,9 @@ pub enum StageError {
     /// prefixed with `: ` (empty if nothing).
     #[error("`{argv}` failed ({status}){stderr}")]
     ToolFailed { argv: String, status: std::process::ExitStatus, stderr: String },
+    /// A tool that succeeded but left something other than it should have.
+    #[error("{tool} {what}")]
+    ToolUnexpected { tool: String, what: String },
     #[error("cannot parse the output of `{argv}`")]
     ToolOutput {
         argv: String,

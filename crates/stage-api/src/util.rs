@@ -169,7 +169,81 @@ impl<'de, T: serde::Deserialize<'de>> serde::Deserialize<'de> for Ordered<T> {
 }
 
 /// An object with at least one key, then read as `T`.
+#[derive(Debug)]
 pub struct NonEmptyObject<T>(pub T);
+
+impl<T: serde::Serialize> serde::Serialize for NonEmptyObject<T> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        self.0.serialize(s)
+    }
+}
+
+/// Options read as `T` (names, types and required keys checked by `T`'s `Deserialize`) that
+/// a stage writes out in the order the manifest gives them, as upstream does (Python dicts
+/// keep their order; a struct does not). [`InOrder::value`] is `T` serialized again, its
+/// keys put back in the manifest's order.
+#[derive(Debug)]
+pub struct InOrder<T> {
+    typed: T,
+    given: serde_json::Value,
+}
+
+impl<'de, T: serde::de::DeserializeOwned> serde::Deserialize<'de> for InOrder<T> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let given = serde_json::Value::deserialize(d)?;
+        let typed = T::deserialize(&given).map_err(serde::de::Error::custom)?;
+        Ok(InOrder { typed, given })
+    }
+}
+
+impl<T: serde::Serialize> InOrder<T> {
+    /// The typed options.
+    pub fn get(&self) -> &T {
+        &self.typed
+    }
+
+    /// The typed options as JSON, objects' keys in the manifest's order (keys the manifest
+    /// does not give are left out).
+    pub fn value(&self) -> serde_json::Value {
+        let typed = serde_json::to_value(&self.typed).expect("options serialise");
+        in_order(typed, &self.given)
+    }
+}
+
+/// `map` read as `T` and given back as `T` serialized again, in `map`'s order: for option
+/// writers that walk JSON (see [`InOrder`]).
+pub fn typed_in_order<T>(
+    map: serde_json::Map<String, serde_json::Value>,
+) -> Result<(T, serde_json::Map<String, serde_json::Value>), serde_json::Error>
+where
+    T: serde::de::DeserializeOwned + serde::Serialize,
+{
+    let given = serde_json::Value::Object(map);
+    let typed = T::deserialize(&given)?;
+    match in_order(serde_json::to_value(&typed)?, &given) {
+        serde_json::Value::Object(m) => Ok((typed, m)),
+        _ => Err(serde::de::Error::custom("expected an object")),
+    }
+}
+
+fn in_order(typed: serde_json::Value, given: &serde_json::Value) -> serde_json::Value {
+    use serde_json::Value;
+    match (typed, given) {
+        (Value::Object(mut t), Value::Object(g)) => {
+            let mut out = serde_json::Map::new();
+            for (k, gv) in g {
+                if let Some(tv) = t.remove(k) {
+                    out.insert(k.clone(), in_order(tv, gv));
+                }
+            }
+            Value::Object(out)
+        }
+        (Value::Array(t), Value::Array(g)) => {
+            Value::Array(t.into_iter().zip(g).map(|(tv, gv)| in_order(tv, gv)).collect())
+        }
+        (typed, _) => typed,
+    }
+}
 
 impl<'de, T: serde::Deserialize<'de>> serde::Deserialize<'de> for NonEmptyObject<T> {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
@@ -329,6 +403,33 @@ mod tests {
             crate::error_chain(&e).starts_with(&format!("cannot walk {}/nope: No such file", t.path().display())),
             "{e}"
         );
+    }
+
+    #[test]
+    fn in_order_keeps_the_manifests_order_and_checks_types() {
+        #[derive(serde::Deserialize, serde::Serialize)]
+        #[serde(deny_unknown_fields)]
+        struct Section {
+            #[serde(rename = "A")]
+            a: Option<u64>,
+            #[serde(rename = "B")]
+            b: Option<Vec<String>>,
+            #[serde(rename = "C")]
+            c: Option<bool>,
+        }
+        #[derive(serde::Deserialize, serde::Serialize)]
+        struct Config {
+            z: Option<Section>,
+            y: Option<Section>,
+        }
+        let o: InOrder<Config> =
+            serde_json::from_value(json!({"y": {"B": ["x", "w"], "A": 1}, "z": {"C": true}})).unwrap();
+        assert_eq!(o.value().to_string(), r#"{"y":{"B":["x","w"],"A":1},"z":{"C":true}}"#);
+        assert_eq!(o.get().y.as_ref().unwrap().a, Some(1));
+        let e = serde_json::from_value::<InOrder<Config>>(json!({"y": {"A": "one"}})).err().unwrap().to_string();
+        assert!(e.contains("invalid type: string \"one\", expected u64"), "{e}");
+        let e = serde_json::from_value::<InOrder<Config>>(json!({"y": {"D": 1}})).err().unwrap().to_string();
+        assert!(e.contains("unknown field `D`"), "{e}");
     }
 
     #[test]
