@@ -130,8 +130,7 @@ enum NetworkConfig {
 impl TryFrom<Value> for Options {
     type Error = String;
     fn try_from(v: Value) -> Result<Self, String> {
-        let Value::Object(map) = v else { return Err("the options must be an object".into()) };
-        let (checked, map) = typed_in_order::<Checked>(map).map_err(|e| e.to_string())?;
+        let (checked, map) = typed_in_order::<Checked>(v).map_err(|e| e.to_string())?;
         let v = Value::Object(map);
         let config = v["config"].as_object().cloned().unwrap_or_default();
         if config.is_empty() {

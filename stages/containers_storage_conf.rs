@@ -117,8 +117,7 @@ struct Overlay {
 impl TryFrom<Value> for Options {
     type Error = String;
     fn try_from(v: Value) -> Result<Self, String> {
-        let Value::Object(map) = v else { return Err("the options must be an object".into()) };
-        let (checked, map) = typed_in_order::<Checked>(map).map_err(|e| e.to_string())?;
+        let (checked, map) = typed_in_order::<Checked>(v).map_err(|e| e.to_string())?;
         let v = Value::Object(map);
         let filename = match checked.filename {
             None | Some(Location::Etc) => DEFAULT_LOCATION,

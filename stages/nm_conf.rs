@@ -7,8 +7,7 @@
 //! `global-dns-domain`) becomes one `[<section>-<name>]` per entry, or `[<section>]` for an
 //! entry without a name; entries with the same name are merged.
 
-use super::configparser::{check_basic_interpolation, Ini};
-use super::pyfmt::py_value;
+use super::configparser::{set_py_values, Ini};
 use super::util::{create_parents, tree_path, typed_in_order, write_file, Ordered};
 use super::{StageError, StageResult};
 use crate::Stage;
@@ -101,8 +100,7 @@ impl<T> TryFrom<Vec<T>> for NonEmpty<T> {
 impl TryFrom<Value> for Options {
     type Error = String;
     fn try_from(v: Value) -> Result<Self, String> {
-        let Value::Object(map) = v else { return Err("the options must be an object".into()) };
-        let (checked, map) = typed_in_order::<Checked>(map).map_err(|e| e.to_string())?;
+        let (checked, map) = typed_in_order::<Checked>(v).map_err(|e| e.to_string())?;
         let v = Value::Object(map);
         let settings = Ordered::deserialize(&v["settings"]).map_err(|e| e.to_string())?;
         Ok(Options { path: checked.path, settings })
@@ -110,14 +108,8 @@ impl TryFrom<Value> for Options {
 }
 
 fn set_all(ini: &mut Ini, section: &str, values: &Value) -> Result<(), String> {
-    ini.add_section(section).map_err(|e| e.to_string())?;
     let values: Ordered<Value> = Ordered::deserialize(values).map_err(|e| e.to_string())?;
-    for (key, value) in &values.0 {
-        let value = py_value(value).map_err(|e| format!("{section}.{key}: {e}"))?;
-        check_basic_interpolation(&value).map_err(|e| e.to_string())?;
-        ini.set(section, key.to_string(), Some(value));
-    }
-    Ok(())
+    set_py_values(ini, section, values.0.iter().map(|(k, v)| (k, v)))
 }
 
 fn render(settings: &Ordered<Value>) -> Result<String, String> {

@@ -9,8 +9,7 @@
 //! Deviation: a value that is a JSON object (possible only under the free-form `ethernet`
 //! section) is an error here; upstream would write Python's dict repr into the file.
 
-use super::configparser::{check_basic_interpolation, Ini};
-use super::pyfmt::py_value;
+use super::configparser::{set_py_values, Ini};
 use super::util::{create_parents, tree_path, typed_in_order, write_file, Ordered};
 use super::{StageError, StageResult};
 use crate::Stage;
@@ -97,8 +96,7 @@ struct Ethernet {
 impl TryFrom<Value> for Options {
     type Error = String;
     fn try_from(v: Value) -> Result<Self, String> {
-        let Value::Object(map) = v else { return Err("the options must be an object".into()) };
-        let (checked, map) = typed_in_order::<Checked>(map).map_err(|e| e.to_string())?;
+        let (checked, map) = typed_in_order::<Checked>(v).map_err(|e| e.to_string())?;
         let v = Value::Object(map);
         match (&checked.filename, &checked.path) {
             (Some(_), Some(_)) => return Err("give either `filename` or `path`, not both".into()),
@@ -113,12 +111,7 @@ impl TryFrom<Value> for Options {
 fn render(settings: &Ordered<Ordered<Value>>) -> Result<String, String> {
     let mut ini = Ini::default();
     for (section, values) in &settings.0 {
-        ini.add_section(section).map_err(|e| e.to_string())?;
-        for (key, value) in &values.0 {
-            let value = py_value(value).map_err(|e| format!("{section}.{key}: {e}"))?;
-            check_basic_interpolation(&value).map_err(|e| e.to_string())?;
-            ini.set(section, key.to_string(), Some(value));
-        }
+        set_py_values(&mut ini, section, values.0.iter().map(|(k, v)| (k, v)))?;
     }
     Ok(ini.render())
 }

@@ -34,7 +34,7 @@ struct Known {
 impl TryFrom<Map<String, Value>> for Macros {
     type Error = String;
     fn try_from(map: Map<String, Value>) -> Result<Self, String> {
-        let (_, map) = typed_in_order::<Known>(map).map_err(|e| e.to_string())?;
+        let (_, map) = typed_in_order::<Known>(Value::Object(map)).map_err(|e| e.to_string())?;
         if map.is_empty() {
             return Err("macros must name at least one macro".into());
         }

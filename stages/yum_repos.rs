@@ -56,7 +56,7 @@ struct Check {
 impl TryFrom<Map<String, Value>> for Repo {
     type Error = String;
     fn try_from(map: Map<String, Value>) -> Result<Self, String> {
-        let (check, mut map) = typed_in_order::<Check>(map).map_err(|e| e.to_string())?;
+        let (check, mut map) = typed_in_order::<Check>(Value::Object(map)).map_err(|e| e.to_string())?;
         if !check.id.chars().all(|c| c.is_alphanumeric() || "_.-:".contains(c)) || check.id.is_empty() {
             return Err(format!("repository id '{}' may only hold letters, digits and _.-:", check.id));
         }

@@ -210,15 +210,14 @@ impl<T: serde::Serialize> InOrder<T> {
     }
 }
 
-/// `map` read as `T` and given back as `T` serialized again, in `map`'s order: for option
+/// The object `given` read as `T`, and `T` serialized again with `given`'s order: for option
 /// writers that walk JSON (see [`InOrder`]).
 pub fn typed_in_order<T>(
-    map: serde_json::Map<String, serde_json::Value>,
+    given: serde_json::Value,
 ) -> Result<(T, serde_json::Map<String, serde_json::Value>), serde_json::Error>
 where
     T: serde::de::DeserializeOwned + serde::Serialize,
 {
-    let given = serde_json::Value::Object(map);
     let typed = T::deserialize(&given)?;
     match in_order(serde_json::to_value(&typed)?, &given) {
         serde_json::Value::Object(m) => Ok((typed, m)),
