@@ -7,7 +7,7 @@
 //! mounted in the tree for the run (missing mount points are created), and the tree's
 //! `/usr/bin/logger` bind-mounted over by its `/usr/bin/true` so dracut does not flood the log.
 //! dracut cannot be replaced by anything simpler, so it is called; the mounts are the stage
-//! API's [`Chroot`] (upstream's `Chroot`), made with mount(2) instead of the `mount` tool,
+//! API's `Chroot` (upstream's `Chroot`), made with mount(2) instead of the `mount` tool,
 //! which gives the same result. A tree without the tool is reported before anything is
 //! mounted.
 

@@ -2,7 +2,7 @@
 //!
 //! As upstream: with `file_contexts`, the build root's `setfiles -F -r <root> [-e <excluded>]…
 //! <file_contexts> <root><target>` sets every label from the policy's specification (we call the
-//! tool, through [`run_tool`], because matching its regular-expression specification semantics
+//! tool, through the stage API's tool runner, because matching its regular-expression specification semantics
 //! and precedence rules exactly is setfiles' job; on Debian it is in `policycoreutils`). Then
 //! each of `labels` is set as the `security.selinux` extended attribute of its path (following
 //! a final symlink, no translation, an unsupported file system accepted when it already has the

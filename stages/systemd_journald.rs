@@ -5,12 +5,10 @@
 //! sections and keys in the order of the options.
 
 use super::configparser::{check_file_name, config_object, dropin_from_config};
-use super::util::{create_parents, tree_path, InOrder};
-use super::{StageArgs, StageError, StageResult};
+use super::util::{create_parents, tree_path, write_new_file, InOrder};
+use super::{StageArgs, StageResult};
 use crate::Stage;
 use serde::{Deserialize, Serialize};
-use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -52,13 +50,7 @@ impl Stage for SystemdJournald {
         let ini = dropin_from_config(config_object(&config)?)?;
         let path = tree_path(args, format!("/usr/lib/systemd/journald.conf.d/{}", options.filename), false)?;
         create_parents(&path)?;
-        let mut f = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o644)
-            .open(&path)
-            .map_err(StageError::io("cannot create", &path))?;
-        f.write_all(ini.render().as_bytes()).map_err(StageError::io("cannot write", &path))?;
+        write_new_file(&path, ini.render().as_bytes(), 0o644)?;
         Ok(None)
     }
 }

@@ -8,13 +8,11 @@
 //! Like `configparser`, a value with a lone `%` (not `%%` or `%(name)s`) and a repeated id
 //! are refused.
 
-use super::util::{create_parents, tree_path, typed_in_order};
+use super::util::{create_parents, tree_path, typed_in_order, write_new_file};
 use super::{StageArgs, StageError, StageResult};
 use crate::Stage;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
-use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
 
 const ORDER: [&str; 8] =
     ["name", "baseurl", "metalink", "mirrorlist", "enabled", "gpgcheck", "repo_gpgcheck", "gpgkey"];
@@ -144,13 +142,7 @@ impl Stage for YumRepos {
         }
         let path = tree_path(args, format!("/etc/yum.repos.d/{f}"), false)?;
         create_parents(&path)?;
-        let mut file = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o644)
-            .open(&path)
-            .map_err(StageError::io("cannot create", &path))?;
-        file.write_all(text.as_bytes()).map_err(StageError::io("cannot write", &path))?;
+        write_new_file(&path, text.as_bytes(), 0o644)?;
         Ok(None)
     }
 }

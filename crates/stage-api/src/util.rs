@@ -104,6 +104,18 @@ pub fn write_file(path: &Path, data: &[u8], mode: u32) -> Result<(), StageError>
     f.write_all(data).map_err(StageError::io("cannot write", path))
 }
 
+/// Create the file at the already-resolved `path`, which must not exist yet (as Python's
+/// `open(path, "x")`), and write `data`.
+pub fn write_new_file(path: &Path, data: &[u8], mode: u32) -> Result<(), StageError> {
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(mode)
+        .open(path)
+        .map_err(StageError::io("cannot create", path))?;
+    f.write_all(data).map_err(StageError::io("cannot write", path))
+}
+
 /// Remove the file or symlink at the already-resolved `path`; `Ok(true)` if it existed.
 pub fn remove_if_exists(path: &Path) -> Result<bool, StageError> {
     match std::fs::remove_file(path) {
