@@ -284,3 +284,34 @@ fn convert(format: &Output, image: &Path, out: &Path) -> Result<(), StageError> 
         Output::Image(f) => qemu::convert(Qemu::NAME, f, image, out),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    /// Upstream's v1 `qemu-img convert` arguments (`extra_args` in its assembler), reached
+    /// through the v2 stage's options.
+    #[test]
+    fn v1_formats_give_upstreams_qemu_img_arguments() {
+        let argv = |options: serde_json::Value| -> Vec<String> {
+            let o: Options = serde_json::from_value(options).unwrap();
+            match output_format(&o).unwrap() {
+                Output::Image(f) => qemu::argv(&f, None),
+                _ => panic!("not a qemu-img format"),
+            }
+        };
+        let base = |format: &str| json!({"format": format, "filename": "x", "size": 1024, "ptuuid": "0x1"});
+        let mut qcow2 = base("qcow2");
+        qcow2["qcow2_compat"] = json!("1.1");
+        assert_eq!(argv(qcow2), ["convert", "-O", "qcow2", "-c", "-o", "compat=1.1"]);
+        let mut vmdk = base("vmdk");
+        vmdk["vmdk_subformat"] = json!("streamOptimized");
+        assert_eq!(argv(vmdk), ["convert", "-O", "vmdk", "-c", "-o", "subformat=streamOptimized"]);
+        assert_eq!(argv(base("vpc")), ["convert", "-O", "vpc", "-o", "subformat=fixed,force_size"]);
+        assert_eq!(argv(base("vdi")), ["convert", "-O", "vdi"]);
+        assert_eq!(argv(base("vhdx")), ["convert", "-O", "vhdx"]);
+        let o: Options = serde_json::from_value(base("qcow3")).unwrap();
+        assert_eq!(output_format(&o).err().unwrap().to_string(), "unknown format 'qcow3'");
+    }
+}
