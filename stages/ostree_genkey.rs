@@ -40,9 +40,12 @@ impl Stage for OstreeGenkey {
     fn run(args: &StageArgs, options: Options) -> StageResult {
         let public = tree_path(args, &options.publickey, false)?;
         let secret = tree_path(args, &options.secretkey, false)?;
-        let dir = tree_path(args, format!("/.genkey-{}", std::process::id()), false)?;
-        std::fs::create_dir(&dir).map_err(StageError::io("cannot create directory", &dir))?;
-        let pem = dir.join("key.pem");
+        // the private key only ever in a directory of ours, removed however the stage ends
+        let dir = tempfile::Builder::new()
+            .prefix(".genkey-")
+            .tempdir_in(&args.tree)
+            .map_err(StageError::io("cannot create a scratch directory in", &args.tree))?;
+        let pem = dir.path().join("key.pem");
         let result = (|| {
             Command::new("openssl")
                 .args(["genpkey", "-algorithm", "ed25519", "-outform", "PEM", "-out"])
@@ -52,7 +55,7 @@ impl Stage for OstreeGenkey {
             let seed = openssl_der(&["pkey", "-outform", "DER"], &pem)?;
             Ok::<_, StageError>((pubkey, seed))
         })();
-        let _ = std::fs::remove_dir_all(&dir);
+        drop(dir);
         let (pubkey, seed) = result?;
         let b64 = base64::engine::general_purpose::STANDARD;
         let mut sec = seed;

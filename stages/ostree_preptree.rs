@@ -181,8 +181,11 @@ impl Stage for OstreePreptree {
 
 /// Move everything aside, build the OSTree top level, move back what belongs there.
 fn relayout(tree: &Path, tmp_is_dir: bool) -> Result<(), StageError> {
-    let aside_path = tree.join(format!(".preptree-{}", std::process::id()));
-    fs::create_dir(&aside_path).map_err(io("cannot create a temporary directory in", tree))?;
+    let aside = tempfile::Builder::new()
+        .prefix(".preptree-")
+        .tempdir_in(tree)
+        .map_err(io("cannot create a temporary directory in", tree))?;
+    let aside_path = aside.path().to_owned();
     println!("Moving tree to temporary root");
     for e in fs::read_dir(tree).map_err(io("cannot read directory", tree))? {
         let e = e.map_err(io("cannot read directory", tree))?;
@@ -215,8 +218,7 @@ fn relayout(tree: &Path, tmp_is_dir: bool) -> Result<(), StageError> {
             rename(&old.join(name), &tree.join(name))?;
         }
     }
-    fs::remove_dir_all(&aside_path).map_err(io("cannot remove", &aside_path))?;
-    Ok(())
+    aside.close().map_err(io("cannot remove", &aside_path))
 }
 
 /// id -> name from a passwd/group style file (missing file: empty).

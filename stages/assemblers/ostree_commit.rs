@@ -44,9 +44,13 @@ impl Stage for OstreeCommit {
     fn run(args: &StageArgs, o: Options) -> StageResult {
         let tree = args.input_path("tree")?;
         let out = args.tree.clone();
-        let root = out.join(".osbuild-ostree-root");
-        let result = commit(args, &o, &tree, &root, &out);
-        let _ = std::fs::remove_dir_all(&root);
+        // the new root, removed however the commit ends
+        let root = tempfile::Builder::new()
+            .prefix(".osbuild-ostree-root.")
+            .tempdir_in(&out)
+            .map_err(StageError::io("cannot create a scratch directory in", &out))?;
+        let result = commit(args, &o, &tree, root.path(), &out);
+        drop(root);
         let meta = result?;
         if let Some(tar) = &o.tar {
             let dest = crate::util::tree_path(args, &tar.filename, false)?;

@@ -110,11 +110,17 @@ impl Stage for Qemu {
         };
 
         let out = tree_path(args, &o.filename, false)?;
-        let image = args.tree.join(".osbuild-qemu-image.raw");
-        let result =
-            assemble(&o, label, &mut parts, &input, &image, &args.tree).and_then(|()| convert(&format, &image, &out));
-        let _ = std::fs::remove_file(&image);
-        result.map(|()| None)
+        // the raw image beside the output, removed however the assembler ends (unless it is
+        // the output itself)
+        let image = tempfile::Builder::new()
+            .prefix(".osbuild-qemu-image.")
+            .suffix(".raw")
+            .tempfile_in(&args.tree)
+            .map_err(StageError::io("cannot create a scratch file in", &args.tree))?
+            .into_temp_path();
+        assemble(&o, label, &mut parts, &input, &image, &args.tree)?;
+        convert(&format, &image, &out)?;
+        Ok(None)
     }
 }
 
@@ -168,7 +174,12 @@ fn assemble(
         other => return Err(StageError::Invalid(format!("bootloader type '{other}' is not supported by osbuild-rs"))),
     }
 
-    let root = outdir.join(".osbuild-qemu-mnt");
+    // Declared first, so it is removed after everything mounted in it is unmounted.
+    let root_dir = tempfile::Builder::new()
+        .prefix(".osbuild-qemu-mnt.")
+        .tempdir_in(outdir)
+        .map_err(StageError::io("cannot create a scratch directory in", outdir))?;
+    let root = root_dir.path();
     let loops = LoopDir::new()?;
     let mut with_fs: Vec<&Partition> = parts.iter().filter(|p| p.filesystem.is_some()).collect();
     with_fs.sort_by_key(|p| p.filesystem.as_ref().map(|f| f.mountpoint.len()));
@@ -183,13 +194,13 @@ fn assemble(
         mounted.push(Mounted::new(lo.node(), &target, &fs.kind)?);
         attached.push(lo);
     }
-    copy_tree(Qemu::NAME, tree, &root)?;
+    copy_tree(Qemu::NAME, tree, root)?;
     while let Some(m) = mounted.pop() {
         drop(m);
     }
     drop(attached);
-    let _ = std::fs::remove_dir_all(&root);
-    Ok(())
+    drop(loops);
+    root_dir.close().map_err(StageError::io("cannot remove", outdir))
 }
 
 /// Write the table with the `org.osbuild.sfdisk` stage's code, then take over where each
