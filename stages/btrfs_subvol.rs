@@ -7,8 +7,9 @@
 //! first, which gives the same result with any btrfs-progs. Names are resolved inside the
 //! mounts directory like every manifest path.
 
-use super::util::{create_parents, resolve_in_root, run_tool};
+use super::util::{create_parents, resolve_in_root};
 use super::{StageArgs, StageResult};
+use crate::tool::CommandRunExt;
 use crate::Stage;
 use serde::Deserialize;
 use std::process::Command;
@@ -39,7 +40,7 @@ impl Stage for BtrfsSubvol {
         for vol in &options.subvolumes {
             let path = resolve_in_root(&volume, vol.name.trim_start_matches('/'), false)?;
             create_parents(&path)?;
-            run_tool(BtrfsSubvol::NAME, Command::new("btrfs").args(["subvolume", "create"]).arg(&path))?;
+            Command::new("btrfs").args(["subvolume", "create"]).arg(&path).run(BtrfsSubvol::NAME)?;
         }
         Ok(None)
     }

@@ -1,8 +1,9 @@
 //! `org.osbuild.chmod`: change file modes in the tree with the build root's `chmod`
 //! (symbolic or octal modes, optionally recursive).
 
-use super::util::{run_tool, tree_path, Ordered};
+use super::util::{tree_path, Ordered};
 use super::{StageArgs, StageError, StageResult};
+use crate::tool::CommandRunExt;
 use crate::Stage;
 use serde::Deserialize;
 use std::process::Command;
@@ -44,7 +45,7 @@ impl Stage for Chmod {
                 cmd.arg("--recursive");
             }
             cmd.arg("--").arg(&real);
-            run_tool(Chmod::NAME, &mut cmd)?;
+            cmd.run(Chmod::NAME)?;
         }
         Ok(None)
     }

@@ -8,7 +8,7 @@
 //! followed (inside the tree), while `recursive` acts on links themselves and never
 //! descends through them.
 
-use super::util::{tree_path, Ordered};
+use super::util::{tree_path, walk_error, Ordered};
 use super::{StageArgs, StageError, StageResult};
 use crate::Stage;
 use serde::Deserialize;
@@ -87,14 +87,12 @@ fn lookup(args: &StageArgs, db: &str, what: &str, id: &Id) -> Result<u32, StageE
     name.parse().map_err(|_| StageError::Invalid(format!("unknown {what} '{name}' (not in the tree's {db})")))
 }
 
+/// `chown -R --no-dereference`: `path` and everything below it, links themselves.
 fn chown_tree(path: &Path, uid: Option<u32>, gid: Option<u32>) -> Result<(), StageError> {
-    std::os::unix::fs::lchown(path, uid, gid).map_err(StageError::io("cannot change owner of", path))?;
-    let meta = std::fs::symlink_metadata(path).map_err(StageError::io("cannot stat", path))?;
-    if meta.is_dir() {
-        for entry in std::fs::read_dir(path).map_err(StageError::io("cannot read directory", path))? {
-            let entry = entry.map_err(StageError::io("cannot read directory", path))?;
-            chown_tree(&entry.path(), uid, gid)?;
-        }
+    for entry in walkdir::WalkDir::new(path).follow_root_links(false) {
+        let entry = entry.map_err(|e| walk_error(path, e))?;
+        let p = entry.path();
+        std::os::unix::fs::lchown(p, uid, gid).map_err(StageError::io("cannot change owner of", p))?;
     }
     Ok(())
 }

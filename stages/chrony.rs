@@ -13,6 +13,7 @@ use super::pwquality_conf::universal_newlines;
 use super::pyfmt::py_number;
 use super::util::{tree_path, write_file};
 use super::{StageError, StageResult};
+use crate::util::yes;
 use crate::Stage;
 use crate::StageArgs;
 use serde::Deserialize;
@@ -71,10 +72,6 @@ pub struct Server {
     pub iburst: bool,
     #[serde(default)]
     pub prefer: bool,
-}
-
-fn yes() -> bool {
-    true
 }
 
 #[derive(Debug, Deserialize)]

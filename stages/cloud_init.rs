@@ -7,11 +7,11 @@
 
 use super::pyyaml;
 use super::util::NonEmptyObject as NonEmpty;
-use super::util::{tree_path, write_file};
+use super::util::{tree_path, typed_in_order, write_file};
 use super::{StageError, StageResult};
 use crate::Stage;
 use crate::StageArgs;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 /// The options, checked against upstream's interface, with the config kept as JSON.
@@ -22,17 +22,15 @@ pub struct Options {
     pub config: Map<String, Value>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 struct Checked {
     filename: String,
-    #[allow(dead_code)]
     config: Config,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
-#[allow(dead_code)]
 struct Config {
     ssh_pwauth: Option<bool>,
     system_info: Option<NonEmpty<SystemInfo>>,
@@ -43,37 +41,33 @@ struct Config {
     network: Option<NonEmpty<Network>>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
-#[allow(dead_code)]
 struct SystemInfo {
     default_user: Option<NonEmpty<DefaultUser>>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
-#[allow(dead_code)]
 struct DefaultUser {
     name: Option<String>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
-#[allow(dead_code)]
 struct Reporting {
     logging: Option<Handler>,
     telemetry: Option<Handler>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
-#[allow(dead_code)]
 struct Handler {
     #[serde(rename = "type")]
     kind: Option<HandlerType>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
 enum HandlerType {
     Log,
@@ -82,7 +76,7 @@ enum HandlerType {
     Hyperv,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Serialize)]
 enum Datasource {
     Azure,
     Ec2,
@@ -94,8 +88,7 @@ enum Datasource {
 }
 
 /// Upstream allows other datasources than Azure, with any settings.
-#[derive(Deserialize)]
-#[allow(dead_code)]
+#[derive(Deserialize, Serialize)]
 struct Datasources {
     #[serde(rename = "Azure")]
     azure: Option<NonEmpty<Azure>>,
@@ -103,16 +96,14 @@ struct Datasources {
     other: Map<String, Value>,
 }
 
-#[derive(Deserialize)]
-#[allow(dead_code)]
+#[derive(Deserialize, Serialize)]
 struct Azure {
     apply_network_config: Option<bool>,
     #[serde(flatten)]
     other: Map<String, Value>,
 }
 
-#[derive(Deserialize)]
-#[allow(dead_code)]
+#[derive(Deserialize, Serialize)]
 struct Output {
     init: Option<String>,
     config: Option<String>,
@@ -123,15 +114,14 @@ struct Output {
     other: Map<String, Value>,
 }
 
-#[derive(Deserialize)]
-#[allow(dead_code)]
+#[derive(Deserialize, Serialize)]
 struct Network {
     config: Option<NetworkConfig>,
     #[serde(flatten)]
     other: Map<String, Value>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
 enum NetworkConfig {
     Disabled,
@@ -140,7 +130,8 @@ enum NetworkConfig {
 impl TryFrom<Value> for Options {
     type Error = String;
     fn try_from(v: Value) -> Result<Self, String> {
-        let checked = Checked::deserialize(&v).map_err(|e| e.to_string())?;
+        let (checked, map) = typed_in_order::<Checked>(v).map_err(|e| e.to_string())?;
+        let v = Value::Object(map);
         let config = v["config"].as_object().cloned().unwrap_or_default();
         if config.is_empty() {
             return Err("config must not be empty".into());

@@ -150,6 +150,22 @@ pub fn unit_from_config(config: &serde_json::Map<String, Value>) -> Result<Ini, 
     Ok(ini)
 }
 
+/// Add `section` with every `(key, value)` set as NetworkManager's stages set them: the
+/// value as Python prints it, under basic interpolation (`nm.conf`, `nm.conn`).
+pub fn set_py_values<'a>(
+    ini: &mut Ini,
+    section: &str,
+    values: impl IntoIterator<Item = (&'a String, &'a Value)>,
+) -> Result<(), String> {
+    ini.add_section(section).map_err(|e| e.to_string())?;
+    for (key, value) in values {
+        let value = super::pyfmt::py_value(value).map_err(|e| format!("{section}.{key}: {e}"))?;
+        check_basic_interpolation(&value).map_err(|e| e.to_string())?;
+        ini.set(section, key.to_string(), Some(value));
+    }
+    Ok(())
+}
+
 /// Upstream's plain drop-in writer (journald, logind): every option set as `key=value` with
 /// Python's `str()` of its value, under basic interpolation.
 pub fn dropin_from_config(config: &serde_json::Map<String, Value>) -> Result<Ini, StageError> {
@@ -168,12 +184,24 @@ pub fn dropin_from_config(config: &serde_json::Map<String, Value>) -> Result<Ini
     Ok(ini)
 }
 
-/// The raw `config` object of a stage's options, in document order.
-pub fn raw_config(args: &super::StageArgs) -> Result<&serde_json::Map<String, Value>, StageError> {
-    args.options
-        .get("config")
-        .and_then(Value::as_object)
-        .ok_or_else(|| StageError::Invalid("option config must be an object".into()))
+/// The sections of a (typed, ordered) options object as `(section, [(key, value)])`, each
+/// value made a string by `value`. Every section must be an object (the options' types make
+/// sure of that).
+pub fn string_sections(
+    map: serde_json::Map<String, Value>,
+    value: impl Fn(Value) -> String,
+) -> Vec<(String, Vec<(String, String)>)> {
+    map.into_iter()
+        .map(|(section, options)| {
+            let Value::Object(options) = options else { unreachable!("sections are objects") };
+            (section, options.into_iter().map(|(k, v)| (k, value(v))).collect())
+        })
+        .collect()
+}
+
+/// The `config` option (typed, in the manifest's order) as the object the writers take.
+pub fn config_object(config: &Value) -> Result<&serde_json::Map<String, Value>, StageError> {
+    config.as_object().ok_or_else(|| StageError::Invalid("option config must be an object".into()))
 }
 
 /// File `name` in the tree's existing directory `dir`, resolved inside the tree (following a

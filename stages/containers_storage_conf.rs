@@ -14,11 +14,11 @@
 
 use super::pyfmt::py_number;
 use super::util::NonEmptyObject as NonEmpty;
-use super::util::{tree_path, write_file};
+use super::util::{tree_path, typed_in_order, write_file};
 use super::{StageError, StageResult};
 use crate::Stage;
 use crate::StageArgs;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 const DEFAULT_LOCATION: &str = "/etc/containers/storage.conf";
@@ -39,18 +39,17 @@ pub struct Options {
     pub config: Map<String, Value>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 struct Checked {
     filename: Option<Location>,
     filebase: Option<String>,
     #[serde(default)]
     comment: Vec<String>,
-    #[allow(dead_code)]
     config: NonEmpty<Config>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Serialize)]
 enum Location {
     #[serde(rename = "/etc/containers/storage.conf")]
     Etc,
@@ -58,16 +57,14 @@ enum Location {
     UsrShare,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
-#[allow(dead_code)]
 struct Config {
     storage: Option<NonEmpty<Storage>>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
-#[allow(dead_code)]
 struct Storage {
     driver: Option<Driver>,
     graphroot: Option<String>,
@@ -76,7 +73,7 @@ struct Storage {
     options: Option<NonEmpty<StorageOptions>>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
 enum Driver {
     Overlay,
@@ -87,18 +84,16 @@ enum Driver {
     Zfs,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
-#[allow(dead_code)]
 struct StorageOptions {
     additionalimagestores: Option<Vec<String>>,
     pull_options: Option<NonEmpty<PullOptions>>,
     overlay: Option<NonEmpty<Overlay>>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
-#[allow(dead_code)]
 struct PullOptions {
     enable_partial_images: Option<TrueFalse>,
     use_hard_links: Option<TrueFalse>,
@@ -106,16 +101,15 @@ struct PullOptions {
 }
 
 /// `"true"` or `"false"`, as strings.
-#[derive(Deserialize)]
+#[derive(Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
 enum TrueFalse {
     True,
     False,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
-#[allow(dead_code)]
 struct Overlay {
     mountopt: Option<String>,
 }
@@ -123,7 +117,8 @@ struct Overlay {
 impl TryFrom<Value> for Options {
     type Error = String;
     fn try_from(v: Value) -> Result<Self, String> {
-        let checked = Checked::deserialize(&v).map_err(|e| e.to_string())?;
+        let (checked, map) = typed_in_order::<Checked>(v).map_err(|e| e.to_string())?;
+        let v = Value::Object(map);
         let filename = match checked.filename {
             None | Some(Location::Etc) => DEFAULT_LOCATION,
             Some(Location::UsrShare) => "/usr/share/containers/storage.conf",

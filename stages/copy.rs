@@ -5,8 +5,9 @@
 //! directory, the final destination `<dir>/<source name>` is resolved (confined) here and
 //! handed to `cp -T`, so a hostile symlink at that name cannot redirect the copy either.
 
-use super::util::{location, location_parts, resolve_in_root, run_tool};
+use super::util::{location, location_parts, resolve_in_root};
 use super::{StageArgs, StageResult};
+use crate::tool::CommandRunExt;
 use crate::Stage;
 use serde::Deserialize;
 use std::os::unix::ffi::OsStrExt;
@@ -65,7 +66,7 @@ impl Stage for Copy {
                 cmd.arg("-T");
             }
             cmd.arg("--").arg(&src).arg(&dst);
-            run_tool(Copy::NAME, &mut cmd)?;
+            cmd.run(Copy::NAME)?;
         }
         Ok(None)
     }

@@ -9,6 +9,7 @@
 
 use super::util::tree_path;
 use super::{StageArgs, StageError, StageResult};
+use crate::chroot::{ApiFs, Chroot};
 use crate::Stage;
 use serde::Deserialize;
 
@@ -47,7 +48,9 @@ impl Stage for Debconf {
             return Err(StageError::Invalid("the tree has no debconf-set-selections: install debconf first".into()));
         }
         let epoch = std::env::var("SOURCE_DATE_EPOCH").ok();
-        super::dpkg::set_debconf_selections(&args.tree, &o.selections, epoch.as_deref())?;
+        let chroot = Chroot::enter(&args.tree, ApiFs::None)?;
+        super::dpkg::set_debconf_selections(&chroot, &o.selections, epoch.as_deref())?;
+        chroot.close()?;
         Ok(None)
     }
 }

@@ -1,16 +1,14 @@
 //! Helpers shared by the disk stages (partitioning, file systems, image conversion and
-//! compression): the single file of a `file`/`image` input, feeding a tool a script on stdin,
-//! capturing a tool's stdout, and creating an output file in the tree.
+//! compression): the single file of a `file`/`image` input and creating an output file in the
+//! tree.
 
-use super::util::{argv_string, run_tool, spawn_error, stderr_tail};
-use super::{StageArgs, StageError, StageResult};
+use super::{Stage, StageArgs, StageError, StageResult};
+use crate::tool::CommandRunExt;
 use serde::Deserialize;
-use serde_json::Value;
 use std::fs::File;
-use std::io::{Read, Write};
 use std::os::unix::fs::OpenOptionsExt;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::path::Path;
+use std::process::Command;
 
 /// One partition of `org.osbuild.sfdisk` and `org.osbuild.sgdisk`; sizes and offsets are in
 /// 512-byte sectors. The schemas leave the object open, so unknown keys are ignored as
@@ -28,40 +26,23 @@ pub struct Partition {
     pub attrs: Option<Vec<u64>>,
 }
 
-/// The whole of a stage that makes a file system (or swap area) on its `device`: parse the
-/// options `O`, let `build` add the arguments to `tool`, then run `tool <arguments> <device>`.
-pub fn mkfs_stage<O>(
-    stage: &'static str,
-    args: &StageArgs,
-    options: &O,
-    tool: &str,
-    build: impl FnOnce(&O, &mut Command),
-) -> StageResult {
+/// A stage that makes a file system (or swap area) on its `device`. Its command line is
+/// written once, here, and serves the v1 assemblers too.
+pub trait Mkfs: Stage {
+    /// The command that makes the file system `options` describe on `device`.
+    fn command(options: &Self::Options, device: &Path) -> Command;
+}
+
+/// The whole of an [`Mkfs`] stage: run its command on the device `device`.
+pub fn mkfs_stage<S: Mkfs>(args: &StageArgs, options: &S::Options) -> StageResult {
     let device = args.device_path("device")?;
-    let mut cmd = Command::new(tool);
-    build(options, &mut cmd);
-    run_tool(stage, cmd.arg(&device))?;
+    S::command(options, &device).run(S::NAME)?;
     Ok(None)
 }
 
 /// `flag <label>` when the label is set and not empty, else nothing.
 pub fn label_args<'a>(flag: &'a str, label: &'a Option<String>) -> impl Iterator<Item = &'a str> {
     label.as_deref().filter(|l| !l.is_empty()).into_iter().flat_map(move |l| [flag, l])
-}
-
-/// The host path of the one file input `name` carries (upstream's stages take
-/// `data.files`' only key and join it to the input's path).
-pub fn single_input_file(args: &StageArgs, name: &str) -> Result<PathBuf, StageError> {
-    let dir = args.input_path(name)?;
-    let files = args.inputs.get(name).and_then(|i| i.pointer("/data/files")).and_then(Value::as_object);
-    let file = match files {
-        Some(f) if f.len() == 1 => f.keys().next().expect("one file"),
-        _ => return Err(StageError::Invalid(format!("input '{name}' must hold exactly one file"))),
-    };
-    if file.is_empty() || file.contains('/') || file == "." || file == ".." {
-        return Err(StageError::Invalid(format!("bad file name {file:?} in input '{name}'")));
-    }
-    Ok(dir.join(file))
 }
 
 /// Create (or truncate) the already-resolved output file `path`, refusing a symlink as its
@@ -105,51 +86,10 @@ pub fn compress_input(
     filename: &str,
     cmd: &mut Command,
 ) -> Result<(), StageError> {
-    let source = single_input_file(args, "file")?;
+    let source = args.single_input_file("file")?;
     let target = super::util::tree_path(args, filename, false)?;
     let out = create_output(&target)?;
-    run_tool(stage, cmd.arg(&source).stdout(out))
-}
-
-/// Run a build-root tool for `stage` with `input` on its stdin. Like [`run_tool`], stderr
-/// goes to the log and its tail into the error when the tool fails.
-pub fn run_tool_with_input(stage: &'static str, cmd: &mut Command, input: &[u8]) -> Result<(), StageError> {
-    let tool = cmd.get_program().to_string_lossy().into_owned();
-    let mut child =
-        cmd.stdin(Stdio::piped()).stderr(Stdio::piped()).spawn().map_err(|e| spawn_error(stage, &tool, e))?;
-    let mut stdin = child.stdin.take().expect("piped stdin");
-    let input = input.to_vec();
-    // a writer thread, so a tool that fills its stderr before reading stdin cannot block us
-    let writer = std::thread::spawn(move || {
-        let _ = stdin.write_all(&input);
-    });
-    let mut stderr = Vec::new();
-    if let Some(mut err) = child.stderr.take() {
-        let _ = err.read_to_end(&mut stderr);
-    }
-    let _ = writer.join();
-    let status = child.wait().map_err(|source| StageError::ToolSpawn { tool: tool.clone(), source })?;
-    let _ = std::io::stderr().write_all(&stderr);
-    if status.success() {
-        return Ok(());
-    }
-    Err(StageError::ToolFailed { argv: argv_string(cmd), status, stderr: stderr_tail(&stderr) })
-}
-
-/// Run a build-root tool for `stage` and return its stdout (stderr as in [`run_tool`]).
-pub fn tool_output(stage: &'static str, cmd: &mut Command) -> Result<Vec<u8>, StageError> {
-    let (mut reader, writer) =
-        std::io::pipe().map_err(StageError::io("cannot create a pipe for", cmd.get_program()))?;
-    let collect = std::thread::spawn(move || {
-        let mut out = Vec::new();
-        let _ = reader.read_to_end(&mut out);
-        out
-    });
-    let result = run_tool(stage, cmd.stdout(writer));
-    // the command keeps the pipe's write end until its stdout is replaced
-    cmd.stdout(Stdio::null());
-    let out = collect.join().unwrap_or_default();
-    result.map(|()| out)
+    cmd.arg(&source).stdout(out).run(stage)
 }
 
 #[cfg(test)]
@@ -157,7 +97,8 @@ pub(crate) mod testing {
     //! Test helpers: stage arguments whose devices are image files in a directory, and
     //! running the real inspection tools.
     use super::*;
-    use serde_json::json;
+    use serde_json::{json, Value};
+    use std::path::PathBuf;
 
     /// Arguments for a stage whose devices (name → file name in `dir`) are image files in
     /// `dir`; the tree is `dir/tree` (created).
@@ -254,32 +195,12 @@ mod tests {
         let t = tempfile::tempdir().unwrap();
         let mut a = args(t.path(), json!({}));
         a.inputs.insert("file".into(), json!({"path": "/in", "data": {"files": {"sha256:ab": {}}}}));
-        assert_eq!(single_input_file(&a, "file").unwrap(), Path::new("/in/sha256:ab"));
+        assert_eq!(a.single_input_file("file").unwrap(), Path::new("/in/sha256:ab"));
         a.inputs.insert("file".into(), json!({"path": "/in", "data": {"files": {"a": {}, "b": {}}}}));
-        assert!(single_input_file(&a, "file").unwrap_err().to_string().contains("exactly one file"));
+        assert!(a.single_input_file("file").unwrap_err().to_string().contains("exactly one file"));
         a.inputs.insert("file".into(), json!({"path": "/in", "data": {"files": {"../x": {}}}}));
-        assert!(single_input_file(&a, "file").unwrap_err().to_string().contains("bad file name"));
-        assert!(single_input_file(&a, "image").unwrap_err().to_string().contains("unknown input 'image'"));
-    }
-
-    #[test]
-    fn stdin_reaches_tool_and_failures_are_reported() {
-        let t = tempfile::tempdir().unwrap();
-        let out = t.path().join("out");
-        run_tool_with_input(
-            "org.osbuild.test",
-            Command::new("sh").arg("-c").arg(format!("cat > {}", out.display())),
-            b"hi\n",
-        )
-        .unwrap();
-        assert_eq!(std::fs::read(&out).unwrap(), b"hi\n");
-        let e =
-            run_tool_with_input("org.osbuild.test", Command::new("sh").args(["-c", "cat >&2; exit 2"]), b"bad input")
-                .unwrap_err();
-        assert_eq!(e.to_string(), "`sh -c 'cat >&2; exit 2'` failed (exit status: 2): bad input");
-        let e = run_tool_with_input("org.osbuild.test", &mut Command::new("osbuild-rs-no-such-tool"), b"").unwrap_err();
-        assert_eq!(e.to_string(), "osbuild-rs-no-such-tool not found in the build root, but org.osbuild.test needs it");
-        assert_eq!(tool_output("org.osbuild.test", Command::new("echo").arg("x")).unwrap(), b"x\n");
+        assert!(a.single_input_file("file").unwrap_err().to_string().contains("bad file name"));
+        assert!(a.single_input_file("image").unwrap_err().to_string().contains("unknown input 'image'"));
     }
 
     #[test]

@@ -5,8 +5,9 @@
 //! The root hash file is always inside the tree: an absolute `root_hash_file` is taken from
 //! the tree's root (upstream's path join would let it name a host path).
 
-use super::util::{run_tool, tree_path};
+use super::util::tree_path;
 use super::{StageArgs, StageResult};
+use crate::tool::CommandRunExt;
 use crate::Stage;
 use serde::Deserialize;
 use std::process::Command;
@@ -40,10 +41,10 @@ impl Stage for Dmverity {
         format.arg("format").arg(&data).arg(&hash);
         format.arg("--data-block-size").arg(options.blocksize.to_string());
         format.arg("--root-hash-file").arg(&root_hash);
-        run_tool(Dmverity::NAME, &mut format)?;
+        format.run(Dmverity::NAME)?;
         let mut verify = Command::new("veritysetup");
         verify.arg("verify").arg(&data).arg(&hash).arg("--root-hash-file").arg(&root_hash);
-        run_tool(Dmverity::NAME, &mut verify)?;
+        verify.run(Dmverity::NAME)?;
         Ok(None)
     }
 }

@@ -4,11 +4,12 @@
 //! written as `yes`/`no`; a missing file is created (its directory must exist), an existing
 //! one keeps its mode. Without `config` nothing is touched.
 
+use super::configparser::string_sections;
 use super::ini::Ini;
-use super::util::{tree_path, write_file};
+use super::util::{tree_path, typed_in_order, write_file};
 use super::{StageArgs, StageError, StageResult};
 use crate::Stage;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 #[derive(Debug, Deserialize)]
@@ -22,22 +23,20 @@ pub struct Options {
 #[serde(try_from = "Map<String, Value>")]
 pub struct Config(Vec<(String, Vec<(String, String)>)>);
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
-#[allow(dead_code)]
 struct ConfigCheck {
     commands: Option<CommandsCheck>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
-#[allow(dead_code)]
 struct CommandsCheck {
     apply_updates: Option<bool>,
     upgrade_type: Option<UpgradeType>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
 enum UpgradeType {
     Default,
@@ -47,24 +46,13 @@ enum UpgradeType {
 impl TryFrom<Map<String, Value>> for Config {
     type Error = String;
     fn try_from(map: Map<String, Value>) -> Result<Self, String> {
-        ConfigCheck::deserialize(Value::Object(map.clone())).map_err(|e| e.to_string())?;
-        let mut out = Vec::new();
-        for (section, options) in map {
-            let Value::Object(options) = options else { unreachable!("checked above") };
-            let values = options
-                .into_iter()
-                .map(|(k, v)| {
-                    let v = match v {
-                        Value::Bool(b) => (if b { "yes" } else { "no" }).to_owned(),
-                        Value::String(s) => s,
-                        other => other.to_string(),
-                    };
-                    (k, v)
-                })
-                .collect();
-            out.push((section, values));
-        }
-        Ok(Config(out))
+        let (_, map) = typed_in_order::<ConfigCheck>(Value::Object(map)).map_err(|e| e.to_string())?;
+        let value = |v: Value| match v {
+            Value::Bool(b) => (if b { "yes" } else { "no" }).to_owned(),
+            Value::String(s) => s,
+            other => other.to_string(),
+        };
+        Ok(Config(string_sections(map, value)))
     }
 }
 

@@ -7,11 +7,12 @@
 //! created (with `/etc/dnf`); the file always ends up with mode 0644. An empty `config` leaves
 //! `dnf.conf` alone.
 
+use super::configparser::string_sections;
 use super::ini::{check_interpolation, Ini};
-use super::util::{create_parents, tree_path, write_file};
+use super::util::{create_parents, tree_path, typed_in_order, write_file};
 use super::{StageArgs, StageError, StageResult};
 use crate::Stage;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use std::os::unix::fs::PermissionsExt;
 
@@ -35,22 +36,20 @@ pub struct Variable {
 #[serde(try_from = "Map<String, Value>")]
 pub struct Config(Vec<(String, Vec<(String, String)>)>);
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
-#[allow(dead_code)]
 struct ConfigCheck {
     main: Option<MainCheck>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
-#[allow(dead_code)]
 struct MainCheck {
     ip_resolve: Option<IpResolve>,
     tsflags: Option<Vec<TsFlag>>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Serialize)]
 enum IpResolve {
     #[serde(rename = "4")]
     Four,
@@ -60,7 +59,7 @@ enum IpResolve {
     IPv6,
 }
 
-#[derive(Deserialize, PartialEq)]
+#[derive(Deserialize, Serialize, PartialEq)]
 #[serde(rename_all = "lowercase")]
 enum TsFlag {
     Noscripts,
@@ -76,29 +75,18 @@ enum TsFlag {
 impl TryFrom<Map<String, Value>> for Config {
     type Error = String;
     fn try_from(map: Map<String, Value>) -> Result<Self, String> {
-        let check = ConfigCheck::deserialize(Value::Object(map.clone())).map_err(|e| e.to_string())?;
+        let (check, map) = typed_in_order::<ConfigCheck>(Value::Object(map)).map_err(|e| e.to_string())?;
         if let Some(flags) = check.main.as_ref().and_then(|m| m.tsflags.as_ref()) {
             if flags.is_empty() || flags.iter().enumerate().any(|(i, f)| flags[..i].contains(f)) {
                 return Err("tsflags must hold at least one flag, each once".into());
             }
         }
-        let mut out = Vec::new();
-        for (section, options) in map {
-            let Value::Object(options) = options else { unreachable!("checked above") };
-            let values = options
-                .into_iter()
-                .map(|(k, v)| {
-                    let v = match v {
-                        Value::Array(a) => a.iter().filter_map(Value::as_str).collect::<Vec<_>>().join(", "),
-                        Value::String(s) => s,
-                        other => other.to_string(),
-                    };
-                    (k, v)
-                })
-                .collect();
-            out.push((section, values));
-        }
-        Ok(Config(out))
+        let value = |v: Value| match v {
+            Value::Array(a) => a.iter().filter_map(Value::as_str).collect::<Vec<_>>().join(", "),
+            Value::String(s) => s,
+            other => other.to_string(),
+        };
+        Ok(Config(string_sections(map, value)))
     }
 }
 

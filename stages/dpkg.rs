@@ -53,17 +53,18 @@
 //! (sorted by name).
 
 use super::deb_util::{check_pattern, parse_paragraph, parse_relations, path_is_excluded, PathFilter, SourceEntry};
-use super::util::{create_parents, remove_if_exists, tree_path, write_file};
+use super::util::{clamp_mtimes, create_parents, remove_if_exists, tree_path, write_file, yes};
 use super::{StageArgs, StageError, StageResult};
+use crate::chroot::{ApiFs, Chroot};
+use crate::sys::BindFlags;
+use crate::tool::{pipe_into, CommandRunExt};
 use crate::Stage;
-use nix::mount::{mount, umount2, MntFlags, MsFlags};
 use serde::Deserialize;
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
-use std::io::{BufRead, BufReader, Write};
 use std::os::unix::fs::{symlink, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 const FILTERS_FILE: &str = "/etc/dpkg/dpkg.cfg.d/90osbuild-path-filters";
 const POLICY_RC_D: &str = "/usr/sbin/policy-rc.d";
@@ -89,10 +90,6 @@ pub struct Options {
     pub apt_sources: Vec<SourceEntry>,
     #[serde(default)]
     pub debconf: Vec<String>,
-}
-
-fn yes() -> bool {
-    true
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -178,26 +175,14 @@ fn input_files(args: &StageArgs, o: &Options) -> Result<(PathBuf, Vec<String>), 
     Ok((base, order))
 }
 
-fn tool_missing(tool: &str) -> StageError {
-    StageError::ToolMissing { tool: tool.to_owned(), stage: Dpkg::NAME, place: "in the build root" }
-}
-
 fn read_control(dir: &Path, file: &str) -> Result<Deb, StageError> {
-    let out =
-        Command::new("dpkg-deb").arg("--field").arg(dir.join(file)).stdin(Stdio::null()).output().map_err(|e| {
-            if e.kind() == std::io::ErrorKind::NotFound {
-                tool_missing("dpkg-deb")
-            } else {
-                StageError::ToolSpawn { tool: "dpkg-deb".into(), source: e }
-            }
-        })?;
-    if !out.status.success() {
-        return Err(StageError::Invalid(format!(
-            "package {file} is not a valid .deb: {}",
-            String::from_utf8_lossy(&out.stderr).trim()
-        )));
-    }
-    let p = parse_paragraph(&String::from_utf8_lossy(&out.stdout));
+    let fields = Command::new("dpkg-deb").arg("--field").arg(dir.join(file)).run_get_string(Dpkg::NAME).map_err(
+        |e| match e {
+            StageError::ToolFailed { .. } => e.context(format!("package {file} is not a valid .deb")),
+            other => other,
+        },
+    )?;
+    let p = parse_paragraph(&fields);
     let get = |k: &str| p.get(k).cloned().unwrap_or_default();
     let name = get("Package");
     if name.is_empty() {
@@ -217,14 +202,7 @@ fn read_control(dir: &Path, file: &str) -> Result<Deb, StageError> {
 
 /// The build root's dpkg architecture.
 fn host_arch() -> Result<String, StageError> {
-    let out = Command::new("dpkg").arg("--print-architecture").stdin(Stdio::null()).output().map_err(|e| {
-        if e.kind() == std::io::ErrorKind::NotFound {
-            tool_missing("dpkg")
-        } else {
-            StageError::ToolSpawn { tool: "dpkg".into(), source: e }
-        }
-    })?;
-    Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
+    Ok(Command::new("dpkg").arg("--print-architecture").run_get_string(Dpkg::NAME)?.trim().to_owned())
 }
 
 /// Names (and provided names) of a set of packages.
@@ -287,82 +265,39 @@ fn batches(installed: &HashSet<String>, rest: &[Deb]) -> Vec<Vec<Deb>> {
     out
 }
 
-/// Bind mounts and the scratch directory, undone when dropped (in reverse order).
-#[derive(Default)]
-struct Guard {
-    mounts: Vec<PathBuf>,
-    remove: Vec<PathBuf>,
-}
+/// `/usr/sbin/policy-rc.d` while the packages are installed: removed again when dropped (also
+/// when the stage fails), unless the tree had one of its own.
+struct PolicyRcD(Option<PathBuf>);
 
-impl Guard {
-    fn bind(&mut self, src: &Path, target: &Path, readonly: bool) -> Result<(), StageError> {
-        let err = |e: nix::Error| StageError::Io { op: "cannot mount", path: target.to_owned(), source: e.into() };
-        mount(Some(src), target, None::<&str>, MsFlags::MS_BIND | MsFlags::MS_REC, None::<&str>).map_err(err)?;
-        self.mounts.push(target.to_owned());
-        mount(None::<&str>, target, None::<&str>, MsFlags::MS_REC | MsFlags::MS_PRIVATE, None::<&str>).map_err(err)?;
-        if readonly {
-            let flags = MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY;
-            mount(None::<&str>, target, None::<&str>, flags, None::<&str>).map_err(err)?;
+impl PolicyRcD {
+    fn install(args: &StageArgs) -> Result<PolicyRcD, StageError> {
+        let policy = tree_path(args, POLICY_RC_D, false)?;
+        if std::fs::symlink_metadata(&policy).is_ok() {
+            return Ok(PolicyRcD(None));
         }
-        Ok(())
+        create_parents(&policy)?;
+        write_file(&policy, b"#!/bin/sh\n# written by org.osbuild.dpkg for the installation\nexit 101\n", 0o755)?;
+        std::fs::set_permissions(&policy, std::fs::Permissions::from_mode(0o755))
+            .map_err(StageError::io("cannot chmod", &policy))?;
+        Ok(PolicyRcD(Some(policy)))
     }
 
-    fn release(&mut self) -> Result<(), StageError> {
-        let mut first_err = None;
-        while let Some(p) = self.mounts.pop() {
-            if let Err(e) = umount2(&p, MntFlags::MNT_DETACH) {
-                eprintln!("cannot unmount {}: {e}", p.display());
-                first_err.get_or_insert(StageError::Io { op: "cannot unmount", path: p, source: e.into() });
-            }
+    fn remove(mut self) -> Result<(), StageError> {
+        match self.0.take() {
+            Some(p) => remove_if_exists(&p).map(drop),
+            None => Ok(()),
         }
-        while let Some(p) = self.remove.pop() {
-            let r = if p.is_dir() { std::fs::remove_dir(&p) } else { std::fs::remove_file(&p) };
-            if let Err(e) = r {
-                if e.kind() != std::io::ErrorKind::NotFound {
-                    first_err.get_or_insert(StageError::Io { op: "cannot remove", path: p, source: e });
-                }
-            }
-        }
-        first_err.map_or(Ok(()), Err)
     }
 }
 
-impl Drop for Guard {
+impl Drop for PolicyRcD {
     fn drop(&mut self) {
-        let _ = self.release();
-    }
-}
-
-/// What a finished dpkg run left: whether it succeeded and its stderr lines.
-struct Ran {
-    ok: bool,
-    status: String,
-    stderr: Vec<String>,
-}
-
-/// Run `cmd`, passing its stdout through and streaming and keeping its stderr.
-fn exec(cmd: &mut Command) -> Result<Ran, StageError> {
-    let tool = cmd.get_program().to_string_lossy().into_owned();
-    cmd.stdin(Stdio::null()).stderr(Stdio::piped());
-    let mut child = cmd.spawn().map_err(|e| {
-        if e.kind() == std::io::ErrorKind::NotFound {
-            tool_missing(&tool)
-        } else {
-            StageError::ToolSpawn { tool: tool.clone(), source: e }
-        }
-    })?;
-    let mut stderr = Vec::new();
-    if let Some(err) = child.stderr.take() {
-        for line in BufReader::new(err).split(b'\n').map_while(Result::ok) {
-            let _ = std::io::stderr().write_all(&line);
-            let _ = std::io::stderr().write_all(b"\n");
-            if stderr.len() < 20_000 {
-                stderr.push(String::from_utf8_lossy(&line).into_owned());
+        if let Some(p) = self.0.take() {
+            if let Err(e) = remove_if_exists(&p) {
+                eprintln!("{}", crate::error_chain(&e));
             }
         }
     }
-    let status = child.wait().map_err(|source| StageError::ToolSpawn { tool, source })?;
-    Ok(Ran { ok: status.success(), status: status.to_string(), stderr })
 }
 
 /// What dpkg said went wrong, per package: `package X: reason`. `files` maps the paths dpkg
@@ -402,14 +337,13 @@ fn explain(stderr: &[String], files: &HashMap<String, String>) -> Vec<String> {
 }
 
 /// `dpkg` in the tree, chrooted, with a clean environment.
-fn dpkg(tree: &Path, epoch: Option<&str>) -> Command {
-    in_tree(tree, "dpkg", epoch)
+fn dpkg(chroot: &Chroot, epoch: Option<&str>) -> Command {
+    in_tree(chroot, "dpkg", epoch)
 }
 
 /// `program` of the tree, chrooted, with a clean environment.
-pub(super) fn in_tree(tree: &Path, program: &str, epoch: Option<&str>) -> Command {
-    let mut c = Command::new("chroot");
-    c.arg(tree).arg(program);
+fn in_tree(chroot: &Chroot, program: &str, epoch: Option<&str>) -> Command {
+    let mut c = chroot.command(program);
     c.env_clear();
     c.env("PATH", PATH_ENV)
         .env("DEBIAN_FRONTEND", "noninteractive")
@@ -422,25 +356,16 @@ pub(super) fn in_tree(tree: &Path, program: &str, epoch: Option<&str>) -> Comman
     c
 }
 
+/// Run dpkg; when it fails, say per package what went wrong (see [`explain`]), else what it
+/// said last.
 fn run_dpkg(what: &str, cmd: &mut Command, files: &HashMap<String, String>) -> Result<(), StageError> {
-    let ran = exec(cmd)?;
-    if ran.ok {
+    let done = cmd.run_unchecked(Dpkg::NAME, false)?;
+    if done.success() {
         return Ok(());
     }
-    let why = explain(&ran.stderr, files);
-    let tail: Vec<&String> = ran
-        .stderr
-        .iter()
-        .filter(|l| !l.trim().is_empty())
-        .rev()
-        .take(3)
-        .collect::<Vec<_>>()
-        .into_iter()
-        .rev()
-        .collect();
-    let detail =
-        if why.is_empty() { tail.iter().map(|s| s.trim()).collect::<Vec<_>>().join(" / ") } else { why.join("; ") };
-    Err(StageError::Invalid(format!("{what} failed (dpkg: {}): {detail}", ran.status)))
+    let why = explain(&done.stderr_lines(), files);
+    let detail = if why.is_empty() { crate::tool::stderr_tail(&done.stderr, None) } else { why.join("; ") };
+    Err(done.failure(detail).context(format!("{what} failed")))
 }
 
 fn mkdir_p(p: &Path, mode: u32) -> Result<(), StageError> {
@@ -495,40 +420,15 @@ fn prepare_tree(args: &StageArgs, o: &Options, arch: &str) -> Result<(), StageEr
 /// Extract `deb` into the tree with `dpkg-deb --fsys-tarfile | tar -x`; returns the paths it
 /// extracted (absolute, as in the package).
 fn extract(tree: &Path, dir: &Path, deb: &Deb) -> Result<Vec<String>, StageError> {
-    let mut dd = Command::new("dpkg-deb")
-        .arg("--fsys-tarfile")
-        .arg(dir.join(&deb.file))
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .spawn()
-        .map_err(|e| {
-            if e.kind() == std::io::ErrorKind::NotFound {
-                tool_missing("dpkg-deb")
-            } else {
-                StageError::ToolSpawn { tool: "dpkg-deb".into(), source: e }
-            }
-        })?;
-    let out = Command::new("tar")
-        .args(["-x", "-v", "-p", "--numeric-owner", "--keep-directory-symlink", "-f", "-", "-C"])
-        .arg(tree)
-        .stdin(dd.stdout.take().expect("piped"))
-        .output()
-        .map_err(|e| {
-            if e.kind() == std::io::ErrorKind::NotFound {
-                tool_missing("tar")
-            } else {
-                StageError::ToolSpawn { tool: "tar".into(), source: e }
-            }
-        })?;
-    let dd_status = dd.wait().map_err(|source| StageError::ToolSpawn { tool: "dpkg-deb".into(), source })?;
-    if !dd_status.success() || !out.status.success() {
-        return Err(StageError::Invalid(format!(
-            "cannot extract package {}: {}",
-            deb.label(),
-            String::from_utf8_lossy(&out.stderr).trim()
-        )));
-    }
-    Ok(String::from_utf8_lossy(&out.stdout)
+    let listing = pipe_into(
+        Dpkg::NAME,
+        Command::new("dpkg-deb").arg("--fsys-tarfile").arg(dir.join(&deb.file)),
+        Command::new("tar")
+            .args(["-x", "-v", "-p", "--numeric-owner", "--keep-directory-symlink", "-f", "-", "-C"])
+            .arg(tree),
+    )
+    .map_err(|e| e.context(format!("cannot extract package {}", deb.label())))?;
+    Ok(String::from_utf8_lossy(&listing)
         .lines()
         .map(|l| format!("/{}", l.trim_start_matches("./").trim_end_matches('/')))
         .filter(|l| l != "/")
@@ -586,40 +486,6 @@ fn epoch_from_env() -> Option<(String, i64)> {
     Some((s.trim().to_owned(), n))
 }
 
-/// Set the times of every file newer than `epoch` to `epoch` (symlinks themselves).
-fn clamp_mtimes(root: &Path, epoch: i64) -> Result<(), StageError> {
-    use nix::sys::stat::{utimensat, UtimensatFlags};
-    use nix::sys::time::TimeSpec;
-    use std::os::unix::fs::MetadataExt;
-    let t = TimeSpec::new(epoch, 0);
-    let dev = std::fs::symlink_metadata(root).map_err(StageError::io("cannot stat", root))?.dev();
-    let mut stack = vec![root.to_owned()];
-    while let Some(dir) = stack.pop() {
-        let rd = std::fs::read_dir(&dir).map_err(StageError::io("cannot read directory", &dir))?;
-        for e in rd {
-            let e = e.map_err(StageError::io("cannot read directory", &dir))?;
-            let p = e.path();
-            let m = std::fs::symlink_metadata(&p).map_err(StageError::io("cannot stat", &p))?;
-            if m.is_dir() && m.dev() == dev {
-                stack.push(p.clone());
-            }
-            if m.mtime() > epoch {
-                utimensat(nix::fcntl::AT_FDCWD, &p, &t, &t, UtimensatFlags::NoFollowSymlink)
-                    .map_err(|e| StageError::Io { op: "cannot set the times of", path: p.clone(), source: e.into() })?;
-            }
-        }
-    }
-    let m = std::fs::symlink_metadata(root).map_err(StageError::io("cannot stat", root))?;
-    if m.mtime() > epoch {
-        utimensat(nix::fcntl::AT_FDCWD, root, &t, &t, UtimensatFlags::NoFollowSymlink).map_err(|e| StageError::Io {
-            op: "cannot set the times of",
-            path: root.to_owned(),
-            source: e.into(),
-        })?;
-    }
-    Ok(())
-}
-
 /// Files that differ from build to build or only describe the build.
 /// `had_machine_id`: the tree had `/etc/machine-id` before the stage (then it is left alone).
 fn clean_up(args: &StageArgs, reproducible: bool, had_machine_id: bool) -> Result<(), StageError> {
@@ -654,8 +520,7 @@ fn clean_up(args: &StageArgs, reproducible: bool, had_machine_id: bool) -> Resul
         let dbus = tree_path(args, "/var/lib/dbus/machine-id", false)?;
         if std::fs::symlink_metadata(&dbus).is_ok_and(|m| m.is_file()) {
             remove_if_exists(&dbus)?;
-            std::os::unix::fs::symlink("/etc/machine-id", &dbus)
-                .map_err(|e| StageError::Invalid(format!("cannot link {}: {e}", dbus.display())))?;
+            symlink("/etc/machine-id", &dbus).map_err(StageError::io("cannot create symlink", &dbus))?;
         }
     }
     Ok(())
@@ -685,7 +550,6 @@ fn install(
     epoch: Option<&str>,
 ) -> Result<(), StageError> {
     let tree = &args.tree;
-    let mut guard = Guard::default();
     let mut extracted = Vec::new();
     let (ess, rest): (Vec<Deb>, Vec<Deb>) = if bootstrap {
         let set = essential_closure(debs);
@@ -714,25 +578,18 @@ fn install(
     }
     write_filters(args, filters)?;
 
-    for src in ["/dev", "/sys", "/proc"] {
-        let target = tree_path(args, src, true)?;
-        mkdir_p(&target, 0o755)?;
-        guard.bind(Path::new(src), &target, false)?;
-    }
-    let scratch_rel = format!("/tmp/osbuild-dpkg.{}", std::process::id());
-    let scratch = tree_path(args, &scratch_rel, false)?;
-    mkdir_p(&tree_path(args, "/tmp", true)?, 0o1777)?;
-    std::fs::create_dir(&scratch).map_err(StageError::io("cannot create directory", &scratch))?;
-    guard.remove.push(scratch.clone());
-    guard.bind(dir, &scratch, true)?;
-    let policy = tree_path(args, POLICY_RC_D, false)?;
-    if std::fs::symlink_metadata(&policy).is_err() {
-        create_parents(&policy)?;
-        write_file(&policy, b"#!/bin/sh\n# written by org.osbuild.dpkg for the installation\nexit 101\n", 0o755)?;
-        std::fs::set_permissions(&policy, std::fs::Permissions::from_mode(0o755))
-            .map_err(StageError::io("cannot chmod", &policy))?;
-        guard.remove.insert(0, policy.clone());
-    }
+    // The packages, read-only in a scratch directory of the tree's /tmp. Declared before the
+    // chroot, so it is removed only after the mounts are gone.
+    let tmp = tree_path(args, "/tmp", true)?;
+    mkdir_p(&tmp, 0o1777)?;
+    let scratch = tempfile::Builder::new()
+        .prefix("osbuild-dpkg.")
+        .tempdir_in(&tmp)
+        .map_err(StageError::io("cannot create a scratch directory in", &tmp))?;
+    let scratch_rel = format!("/tmp/{}", scratch.path().file_name().expect("a name").to_string_lossy());
+    let mut chroot = Chroot::enter(tree, ApiFs::Host)?;
+    chroot.bind(dir, &scratch_rel, BindFlags { recursive: true, readonly: true, private: true })?;
+    let policy = PolicyRcD::install(args)?;
 
     let in_chroot = |d: &Deb| format!("{scratch_rel}/{}", d.file);
     let labels: HashMap<String, String> = debs.iter().map(|d| (in_chroot(d), d.label())).collect();
@@ -745,13 +602,13 @@ fn install(
         .collect();
 
     if !ess.is_empty() {
-        let mut c = dpkg(tree, epoch);
+        let mut c = dpkg(&chroot, epoch);
         c.args(["--force-depends", "--force-unsafe-io"]).args(&filter_args);
         c.arg("--install").args(ess.iter().map(in_chroot));
         run_dpkg("installing the essential set", &mut c, &labels)?;
     }
     if !o.debconf.is_empty() {
-        set_debconf_selections(tree, &o.debconf, epoch)?;
+        set_debconf_selections(&chroot, &o.debconf, epoch)?;
     }
     let installed: HashSet<String> = database(args)?
         .into_iter()
@@ -762,22 +619,22 @@ fn install(
     let batches = batches(&installed, &rest);
     let n = batches.len();
     for (i, b) in batches.iter().enumerate() {
-        let mut c = dpkg(tree, epoch);
+        let mut c = dpkg(&chroot, epoch);
         c.args(["--force-unsafe-io", "--no-triggers"]).args(&filter_args);
         c.arg("--unpack").args(b.iter().map(in_chroot));
         run_dpkg("unpacking the packages", &mut c, &labels)?;
         // triggers (initramfs, man-db, ldconfig) wait for the last run, so they run once
-        let mut c = dpkg(tree, epoch);
+        let mut c = dpkg(&chroot, epoch);
         c.args(["--force-unsafe-io", "--no-triggers", "--configure", "--pending"]);
         if i + 1 < n {
             // packages waiting for a later batch fail to configure here; the last run decides
-            let _ = exec(&mut c)?;
+            let _ = c.run_unchecked(Dpkg::NAME, false)?;
         } else {
             run_dpkg("configuring the packages", &mut c, &labels)?;
         }
     }
     // the deferred triggers
-    let mut c = dpkg(tree, epoch);
+    let mut c = dpkg(&chroot, epoch);
     c.args(["--force-unsafe-io", "--configure", "--pending"]);
     run_dpkg("processing triggers", &mut c, &labels)?;
 
@@ -798,13 +655,17 @@ fn install(
     if !missing.is_empty() {
         return Err(StageError::Invalid(format!("packages missing from the dpkg database: {}", missing.join(", "))));
     }
-    guard.release()?;
+    policy.remove()?;
+    chroot.close()?;
+    drop(scratch);
     prune_excluded(tree, filters, &extracted);
     Ok(())
 }
 
+/// Load debconf `selections` into the database of the tree `chroot` is made for, with the
+/// tree's own `debconf-set-selections`.
 pub(super) fn set_debconf_selections(
-    tree: &Path,
+    chroot: &Chroot,
     selections: &[String],
     epoch: Option<&str>,
 ) -> Result<(), StageError> {
@@ -816,26 +677,7 @@ pub(super) fn set_debconf_selections(
         text.push_str(s);
         text.push('\n');
     }
-    let mut c = in_tree(tree, "debconf-set-selections", epoch);
-    c.stdin(Stdio::piped()).stderr(Stdio::piped()).stdout(Stdio::inherit());
-    let mut child = c.spawn().map_err(|e| StageError::ToolSpawn { tool: "chroot".into(), source: e })?;
-    child
-        .stdin
-        .take()
-        .expect("piped")
-        .write_all(text.as_bytes())
-        .map_err(|e| StageError::ToolSpawn { tool: "debconf-set-selections".into(), source: e })?;
-    let out = child
-        .wait_with_output()
-        .map_err(|e| StageError::ToolSpawn { tool: "debconf-set-selections".into(), source: e })?;
-    if !out.status.success() {
-        return Err(StageError::Invalid(format!(
-            "debconf-set-selections in the tree failed ({}): {}",
-            out.status,
-            String::from_utf8_lossy(&out.stderr).trim()
-        )));
-    }
-    Ok(())
+    in_tree(chroot, "debconf-set-selections", epoch).run_with_input(Dpkg::NAME, text.as_bytes())
 }
 
 /// The stage itself: its name, capabilities and options, as the registry lists it.
@@ -1009,18 +851,5 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("sha256:cc of option 'packages' is not in input"));
-    }
-
-    #[test]
-    fn mtimes_are_clamped() {
-        let t = tempfile::tempdir().unwrap();
-        std::fs::create_dir(t.path().join("d")).unwrap();
-        std::fs::write(t.path().join("d/f"), "x").unwrap();
-        symlink("/nonexistent", t.path().join("l")).unwrap();
-        clamp_mtimes(t.path(), 1_000_000).unwrap();
-        use std::os::unix::fs::MetadataExt;
-        for p in ["", "d", "d/f", "l"] {
-            assert_eq!(std::fs::symlink_metadata(t.path().join(p)).unwrap().mtime(), 1_000_000, "{p}");
-        }
     }
 }

@@ -6,21 +6,18 @@
 //! `/proc`, `/dev` (devtmpfs, or the host's `/dev` bound when that is refused) and `/sys`
 //! mounted in the tree for the run (missing mount points are created), and the tree's
 //! `/usr/bin/logger` bind-mounted over by its `/usr/bin/true` so dracut does not flood the log.
-//! dracut cannot be replaced by anything simpler, so it is called; the mounts are made with
-//! mount(2) directly instead of the `mount` tool, which gives the same result. A tree without
-//! the tool is reported before anything is mounted.
+//! dracut cannot be replaced by anything simpler, so it is called; the mounts are the stage
+//! API's `Chroot` (upstream's `Chroot`), made with mount(2) instead of the `mount` tool,
+//! which gives the same result. A tree without the tool is reported before anything is
+//! mounted.
 
-use super::util::{run_tool, tree_path, Ordered};
+use super::util::{tree_path, yes, Ordered};
 use super::{StageArgs, StageError, StageResult};
+use crate::chroot::{ApiFs, Chroot};
+use crate::sys::BindFlags;
+use crate::tool::CommandRunExt;
 use crate::Stage;
-use nix::mount::{mount, umount2, MntFlags, MsFlags};
 use serde::Deserialize;
-use std::path::{Path, PathBuf};
-use std::process::Command;
-
-fn yes() -> bool {
-    true
-}
 
 /// Upstream does not restrict the option keys.
 #[derive(Debug, Deserialize)]
@@ -102,57 +99,6 @@ fn dracut_options(o: &Options) -> Vec<String> {
     opts
 }
 
-/// Mounts made for the run, undone (lazily, like upstream) in reverse order when dropped.
-#[derive(Default)]
-struct Mounts(Vec<PathBuf>);
-
-impl Mounts {
-    fn mount(
-        &mut self,
-        src: &str,
-        target: &Path,
-        fstype: Option<&str>,
-        flags: MsFlags,
-        data: Option<&str>,
-    ) -> Result<(), StageError> {
-        mount(Some(src), target, fstype, flags, data).map_err(|e| StageError::Io {
-            op: "cannot mount",
-            path: target.to_owned(),
-            source: e.into(),
-        })?;
-        self.0.push(target.to_owned());
-        Ok(())
-    }
-}
-
-impl Drop for Mounts {
-    fn drop(&mut self) {
-        for p in self.0.iter().rev() {
-            if let Err(e) = umount2(p, MntFlags::MNT_DETACH) {
-                eprintln!("cannot unmount {}: {e}", p.display());
-            }
-        }
-    }
-}
-
-fn chroot_mounts(args: &StageArgs, m: &mut Mounts) -> Result<(), StageError> {
-    let mut dirs = Vec::new();
-    for d in ["/proc", "/dev", "/sys"] {
-        let p = tree_path(args, d, true)?;
-        if !p.exists() {
-            println!("Making missing chroot directory: {d}");
-            std::fs::create_dir_all(&p).map_err(StageError::io("cannot create directory", &p))?;
-        }
-        dirs.push(p);
-    }
-    let safe = MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC;
-    m.mount("proc", &dirs[0], Some("proc"), safe | MsFlags::MS_NODEV, Some(""))?;
-    if m.mount("devtmpfs", &dirs[1], Some("devtmpfs"), safe | MsFlags::MS_STRICTATIME, Some("mode=0755")).is_err() {
-        m.mount("/dev", &dirs[1], None, MsFlags::MS_BIND, None)?;
-    }
-    m.mount("sysfs", &dirs[2], Some("sysfs"), safe | MsFlags::MS_NODEV, Some(""))
-}
-
 /// The stage itself: its name, capabilities and options, as the registry lists it.
 pub struct Dracut;
 
@@ -168,17 +114,20 @@ impl Stage for Dracut {
         }
         for kver in &options.kernel {
             eprintln!("Building initramfs for {kver}");
-            let mut mounts = Mounts::default();
+            // The tree's logger would flood the log; its `true` takes its place for the run.
             let logger = tree_path(args, "/usr/bin/logger", true)?;
+            let mut quiet = crate::sys::MountGuard::new();
             if logger.exists() {
                 let truth = tree_path(args, "/usr/bin/true", true)?;
-                let truth = truth.to_string_lossy().into_owned();
-                mounts.mount(&truth, &logger, None, MsFlags::MS_BIND | MsFlags::MS_REC, None)?;
+                quiet.bind(&truth, &logger, BindFlags { recursive: true, ..BindFlags::default() })?;
             }
-            chroot_mounts(args, &mut mounts)?;
-            let mut cmd = Command::new("chroot");
-            cmd.arg(&args.tree).arg(tool).args(["--no-hostonly", "--kver", kver]).args(&opts);
-            match run_tool(Dracut::NAME, &mut cmd) {
+            let chroot = Chroot::enter(&args.tree, ApiFs::Fresh)?;
+            let mut cmd = chroot.command(tool);
+            cmd.args(["--no-hostonly", "--kver", kver]).args(&opts);
+            let ran = cmd.run(Dracut::NAME);
+            chroot.close()?;
+            quiet.close()?;
+            match ran {
                 Err(StageError::ToolFailed { status, .. }) if status.code() == Some(127) => {
                     return Err(StageError::ToolMissing {
                         tool: tool.into(),

@@ -13,15 +13,12 @@
 
 use super::util::{tree_path, write_file};
 use super::{StageArgs, StageError, StageResult};
+use crate::util::yes;
 use crate::Stage;
 use serde::Deserialize;
 
 fn default_prefix() -> String {
     "/boot".into()
-}
-
-fn yes() -> bool {
-    true
 }
 
 #[derive(Debug, Deserialize)]

@@ -6,6 +6,7 @@
 //! `osname`/`ref`, the ref is resolved with the build root's `ostree rev-parse` (as upstream);
 //! a full commit checksum and the `default` deployment need no tool.
 
+use super::ostree_util::repo_arg;
 use super::util::{tree_path, write_file};
 use super::{StageArgs, StageError, StageResult};
 use crate::Stage;
@@ -147,20 +148,10 @@ fn rev_parse(args: &StageArgs, reference: &str) -> Result<String, StageError> {
         return Ok(reference.to_owned());
     }
     let repo = tree_path(args, "/ostree/repo", true)?;
-    let mut cmd = std::process::Command::new("ostree");
-    cmd.arg("rev-parse").arg(reference).arg(format!("--repo={}", repo.display()));
-    let out = cmd.output().map_err(|e| {
-        if e.kind() == std::io::ErrorKind::NotFound {
-            StageError::ToolMissing { tool: "ostree".into(), stage: Fstab::NAME, place: "in the build root" }
-        } else {
-            StageError::ToolSpawn { tool: "ostree".into(), source: e }
-        }
-    })?;
-    let msg = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-    if !out.status.success() {
-        return Err(StageError::Invalid(format!("ostree rev-parse {reference} failed: {}", msg.trim())));
-    }
-    Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
+    let repo = repo_arg(&repo);
+    let out =
+        super::ostree_util::ostree_output(Fstab::NAME, &["rev-parse".as_ref(), reference.as_ref(), repo.as_os_str()])?;
+    Ok(out.trim().to_owned())
 }
 
 #[cfg(test)]
@@ -215,7 +206,7 @@ mod tests {
         let e = Fstab::execute(&args(t.path(), opts)).unwrap_err().to_string();
         assert!(
             e == "ostree not found in the build root, but org.osbuild.fstab needs it"
-                || e.starts_with("ostree rev-parse fedora/x86_64/coreos failed"),
+                || e.starts_with("`ostree rev-parse fedora/x86_64/coreos --repo="),
             "{e}"
         );
     }

@@ -1,8 +1,9 @@
 //! `org.osbuild.groups`: add groups to the tree with the build root's
 //! `groupadd --root <tree>`.
 
-use super::util::{run_tool, Ordered};
+use super::util::Ordered;
 use super::{StageArgs, StageResult};
+use crate::tool::CommandRunExt;
 use crate::Stage;
 use serde::Deserialize;
 use serde_json::Number;
@@ -44,7 +45,7 @@ impl Stage for Groups {
                 cmd.arg("--force");
             }
             cmd.arg(name);
-            run_tool(Groups::NAME, &mut cmd)?;
+            cmd.run(Groups::NAME)?;
         }
         Ok(None)
     }

@@ -29,10 +29,11 @@
 
 use super::grub_util::{
     bool_word, check_platform, config_without_cmdline, copy_efi_data, copy_font, copy_modules, grubenv_block, render,
-    write_tree_file, yes, Config, Filesystem, FsRef,
+    write_tree_file, Config, Filesystem, FsRef,
 };
 use super::util::{create_parents, remove_if_exists, tree_path};
 use super::{StageArgs, StageError, StageResult};
+use crate::util::yes;
 use crate::Stage;
 use serde::Deserialize;
 use std::path::Path;

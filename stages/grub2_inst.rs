@@ -22,8 +22,9 @@
 //!   beyond the end of the image (upstream would silently corrupt the disk).
 
 use super::grub_util::{check_platform, MODULES_DIR};
-use super::util::{run_tool, tree_path, write_file, Scratch};
+use super::util::{scratch_dir, tree_path, write_file};
 use super::{StageArgs, StageError, StageResult};
+use crate::tool::CommandRunExt;
 use crate::Stage;
 use serde::Deserialize;
 use std::fs::File;
@@ -62,10 +63,9 @@ fn default_sector_size() -> u64 {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Core {
-    /// Only `mkimage`; checked by deserialising.
+    /// Only validated: `mkimage` is the one kind upstream knows.
     #[serde(rename = "type")]
-    #[allow(dead_code)]
-    pub kind: CoreKind,
+    pub _kind: CoreKind,
     pub partlabel: PartLabel,
     pub filesystem: CoreFs,
     /// The mkimage program; default `grub2-mkimage`, else `grub-mkimage`.
@@ -115,10 +115,9 @@ pub enum Prefix {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PrefixPartition {
-    /// Only `partition`; checked by deserialising.
+    /// Only validated: `partition` is the one kind with these fields.
     #[serde(rename = "type")]
-    #[allow(dead_code)]
-    pub kind: PrefixKind,
+    pub _kind: PrefixKind,
     pub partlabel: PartLabel,
     /// Counted from 0.
     pub number: u64,
@@ -172,33 +171,40 @@ fn core_layout(platform: &str, core: &Core) -> (String, Vec<&'static str>) {
     (format, modules)
 }
 
-/// Run grub-mkimage and return the core image.
-fn make_core(o: &Options, scratch: &Scratch) -> Result<Vec<u8>, StageError> {
-    let (format, modules) = core_layout(&o.platform, &o.core);
-    let out = scratch.0.join("grub2-core.img");
-    let prefix = o.prefix.grub_string();
+/// Run grub-mkimage for `platform` and return the core image, for `stage` (this one and the
+/// v1 `org.osbuild.qemu` assembler). `binary` is the mkimage program (default
+/// `grub2-mkimage`, else `grub-mkimage`).
+pub fn make_core(
+    stage: &'static str,
+    platform: &str,
+    core: &Core,
+    prefix: &Prefix,
+    binary: Option<&str>,
+) -> Result<Vec<u8>, StageError> {
+    let (format, modules) = core_layout(platform, core);
+    let scratch = scratch_dir("osbuild-grub2-inst")?;
+    let out = scratch.path().join("grub2-core.img");
+    let prefix = prefix.grub_string();
     println!("prefix: {prefix}");
     let command = |bin: &str| {
         let mut c = Command::new(bin);
         c.arg("--verbose")
             .arg("--directory")
-            .arg(Path::new(MODULES_DIR).join(&o.platform))
+            .arg(Path::new(MODULES_DIR).join(platform))
             .args(["--prefix", &prefix, "--format", &format, "--compression", "auto", "--output"])
             .arg(&out)
             .args(&modules);
         c
     };
-    match &o.core.binary {
-        Some(bin) => run_tool(Grub2Inst::NAME, &mut command(bin))?,
-        None => match run_tool(Grub2Inst::NAME, &mut command("grub2-mkimage")) {
-            Err(StageError::ToolMissing { .. }) => {
-                run_tool(Grub2Inst::NAME, &mut command("grub-mkimage")).map_err(|e| match e {
-                    StageError::ToolMissing { stage, place, .. } => {
-                        StageError::ToolMissing { tool: "grub2-mkimage (or grub-mkimage)".into(), stage, place }
-                    }
-                    other => other,
-                })?
-            }
+    match binary {
+        Some(bin) => command(bin).run(stage)?,
+        None => match command("grub2-mkimage").run(stage) {
+            Err(StageError::ToolMissing { .. }) => command("grub-mkimage").run(stage).map_err(|e| match e {
+                StageError::ToolMissing { stage, place, .. } => {
+                    StageError::ToolMissing { tool: "grub2-mkimage (or grub-mkimage)".into(), stage, place }
+                }
+                other => other,
+            })?,
             other => other?,
         },
     }
@@ -312,8 +318,15 @@ fn write_at(f: &mut File, path: &Path, offset: u64, data: &[u8]) -> Result<(), S
 }
 
 /// Write `core` at `location` into the image and, on i386-pc, boot.img into the MBR.
-fn install(o: &Options, image: &Path, core: &[u8], location: u64) -> Result<(), StageError> {
-    let ss = o.sector_size;
+/// Refuses a core that would damage the partition table or a partition it does not start in.
+pub fn install_core(
+    platform: &str,
+    sector_size: u64,
+    image: &Path,
+    core: &[u8],
+    location: u64,
+) -> Result<(), StageError> {
+    let ss = sector_size;
     let mut f =
         std::fs::OpenOptions::new().read(true).write(true).open(image).map_err(StageError::io("cannot open", image))?;
     let len = f.metadata().map_err(StageError::io("cannot read", image))?.len();
@@ -330,8 +343,8 @@ fn install(o: &Options, image: &Path, core: &[u8], location: u64) -> Result<(), 
     println!("writing core to ({location}, {})", location * ss);
     write_at(&mut f, image, location * ss, core)?;
 
-    if o.platform == "i386-pc" {
-        let boot_path = Path::new(MODULES_DIR).join(&o.platform).join("boot.img");
+    if platform == "i386-pc" {
+        let boot_path = Path::new(MODULES_DIR).join(platform).join("boot.img");
         let mut boot = Vec::new();
         File::open(&boot_path)
             .and_then(|mut b| b.read_to_end(&mut boot))
@@ -362,10 +375,9 @@ impl Stage for Grub2Inst {
             return Err(StageError::Invalid(format!("invalid sector size {}", o.sector_size)));
         }
         let image = tree_path(args, &o.filename, true)?;
-        let scratch = Scratch::new("osbuild-grub2-inst")?;
-        let core = make_core(&o, &scratch)?;
+        let core = make_core(Grub2Inst::NAME, &o.platform, &o.core, &o.prefix, o.core.binary.as_deref())?;
         match o.location {
-            Some(location) if location > 0 => install(&o, &image, &core, location)?,
+            Some(location) if location > 0 => install_core(&o.platform, o.sector_size, &image, &core, location)?,
             _ => write_file(&image, &core, 0o644)?,
         }
         Ok(None)

@@ -30,11 +30,12 @@
 //!   files are not copied; the EFI config's directory is created when missing.
 
 use super::grub_util::{
-    bool_word, check_platform, copy_efi_data, copy_font, copy_modules, grubenv_block, render, write_tree_file, yes,
-    Config, Filesystem,
+    bool_word, check_platform, copy_efi_data, copy_font, copy_modules, grubenv_block, render, write_tree_file, Config,
+    Filesystem,
 };
 use super::util::tree_path;
 use super::{StageArgs, StageError, StageResult};
+use crate::util::yes;
 use crate::Stage;
 use serde::Deserialize;
 use std::path::Path;

@@ -3,7 +3,7 @@
 //! `grub.cfg`, the 1024-byte `grubenv` block, and copying GRUB's platform modules, its font
 //! and the EFI binaries from the build root into the tree.
 
-use super::util::{create_parents, tree_path, write_file};
+use super::util::{create_parents, tree_path, walk_error, write_file};
 use super::{StageArgs, StageError};
 use serde::{Deserialize, Deserializer};
 use std::fs::{self, File, FileTimes};
@@ -16,11 +16,6 @@ pub const MODULES_DIR: &str = "/usr/lib/grub";
 pub const FONT: &str = "/usr/share/grub/unicode.pf2";
 /// The size of a `grubenv` block; GRUB refuses an environment block of any other size.
 pub const GRUBENV_SIZE: usize = 1024;
-
-/// Manifest defaults that are `true` when absent.
-pub fn yes() -> bool {
-    true
-}
 
 /// The `config` object of both stages: what goes into `/etc/default/grub` and the console
 /// lines of `grub.cfg`. `cmdline` is an option of `org.osbuild.grub2.legacy` only
@@ -344,27 +339,28 @@ pub fn copy_efi_data(args: &StageArgs, efi_src_dir: &Path, vendor: &str) -> Resu
     Ok(())
 }
 
+/// `shutil.copytree` of a build-root directory: links followed (the EFI data are files, not
+/// links, on the target), directories' modes and times set once their contents are in.
 fn copy_tree(src: &Path, dst: &Path) -> Result<(), StageError> {
-    let meta = fs::metadata(src).map_err(StageError::io("cannot read", src))?;
-    if !meta.is_dir() {
+    if !fs::metadata(src).map_err(StageError::io("cannot read", src))?.is_dir() {
         return Err(StageError::Invalid(format!("cannot copy {}: not a directory", src.display())));
     }
-    fs::create_dir(dst).map_err(StageError::io("cannot create directory", dst))?;
-    let mut entries = Vec::new();
-    for e in fs::read_dir(src).map_err(StageError::io("cannot read directory", src))? {
-        entries.push(e.map_err(StageError::io("cannot read directory", src))?.file_name());
-    }
-    entries.sort();
-    for name in entries {
-        let (s, d) = (src.join(&name), dst.join(&name));
-        let m = fs::metadata(&s).map_err(StageError::io("cannot read", &s))?;
-        if m.is_dir() {
-            copy_tree(&s, &d)?;
+    let mut dirs = Vec::new();
+    for entry in walkdir::WalkDir::new(src).follow_links(true).sort_by_file_name() {
+        let entry = entry.map_err(|e| walk_error(src, e))?;
+        let target = dst.join(entry.path().strip_prefix(src).expect("below the source"));
+        if entry.file_type().is_dir() {
+            fs::create_dir(&target).map_err(StageError::io("cannot create directory", &target))?;
+            dirs.push((entry.metadata().map_err(|e| walk_error(src, e))?, target));
         } else {
-            copy_file(&s, &d)?;
+            copy_file(entry.path(), &target)?;
         }
     }
-    copy_stat(&meta, dst)
+    // deepest first, so setting a directory's times is the last change made in it
+    for (meta, dir) in dirs.iter().rev() {
+        copy_stat(meta, dir)?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -7,7 +7,7 @@
 //! the mount / input they name) even when the tree holds hostile symlinks.
 
 pub use osbuild_stage_api::{
-    canonical_json, entry, error_chain, run_info, sys, tool, util, Stage, StageArgs, StageError, StageInfo,
+    canonical_json, chroot, entry, error_chain, run_info, sys, tool, util, Stage, StageArgs, StageError, StageInfo,
     StageResult, ARGUMENTS_PATH, META_PATH, UPSTREAM_VERSION,
 };
 use std::path::Path;

@@ -1,10 +1,12 @@
 //! `org.osbuild.mkfs.btrfs`: create a btrfs file system on the device `device` with
 //! `mkfs.btrfs -U <uuid> [-L <label>] [-m <metadata profile>] <device>`, as upstream does.
 
-use super::disk_util::{label_args, mkfs_stage};
+use super::disk_util::{label_args, mkfs_stage, Mkfs};
 use super::{StageArgs, StageResult};
 use crate::Stage;
 use serde::Deserialize;
+use std::path::Path;
+use std::process::Command;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -23,12 +25,19 @@ impl Stage for MkfsBtrfs {
     type Options = Options;
 
     fn run(args: &StageArgs, options: Options) -> StageResult {
-        mkfs_stage(Self::NAME, args, &options, "mkfs.btrfs", |o: &Options, cmd| {
-            cmd.arg("-U").arg(&o.uuid).args(label_args("-L", &o.label));
-            if let Some(m) = o.metadata.as_ref().filter(|m| !m.is_empty()) {
-                cmd.arg("-m").arg(m);
-            }
-        })
+        mkfs_stage::<Self>(args, &options)
+    }
+}
+
+impl Mkfs for MkfsBtrfs {
+    fn command(o: &Options, device: &Path) -> Command {
+        let mut cmd = Command::new("mkfs.btrfs");
+        cmd.arg("-U").arg(&o.uuid).args(label_args("-L", &o.label));
+        if let Some(m) = o.metadata.as_ref().filter(|m| !m.is_empty()) {
+            cmd.arg("-m").arg(m);
+        }
+        cmd.arg(device);
+        cmd
     }
 }
 

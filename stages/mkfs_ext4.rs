@@ -2,11 +2,13 @@
 //! `mkfs.ext4 -U <uuid> [-L <label>] [-E lazy_itable_init=N -E lazy_journal_init=N]
 //! [-O [^]verity] [-O [^]orphan_file] [-O [^]metadata_csum_seed] <device>`, as upstream does.
 
-use super::disk_util::{label_args, mkfs_stage};
+use super::disk_util::{label_args, mkfs_stage, Mkfs};
 use super::{StageArgs, StageResult};
 use crate::Stage;
 use serde::Deserialize;
 use std::ffi::OsString;
+use std::path::Path;
+use std::process::Command;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -55,9 +57,16 @@ impl Stage for MkfsExt4 {
     type Options = Options;
 
     fn run(args: &StageArgs, options: Options) -> StageResult {
-        mkfs_stage(Self::NAME, args, &options, "mkfs.ext4", |o: &Options, cmd| {
-            cmd.args(argv(o));
-        })
+        mkfs_stage::<Self>(args, &options)
+    }
+}
+
+impl Mkfs for MkfsExt4 {
+    fn command(o: &Options, device: &Path) -> Command {
+        let mut cmd = Command::new("mkfs.ext4");
+        cmd.args(argv(o));
+        cmd.arg(device);
+        cmd
     }
 }
 

@@ -2,10 +2,12 @@
 //! `mkfs.fat -I -i <volid> [-n <label>] [-F <fat-size>] [-g <heads>/<sectors-per-track>]
 //! <device>`, as upstream does.
 
-use super::disk_util::{label_args, mkfs_stage};
+use super::disk_util::{label_args, mkfs_stage, Mkfs};
 use super::{StageArgs, StageResult};
 use crate::Stage;
 use serde::Deserialize;
+use std::path::Path;
+use std::process::Command;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -35,15 +37,22 @@ impl Stage for MkfsFat {
     type Options = Options;
 
     fn run(args: &StageArgs, options: Options) -> StageResult {
-        mkfs_stage(Self::NAME, args, &options, "mkfs.fat", |o: &Options, cmd| {
-            cmd.args(["-I", "-i", &o.volid]).args(label_args("-n", &o.label));
-            if let Some(size) = o.fat_size.filter(|&s| s != 0) {
-                cmd.arg("-F").arg(size.to_string());
-            }
-            if let Some(g) = &o.geometry {
-                cmd.arg("-g").arg(format!("{}/{}", g.heads, g.sectors_per_track));
-            }
-        })
+        mkfs_stage::<Self>(args, &options)
+    }
+}
+
+impl Mkfs for MkfsFat {
+    fn command(o: &Options, device: &Path) -> Command {
+        let mut cmd = Command::new("mkfs.fat");
+        cmd.args(["-I", "-i", &o.volid]).args(label_args("-n", &o.label));
+        if let Some(size) = o.fat_size.filter(|&s| s != 0) {
+            cmd.arg("-F").arg(size.to_string());
+        }
+        if let Some(g) = &o.geometry {
+            cmd.arg("-g").arg(format!("{}/{}", g.heads, g.sectors_per_track));
+        }
+        cmd.arg(device);
+        cmd
     }
 }
 

@@ -1,10 +1,12 @@
 //! `org.osbuild.mkfs.xfs`: create an XFS file system on the device `device` with
 //! `mkfs.xfs -m uuid=<uuid> [-L <label>] [-d agcount=<n>] <device>`, as upstream does.
 
-use super::disk_util::{label_args, mkfs_stage};
+use super::disk_util::{label_args, mkfs_stage, Mkfs};
 use super::{StageArgs, StageResult};
 use crate::Stage;
 use serde::Deserialize;
+use std::path::Path;
+use std::process::Command;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -23,12 +25,19 @@ impl Stage for MkfsXfs {
     type Options = Options;
 
     fn run(args: &StageArgs, options: Options) -> StageResult {
-        mkfs_stage(Self::NAME, args, &options, "mkfs.xfs", |o: &Options, cmd| {
-            cmd.arg("-m").arg(format!("uuid={}", o.uuid)).args(label_args("-L", &o.label));
-            if let Some(n) = o.agcount.filter(|&n| n != 0) {
-                cmd.arg("-d").arg(format!("agcount={n}"));
-            }
-        })
+        mkfs_stage::<Self>(args, &options)
+    }
+}
+
+impl Mkfs for MkfsXfs {
+    fn command(o: &Options, device: &Path) -> Command {
+        let mut cmd = Command::new("mkfs.xfs");
+        cmd.arg("-m").arg(format!("uuid={}", o.uuid)).args(label_args("-L", &o.label));
+        if let Some(n) = o.agcount.filter(|&n| n != 0) {
+            cmd.arg("-d").arg(format!("agcount={n}"));
+        }
+        cmd.arg(device);
+        cmd
     }
 }
 

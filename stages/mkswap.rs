@@ -1,10 +1,12 @@
 //! `org.osbuild.mkswap`: set up a swap area on the device `device` with
 //! `mkswap --uuid <uuid> [--label <label>] <device>`, as upstream does.
 
-use super::disk_util::{label_args, mkfs_stage};
+use super::disk_util::{label_args, mkfs_stage, Mkfs};
 use super::{StageArgs, StageResult};
 use crate::Stage;
 use serde::Deserialize;
+use std::path::Path;
+use std::process::Command;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -21,9 +23,16 @@ impl Stage for Mkswap {
     type Options = Options;
 
     fn run(args: &StageArgs, options: Options) -> StageResult {
-        mkfs_stage(Self::NAME, args, &options, "mkswap", |o: &Options, cmd| {
-            cmd.arg("--uuid").arg(&o.uuid).args(label_args("--label", &o.label));
-        })
+        mkfs_stage::<Self>(args, &options)
+    }
+}
+
+impl Mkfs for Mkswap {
+    fn command(o: &Options, device: &Path) -> Command {
+        let mut cmd = Command::new("mkswap");
+        cmd.arg("--uuid").arg(&o.uuid).args(label_args("--label", &o.label));
+        cmd.arg(device);
+        cmd
     }
 }
 

@@ -7,13 +7,12 @@
 //! `global-dns-domain`) becomes one `[<section>-<name>]` per entry, or `[<section>]` for an
 //! entry without a name; entries with the same name are merged.
 
-use super::configparser::{check_basic_interpolation, Ini};
-use super::pyfmt::py_value;
-use super::util::{create_parents, tree_path, write_file, Ordered};
+use super::configparser::{set_py_values, Ini};
+use super::util::{create_parents, tree_path, typed_in_order, write_file, Ordered};
 use super::{StageError, StageResult};
 use crate::Stage;
 use crate::StageArgs;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::os::unix::fs::PermissionsExt;
 
@@ -25,17 +24,15 @@ pub struct Options {
     pub settings: Ordered<Value>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
-#[allow(dead_code)]
 struct Checked {
     path: String,
     settings: Settings,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Serialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
-#[allow(dead_code)]
 struct Settings {
     main: Option<Main>,
     device: Option<NonEmpty<Named<Device>>>,
@@ -43,57 +40,51 @@ struct Settings {
     keyfile: Option<Keyfile>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Serialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
-#[allow(dead_code)]
 struct Main {
     no_auto_default: Option<NonEmpty<String>>,
     plugins: Option<NonEmpty<String>>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
-#[allow(dead_code)]
 struct Named<T> {
     name: Option<String>,
     config: T,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
-#[allow(dead_code)]
 struct NamedRequired<T> {
     name: String,
     config: T,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
-#[allow(dead_code)]
 struct Device {
     managed: Option<bool>,
     #[serde(rename = "wifi.scan-rand-mac-address")]
     scan_rand_mac_address: Option<bool>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
-#[allow(dead_code)]
 struct Dns {
     servers: NonEmpty<String>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Serialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
-#[allow(dead_code)]
 struct Keyfile {
     unmanaged_devices: Option<NonEmpty<String>>,
 }
 
 /// A list with at least one item.
-#[derive(Deserialize)]
+#[derive(Deserialize, Serialize)]
 #[serde(try_from = "Vec<T>")]
-struct NonEmpty<T>(#[allow(dead_code)] Vec<T>);
+struct NonEmpty<T>(Vec<T>);
 
 impl<T> TryFrom<Vec<T>> for NonEmpty<T> {
     type Error = &'static str;
@@ -109,21 +100,16 @@ impl<T> TryFrom<Vec<T>> for NonEmpty<T> {
 impl TryFrom<Value> for Options {
     type Error = String;
     fn try_from(v: Value) -> Result<Self, String> {
-        let checked = Checked::deserialize(&v).map_err(|e| e.to_string())?;
+        let (checked, map) = typed_in_order::<Checked>(v).map_err(|e| e.to_string())?;
+        let v = Value::Object(map);
         let settings = Ordered::deserialize(&v["settings"]).map_err(|e| e.to_string())?;
         Ok(Options { path: checked.path, settings })
     }
 }
 
 fn set_all(ini: &mut Ini, section: &str, values: &Value) -> Result<(), String> {
-    ini.add_section(section).map_err(|e| e.to_string())?;
     let values: Ordered<Value> = Ordered::deserialize(values).map_err(|e| e.to_string())?;
-    for (key, value) in &values.0 {
-        let value = py_value(value).map_err(|e| format!("{section}.{key}: {e}"))?;
-        check_basic_interpolation(&value).map_err(|e| e.to_string())?;
-        ini.set(section, key.to_string(), Some(value));
-    }
-    Ok(())
+    set_py_values(ini, section, values.0.iter().map(|(k, v)| (k, v)))
 }
 
 fn render(settings: &Ordered<Value>) -> Result<String, String> {

@@ -9,13 +9,12 @@
 //! Deviation: a value that is a JSON object (possible only under the free-form `ethernet`
 //! section) is an error here; upstream would write Python's dict repr into the file.
 
-use super::configparser::{check_basic_interpolation, Ini};
-use super::pyfmt::py_value;
-use super::util::{create_parents, tree_path, write_file, Ordered};
+use super::configparser::{set_py_values, Ini};
+use super::util::{create_parents, tree_path, typed_in_order, write_file, Ordered};
 use super::{StageError, StageResult};
 use crate::Stage;
 use crate::StageArgs;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use std::os::unix::fs::PermissionsExt;
 
@@ -30,18 +29,16 @@ pub struct Options {
     pub settings: Ordered<Ordered<Value>>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 struct Checked {
     filename: Option<String>,
     path: Option<String>,
-    #[allow(dead_code)]
     settings: Settings,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
-#[allow(dead_code)]
 struct Settings {
     connection: Connection,
     ipv4: Option<Ipv4>,
@@ -49,9 +46,8 @@ struct Settings {
     ethernet: Option<Ethernet>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Serialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
-#[allow(dead_code)]
 struct Connection {
     uuid: String,
     id: String,
@@ -62,7 +58,7 @@ struct Connection {
     autoconnect_priority: Option<serde_json::Number>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Serialize)]
 enum EthernetType {
     #[serde(rename = "802-3-ethernet")]
     Long,
@@ -70,9 +66,8 @@ enum EthernetType {
     Short,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Serialize)]
 #[serde(tag = "method", rename_all = "lowercase", deny_unknown_fields)]
-#[allow(dead_code)]
 enum Ipv4 {
     Ignore {},
     Auto {
@@ -84,14 +79,13 @@ enum Ipv4 {
     },
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Serialize)]
 #[serde(tag = "method", rename_all = "lowercase", deny_unknown_fields)]
 enum Ipv6 {
     Ignore {},
 }
 
-#[derive(Deserialize)]
-#[allow(dead_code)]
+#[derive(Deserialize, Serialize)]
 struct Ethernet {
     #[serde(rename = "mac-address")]
     mac_address: Option<String>,
@@ -102,7 +96,8 @@ struct Ethernet {
 impl TryFrom<Value> for Options {
     type Error = String;
     fn try_from(v: Value) -> Result<Self, String> {
-        let checked = Checked::deserialize(&v).map_err(|e| e.to_string())?;
+        let (checked, map) = typed_in_order::<Checked>(v).map_err(|e| e.to_string())?;
+        let v = Value::Object(map);
         match (&checked.filename, &checked.path) {
             (Some(_), Some(_)) => return Err("give either `filename` or `path`, not both".into()),
             (None, None) => return Err("missing field `filename` (or `path`)".into()),
@@ -116,12 +111,7 @@ impl TryFrom<Value> for Options {
 fn render(settings: &Ordered<Ordered<Value>>) -> Result<String, String> {
     let mut ini = Ini::default();
     for (section, values) in &settings.0 {
-        ini.add_section(section).map_err(|e| e.to_string())?;
-        for (key, value) in &values.0 {
-            let value = py_value(value).map_err(|e| format!("{section}.{key}: {e}"))?;
-            check_basic_interpolation(&value).map_err(|e| e.to_string())?;
-            ini.set(section, key.to_string(), Some(value));
-        }
+        set_py_values(&mut ini, section, values.0.iter().map(|(k, v)| (k, v)))?;
     }
     Ok(ini.render())
 }

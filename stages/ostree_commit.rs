@@ -132,11 +132,13 @@ impl Stage for OstreeCommit {
         eprintln!("ostree {}", argv.iter().map(|a| a.to_string_lossy()).collect::<Vec<_>>().join(" "));
         let table = ostree_output(OstreeCommit::NAME, &refs)?;
         eprint!("{table}");
-        let commit = table
-            .lines()
-            .find_map(|l| l.strip_prefix("Commit:"))
-            .map(|s| s.trim().to_owned())
-            .ok_or_else(|| StageError::Invalid(format!("ostree commit printed no commit id: {table}")))?;
+        let commit =
+            table.lines().find_map(|l| l.strip_prefix("Commit:")).map(|s| s.trim().to_owned()).ok_or_else(|| {
+                StageError::ToolUnexpected {
+                    tool: "ostree commit".into(),
+                    what: format!("printed no commit id: {table}"),
+                }
+            })?;
         let show = ostree_output(OstreeCommit::NAME, &[repo_arg(&repo).as_os_str(), "show".as_ref(), commit.as_ref()])?;
         let content = show.lines().find_map(|l| l.strip_prefix("ContentChecksum:")).map(|s| s.trim().to_owned());
 

@@ -11,9 +11,10 @@
 //! on a real system; whoever removes such a tree must clear that flag first (upstream's rmrf
 //! does).
 
-use super::ostree_util::{input_commits, ostree, repo_arg, sysroot_arg, BindMount};
+use super::ostree_util::{input_commits, ostree, repo_arg, sysroot_arg};
 use super::util::tree_path;
 use super::{StageArgs, StageError, StageResult};
+use crate::sys::{BindFlags, MountGuard};
 use crate::Stage;
 use serde::Deserialize;
 use std::ffi::OsString;
@@ -90,10 +91,10 @@ impl Stage for OstreeDeploy {
         if let Some(rootfs) = &options.rootfs {
             kopts.push(format!("root={}", rootfs.identifier()?));
         }
-        let mut guards = Vec::new();
+        let mut guards = MountGuard::new();
         for m in &options.mounts {
             let p = tree_path(args, m, true)?;
-            guards.push(BindMount::new(&p, &p)?);
+            guards.bind(&p, &p, BindFlags::default())?;
         }
         let mut reference = options.reference.clone();
         if args.inputs.is_empty() {
@@ -117,7 +118,7 @@ impl Stage for OstreeDeploy {
         argv.push(sysroot_arg(&args.tree));
         argv.push(format!("--os={}", options.osname).into());
         let result = ostree(OstreeDeploy::NAME, &argv.iter().map(OsString::as_os_str).collect::<Vec<_>>());
-        drop(guards);
+        guards.close()?;
         result?;
         Ok(None)
     }

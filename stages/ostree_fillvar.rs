@@ -7,9 +7,10 @@
 //! Upstream bind-mounts the stateroot's `var` onto the deployment's `/var` for that; we do the
 //! same (and undo it on every path out).
 
-use super::ostree_util::{find_deployment, BindMount, DeploymentOption};
-use super::util::run_tool;
+use super::ostree_util::{find_deployment, DeploymentOption};
 use super::{StageArgs, StageError, StageResult};
+use crate::sys::{BindFlags, MountGuard};
+use crate::tool::CommandRunExt;
 use crate::Stage;
 use serde::Deserialize;
 use std::process::Command;
@@ -32,8 +33,11 @@ impl Stage for OstreeFillvar {
         let var = dep.stateroot(&args.tree).join("var");
         let target = dep.path.join("var");
         std::fs::create_dir_all(&target).map_err(StageError::io("cannot create directory", &target))?;
-        let _mount = BindMount::new(&var, &target)?;
-        populate_var(&dep.path)
+        let mut mount = MountGuard::new();
+        mount.bind(&var, &target, BindFlags::default())?;
+        let meta = populate_var(&dep.path)?;
+        mount.close()?;
+        Ok(meta)
     }
 }
 
@@ -51,13 +55,11 @@ fn populate_var(sysroot: &std::path::Path) -> StageResult {
             .arg(format!("--root={}", sysroot.display()))
             .arg(format!("--prefix=/var/{d}"))
             .stdout(std::process::Stdio::from(std::io::stderr()));
-        match run_tool(OstreeFillvar::NAME, &mut cmd) {
+        match cmd.run(OstreeFillvar::NAME) {
             Ok(()) => {}
+            // 65 (EX_DATAERR): some lines did not apply, which upstream accepts too
             Err(StageError::ToolFailed { status, .. }) if status.code() == Some(65) => {}
-            Err(StageError::ToolFailed { status, stderr, .. }) => {
-                return Err(StageError::Invalid(format!("failed to provision /var/{d} ({status}){stderr}")));
-            }
-            Err(e) => return Err(e),
+            Err(e) => return Err(e.context(format!("failed to provision /var/{d}"))),
         }
     }
     Ok(None)

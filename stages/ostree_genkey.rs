@@ -4,12 +4,13 @@
 //! upstream (which takes them from `openssl genpkey`; so do we, from the build root). The
 //! secret key file is mode 0600. Unlike upstream, missing parent directories are created.
 
-use super::util::{create_parents, run_tool, tree_path, write_file};
+use super::util::{create_parents, tree_path, write_file};
 use super::{StageArgs, StageError, StageResult};
+use crate::tool::CommandRunExt;
 use crate::Stage;
 use base64::Engine;
 use serde::Deserialize;
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -19,25 +20,14 @@ pub struct Options {
 }
 
 fn openssl_der(args: &[&str], pem: &std::path::Path) -> Result<Vec<u8>, StageError> {
-    let out =
-        Command::new("openssl").args(args).arg("-in").arg(pem).stdin(Stdio::null()).output().map_err(|e| {
-            match e.kind() {
-                std::io::ErrorKind::NotFound => StageError::ToolMissing {
-                    tool: "openssl".into(),
-                    stage: OstreeGenkey::NAME,
-                    place: "in the build root",
-                },
-                _ => StageError::ToolSpawn { tool: "openssl".into(), source: e },
-            }
-        })?;
-    if !out.status.success() || out.stdout.len() < 32 {
-        return Err(StageError::ToolFailed {
-            argv: format!("openssl {}", args.join(" ")),
-            status: out.status,
-            stderr: format!(": {}", String::from_utf8_lossy(&out.stderr).trim()),
+    let der = Command::new("openssl").args(args).arg("-in").arg(pem).run_get_output(OstreeGenkey::NAME)?;
+    if der.len() < 32 {
+        return Err(StageError::ToolUnexpected {
+            tool: format!("openssl {}", args.join(" ")),
+            what: format!("gave a {}-byte key", der.len()),
         });
     }
-    Ok(out.stdout[out.stdout.len() - 32..].to_vec())
+    Ok(der[der.len() - 32..].to_vec())
 }
 
 /// The stage itself: its name, capabilities and options, as the registry lists it.
@@ -50,19 +40,22 @@ impl Stage for OstreeGenkey {
     fn run(args: &StageArgs, options: Options) -> StageResult {
         let public = tree_path(args, &options.publickey, false)?;
         let secret = tree_path(args, &options.secretkey, false)?;
-        let dir = tree_path(args, format!("/.genkey-{}", std::process::id()), false)?;
-        std::fs::create_dir(&dir).map_err(StageError::io("cannot create directory", &dir))?;
-        let pem = dir.join("key.pem");
+        // the private key only ever in a directory of ours, removed however the stage ends
+        let dir = tempfile::Builder::new()
+            .prefix(".genkey-")
+            .tempdir_in(&args.tree)
+            .map_err(StageError::io("cannot create a scratch directory in", &args.tree))?;
+        let pem = dir.path().join("key.pem");
         let result = (|| {
-            run_tool(
-                OstreeGenkey::NAME,
-                Command::new("openssl").args(["genpkey", "-algorithm", "ed25519", "-outform", "PEM", "-out"]).arg(&pem),
-            )?;
+            Command::new("openssl")
+                .args(["genpkey", "-algorithm", "ed25519", "-outform", "PEM", "-out"])
+                .arg(&pem)
+                .run(OstreeGenkey::NAME)?;
             let pubkey = openssl_der(&["pkey", "-outform", "DER", "-pubout"], &pem)?;
             let seed = openssl_der(&["pkey", "-outform", "DER"], &pem)?;
             Ok::<_, StageError>((pubkey, seed))
         })();
-        let _ = std::fs::remove_dir_all(&dir);
+        drop(dir);
         let (pubkey, seed) = result?;
         let b64 = base64::engine::general_purpose::STANDARD;
         let mut sec = seed;

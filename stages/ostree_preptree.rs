@@ -34,16 +34,18 @@
 //! `tmp -> sysroot/tmp`, which is what rpm-ostree means.
 
 use super::ostree_util::{TOPLEVEL_DIRS, TOPLEVEL_LINKS};
-use super::util::{run_tool, write_file};
+use super::util::{walk_error, write_file};
 use super::{StageArgs, StageError, StageResult};
+use crate::chroot::{ApiFs, Chroot};
+use crate::tool::CommandRunExt;
+use crate::util::yes;
 use crate::Stage;
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::fs;
 use std::os::unix::fs::{symlink, MetadataExt, PermissionsExt};
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::Path;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -54,10 +56,6 @@ pub struct Options {
     pub initramfs_args: Vec<String>,
     #[serde(default = "yes", rename = "tmp-is-dir")]
     pub tmp_is_dir: bool,
-}
-
-fn yes() -> bool {
-    true
 }
 
 /// Lay out the top level of an OSTree root in the empty directory `tree`: the API file system
@@ -183,8 +181,11 @@ impl Stage for OstreePreptree {
 
 /// Move everything aside, build the OSTree top level, move back what belongs there.
 fn relayout(tree: &Path, tmp_is_dir: bool) -> Result<(), StageError> {
-    let aside_path = tree.join(format!(".preptree-{}", std::process::id()));
-    fs::create_dir(&aside_path).map_err(io("cannot create a temporary directory in", tree))?;
+    let aside = tempfile::Builder::new()
+        .prefix(".preptree-")
+        .tempdir_in(tree)
+        .map_err(io("cannot create a temporary directory in", tree))?;
+    let aside_path = aside.path().to_owned();
     println!("Moving tree to temporary root");
     for e in fs::read_dir(tree).map_err(io("cannot read directory", tree))? {
         let e = e.map_err(io("cannot read directory", tree))?;
@@ -217,8 +218,7 @@ fn relayout(tree: &Path, tmp_is_dir: bool) -> Result<(), StageError> {
             rename(&old.join(name), &tree.join(name))?;
         }
     }
-    fs::remove_dir_all(&aside_path).map_err(io("cannot remove", &aside_path))?;
-    Ok(())
+    aside.close().map_err(io("cannot remove", &aside_path))
 }
 
 /// id -> name from a passwd/group style file (missing file: empty).
@@ -299,18 +299,18 @@ fn var_to_tmpfiles(
     out: &mut String,
 ) -> Result<(), StageError> {
     let var = tree.join("var");
-    let mut entries = Vec::new();
-    walk(&var, &mut entries)?;
-    entries.sort();
-    for rel in &entries {
-        let p = var.join(rel);
-        let m = fs::symlink_metadata(&p).map_err(io("cannot stat", &p))?;
+    // sorted by path: depth first, names in order
+    for entry in walkdir::WalkDir::new(&var).min_depth(1).sort_by_file_name() {
+        let entry = entry.map_err(|e| walk_error(&var, e))?;
+        let p = entry.path();
+        let rel = p.strip_prefix(&var).expect("below /var");
+        let m = fs::symlink_metadata(p).map_err(io("cannot stat", p))?;
         let path = format!("/var/{}", rel.display());
         if path == "/var/lib/rpm" || path.starts_with("/var/lib/rpm/") {
             continue;
         }
         if m.file_type().is_symlink() {
-            let target = fs::read_link(&p).map_err(io("cannot read link", &p))?;
+            let target = fs::read_link(p).map_err(io("cannot read link", p))?;
             let _ = writeln!(out, "L {path} - - - - {}", target.display());
         } else if m.is_dir() {
             let user = passwd.get(&m.uid()).cloned().unwrap_or_else(|| m.uid().to_string());
@@ -325,23 +325,6 @@ fn var_to_tmpfiles(
         remove_any(&e.path())?;
     }
     Ok(())
-}
-
-fn walk(base: &Path, out: &mut Vec<PathBuf>) -> Result<(), StageError> {
-    fn inner(base: &Path, rel: &Path, out: &mut Vec<PathBuf>) -> Result<(), StageError> {
-        let dir = base.join(rel);
-        for e in fs::read_dir(&dir).map_err(io("cannot read directory", &dir))? {
-            let e = e.map_err(io("cannot read directory", &dir))?;
-            let r = rel.join(e.file_name());
-            let is_dir = e.file_type().map_err(io("cannot stat", &e.path()))?.is_dir();
-            out.push(r.clone());
-            if is_dir {
-                inner(base, &r, out)?;
-            }
-        }
-        Ok(())
-    }
-    inner(base, Path::new(""), out)
 }
 
 fn kernel_and_initramfs(args: &StageArgs, tree: &Path, initramfs_args: &[String]) -> Result<(), StageError> {
@@ -384,7 +367,7 @@ fn kernel_and_initramfs(args: &StageArgs, tree: &Path, initramfs_args: &[String]
             let initrd = modules.join(kver).join("initramfs.img");
             if tree.join("usr/bin/dracut").is_file() {
                 // rpm-ostree makes the initramfs itself, generic and with the ostree module
-                run_dracut(args, tree, kver, initramfs_args)?;
+                run_dracut(args, kver, initramfs_args)?;
             } else if !initrd.exists() {
                 println!("ostree: kernel {kver} has no initramfs and the tree has no dracut to make one");
             }
@@ -403,26 +386,15 @@ fn kernel_and_initramfs(args: &StageArgs, tree: &Path, initramfs_args: &[String]
 
 /// The tree's dracut in a chroot (with /proc, /dev and /sys), writing
 /// `/usr/lib/modules/<kver>/initramfs.img`.
-fn run_dracut(args: &StageArgs, tree: &Path, kver: &str, initramfs_args: &[String]) -> Result<(), StageError> {
-    let mut mounts = Vec::new();
-    for (dir, how) in [("proc", "proc"), ("dev", "bind"), ("sys", "sysfs")] {
-        let p = tree.join(dir);
-        fs::create_dir_all(&p).map_err(io("cannot create directory", &p))?;
-        mounts.push(if how == "bind" {
-            super::ostree_util::BindMount::new(Path::new("/dev"), &p)?
-        } else {
-            super::ostree_util::BindMount::kernel_fs(how, &p)?
-        });
-    }
-    let mut cmd = Command::new("chroot");
-    cmd.arg(&args.tree)
-        .arg("/usr/bin/dracut")
-        .args(["-v", "--add", "ostree", "--no-hostonly", "--reproducible", "--tmpdir", "/tmp", "-f"])
+fn run_dracut(args: &StageArgs, kver: &str, initramfs_args: &[String]) -> Result<(), StageError> {
+    let chroot = Chroot::enter(&args.tree, ApiFs::Fresh)?;
+    let mut cmd = chroot.command("/usr/bin/dracut");
+    cmd.args(["-v", "--add", "ostree", "--no-hostonly", "--reproducible", "--tmpdir", "/tmp", "-f"])
         .args(initramfs_args)
         .arg(format!("/usr/lib/modules/{kver}/initramfs.img"))
         .arg(kver);
-    let result = run_tool(OstreePreptree::NAME, &mut cmd);
-    drop(mounts);
+    let result = cmd.run(OstreePreptree::NAME);
+    chroot.close()?;
     result
 }
 

@@ -5,8 +5,8 @@
 //! the build root's `setfiles -F -r <root>`.
 
 use super::ostree_util::{find_deployment, DeploymentOption};
-use super::util::run_tool;
 use super::{StageArgs, StageError, StageResult};
+use crate::tool::CommandRunExt;
 use crate::Stage;
 use serde::Deserialize;
 use std::path::Path;
@@ -43,7 +43,7 @@ fn config_policy(text: &str) -> Option<String> {
 fn setfiles(spec: &Path, root: &Path, path: &str) -> Result<(), StageError> {
     let mut cmd = Command::new("setfiles");
     cmd.arg("-F").arg("-r").arg(root).arg(spec).arg(format!("{}{path}", root.display()));
-    run_tool(OstreeSelinux::NAME, &mut cmd)
+    cmd.run(OstreeSelinux::NAME)
 }
 
 /// The stage itself: its name, capabilities and options, as the registry lists it.

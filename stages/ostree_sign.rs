@@ -12,8 +12,9 @@
 //! its KEY-ID argument.
 
 use super::ostree_util::{ostree, ostree_output, repo_arg, repo_in_tree};
-use super::util::{run_tool, tree_path, write_file};
+use super::util::{tree_path, write_file};
 use super::{StageArgs, StageError, StageResult};
+use crate::tool::CommandRunExt;
 use crate::Stage;
 use base64::Engine;
 use serde::Deserialize;
@@ -91,26 +92,28 @@ fn sign_natively(args: &StageArgs, repo: &Path, reference: &str, key: &Path) -> 
         "-----BEGIN PRIVATE KEY-----\n{}\n-----END PRIVATE KEY-----\n",
         base64::engine::general_purpose::STANDARD.encode(&der)
     );
-    let tmp = tree_path(args, format!("/.ostree-sign-{}", std::process::id()), false)?;
-    std::fs::create_dir(&tmp).map_err(StageError::io("cannot create directory", &tmp))?;
-    let result = (|| {
-        write_file(&tmp.join("key.pem"), pem.as_bytes(), 0o600)?;
-        run_tool(
-            OstreeSign::NAME,
-            Command::new("openssl")
-                .args(["pkeyutl", "-sign", "-rawin", "-inkey"])
-                .arg(tmp.join("key.pem"))
-                .arg("-in")
-                .arg(&commit_file)
-                .arg("-out")
-                .arg(tmp.join("sig")),
-        )?;
-        std::fs::read(tmp.join("sig")).map_err(StageError::io("cannot read", tmp.join("sig")))
-    })();
-    let _ = std::fs::remove_dir_all(&tmp);
-    let signature = result?;
+    // the secret key only ever in a directory of ours, removed however the signing ends
+    let tmp = tempfile::Builder::new()
+        .prefix(".ostree-sign-")
+        .tempdir_in(&args.tree)
+        .map_err(StageError::io("cannot create a scratch directory in", &args.tree))?;
+    let (key, sig) = (tmp.path().join("key.pem"), tmp.path().join("sig"));
+    write_file(&key, pem.as_bytes(), 0o600)?;
+    Command::new("openssl")
+        .args(["pkeyutl", "-sign", "-rawin", "-inkey"])
+        .arg(&key)
+        .arg("-in")
+        .arg(&commit_file)
+        .arg("-out")
+        .arg(&sig)
+        .run(OstreeSign::NAME)?;
+    let signature = std::fs::read(&sig).map_err(StageError::io("cannot read", &sig))?;
+    drop(tmp);
     if signature.len() != 64 {
-        return Err(StageError::Invalid(format!("openssl made a {}-byte ed25519 signature", signature.len())));
+        return Err(StageError::ToolUnexpected {
+            tool: "openssl pkeyutl".into(),
+            what: format!("made a {}-byte ed25519 signature", signature.len()),
+        });
     }
     let meta_path = object_path(repo, &commit, "commitmeta");
     let old = match std::fs::read(&meta_path) {

@@ -2,11 +2,12 @@
 //! reading the commits an `org.osbuild.ostree` / `org.osbuild.ostree.checkout` input hands
 //! over, and finding a deployment in a sysroot.
 
-use super::util::{run_tool, tree_path};
+use super::util::tree_path;
 use super::{StageArgs, StageError};
+use crate::tool::CommandRunExt;
 use serde::Deserialize;
 use serde_json::{Map, Value};
-use std::io::Write;
+use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
@@ -25,58 +26,19 @@ pub const TOPLEVEL_LINKS: &[(&str, &str)] = &[
 ];
 
 /// `ostree ARGS...`, its stdout sent to our stderr (the build log), as upstream does.
-pub fn ostree(stage: &'static str, args: &[&std::ffi::OsStr]) -> Result<(), StageError> {
-    let mut cmd = Command::new("ostree");
-    cmd.args(args).stdout(Stdio::from(std::io::stderr()));
+pub fn ostree(stage: &'static str, args: &[&OsStr]) -> Result<(), StageError> {
     eprintln!("ostree {}", args.iter().map(|a| a.to_string_lossy()).collect::<Vec<_>>().join(" "));
-    run_tool(stage, &mut cmd)
+    Command::new("ostree").args(args).stdout(Stdio::from(std::io::stderr())).run(stage)
 }
 
 /// `ostree ARGS...` with `input` on stdin; stdout to the build log.
-pub fn ostree_stdin(stage: &'static str, args: &[&std::ffi::OsStr], input: &str) -> Result<(), StageError> {
-    let out = output_with_stdin(stage, args, Some(input))?;
-    let _ = std::io::stderr().write_all(out.as_bytes());
-    Ok(())
+pub fn ostree_stdin(stage: &'static str, args: &[&OsStr], input: &str) -> Result<(), StageError> {
+    Command::new("ostree").args(args).stdout(Stdio::from(std::io::stderr())).run_with_input(stage, input.as_bytes())
 }
 
 /// `ostree ARGS...`, returning its stdout.
-pub fn ostree_output(stage: &'static str, args: &[&std::ffi::OsStr]) -> Result<String, StageError> {
-    output_with_stdin(stage, args, None)
-}
-
-fn output_with_stdin(
-    stage: &'static str,
-    args: &[&std::ffi::OsStr],
-    input: Option<&str>,
-) -> Result<String, StageError> {
-    let argv = format!("ostree {}", args.iter().map(|a| a.to_string_lossy()).collect::<Vec<_>>().join(" "));
-    let mut child = Command::new("ostree")
-        .args(args)
-        .stdin(if input.is_some() { Stdio::piped() } else { Stdio::null() })
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(|e| {
-            if e.kind() == std::io::ErrorKind::NotFound {
-                StageError::ToolMissing { tool: "ostree".into(), stage, place: "in the build root" }
-            } else {
-                StageError::ToolSpawn { tool: "ostree".into(), source: e }
-            }
-        })?;
-    if let (Some(data), Some(mut stdin)) = (input, child.stdin.take()) {
-        let _ = stdin.write_all(data.as_bytes());
-    }
-    let out = child.wait_with_output().map_err(|source| StageError::ToolSpawn { tool: "ostree".into(), source })?;
-    if !out.status.success() {
-        let err = String::from_utf8_lossy(&out.stderr);
-        let err = err.trim();
-        return Err(StageError::ToolFailed {
-            argv,
-            status: out.status,
-            stderr: if err.is_empty() { String::new() } else { format!(": {err}") },
-        });
-    }
-    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+pub fn ostree_output(stage: &'static str, args: &[&OsStr]) -> Result<String, StageError> {
+    Command::new("ostree").args(args).run_get_string(stage)
 }
 
 /// `--repo=PATH` as one argument.
@@ -116,9 +78,12 @@ pub fn input_commits(args: &StageArgs, name: &str) -> Result<(PathBuf, Vec<Input
         .and_then(|i| i.get("data"))
         .and_then(|d| d.get("refs"))
         .and_then(Value::as_object)
-        .ok_or_else(|| StageError::Invalid(format!("input '{name}' carries no commits (data.refs)")))?;
+        .ok_or_else(|| StageError::BadInput {
+            name: name.to_owned(),
+            problem: "carries no commits (data.refs)".into(),
+        })?;
     if refs.is_empty() {
-        return Err(StageError::Invalid(format!("input '{name}' needs at least one commit")));
+        return Err(StageError::BadInput { name: name.to_owned(), problem: "needs at least one commit".into() });
     }
     let commits = refs
         .iter()
@@ -222,39 +187,6 @@ fn read_dir_names(dir: &Path) -> Result<Vec<String>, StageError> {
     }
     out.sort();
     Ok(out)
-}
-
-/// A mount that is undone when dropped (lazily, so a busy mount never leaks).
-pub struct BindMount(Option<PathBuf>);
-
-impl BindMount {
-    pub fn new(src: &Path, target: &Path) -> Result<BindMount, StageError> {
-        nix::mount::mount(Some(src), target, None::<&str>, nix::mount::MsFlags::MS_BIND, None::<&str>)
-            .map_err(|e| StageError::Io { op: "cannot bind-mount onto", path: target.to_owned(), source: e.into() })?;
-        Ok(BindMount(Some(target.to_owned())))
-    }
-
-    /// Mount a fresh kernel file system (`proc`, `sysfs`) of `fstype` on `target`.
-    pub fn kernel_fs(fstype: &str, target: &Path) -> Result<BindMount, StageError> {
-        use nix::mount::MsFlags;
-        let flags = MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC | MsFlags::MS_NODEV;
-        nix::mount::mount(Some(fstype), target, Some(fstype), flags, None::<&str>).map_err(|e| StageError::Io {
-            op: "cannot mount",
-            path: target.to_owned(),
-            source: e.into(),
-        })?;
-        Ok(BindMount(Some(target.to_owned())))
-    }
-}
-
-impl Drop for BindMount {
-    fn drop(&mut self) {
-        if let Some(p) = self.0.take() {
-            if let Err(e) = nix::mount::umount2(&p, nix::mount::MntFlags::MNT_DETACH) {
-                eprintln!("cannot unmount {}: {e}", p.display());
-            }
-        }
-    }
 }
 
 #[cfg(test)]

@@ -4,8 +4,8 @@
 //! table with `parted … print`, as upstream does. A partition without a name gets the name
 //! `None`, as upstream's formatting gives it.
 
-use super::util::run_tool;
 use super::{StageArgs, StageError, StageResult};
+use crate::tool::CommandRunExt;
 use crate::Stage;
 use serde::Deserialize;
 use std::process::Command;
@@ -64,8 +64,8 @@ impl Stage for Parted {
     fn run(args: &StageArgs, options: Options) -> StageResult {
         let device = args.device_path("device")?;
         let cmds = commands(&options)?;
-        run_tool(Parted::NAME, Command::new("parted").args(["-a", "none", "-s"]).arg(&device).arg("--").args(&cmds))?;
-        run_tool(Parted::NAME, Command::new("parted").args(["-a", "none", "-s"]).arg(&device).args(["--", "print"]))?;
+        Command::new("parted").args(["-a", "none", "-s"]).arg(&device).arg("--").args(&cmds).run(Parted::NAME)?;
+        Command::new("parted").args(["-a", "none", "-s"]).arg(&device).args(["--", "print"]).run(Parted::NAME)?;
         Ok(None)
     }
 }

@@ -5,11 +5,13 @@
 //! `-o subformat=<fixed|dynamic>[,force_size]` (fixed and force_size by default); none for
 //! vdi and vhdx. `OSBUILD_QEMU_IMG_COROUTINES`, when set, adds `-m <n>` as upstream does.
 
-use super::disk_util::{create_output, single_input_file};
-use super::util::{run_tool, tree_path};
-use super::{StageArgs, StageResult};
+use super::disk_util::create_output;
+use super::util::tree_path;
+use super::{StageArgs, StageError, StageResult};
+use crate::tool::CommandRunExt;
 use crate::Stage;
 use serde::Deserialize;
+use std::path::Path;
 use std::process::Command;
 
 #[derive(Debug, Deserialize)]
@@ -104,16 +106,20 @@ impl Stage for Qemu {
     type Options = Options;
 
     fn run(args: &StageArgs, options: Options) -> StageResult {
-        let source = single_input_file(args, "image")?;
+        let source = args.single_input_file("image")?;
         let target = tree_path(args, &options.filename, false)?;
         // a regular file (not a symlink someone left there) for qemu-img to overwrite
         drop(create_output(&target)?);
-        let coroutines = std::env::var("OSBUILD_QEMU_IMG_COROUTINES").ok();
-        let mut cmd = Command::new("qemu-img");
-        cmd.args(argv(&options.format, coroutines.as_deref())).arg(&source).arg(&target);
-        run_tool(Qemu::NAME, &mut cmd)?;
+        convert(Qemu::NAME, &options.format, &source, &target)?;
         Ok(None)
     }
+}
+
+/// `qemu-img convert` of the raw image `source` into `format` at `target`, for `stage` (this
+/// one and the v1 `org.osbuild.qemu` assembler).
+pub fn convert(stage: &'static str, format: &Format, source: &Path, target: &Path) -> Result<(), StageError> {
+    let coroutines = std::env::var("OSBUILD_QEMU_IMG_COROUTINES").ok();
+    Command::new("qemu-img").args(argv(format, coroutines.as_deref())).arg(source).arg(target).run(stage)
 }
 
 #[cfg(test)]

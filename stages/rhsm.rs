@@ -6,11 +6,13 @@
 //! missing); `/etc/rhsm/rhsm.conf` gets the given options (booleans as `0`/`1`) in sections
 //! that must exist. Empty option objects leave their file alone.
 
+use super::configparser::string_sections;
 use super::ini::Ini;
-use super::util::{tree_path, write_file};
+use super::util::{tree_path, typed_in_order, write_file};
 use super::{StageArgs, StageError, StageResult};
 use crate::Stage;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -43,44 +45,32 @@ pub struct Plugin {
 #[serde(try_from = "serde_json::Map<String, serde_json::Value>")]
 pub struct SubscriptionManager(Vec<(String, Vec<(String, String)>)>);
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
-#[allow(dead_code)]
 struct SmCheck {
     rhsm: Option<RhsmCheck>,
     rhsmcertd: Option<RhsmcertdCheck>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
-#[allow(dead_code)]
 struct RhsmCheck {
     manage_repos: Option<bool>,
     auto_enable_yum_plugins: Option<bool>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
-#[allow(dead_code)]
 struct RhsmcertdCheck {
     auto_registration: Option<bool>,
 }
 
 impl TryFrom<serde_json::Map<String, serde_json::Value>> for SubscriptionManager {
     type Error = String;
-    fn try_from(map: serde_json::Map<String, serde_json::Value>) -> Result<Self, String> {
-        use serde_json::Value;
-        SmCheck::deserialize(Value::Object(map.clone())).map_err(|e| e.to_string())?;
-        let mut out = Vec::new();
-        for (section, options) in map {
-            let Value::Object(options) = options else { unreachable!("checked above") };
-            let values = options
-                .into_iter()
-                .map(|(k, v)| (k, if v.as_bool() == Some(true) { "1".into() } else { "0".into() }))
-                .collect();
-            out.push((section, values));
-        }
-        Ok(SubscriptionManager(out))
+    fn try_from(map: serde_json::Map<String, Value>) -> Result<Self, String> {
+        let (_, map) = typed_in_order::<SmCheck>(Value::Object(map)).map_err(|e| e.to_string())?;
+        let value = |v: Value| if v.as_bool() == Some(true) { "1".to_owned() } else { "0".to_owned() };
+        Ok(SubscriptionManager(string_sections(map, value)))
     }
 }
 

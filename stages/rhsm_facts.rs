@@ -6,13 +6,11 @@
 //! separators, non-ASCII escaped, keys in manifest order, numbers as Python prints them, no
 //! trailing newline (the project's one Python-JSON writer, `canonical_json`, unsorted).
 
-use super::util::{create_parents, tree_path};
-use super::{StageArgs, StageError, StageResult};
+use super::util::{create_parents, tree_path, write_new_file};
+use super::{StageArgs, StageResult};
 use crate::Stage;
 use serde::Deserialize;
 use serde_json::{Map, Value};
-use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
 
 /// Upstream's schema allows other (ignored) keys, so unknown fields are accepted here too.
 #[derive(Debug, Deserialize)]
@@ -31,14 +29,11 @@ impl Stage for RhsmFacts {
     fn run(args: &StageArgs, options: Options) -> StageResult {
         let path = tree_path(args, "/etc/rhsm/facts/osbuild.facts", false)?;
         create_parents(&path)?;
-        let mut f = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o644)
-            .open(&path)
-            .map_err(StageError::io("cannot create", &path))?;
-        f.write_all(crate::canonical_json::to_string_unsorted(&Value::Object(options.facts)).as_bytes())
-            .map_err(StageError::io("cannot write", &path))?;
+        write_new_file(
+            &path,
+            crate::canonical_json::to_string_unsorted(&Value::Object(options.facts)).as_bytes(),
+            0o644,
+        )?;
         Ok(None)
     }
 }

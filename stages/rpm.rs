@@ -35,17 +35,18 @@
 //!   again when no package owns them, but its check looks in the wrong directory and never
 //!   removes anything; we keep that outcome (the directories stay).
 
-use super::util::{tree_path, write_file, Scratch};
+use super::util::{scratch_dir, tree_path, write_file};
 use super::{StageArgs, StageError, StageResult};
+use crate::chroot::{ApiFs, Chroot};
+use crate::tool::{stderr_tail, CommandRunExt, Finished};
 use crate::Stage;
-use nix::mount::{mount, umount2, MntFlags, MsFlags};
 use serde::Deserialize;
 use serde_json::{Map, Value};
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use tempfile::TempDir;
 
 const DEFAULT_DBPATH: &str = "/usr/lib/sysimage/rpm";
 const OSTREE_BOOTED: &str = "/run/ostree-booted";
@@ -79,10 +80,10 @@ pub struct Options {
     pub generic_env: BTreeMap<String, String>,
     #[serde(default)]
     pub kernel_install_env: KernelInstallEnv,
-    /// v1 manifests list the packages here; the loader turns them into the `packages` input.
-    #[serde(default)]
-    #[allow(dead_code)]
-    pub packages: Option<Value>,
+    /// Only validated: v1 manifests list the packages here, and the loader turns them into
+    /// the `packages` input the stage reads.
+    #[serde(default, rename = "packages")]
+    pub _packages: Option<Value>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -186,51 +187,6 @@ fn truthy(v: &Value) -> bool {
     }
 }
 
-/// What a finished tool left: status, stdout (when captured) and its stderr lines.
-struct Ran {
-    ok: bool,
-    status: String,
-    stdout: String,
-    stderr: Vec<String>,
-}
-
-/// Run `cmd`, streaming its stderr to ours (and its stdout too unless `capture`), keeping the
-/// stderr lines for error reports.
-fn exec(cmd: &mut Command, capture: bool) -> Result<Ran, StageError> {
-    let tool = cmd.get_program().to_string_lossy().into_owned();
-    cmd.stdin(Stdio::null()).stderr(Stdio::piped());
-    if capture {
-        cmd.stdout(Stdio::piped());
-    }
-    let mut child = cmd.spawn().map_err(|e| {
-        if e.kind() == std::io::ErrorKind::NotFound {
-            StageError::ToolMissing { tool: tool.clone(), stage: Rpm::NAME, place: "in the build root" }
-        } else {
-            StageError::ToolSpawn { tool: tool.clone(), source: e }
-        }
-    })?;
-    let out_reader = child.stdout.take().map(|mut out| {
-        std::thread::spawn(move || {
-            let mut s = Vec::new();
-            let _ = std::io::Read::read_to_end(&mut out, &mut s);
-            String::from_utf8_lossy(&s).into_owned()
-        })
-    });
-    let mut stderr = Vec::new();
-    if let Some(err) = child.stderr.take() {
-        for line in BufReader::new(err).split(b'\n').map_while(Result::ok) {
-            let _ = std::io::stderr().write_all(&line);
-            let _ = std::io::stderr().write_all(b"\n");
-            if stderr.len() < 10_000 {
-                stderr.push(String::from_utf8_lossy(&line).into_owned());
-            }
-        }
-    }
-    let stdout = out_reader.map(|t| t.join().unwrap_or_default()).unwrap_or_default();
-    let status = child.wait().map_err(|source| StageError::ToolSpawn { tool, source })?;
-    Ok(Ran { ok: status.success(), status: status.to_string(), stdout, stderr })
-}
-
 /// `rpm` or `rpmkeys` with the database and root in upstream's order.
 fn rpm_cmd(bin: &str, dbpath: &str, tree: &Path) -> Command {
     let mut c = Command::new(bin);
@@ -244,9 +200,10 @@ fn choose_dbpath(args: &StageArgs, option: Option<&str>) -> Result<String, Stage
         println!("dbpath set to '{db}'");
         return Ok(db.to_owned());
     }
-    if let Ok(out) = Command::new("rpm").args(["--eval", "%{_dbpath}"]).stderr(Stdio::null()).output() {
-        let db = String::from_utf8_lossy(&out.stdout).trim().to_owned();
-        if out.status.success() && (db.starts_with("/usr/") || db.starts_with("/var/")) {
+    // Only a hint: without a usable answer the tree decides.
+    if let Ok(done) = Command::new("rpm").args(["--eval", "%{_dbpath}"]).run_unchecked(Rpm::NAME, true) {
+        let db = String::from_utf8_lossy(&done.stdout).trim().to_owned();
+        if done.success() && (db.starts_with("/usr/") || db.starts_with("/var/")) {
             return Ok(db);
         }
     }
@@ -259,43 +216,34 @@ fn choose_dbpath(args: &StageArgs, option: Option<&str>) -> Result<String, Stage
     Ok(DEFAULT_DBPATH.to_owned())
 }
 
-fn import_keys(args: &StageArgs, o: &Options, bin: &str, dbpath: &str, scratch: &Scratch) -> Result<(), StageError> {
+fn import_keys(args: &StageArgs, o: &Options, bin: &str, dbpath: &str, scratch: &TempDir) -> Result<(), StageError> {
     for (n, key) in o.gpgkeys.iter().enumerate() {
-        let file = scratch.0.join(format!("gpgkey.{n}"));
+        let file = scratch.path().join(format!("gpgkey.{n}"));
         write_file(&file, key.as_bytes(), 0o600)?;
         let mut cmd = rpm_cmd(bin, dbpath, &args.tree);
         cmd.arg("--import").arg(&file);
-        let ran = exec(&mut cmd, false)?;
-        if ran.ok {
+        let done = cmd.run_unchecked(Rpm::NAME, false)?;
+        if done.success() {
             println!("all gpg keys imported successfully");
         } else if o.rpmkeys.ignore_import_failures {
-            println!("failed to import gpg key {} ({}), ignoring it", n + 1, ran.status);
+            println!("failed to import gpg key {} ({}), ignoring it", n + 1, done.status);
         } else {
-            return Err(StageError::Invalid(format!(
-                "cannot import gpg key {} of 'gpgkeys' ({}){}",
-                n + 1,
-                ran.status,
-                tail(&ran.stderr)
-            )));
+            return Err(failure(&done).context(format!("cannot import gpg key {} of 'gpgkeys'", n + 1)));
         }
     }
     Ok(())
 }
 
 /// `name-version-release.arch (file)` of a package file, or just the file name when its header
-/// cannot be read.
+/// cannot be read. The header is read with the `rpm` crate: no tool, and no trust in the
+/// package beyond naming it.
 fn describe(pkgpath: &Path, file: &str) -> String {
-    let out = Command::new("rpm")
-        .args(["-qp", "--nosignature", "--nodigest", "--qf", "%{NAME}-%{VERSION}-%{RELEASE}.%{ARCH}"])
-        .arg(pkgpath.join(file))
-        .stdin(Stdio::null())
-        .stderr(Stdio::null())
-        .output();
-    match out {
-        Ok(o) if o.status.success() && !o.stdout.is_empty() => {
-            format!("{} ({file})", String::from_utf8_lossy(&o.stdout).trim())
-        }
-        _ => file.to_owned(),
+    let nvra = |m: &rpm::PackageMetadata| -> Result<String, rpm::Error> {
+        Ok(format!("{}-{}-{}.{}", m.get_name()?, m.get_version()?, m.get_release()?, m.get_arch()?))
+    };
+    match rpm::PackageMetadata::open(pkgpath.join(file)).and_then(|m| nvra(&m)) {
+        Ok(name) => format!("{name} ({file})"),
+        Err(_) => file.to_owned(),
     }
 }
 
@@ -309,56 +257,26 @@ fn check_signatures(
     for p in pkgs.iter().filter(|p| p.check_gpg) {
         let mut cmd = rpm_cmd(bin, dbpath, &args.tree);
         cmd.args(["--define", "_pkgverify_level all", "--checksig"]).arg(&p.file).current_dir(pkgpath);
-        let ran = exec(&mut cmd, true)?;
-        if !ran.ok {
-            let said = ran.stdout.trim().replace(&format!("{}: ", p.file), "");
-            return Err(StageError::Invalid(format!(
-                "signature check failed on package {}: {}{}",
-                describe(pkgpath, &p.file),
-                if said.is_empty() { ran.status.clone() } else { said },
-                tail(&ran.stderr)
-            )));
+        let done = cmd.run_unchecked(Rpm::NAME, true)?;
+        if !done.success() {
+            let said = String::from_utf8_lossy(&done.stdout).trim().replace(&format!("{}: ", p.file), "");
+            let tail = rpm_tail(&done.stderr);
+            let detail = [said, tail].into_iter().filter(|s| !s.is_empty()).collect::<Vec<_>>().join(": ");
+            let what = format!("signature check failed on package {}", describe(pkgpath, &p.file));
+            return Err(done.failure(detail).context(what));
         }
     }
     Ok(())
 }
 
-/// `: last / lines` of a tool's stderr, or nothing.
-fn tail(lines: &[String]) -> String {
-    let useful: Vec<&str> = lines
-        .iter()
-        .map(|l| l.trim())
-        .filter(|l| !l.is_empty() && !l.starts_with("rpm: ") && !l.starts_with("warning: Could not set GPG_TTY"))
-        .collect();
-    let t = useful[useful.len().saturating_sub(3)..].join(" / ");
-    if t.is_empty() {
-        t
-    } else {
-        format!(": {t}")
-    }
+/// The tail of rpm's stderr without its chatter (usage lines, GPG_TTY warnings).
+fn rpm_tail(stderr: &[u8]) -> String {
+    stderr_tail(stderr, Some(|l| !l.starts_with("rpm: ") && !l.starts_with("warning: Could not set GPG_TTY")))
 }
 
-/// Bind mounts into the tree, undone (lazily) in reverse order when dropped.
-#[derive(Default)]
-struct Mounts(Vec<PathBuf>);
-
-impl Mounts {
-    fn rbind(&mut self, src: &str, target: &Path) -> Result<(), StageError> {
-        let err = |e: nix::Error| StageError::Io { op: "cannot mount", path: target.to_owned(), source: e.into() };
-        mount(Some(src), target, None::<&str>, MsFlags::MS_BIND | MsFlags::MS_REC, None::<&str>).map_err(err)?;
-        self.0.push(target.to_owned());
-        mount(None::<&str>, target, None::<&str>, MsFlags::MS_REC | MsFlags::MS_PRIVATE, None::<&str>).map_err(err)
-    }
-}
-
-impl Drop for Mounts {
-    fn drop(&mut self) {
-        for p in self.0.iter().rev() {
-            if let Err(e) = umount2(p, MntFlags::MNT_DETACH) {
-                eprintln!("cannot unmount {}: {e}", p.display());
-            }
-        }
-    }
+/// [`StageError::ToolFailed`] for a failed rpm run, with what rpm said that matters.
+fn failure(done: &Finished) -> StageError {
+    done.failure(rpm_tail(&done.stderr))
 }
 
 /// Provides `/etc/machine-id` while alive; leaves an empty one (mode 0444) behind, as upstream.
@@ -402,17 +320,14 @@ impl Drop for MachineId {
     }
 }
 
-fn prepare_api_mounts(args: &StageArgs, mounts: &mut Mounts) -> Result<(), StageError> {
-    for src in ["/dev", "/sys", "/proc"] {
-        let target = tree_path(args, src, true)?;
-        std::fs::create_dir_all(&target).map_err(StageError::io("cannot create directory", &target))?;
-        mounts.rbind(src, &target)?;
-    }
+/// The build root's `/dev`, `/sys` and `/proc` in the tree, for the scriptlets (as upstream).
+fn prepare_api_mounts(args: &StageArgs) -> Result<Chroot, StageError> {
+    let chroot = Chroot::enter(&args.tree, ApiFs::Host)?;
     let fd = tree_path(args, "/dev/fd", false)?;
     if std::fs::symlink_metadata(&fd).is_err() {
         std::os::unix::fs::symlink("/proc/self/fd", &fd).map_err(StageError::io("cannot create symlink", &fd))?;
     }
-    Ok(())
+    Ok(chroot)
 }
 
 fn mask_dracut(args: &StageArgs) -> Result<Vec<PathBuf>, StageError> {
@@ -431,15 +346,15 @@ fn mask_dracut(args: &StageArgs) -> Result<Vec<PathBuf>, StageError> {
 fn diagnose(bin: &str, pkgpath: &Path, pkgs: &[Package], rpm_stderr: &[String]) -> Vec<String> {
     let mut found = Vec::new();
     for p in pkgs {
+        // The digests are checked with the build root's rpmkeys: the `rpm` crate checks them
+        // only when built with its OpenPGP back end.
         let ok = Command::new(bin)
             .args(["--nosignature", "--checksig"])
             .arg(&p.file)
             .current_dir(pkgpath)
-            .stdin(Stdio::null())
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success());
+            .run_unchecked(Rpm::NAME, false)
+            .is_ok_and(|done| done.success());
         if !ok {
             found.push(format!("package {} is corrupt (its digests do not match)", describe(pkgpath, &p.file)));
         }
@@ -479,11 +394,10 @@ fn install(
     dbpath: &str,
     pkgpath: &Path,
     pkgs: &[Package],
-    scratch: &Scratch,
+    scratch: &TempDir,
     env: &[(String, String)],
 ) -> Result<(), StageError> {
-    let mut mounts = Mounts::default();
-    prepare_api_mounts(args, &mut mounts)?;
+    let mounts = prepare_api_mounts(args)?;
     let machine_id = MachineId::provide(args)?;
     let mut ostree_booted = None;
     if o.ostree_booted {
@@ -499,24 +413,21 @@ fn install(
     if !o.install_langs.is_empty() {
         println!("using '%_install_langs {}'", o.install_langs.join(":"));
     }
-    let list = scratch.0.join("manifest");
+    let list = scratch.path().join("manifest");
     let text: String = pkgs.iter().map(|p| format!("{}\n", p.file)).collect();
     write_file(&list, text.as_bytes(), 0o644)?;
     let mut cmd = Command::new("rpm");
     cmd.arg("--verbose").arg("--dbpath").arg(dbpath).arg("--root").arg(&args.tree);
     cmd.args(&extra).arg("--nosignature").arg("--install").arg(&list);
     cmd.current_dir(pkgpath).envs(env.iter().map(|(k, v)| (k, v)));
-    let ran = exec(&mut cmd, false)?;
-    if !ran.ok {
-        let why = diagnose(bin, pkgpath, pkgs, &ran.stderr);
-        let why = if why.is_empty() { String::new() } else { format!(": {}", why.join("; ")) };
-        return Err(StageError::Invalid(format!(
-            "installing the packages failed (rpm: {}){why}{}",
-            ran.status,
-            tail(&ran.stderr)
-        )));
+    let done = cmd.run_unchecked(Rpm::NAME, false)?;
+    let stderr = done.stderr_lines();
+    if !done.success() {
+        let why = diagnose(bin, pkgpath, pkgs, &stderr);
+        let detail = why.into_iter().chain(Some(rpm_tail(&done.stderr))).filter(|s| !s.is_empty());
+        return Err(done.failure(detail.collect::<Vec<_>>().join("; ")).context("installing the packages failed"));
     }
-    for (what, pkg) in failed_scriptlets(&ran.stderr) {
+    for (what, pkg) in failed_scriptlets(&stderr) {
         println!("warning: {what} scriptlet of package {pkg} failed (rpm carried on)");
     }
 
@@ -524,13 +435,9 @@ fn install(
         let path = tree_path(args, key, true)?;
         let mut cmd = rpm_cmd(bin, dbpath, &args.tree);
         cmd.arg("--import").arg(&path);
-        let ran = exec(&mut cmd, false)?;
-        if !ran.ok {
-            return Err(StageError::Invalid(format!(
-                "cannot import gpg keys from '{key}' ({}){}",
-                ran.status,
-                tail(&ran.stderr)
-            )));
+        let done = cmd.run_unchecked(Rpm::NAME, false)?;
+        if !done.success() {
+            return Err(failure(&done).context(format!("cannot import gpg keys from '{key}'")));
         }
         println!("imported gpg keys from '{key}'");
     }
@@ -539,7 +446,7 @@ fn install(
         std::fs::remove_file(&p).map_err(StageError::io("cannot remove", &p))?;
     }
     machine_id.finish()?;
-    drop(mounts);
+    mounts.close()?;
     if let Some(marker) = ostree_booted {
         std::fs::remove_file(&marker).map_err(StageError::io("cannot remove", &marker))?;
     }
@@ -590,7 +497,7 @@ fn parse_query(out: &str) -> Result<Vec<Value>, StageError> {
     for rec in out.split(RECORD_SEP).map(|r| r.trim_start_matches('\n')).filter(|r| !r.is_empty()) {
         let fields: Vec<&str> = rec.split(FIELD_SEP).collect();
         if fields.len() != METADATA_TAGS.len() {
-            return Err(StageError::Invalid(format!("unexpected rpm query output: {rec:?}")));
+            return Err(StageError::ToolUnexpected { tool: "rpm -qa".into(), what: format!("printed {rec:?}") });
         }
         let mut m = Map::new();
         for ((key, _), v) in METADATA_TAGS.iter().zip(fields) {
@@ -603,24 +510,14 @@ fn parse_query(out: &str) -> Result<Vec<Value>, StageError> {
 }
 
 fn package_metadata(args: &StageArgs, dbpath: &str) -> Result<Value, StageError> {
-    let ran = exec(Command::new("rpm").arg("--querytags"), true)?;
-    if !ran.ok {
-        return Err(StageError::Invalid(format!("`rpm --querytags` failed ({})", ran.status)));
-    }
-    let known: Vec<&str> = ran.stdout.split_whitespace().collect();
+    let tags = Command::new("rpm").arg("--querytags").run_get_string(Rpm::NAME)?;
+    let known: Vec<&str> = tags.split_whitespace().collect();
     let mut cmd = Command::new("rpm");
     cmd.arg("--dbpath").arg(dbpath).arg("-qa").arg("--root").arg(&args.tree);
     cmd.arg(format!("--qf={}", query_format(&known)));
-    let ran = exec(&mut cmd, true)?;
-    if !ran.ok {
-        return Err(StageError::Invalid(format!(
-            "cannot query the installed packages ({}){}",
-            ran.status,
-            tail(&ran.stderr)
-        )));
-    }
+    let out = cmd.run_get_string(Rpm::NAME).map_err(|e| e.context("cannot query the installed packages"))?;
     let mut doc = Map::new();
-    doc.insert("packages".into(), Value::Array(parse_query(&ran.stdout)?));
+    doc.insert("packages".into(), Value::Array(parse_query(&out)?));
     Ok(Value::Object(doc))
 }
 
@@ -636,7 +533,7 @@ impl Stage for Rpm {
         let env = environment(&o)?;
         let bin = o.rpmkeys.bin_path.clone().unwrap_or_else(|| "rpmkeys".to_owned());
         let dbpath = choose_dbpath(args, o.dbpath.as_deref())?;
-        let scratch = Scratch::new("osbuild-rpm")?;
+        let scratch = scratch_dir("osbuild-rpm")?;
 
         import_keys(args, &o, &bin, &dbpath, &scratch)?;
         check_signatures(args, &bin, &dbpath, &pkgpath, &pkgs)?;

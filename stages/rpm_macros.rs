@@ -4,10 +4,10 @@
 //! `_install_langs` joined with `:`; parent directories are created (0755), the file is
 //! (re)written with mode 0644.
 
-use super::util::{create_parents, tree_path, write_file};
+use super::util::{create_parents, tree_path, typed_in_order, write_file};
 use super::{StageArgs, StageError, StageResult};
 use crate::Stage;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 #[derive(Debug, Deserialize)]
@@ -22,9 +22,8 @@ pub struct Options {
 #[serde(try_from = "Map<String, Value>")]
 pub struct Macros(Vec<(String, String)>);
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
-#[allow(dead_code)]
 struct Known {
     #[serde(rename = "_install_langs")]
     install_langs: Option<Vec<String>>,
@@ -35,7 +34,7 @@ struct Known {
 impl TryFrom<Map<String, Value>> for Macros {
     type Error = String;
     fn try_from(map: Map<String, Value>) -> Result<Self, String> {
-        Known::deserialize(Value::Object(map.clone())).map_err(|e| e.to_string())?;
+        let (_, map) = typed_in_order::<Known>(Value::Object(map)).map_err(|e| e.to_string())?;
         if map.is_empty() {
             return Err("macros must name at least one macro".into());
         }

@@ -9,11 +9,11 @@
 //! path matching the tree's; a build root whose `rpm` is configured differently (Debian's
 //! uses `~/.rpmdb`) would otherwise start a second, unused database in the tree.
 
-use super::util::{run_tool, tree_path};
+use super::util::tree_path;
 use super::{StageArgs, StageError, StageResult};
+use crate::tool::CommandRunExt;
 use crate::Stage;
 use serde::Deserialize;
-use serde_json::Value;
 use std::process::Command;
 
 #[derive(Debug, Deserialize)]
@@ -28,25 +28,16 @@ impl Stage for RpmkeysImport {
     type Options = Options;
 
     fn run(args: &StageArgs, _options: Options) -> StageResult {
-        let base = args.input_path("keys")?;
-        let files = args
-            .inputs
-            .get("keys")
-            .and_then(|k| k.pointer("/data/files"))
-            .and_then(Value::as_object)
-            .ok_or_else(|| StageError::Invalid("input 'keys' lists no files".into()))?;
+        let (base, files) = args.input_files("keys")?;
         let dbpath = existing_dbpath(args)?;
         for name in files.keys() {
-            if name.is_empty() || name.contains('/') {
-                return Err(StageError::Invalid(format!("input 'keys' has a bad file name '{name}'")));
-            }
             let path = base.join(name);
             let mut cmd = Command::new("rpmkeys");
             cmd.arg("--verbose").arg("--root").arg(&args.tree);
             if let Some(db) = dbpath {
                 cmd.args(["--dbpath", db]);
             }
-            run_tool(RpmkeysImport::NAME, cmd.arg("--import").arg(&path))?;
+            cmd.arg("--import").arg(&path).run(RpmkeysImport::NAME)?;
             println!("imported key '{name}'");
         }
         Ok(None)

@@ -2,7 +2,7 @@
 //!
 //! As upstream: with `file_contexts`, the build root's `setfiles -F -r <root> [-e <excluded>]…
 //! <file_contexts> <root><target>` sets every label from the policy's specification (we call the
-//! tool, through [`run_tool`], because matching its regular-expression specification semantics
+//! tool, through the stage API's tool runner, because matching its regular-expression specification semantics
 //! and precedence rules exactly is setfiles' job; on Debian it is in `policycoreutils`). Then
 //! each of `labels` is set as the `security.selinux` extended attribute of its path (following
 //! a final symlink, no translation, an unsupported file system accepted when it already has the
@@ -12,8 +12,9 @@
 //! and `labels` paths are resolved inside their root like every other location. Excluded paths
 //! are given to setfiles as upstream builds them, `<root>/<target>/<path>` normalised.
 
-use super::util::{location, location_parts, resolve_in_root, run_tool, tree_path, write_file, Ordered};
+use super::util::{location, location_parts, resolve_in_root, tree_path, write_file, Ordered};
 use super::{StageArgs, StageError, StageResult};
+use crate::tool::CommandRunExt;
 use crate::Stage;
 use serde::Deserialize;
 use std::path::{Component, Path, PathBuf};
@@ -90,7 +91,7 @@ impl Stage for Selinux {
                 cmd.arg("-e").arg(normpath(&format!("{}/{target_path}/{p}", root.display())));
             }
             cmd.arg(&spec).arg(format!("{}{target_path}", root.display()));
-            run_tool(Selinux::NAME, &mut cmd)?;
+            cmd.run(Selinux::NAME)?;
         }
 
         for (path, label) in &options.labels.0 {

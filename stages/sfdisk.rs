@@ -5,11 +5,13 @@
 //! partition has a `partnum`). Afterwards the table is read back with `sfdisk --json`,
 //! checked to hold as many partitions as requested and printed to the log.
 
-use super::disk_util::{run_tool_with_input, tool_output, Partition};
+use super::disk_util::Partition;
 use super::{StageArgs, StageError, StageResult};
+use crate::tool::CommandRunExt;
 use crate::Stage;
 use serde::Deserialize;
 use serde_json::Value;
+use std::path::Path;
 use std::process::Command;
 
 #[derive(Debug, Deserialize)]
@@ -78,28 +80,33 @@ impl Stage for Sfdisk {
 
     fn run(args: &StageArgs, options: Options) -> StageResult {
         let device = args.device_path("device")?;
-        let script = script(&options, &device.to_string_lossy());
-        println!("{script}");
-        run_tool_with_input(
-            Sfdisk::NAME,
-            Command::new("sfdisk").arg("-q").arg("--no-tell-kernel").arg(&device),
-            script.as_bytes(),
-        )?;
-
-        let json = tool_output(Sfdisk::NAME, Command::new("sfdisk").arg("--json").arg(&device))?;
-        println!("{}", String::from_utf8_lossy(&json));
-        let table: Value = serde_json::from_slice(&json)
-            .map_err(|e| StageError::Invalid(format!("cannot parse `sfdisk --json {}`: {e}", device.display())))?;
-        let found = table.pointer("/partitiontable/partitions").and_then(Value::as_array).map_or(0, Vec::len);
-        if found != options.partitions.len() {
-            return Err(StageError::Invalid(format!(
-                "{} holds {found} partitions after sfdisk, but {} were requested",
-                device.display(),
-                options.partitions.len()
-            )));
-        }
+        write_table(Sfdisk::NAME, &device, &options)?;
         Ok(None)
     }
+}
+
+/// Write the table `options` describe onto `device` (a device node or an image file) and
+/// read back how sfdisk laid it out: the `partitions` of `sfdisk --json`, as many as were
+/// requested. For `stage`: this one and the v1 `org.osbuild.qemu` assembler.
+pub fn write_table(stage: &'static str, device: &Path, options: &Options) -> Result<Vec<Value>, StageError> {
+    let script = script(options, &device.to_string_lossy());
+    println!("{script}");
+    Command::new("sfdisk").arg("-q").arg("--no-tell-kernel").arg(device).run_with_input(stage, script.as_bytes())?;
+    let table: Value = Command::new("sfdisk").arg("--json").arg(device).run_and_parse_json(stage)?;
+    println!("{table:#}");
+    let found = table.pointer("/partitiontable/partitions").and_then(Value::as_array).cloned().unwrap_or_default();
+    if found.len() != options.partitions.len() {
+        return Err(StageError::ToolUnexpected {
+            tool: "sfdisk".into(),
+            what: format!(
+                "left {} with {} partitions, but {} were requested",
+                device.display(),
+                found.len(),
+                options.partitions.len()
+            ),
+        });
+    }
+    Ok(found)
 }
 
 #[cfg(test)]

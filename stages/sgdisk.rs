@@ -9,30 +9,26 @@
 //! missing start is `0`, sgdisk's "first free sector".
 
 use super::disk_util::Partition;
-use super::util::run_tool;
-use super::{StageArgs, StageResult};
+use super::{StageArgs, StageError, StageResult};
+use crate::tool::CommandRunExt;
+use crate::util::yes;
 use crate::Stage;
 use serde::Deserialize;
 use std::collections::BTreeSet;
 use std::ffi::OsString;
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Options {
     /// GUID of the table.
     pub uuid: String,
-    /// Only `gpt` is possible (sgdisk writes nothing else), so it is only validated.
-    #[allow(dead_code)]
+    /// Only `gpt` is possible: sgdisk writes nothing else.
     pub label: Option<String>,
     #[serde(default = "yes")]
     pub quote_partition_name: bool,
     #[serde(default)]
     pub partitions: Vec<Partition>,
-}
-
-fn yes() -> bool {
-    true
 }
 
 /// The arguments after `sgdisk`.
@@ -74,10 +70,13 @@ impl Stage for Sgdisk {
     type Options = Options;
 
     fn run(args: &StageArgs, options: Options) -> StageResult {
+        if let Some(label) = options.label.as_deref().filter(|l| *l != "gpt") {
+            return Err(StageError::Invalid(format!("sgdisk writes gpt tables only, not {label}")));
+        }
         let device = args.device_path("device")?;
-        run_tool(Sgdisk::NAME, Command::new("sgdisk").args(argv(&options, &device)))?;
+        Command::new("sgdisk").args(argv(&options, &device)).run(Sgdisk::NAME)?;
         // the table, for the log; upstream ignores its status too
-        let _ = Command::new("sgdisk").arg("-p").arg(&device).stdin(Stdio::null()).status();
+        let _ = Command::new("sgdisk").arg("-p").arg(&device).run_unchecked(Sgdisk::NAME, false);
         Ok(None)
     }
 }
@@ -127,6 +126,13 @@ mod tests {
         assert_eq!(v[13..15], ["-A", "1:set:2"]);
         assert!(v.join(" ").contains("-n 2:208896:0 -c 2:\"root\""), "{v:?}");
         assert!(v.join(" ").contains("-A 3:set:0 -A 3:set:60"), "{v:?}");
+    }
+
+    #[test]
+    fn only_gpt_labels() {
+        let t = tempfile::tempdir().unwrap();
+        let a = device_args(t.path(), &[("device", "none.img")], json!({"uuid": "x", "label": "dos"}));
+        assert_eq!(Sgdisk::execute(&a).unwrap_err().to_string(), "sgdisk writes gpt tables only, not dos");
     }
 
     #[test]

@@ -127,9 +127,10 @@ impl TryFrom<Ordered<Value>> for Ifcfg {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Livesys {
-    /// Required, but not written (see the module documentation).
-    #[allow(dead_code)]
-    pub session: String,
+    /// Only validated: required, but upstream writes a placeholder instead of it (see the
+    /// module documentation).
+    #[serde(rename = "session")]
+    pub _session: String,
 }
 
 #[derive(Debug, Deserialize)]

@@ -30,7 +30,7 @@
 //! 252 does (it exits 0). Disabling a masked unit leaves it alone, likewise. Specifiers in `[Install]` are expanded for `%n %N %p %i %j %%`; others are
 //! an error rather than a guess.
 
-use super::util::{create_parents, remove_if_exists, resolve_in_root, tree_path};
+use super::util::{create_parents, remove_if_exists, resolve_in_root, tree_path, walk_error};
 use super::{StageArgs, StageError, StageResult};
 use crate::Stage;
 use serde::Deserialize;
@@ -493,27 +493,26 @@ fn mark(
     Ok(())
 }
 
+/// Remove the links below `dir` that name a marked unit, in name order. Like systemctl, a
+/// directory emptied by the removal goes too (but not `dir` itself).
 fn remove_marked(dir: &Path, marks: &BTreeSet<String>, removed: &mut Vec<(PathBuf, String)>) -> Result<(), StageError> {
-    let mut entries: Vec<_> =
-        std::fs::read_dir(dir).map_err(StageError::io("cannot read directory", dir))?.filter_map(Result::ok).collect();
-    entries.sort_by_key(|e| e.file_name());
-    for entry in entries {
+    // directories below which something was removed; each is seen after its contents
+    let mut touched: BTreeSet<PathBuf> = BTreeSet::new();
+    for entry in walkdir::WalkDir::new(dir).min_depth(1).sort_by_file_name().contents_first(true) {
+        let entry = entry.map_err(|e| walk_error(dir, e))?;
         let path = entry.path();
-        let Ok(ft) = entry.file_type() else { continue };
-        if ft.is_dir() {
-            let before = removed.len();
-            remove_marked(&path, marks, removed)?;
-            // like systemctl: a directory emptied by the removal goes too
-            if removed.len() > before && std::fs::read_dir(&path).is_ok_and(|mut d| d.next().is_none()) {
-                std::fs::remove_dir(&path).map_err(StageError::io("cannot remove directory", &path))?;
+        if entry.file_type().is_dir() {
+            if touched.contains(path) && std::fs::read_dir(path).is_ok_and(|mut d| d.next().is_none()) {
+                std::fs::remove_dir(path).map_err(StageError::io("cannot remove directory", path))?;
             }
-        } else if ft.is_symlink() {
+        } else if entry.file_type().is_symlink() {
             let name = entry.file_name().to_string_lossy().into_owned();
-            let dest = std::fs::read_link(&path).map_err(StageError::io("cannot read link", &path))?;
+            let dest = std::fs::read_link(path).map_err(StageError::io("cannot read link", path))?;
             let dest_name = dest.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
             if marks.contains(&name) || marks.contains(&*dest.to_string_lossy()) || marks.contains(&dest_name) {
-                remove_if_exists(&path)?;
-                removed.push((path, name));
+                remove_if_exists(path)?;
+                touched.extend(path.ancestors().skip(1).take_while(|a| *a != dir).map(Path::to_path_buf));
+                removed.push((path.to_owned(), name));
             }
         }
     }

@@ -4,34 +4,29 @@
 //! (upstream opens it with mode `x`); it is written with mode 0644 in `configparser`'s format,
 //! sections and keys in the order of the options.
 
-use super::configparser::{check_file_name, dropin_from_config, raw_config};
-use super::util::{create_parents, tree_path};
-use super::{StageArgs, StageError, StageResult};
+use super::configparser::{check_file_name, config_object, dropin_from_config};
+use super::util::{create_parents, tree_path, write_new_file, InOrder};
+use super::{StageArgs, StageResult};
 use crate::Stage;
-use serde::Deserialize;
-use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
+use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Options {
     pub filename: String,
-    #[allow(dead_code)] // validated here, written from the raw options in document order
-    pub config: Config,
+    pub config: InOrder<Config>,
 }
 
-/// Only validated here; the file is written from the options in document order.
-#[derive(Debug, Deserialize)]
+/// The drop-in's sections and keys; written in the manifest's order (see [`InOrder`]).
+#[derive(Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
-#[allow(dead_code)]
 pub struct Config {
     #[serde(rename = "Journal")]
     pub journal: Option<Journal>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, rename_all = "PascalCase")]
-#[allow(dead_code)]
 pub struct Journal {
     pub storage: Option<String>,
     pub compress: Option<String>,
@@ -51,16 +46,11 @@ impl Stage for SystemdJournald {
 
     fn run(args: &StageArgs, options: Options) -> StageResult {
         check_file_name("drop-in file name", &options.filename)?;
-        let ini = dropin_from_config(raw_config(args)?)?;
+        let config = options.config.value();
+        let ini = dropin_from_config(config_object(&config)?)?;
         let path = tree_path(args, format!("/usr/lib/systemd/journald.conf.d/{}", options.filename), false)?;
         create_parents(&path)?;
-        let mut f = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o644)
-            .open(&path)
-            .map_err(StageError::io("cannot create", &path))?;
-        f.write_all(ini.render().as_bytes()).map_err(StageError::io("cannot write", &path))?;
+        write_new_file(&path, ini.render().as_bytes(), 0o644)?;
         Ok(None)
     }
 }

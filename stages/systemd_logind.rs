@@ -3,32 +3,29 @@
 //! As upstream: the directory is created (0755) if missing, the file is (re)written with mode
 //! 0644 in `configparser`'s format, sections and keys in the order of the options.
 
-use super::configparser::{check_file_name, dropin_from_config, raw_config};
-use super::util::{create_parents, tree_path, write_file};
+use super::configparser::{check_file_name, config_object, dropin_from_config};
+use super::util::{create_parents, tree_path, write_file, InOrder};
 use super::{StageArgs, StageResult};
 use crate::Stage;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Options {
     pub filename: String,
-    #[allow(dead_code)] // validated here, written from the raw options in document order
-    pub config: Config,
+    pub config: InOrder<Config>,
 }
 
-/// Only validated here; the file is written from the options in document order.
-#[derive(Debug, Deserialize)]
+/// The drop-in's sections and keys; written in the manifest's order (see [`InOrder`]).
+#[derive(Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
-#[allow(dead_code)]
 pub struct Config {
     #[serde(rename = "Login")]
     pub login: Option<Login>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, rename_all = "PascalCase")]
-#[allow(dead_code)]
 pub struct Login {
     #[serde(rename = "NAutoVTs")]
     pub n_auto_vts: Option<u64>,
@@ -45,7 +42,8 @@ impl Stage for SystemdLogind {
 
     fn run(args: &StageArgs, options: Options) -> StageResult {
         check_file_name("drop-in file name", &options.filename)?;
-        let ini = dropin_from_config(raw_config(args)?)?;
+        let config = options.config.value();
+        let ini = dropin_from_config(config_object(&config)?)?;
         let path = tree_path(args, format!("/usr/lib/systemd/logind.conf.d/{}", options.filename), true)?;
         create_parents(&path)?;
         write_file(&path, ini.render().as_bytes(), 0o644)?;

@@ -6,8 +6,9 @@
 //! systemd does is its job, and a second implementation could drift from it. A leftover
 //! `/etc/.pwd.lock` (systemd before 253 leaves it) is removed, as the tree upstream gets has none.
 
-use super::util::{drop_pwd_lock, run_tool};
+use super::util::drop_pwd_lock;
 use super::{StageArgs, StageResult};
+use crate::tool::CommandRunExt;
 use crate::Stage;
 use serde::Deserialize;
 use std::process::Command;
@@ -24,7 +25,7 @@ impl Stage for SystemdSysusers {
     type Options = Options;
 
     fn run(args: &StageArgs, _: Options) -> StageResult {
-        run_tool(SystemdSysusers::NAME, Command::new("systemd-sysusers").arg("--root").arg(&args.tree))?;
+        Command::new("systemd-sysusers").arg("--root").arg(&args.tree).run(SystemdSysusers::NAME)?;
         // older systemd-sysusers leave their lock file behind; current ones (upstream's) do not
         drop_pwd_lock(args)?;
         println!("Applied systemd-sysusers");

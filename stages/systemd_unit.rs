@@ -5,19 +5,18 @@
 //! mode 0644 in `configparser`'s format; list values become one `key=value` line per item
 //! and `Environment` items `{key, value}` become `Environment="KEY=VALUE"`.
 
-use super::configparser::{check_file_name, raw_config, unit_from_config};
-use super::util::{create_parents, tree_path, write_file};
+use super::configparser::{check_file_name, config_object, unit_from_config};
+use super::util::{create_parents, tree_path, write_file, InOrder};
 use super::{StageArgs, StageError, StageResult};
 use crate::Stage;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Options {
     pub unit: String,
     pub dropin: String,
-    #[allow(dead_code)] // validated here, written from the raw options in document order
-    pub config: Config,
+    pub config: InOrder<Config>,
     #[serde(rename = "unit-type", default)]
     pub unit_type: UnitType,
 }
@@ -30,10 +29,9 @@ pub enum UnitType {
     Global,
 }
 
-/// Only validated here; the file is written from the options in document order.
-#[derive(Debug, Deserialize)]
+/// The drop-in's sections and keys; written in the manifest's order (see [`InOrder`]).
+#[derive(Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
-#[allow(dead_code)]
 pub struct Config {
     #[serde(rename = "Unit")]
     pub unit: Option<UnitSection>,
@@ -41,31 +39,27 @@ pub struct Config {
     pub service: Option<ServiceSection>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, rename_all = "PascalCase")]
-#[allow(dead_code)]
 pub struct UnitSection {
     pub condition_path_exists: Option<String>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, rename_all = "PascalCase")]
-#[allow(dead_code)]
 pub struct ServiceSection {
     pub environment: Option<Environment>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, Serialize)]
 #[serde(untagged)]
-#[allow(dead_code)]
 pub enum Environment {
     Line(String),
     List(Vec<EnvVar>),
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
-#[allow(dead_code)]
 pub struct EnvVar {
     pub key: Option<String>,
     pub value: Option<String>,
@@ -91,7 +85,8 @@ impl Stage for SystemdUnit {
             UnitType::System => "/usr/lib/systemd/system",
             UnitType::Global => "/usr/lib/systemd/user",
         };
-        let ini = unit_from_config(raw_config(args)?)?;
+        let config = options.config.value();
+        let ini = unit_from_config(config_object(&config)?)?;
         let path = tree_path(args, format!("{base}/{}.d/{}", options.unit, options.dropin), true)?;
         create_parents(&path)?;
         write_file(&path, ini.render().as_bytes(), 0o644)?;

@@ -6,17 +6,17 @@
 //! values as one `key=value` line per item, `Environment` items as `Environment="KEY=VALUE"`,
 //! booleans as `True`/`False`.
 
-use super::configparser::{file_in_existing_dir, raw_config, unit_from_config};
-use super::util::write_file;
+use super::configparser::{config_object, file_in_existing_dir, unit_from_config};
+use super::util::{write_file, InOrder};
 use super::{StageArgs, StageError, StageResult};
 use crate::Stage;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Options {
     pub filename: String,
-    pub config: Config,
+    pub config: InOrder<Config>,
     #[serde(rename = "unit-type", default)]
     pub unit_type: super::systemd_unit::UnitType,
     #[serde(rename = "unit-path", default)]
@@ -33,9 +33,8 @@ pub enum UnitPath {
 
 /// Only validated here (and for which sections exist); the file is written from the options
 /// in document order.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
-#[allow(dead_code)]
 pub struct Config {
     #[serde(rename = "Unit")]
     pub unit: Option<UnitSection>,
@@ -51,9 +50,8 @@ pub struct Config {
     pub install: Option<InstallSection>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, rename_all = "PascalCase")]
-#[allow(dead_code)]
 pub struct UnitSection {
     pub description: Option<String>,
     pub wants: Option<Vec<String>>,
@@ -65,9 +63,8 @@ pub struct UnitSection {
     pub default_dependencies: Option<bool>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, rename_all = "PascalCase")]
-#[allow(dead_code)]
 pub struct ServiceSection {
     #[serde(rename = "Type")]
     pub kind: Option<String>,
@@ -80,9 +77,8 @@ pub struct ServiceSection {
     pub standard_output: Option<String>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, rename_all = "PascalCase")]
-#[allow(dead_code)]
 pub struct MountSection {
     pub what: String,
     pub r#where: String,
@@ -91,9 +87,8 @@ pub struct MountSection {
     pub options: Option<String>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, rename_all = "PascalCase")]
-#[allow(dead_code)]
 pub struct SocketSection {
     pub service: Option<String>,
     pub listen_stream: Option<String>,
@@ -109,9 +104,8 @@ pub struct SocketSection {
     pub remove_on_stop: Option<bool>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, rename_all = "PascalCase")]
-#[allow(dead_code)]
 pub struct SwapSection {
     pub what: String,
     pub priority: Option<i64>,
@@ -119,9 +113,8 @@ pub struct SwapSection {
     pub timeout_sec: Option<String>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, rename_all = "PascalCase")]
-#[allow(dead_code)]
 pub struct InstallSection {
     pub wanted_by: Option<Vec<String>>,
     pub required_by: Option<Vec<String>>,
@@ -139,7 +132,7 @@ impl Stage for SystemdUnitCreate {
         if name.len() > 255 {
             return Err(StageError::Invalid(format!("the {name} service exceeds the maximum filename length")));
         }
-        let c = &options.config;
+        let c = options.config.get();
         for (suffix, section, present) in [
             (".service", "Service", c.service.is_some()),
             (".mount", "Mount", c.mount.is_some()),
@@ -150,7 +143,8 @@ impl Stage for SystemdUnitCreate {
                 return Err(StageError::Invalid(format!("{name} unit requires {section} section")));
             }
         }
-        let ini = unit_from_config(raw_config(args)?)?;
+        let config = options.config.value();
+        let ini = unit_from_config(config_object(&config)?)?;
         let dir = match (options.unit_path, options.unit_type) {
             (UnitPath::Usr, super::systemd_unit::UnitType::System) => "/usr/lib/systemd/system",
             (UnitPath::Usr, super::systemd_unit::UnitType::Global) => "/usr/lib/systemd/user",

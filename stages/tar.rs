@@ -4,8 +4,10 @@
 //! Beyond upstream: with a `source-epoch` (SOURCE_DATE_EPOCH) entries are sorted by name and
 //! extended headers carry no access/change times or PID, so two builds give the same bytes.
 
-use super::util::{run_tool, tree_path};
+use super::util::tree_path;
 use super::{StageArgs, StageError, StageResult};
+use crate::tool::CommandRunExt;
+use crate::util::yes;
 use crate::Stage;
 use serde::Deserialize;
 use std::process::Command;
@@ -46,10 +48,6 @@ pub(crate) fn metadata_flags(cmd: &mut Command, acls: bool, selinux: bool, xattr
     if xattrs {
         cmd.args(["--xattrs", "--xattrs-include", "*"]);
     }
-}
-
-fn yes() -> bool {
-    true
 }
 
 #[derive(Debug, Default, Clone, Copy, Deserialize)]
@@ -146,7 +144,7 @@ impl Stage for Tar {
         }
         // let xz use every core, as upstream does
         cmd.env("XZ_OPT", "--threads 0").stdout(std::process::Stdio::null());
-        run_tool(Tar::NAME, &mut cmd)?;
+        cmd.run(Tar::NAME)?;
         Ok(None)
     }
 }

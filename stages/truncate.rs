@@ -1,8 +1,9 @@
 //! `org.osbuild.truncate`: create a file of a given size (or resize one) in the tree, with
 //! `truncate --size` like upstream (so sizes such as `4GB`, `10G` or `+1M` work the same).
 
-use super::util::{run_tool, tree_path};
+use super::util::tree_path;
 use super::{StageArgs, StageResult};
+use crate::tool::CommandRunExt;
 use crate::Stage;
 use serde::Deserialize;
 use std::process::Command;
@@ -25,7 +26,7 @@ impl Stage for Truncate {
 
     fn run(args: &StageArgs, options: Options) -> StageResult {
         let dest = tree_path(args, &options.filename, true)?;
-        run_tool(Truncate::NAME, Command::new("truncate").arg("--size").arg(&options.size).arg("--").arg(&dest))?;
+        Command::new("truncate").arg("--size").arg(&options.size).arg("--").arg(&dest).run(Truncate::NAME)?;
         Ok(None)
     }
 }

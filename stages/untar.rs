@@ -1,11 +1,11 @@
 //! `org.osbuild.untar`: extract the archive given as the `file` input into the tree (below
 //! `prefix`) with the build root's `tar`, which detects the compression.
 
-use super::util::{run_tool, tree_path};
-use super::{StageArgs, StageError, StageResult};
+use super::util::tree_path;
+use super::{StageArgs, StageResult};
+use crate::tool::CommandRunExt;
 use crate::Stage;
 use serde::Deserialize;
-use serde_json::Value;
 use std::process::Command;
 
 #[derive(Debug, Deserialize)]
@@ -29,20 +29,11 @@ impl Stage for Untar {
     type Options = Options;
 
     fn run(args: &StageArgs, options: Options) -> StageResult {
-        let dir = args.input_path("file")?;
-        let files = args.inputs["file"].pointer("/data/files").and_then(Value::as_object);
-        let name = match files {
-            Some(f) if f.len() == 1 => f.keys().next().expect("one file"),
-            _ => return Err(StageError::Invalid("input 'file' must hold exactly one file".into())),
-        };
-        if name.contains('/') || name == ".." {
-            return Err(StageError::Invalid(format!("bad file name {name:?} in input 'file'")));
-        }
-        let source = dir.join(name);
+        let source = args.single_input_file("file")?;
         let target = tree_path(args, &options.prefix, true)?;
         let mut cmd = Command::new("tar");
         cmd.args(["--auto-compress", "-x", "-f"]).arg(&source).arg("-C").arg(&target);
-        run_tool(Untar::NAME, &mut cmd)?;
+        cmd.run(Untar::NAME)?;
         Ok(None)
     }
 }

@@ -4,16 +4,16 @@
 //! chrooted into the tree with `/proc` (proc), `/dev` (devtmpfs, or a bind mount of the
 //! build root's `/dev` if that is refused) and `/sys` (sysfs) mounted, since the tool reads
 //! `/proc/self/mountinfo` (e.g. for FIPS); missing mount points are created first and the
-//! mounts are lazily unmounted afterwards. Needs `chroot` and `mount`/`umount` in the build
-//! root. Unlike upstream, a tree without the tool fails up front with a clear message
+//! mounts are lazily unmounted afterwards (the stage API's `Chroot`). Needs `chroot` in the
+//! build root. Unlike upstream, a tree without the tool fails up front with a clear message
 //! instead of chroot's "No such file or directory".
 
-use super::util::{run_tool, tree_path};
+use super::util::tree_path;
 use super::{StageArgs, StageError, StageResult};
+use crate::chroot::{ApiFs, Chroot};
+use crate::tool::CommandRunExt;
 use crate::Stage;
 use serde::Deserialize;
-use std::path::{Path, PathBuf};
-use std::process::Command;
 
 const TOOL: &str = "/usr/bin/update-crypto-policies";
 
@@ -42,66 +42,11 @@ impl Stage for UpdateCryptoPolicies {
                 place: "in the tree",
             });
         }
-        let chroot = Chroot::enter(&args.tree)?;
-        let result = run_tool(
-            UpdateCryptoPolicies::NAME,
-            Command::new("chroot").arg(&args.tree).args([TOOL, "--set", &options.policy]),
-        );
-        chroot.leave()?;
+        let chroot = Chroot::enter(&args.tree, ApiFs::Fresh)?;
+        let result = chroot.command(TOOL).args(["--set", &options.policy]).run(UpdateCryptoPolicies::NAME);
+        chroot.close()?;
         result?;
         Ok(None)
-    }
-}
-
-/// `/proc`, `/dev` and `/sys` mounted in a tree, as upstream's `osbuild.util.chroot.Chroot`.
-struct Chroot {
-    mounted: Vec<PathBuf>,
-}
-
-impl Chroot {
-    fn enter(tree: &Path) -> Result<Chroot, StageError> {
-        let mut points = Vec::new();
-        for d in ["/proc", "/dev", "/sys"] {
-            // confined: a symlinked /proc in the tree must not lead outside it
-            let p = super::util::resolve_in_root(tree, d, true)?;
-            if std::fs::symlink_metadata(&p).is_err() {
-                println!("Making missing chroot directory: {d}");
-                std::fs::create_dir_all(&p).map_err(StageError::io("cannot create directory", &p))?;
-            }
-            points.push(p);
-        }
-        let mut chroot = Chroot { mounted: Vec::new() };
-        let mounts: [(&[&str], Option<&[&str]>); 3] = [
-            (&["-t", "proc", "-o", "nosuid,noexec,nodev", "proc"], None),
-            (&["-t", "devtmpfs", "-o", "mode=0755,noexec,nosuid,strictatime", "devtmpfs"], Some(&["--bind", "/dev"])),
-            (&["-t", "sysfs", "-o", "nosuid,noexec,nodev", "sysfs"], None),
-        ];
-        for (point, (how, fallback)) in points.into_iter().zip(mounts) {
-            let mut done = run_tool(UpdateCryptoPolicies::NAME, Command::new("mount").args(how).arg(&point));
-            if let (Err(StageError::ToolFailed { .. }), Some(fallback)) = (&done, fallback) {
-                done = run_tool(UpdateCryptoPolicies::NAME, Command::new("mount").args(fallback).arg(&point));
-            }
-            if let Err(e) = done {
-                let _ = chroot.leave();
-                return Err(e);
-            }
-            chroot.mounted.push(point);
-        }
-        Ok(chroot)
-    }
-
-    fn leave(self) -> Result<(), StageError> {
-        let mut failed = Vec::new();
-        for p in &self.mounted {
-            if run_tool(UpdateCryptoPolicies::NAME, Command::new("umount").arg("--lazy").arg(p)).is_err() {
-                failed.push(p.display().to_string());
-            }
-        }
-        if failed.is_empty() {
-            Ok(())
-        } else {
-            Err(StageError::Invalid(format!("cannot unmount {}", failed.join(", "))))
-        }
     }
 }
 

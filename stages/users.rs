@@ -5,8 +5,10 @@
 //! directory created with `mkhomedir_helper` (chrooted into the tree) if it is missing; a
 //! new user is added.
 
-use super::util::{resolve_in_root, run_tool, tree_path, Ordered};
+use super::util::{resolve_in_root, tree_path, Ordered};
 use super::{StageArgs, StageError, StageResult};
+use crate::chroot::{ApiFs, Chroot};
+use crate::tool::CommandRunExt;
 use crate::Stage;
 use serde::Deserialize;
 use serde_json::Number;
@@ -84,7 +86,7 @@ impl Stage for Users {
                 None => useradd(tree, name, user)?,
             }
             if user.force_password_reset {
-                run_tool(Users::NAME, Command::new("passwd").arg("--root").arg(tree).args(["--expire", name]))?;
+                Command::new("passwd").arg("--root").arg(tree).args(["--expire", name]).run(Users::NAME)?;
             }
             let mut keys = user.keys.clone();
             if let Some(key) = user.key.as_ref().filter(|k| !k.is_empty()) {
@@ -132,7 +134,7 @@ fn useradd(tree: &Path, name: &str, u: &User) -> Result<(), StageError> {
         cmd.args(["--expiredate", &e.to_string()]);
     }
     cmd.arg(name);
-    run_tool(Users::NAME, &mut cmd)
+    cmd.run(Users::NAME)
 }
 
 fn usermod(tree: &Path, name: &str, u: &User) -> Result<(), StageError> {
@@ -168,7 +170,7 @@ fn usermod(tree: &Path, name: &str, u: &User) -> Result<(), StageError> {
         return Ok(());
     }
     cmd.arg(name);
-    run_tool(Users::NAME, &mut cmd)
+    cmd.run(Users::NAME)
 }
 
 /// Create a missing home directory of an existing user with `mkhomedir_helper` in the tree.
@@ -176,9 +178,11 @@ fn ensure_homedir(args: &StageArgs, name: &str, home: &str) -> Result<(), StageE
     if home.is_empty() || std::fs::symlink_metadata(tree_path(args, home, true)?).is_ok() {
         return Ok(());
     }
-    let mut cmd = Command::new("chroot");
-    cmd.arg(&args.tree).args(["mkhomedir_helper", name]);
-    match run_tool(Users::NAME, &mut cmd) {
+    // As upstream: in a chroot with the kernel's file systems (the helper may need /proc).
+    let chroot = Chroot::enter(&args.tree, ApiFs::Fresh)?;
+    let ran = chroot.command("mkhomedir_helper").arg(name).run(Users::NAME);
+    chroot.close()?;
+    match ran {
         // chroot's "command not found"
         Err(StageError::ToolFailed { status, .. }) if status.code() == Some(127) => {
             Err(StageError::ToolMissing { tool: "mkhomedir_helper".into(), stage: Users::NAME, place: "in the tree" })

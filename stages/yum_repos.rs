@@ -8,13 +8,11 @@
 //! Like `configparser`, a value with a lone `%` (not `%%` or `%(name)s`) and a repeated id
 //! are refused.
 
-use super::util::{create_parents, tree_path};
+use super::util::{create_parents, tree_path, typed_in_order, write_new_file};
 use super::{StageArgs, StageError, StageResult};
 use crate::Stage;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
-use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
 
 const ORDER: [&str; 8] =
     ["name", "baseurl", "metalink", "mirrorlist", "enabled", "gpgcheck", "repo_gpgcheck", "gpgkey"];
@@ -35,9 +33,8 @@ pub struct Repo {
 }
 
 /// The options upstream's schema allows, to check types and names.
-#[derive(Deserialize)]
+#[derive(Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
-#[allow(dead_code)]
 struct Check {
     id: String,
     baseurl: Option<Vec<String>>,
@@ -56,8 +53,8 @@ struct Check {
 
 impl TryFrom<Map<String, Value>> for Repo {
     type Error = String;
-    fn try_from(mut map: Map<String, Value>) -> Result<Self, String> {
-        let check = Check::deserialize(Value::Object(map.clone())).map_err(|e| e.to_string())?;
+    fn try_from(map: Map<String, Value>) -> Result<Self, String> {
+        let (check, mut map) = typed_in_order::<Check>(Value::Object(map)).map_err(|e| e.to_string())?;
         if !check.id.chars().all(|c| c.is_alphanumeric() || "_.-:".contains(c)) || check.id.is_empty() {
             return Err(format!("repository id '{}' may only hold letters, digits and _.-:", check.id));
         }
@@ -145,13 +142,7 @@ impl Stage for YumRepos {
         }
         let path = tree_path(args, format!("/etc/yum.repos.d/{f}"), false)?;
         create_parents(&path)?;
-        let mut file = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o644)
-            .open(&path)
-            .map_err(StageError::io("cannot create", &path))?;
-        file.write_all(text.as_bytes()).map_err(StageError::io("cannot write", &path))?;
+        write_new_file(&path, text.as_bytes(), 0o644)?;
         Ok(None)
     }
 }

@@ -53,7 +53,7 @@ pub fn export(store: &ObjectStore, p: &Pipeline, name: &str, output: &Path) -> R
         return Err(ExportError::Copy {
             argv: argv_string(&cmd),
             status: out.status,
-            stderr: stderr_tail(&out.stderr),
+            stderr: stderr_tail(&out.stderr, None),
         });
     }
     Ok(())

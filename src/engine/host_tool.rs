@@ -31,7 +31,7 @@ pub fn run(cmd: &mut Command, needed_by: &'static str) -> Result<Vec<u8>, HostTo
         return Err(HostToolError::Failed {
             argv: argv_string(cmd),
             status: out.status,
-            stderr: stderr_tail(&out.stderr),
+            stderr: stderr_tail(&out.stderr, None),
         });
     }
     Ok(out.stdout)

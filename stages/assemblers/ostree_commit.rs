@@ -7,7 +7,8 @@
 //! where the file system has them), and the result is committed with the same metadata the
 //! `org.osbuild.ostree.commit` stage writes (that stage does the commit).
 
-use crate::util::run_tool;
+use crate::tool::CommandRunExt;
+use crate::util::yes;
 use crate::Stage;
 use crate::{StageArgs, StageError, StageResult};
 use serde::Deserialize;
@@ -33,14 +34,6 @@ pub struct Tar {
     pub filename: String,
 }
 
-fn yes() -> bool {
-    true
-}
-
-fn io(path: &Path) -> impl FnOnce(std::io::Error) -> StageError + '_ {
-    move |e| StageError::Invalid(format!("{}: {e}", path.display()))
-}
-
 /// The stage itself: its name, capabilities and options, as the registry lists it.
 pub struct OstreeCommit;
 
@@ -51,28 +44,30 @@ impl Stage for OstreeCommit {
     fn run(args: &StageArgs, o: Options) -> StageResult {
         let tree = args.input_path("tree")?;
         let out = args.tree.clone();
-        let root = out.join(".osbuild-ostree-root");
-        let result = commit(args, &o, &tree, &root, &out);
-        let _ = std::fs::remove_dir_all(&root);
+        // the new root, removed however the commit ends
+        let root = tempfile::Builder::new()
+            .prefix(".osbuild-ostree-root.")
+            .tempdir_in(&out)
+            .map_err(StageError::io("cannot create a scratch directory in", &out))?;
+        let result = commit(args, &o, &tree, root.path(), &out);
+        drop(root);
         let meta = result?;
         if let Some(tar) = &o.tar {
             let dest = crate::util::tree_path(args, &tar.filename, false)?;
-            run_tool(
-                OstreeCommit::NAME,
-                Command::new("tar")
-                    .args(["--remove-files", "--auto-compress", "-cf"])
-                    .arg(&dest)
-                    .arg("-C")
-                    .arg(&out)
-                    .args(["repo", "compose.json"]),
-            )?;
+            Command::new("tar")
+                .args(["--remove-files", "--auto-compress", "-cf"])
+                .arg(&dest)
+                .arg("-C")
+                .arg(&out)
+                .args(["repo", "compose.json"])
+                .run(OstreeCommit::NAME)?;
         }
         Ok(meta)
     }
 }
 
 fn commit(args: &StageArgs, o: &Options, tree: &Path, root: &Path, out: &Path) -> StageResult {
-    std::fs::create_dir_all(root).map_err(io(root))?;
+    std::fs::create_dir_all(root).map_err(StageError::io("cannot create directory", root))?;
     crate::ostree_preptree::init_root(root, o.tmp_is_dir)?;
     for name in ["usr", "boot", "var", "bin", "lib", "lib32", "lib64", "sbin"] {
         let src = tree.join(name);
@@ -82,21 +77,19 @@ fn commit(args: &StageArgs, o: &Options, tree: &Path, root: &Path, out: &Path) -
         }
         if name == "var" {
             // `var` exists in the new root already: merge the tree's into it.
-            run_tool(
-                OstreeCommit::NAME,
-                Command::new("cp").args(["--reflink=auto", "-a", "-T"]).arg(&src).arg(root.join("var")),
-            )?;
+            Command::new("cp")
+                .args(["--reflink=auto", "-a", "-T"])
+                .arg(&src)
+                .arg(root.join("var"))
+                .run(OstreeCommit::NAME)?;
         } else {
-            run_tool(
-                OstreeCommit::NAME,
-                Command::new("cp").args(["--reflink=auto", "-a"]).arg(&src).arg("-t").arg(root),
-            )?;
+            Command::new("cp").args(["--reflink=auto", "-a"]).arg(&src).arg("-t").arg(root).run(OstreeCommit::NAME)?;
         }
     }
-    run_tool(
-        OstreeCommit::NAME,
-        Command::new("ostree").args(["init", "--mode=archive"]).arg(format!("--repo={}", out.join("repo").display())),
-    )?;
+    Command::new("ostree")
+        .args(["init", "--mode=archive"])
+        .arg(format!("--repo={}", out.join("repo").display()))
+        .run(OstreeCommit::NAME)?;
 
     // The stage commits: same arguments document, the new root as its tree input.
     let mut stage_args = args.clone();

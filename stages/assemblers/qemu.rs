@@ -5,19 +5,26 @@
 //! (`bootloader.type` grub2, the default for `dos` tables), make and mount every file system
 //! (shortest mount point first), copy the tree, then convert. The raw image is built beside the
 //! output (not in memory) and removed afterwards. `zipl` (s390x) is not supported.
+//!
+//! Each step is the v2 stage's own code: the table is `org.osbuild.sfdisk`'s, the GRUB core is
+//! made and placed by `org.osbuild.grub2.inst`, the file systems are made with the command
+//! lines of `org.osbuild.mkfs.*`, and the conversion is `org.osbuild.qemu`'s.
 
 use super::disk::{copy_tree, mkfs, LoopDir, Mounted};
-use crate::util::{run_tool, spawn_error, tree_path};
-use crate::Stage;
+use crate::disk_util;
+use crate::grub2_inst::{self, Core, CoreFs, CoreKind, PartLabel, Prefix, PrefixKind, PrefixPartition};
+use crate::tool::CommandRunExt;
+use crate::util::tree_path;
+use crate::{qemu, sfdisk, Stage};
 use crate::{StageArgs, StageError, StageResult};
 use serde::Deserialize;
-use serde_json::Value;
-use std::io::{Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 const SECTOR: u64 = 512;
 const BIOS_BOOT: &str = "21686148-6449-6E6F-744E-656564454649";
+/// The PReP boot partition of Open Firmware, as an MBR type and as a GPT type.
+const PREP: [&str; 2] = ["41", "9E1A2D38-C612-4316-AA26-8B49521E5A8B"];
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -76,6 +83,7 @@ impl Stage for Qemu {
         if !o.size.is_multiple_of(SECTOR) {
             return Err(StageError::Invalid("`size` must be a multiple of the sector size (512)".into()));
         }
+        let format = output_format(&o)?;
         let label = match o.pttype.as_deref() {
             None | Some("dos") | Some("mbr") => "dos",
             Some(other) => other,
@@ -102,12 +110,44 @@ impl Stage for Qemu {
         };
 
         let out = tree_path(args, &o.filename, false)?;
-        let image = args.tree.join(".osbuild-qemu-image.raw");
-        let result =
-            assemble(&o, label, &mut parts, &input, &image, &args.tree).and_then(|()| convert(&o, &image, &out));
-        let _ = std::fs::remove_file(&image);
-        result.map(|()| None)
+        // the raw image beside the output, removed however the assembler ends (unless it is
+        // the output itself)
+        let image = tempfile::Builder::new()
+            .prefix(".osbuild-qemu-image.")
+            .suffix(".raw")
+            .tempfile_in(&args.tree)
+            .map_err(StageError::io("cannot create a scratch file in", &args.tree))?
+            .into_temp_path();
+        assemble(&o, label, &mut parts, &input, &image, &args.tree)?;
+        convert(&format, &image, &out)?;
+        Ok(None)
     }
+}
+
+/// What the image becomes: raw, xz-compressed raw, or a `qemu-img` format with upstream's v1
+/// settings expressed as the v2 stage's options.
+enum Output {
+    Raw,
+    RawXz,
+    Image(qemu::Format),
+}
+
+fn output_format(o: &Options) -> Result<Output, StageError> {
+    Ok(match o.format.as_str() {
+        "raw" => Output::Raw,
+        "raw.xz" => Output::RawXz,
+        "qcow2" => Output::Image(qemu::Format::Qcow2 { compression: None, compat: o.qcow2_compat.clone() }),
+        "vdi" => Output::Image(qemu::Format::Vdi {}),
+        "vmdk" => Output::Image(qemu::Format::Vmdk {
+            adapter_type: None,
+            compat6: None,
+            compression: None,
+            subformat: o.vmdk_subformat.clone(),
+        }),
+        "vpc" => Output::Image(qemu::Format::Vpc { force_size: None, subformat: None }),
+        "vhdx" => Output::Image(qemu::Format::Vhdx {}),
+        other => return Err(StageError::Invalid(format!("unknown format '{other}'"))),
+    })
 }
 
 fn assemble(
@@ -118,7 +158,7 @@ fn assemble(
     image: &Path,
     outdir: &Path,
 ) -> Result<(), StageError> {
-    run_tool(Qemu::NAME, Command::new("truncate").arg("--size").arg(o.size.to_string()).arg(image))?;
+    Command::new("truncate").arg("--size").arg(o.size.to_string()).arg(image).run(Qemu::NAME)?;
     write_table(label, &o.ptuuid, parts, image)?;
 
     let mut bootloader = o.bootloader.as_ref().and_then(|b| b.kind.clone()).unwrap_or_else(|| "none".into());
@@ -134,8 +174,13 @@ fn assemble(
         other => return Err(StageError::Invalid(format!("bootloader type '{other}' is not supported by osbuild-rs"))),
     }
 
-    let root = outdir.join(".osbuild-qemu-mnt");
-    let loops = LoopDir::new(Qemu::NAME)?;
+    // Declared first, so it is removed after everything mounted in it is unmounted.
+    let root_dir = tempfile::Builder::new()
+        .prefix(".osbuild-qemu-mnt.")
+        .tempdir_in(outdir)
+        .map_err(StageError::io("cannot create a scratch directory in", outdir))?;
+    let root = root_dir.path();
+    let loops = LoopDir::new()?;
     let mut with_fs: Vec<&Partition> = parts.iter().filter(|p| p.filesystem.is_some()).collect();
     with_fs.sort_by_key(|p| p.filesystem.as_ref().map(|f| f.mountpoint.len()));
     // Declared after `loops` so mounts drop (unmount) before the loop devices detach.
@@ -143,51 +188,42 @@ fn assemble(
     let mut mounted = Vec::new();
     for p in with_fs {
         let fs = p.filesystem.as_ref().expect("filtered");
-        let lo = loops.attach(Qemu::NAME, image, p.start.unwrap_or(0) * SECTOR, p.size.unwrap_or(0) * SECTOR)?;
+        let lo = loops.attach(image, p.start.unwrap_or(0) * SECTOR, p.size.unwrap_or(0) * SECTOR)?;
         mkfs(Qemu::NAME, &fs.kind, lo.node(), &fs.uuid, fs.label.as_deref())?;
         let target = root.join(fs.mountpoint.trim_start_matches('/'));
-        mounted.push(Mounted::new(Qemu::NAME, lo.node(), &target, &fs.kind)?);
+        mounted.push(Mounted::new(lo.node(), &target, &fs.kind)?);
         attached.push(lo);
     }
-    copy_tree(Qemu::NAME, tree, &root)?;
+    copy_tree(Qemu::NAME, tree, root)?;
     while let Some(m) = mounted.pop() {
         drop(m);
     }
     drop(attached);
-    let _ = std::fs::remove_dir_all(&root);
-    Ok(())
+    drop(loops);
+    root_dir.close().map_err(StageError::io("cannot remove", outdir))
 }
 
-/// Write the table with sfdisk, then read back where each partition ended up.
+/// Write the table with the `org.osbuild.sfdisk` stage's code, then take over where each
+/// partition ended up.
 fn write_table(label: &str, ptuuid: &str, parts: &mut [Partition], image: &Path) -> Result<(), StageError> {
-    let mut script = format!("label: {label}\nlabel-id: {ptuuid}");
-    for p in parts.iter() {
-        let mut fields = Vec::new();
-        let start = p.start.map(|v| v.to_string());
-        let size = p.size.map(|v| v.to_string());
-        for (key, value) in
-            [("start", &start), ("size", &size), ("type", &p.kind), ("name", &p.name), ("uuid", &p.uuid)]
-        {
-            if let Some(v) = value.as_ref().filter(|v| !v.is_empty() && v.as_str() != "0") {
-                fields.push(format!("{key}=\"{v}\""));
-            }
-        }
-        if p.bootable {
-            fields.push("bootable".into());
-        }
-        script.push('\n');
-        script.push_str(&fields.join(", "));
-    }
-    sfdisk_write(image, &script)?;
-    let out =
-        Command::new("sfdisk").arg("--json").arg(image).output().map_err(|e| spawn_error(Qemu::NAME, "sfdisk", e))?;
-    let v: Value = serde_json::from_slice(&out.stdout)
-        .map_err(|e| StageError::Invalid(format!("cannot read back the partition table: {e}")))?;
-    let disk = v["partitiontable"]["partitions"].as_array().cloned().unwrap_or_default();
-    if disk.len() != parts.len() {
-        return Err(StageError::Invalid(format!("sfdisk made {} partitions, {} asked for", disk.len(), parts.len())));
-    }
-    for (p, d) in parts.iter_mut().zip(disk) {
+    let table = sfdisk::Options {
+        label: label.to_owned(),
+        uuid: ptuuid.to_owned(),
+        partitions: parts
+            .iter()
+            .map(|p| disk_util::Partition {
+                bootable: Some(p.bootable),
+                name: p.name.clone(),
+                size: p.size,
+                start: p.start,
+                ptype: p.kind.clone(),
+                uuid: p.uuid.clone(),
+                ..disk_util::Partition::default()
+            })
+            .collect(),
+    };
+    let laid_out = sfdisk::write_table(Qemu::NAME, image, &table)?;
+    for (p, d) in parts.iter_mut().zip(laid_out) {
         p.start = d["start"].as_u64();
         p.size = d["size"].as_u64();
         p.kind = d["type"].as_str().map(str::to_owned);
@@ -195,28 +231,9 @@ fn write_table(label: &str, ptuuid: &str, parts: &mut [Partition], image: &Path)
     Ok(())
 }
 
-fn sfdisk_write(image: &Path, script: &str) -> Result<(), StageError> {
-    let mut child = Command::new("sfdisk")
-        .arg("-q")
-        .arg(image)
-        .stdin(std::process::Stdio::piped())
-        .spawn()
-        .map_err(|e| spawn_error(Qemu::NAME, "sfdisk", e))?;
-    child
-        .stdin
-        .take()
-        .expect("piped")
-        .write_all(script.as_bytes())
-        .map_err(|e| spawn_error(Qemu::NAME, "sfdisk", e))?;
-    let status = child.wait().map_err(|e| spawn_error(Qemu::NAME, "sfdisk", e))?;
-    if !status.success() {
-        return Err(StageError::Invalid(format!("sfdisk failed ({status}) on the script:\n{script}")));
-    }
-    Ok(())
-}
-
-/// The GRUB core image into the MBR gap (dos) or the BIOS boot partition (gpt), boot.img into
-/// the MBR pointing at it. The core's prefix is `/boot/grub2` on the partition holding /boot.
+/// The GRUB core image made and placed by `org.osbuild.grub2.inst`'s code: into the MBR gap
+/// (dos), the BIOS boot partition (gpt) or the PReP partition (Open Firmware), boot.img into
+/// the MBR on i386-pc. The core's prefix is `/boot/grub2` on the partition holding /boot.
 fn install_grub2(image: &Path, label: &str, parts: &[Partition], platform: &str) -> Result<(), StageError> {
     let mountpoint = |p: &Partition| p.filesystem.as_ref().map(|f| f.mountpoint.clone());
     let (index, boot) = parts
@@ -226,113 +243,86 @@ fn install_grub2(image: &Path, label: &str, parts: &[Partition], platform: &str)
         .or_else(|| parts.iter().enumerate().find(|(_, p)| mountpoint(p).as_deref() == Some("/")))
         .ok_or_else(|| StageError::Invalid("grub2: no partition holds /boot or /".into()))?;
     let fs = boot.filesystem.as_ref().expect("has a mount point");
-    let mut modules: Vec<&str> = if platform == "i386-pc" { vec!["biosdisk"] } else { vec![] };
-    modules.push(if label == "gpt" { "part_gpt" } else { "part_msdos" });
-    modules.push(match fs.kind.as_str() {
-        "ext4" => "ext2",
-        "xfs" => "xfs",
-        "btrfs" => "btrfs",
+    let partlabel = if label == "gpt" { PartLabel::Gpt } else { PartLabel::Dos };
+    let filesystem = match fs.kind.as_str() {
+        "ext4" => CoreFs::Ext4,
+        "xfs" => CoreFs::Xfs,
+        "btrfs" => CoreFs::Btrfs,
         other => return Err(StageError::Invalid(format!("grub2: unknown boot file system type '{other}'"))),
-    });
-    let grub_label = if label == "gpt" { "gpt" } else { "msdos" };
+    };
     let grub_path = Path::new("/boot/grub2")
         .strip_prefix(&fs.mountpoint)
         .map(Path::to_path_buf)
         .unwrap_or_else(|_| PathBuf::from("boot/grub2"));
-    let prefix = format!("(,{grub_label}{})/{}", index + 1, grub_path.display());
-    let dir = format!("/usr/lib/grub/{platform}");
-    let core = image.with_extension("core");
-    let mkimage = if which("grub2-mkimage") { "grub2-mkimage" } else { "grub-mkimage" };
-    let mut cmd = Command::new(mkimage);
-    cmd.args(["--directory", &dir, "--prefix", &prefix, "--format", platform, "--compression", "auto", "--output"])
-        .arg(&core)
-        .args(&modules);
-    run_tool(Qemu::NAME, &mut cmd)?;
-    let core_bytes = std::fs::read(&core).map_err(|e| io_err(&core, e));
-    let _ = std::fs::remove_file(&core);
-    let core_bytes = core_bytes?;
-
-    let mut f = std::fs::OpenOptions::new().write(true).open(image).map_err(|e| io_err(image, e))?;
-    let location = if label == "gpt" {
-        let bb = parts
+    let core = Core { _kind: CoreKind::Mkimage, partlabel, filesystem, binary: None };
+    let prefix = Prefix::Partition(PrefixPartition {
+        _kind: PrefixKind::Partition,
+        partlabel,
+        number: index as u64,
+        path: grub_path.display().to_string(),
+    });
+    let core_image = grub2_inst::make_core(Qemu::NAME, platform, &core, &prefix, None)?;
+    let find = |types: &[&str], what: &str| {
+        parts
             .iter()
-            .find(|p| p.kind.as_deref().is_some_and(|t| t.eq_ignore_ascii_case(BIOS_BOOT)))
-            .ok_or_else(|| StageError::Invalid("grub2: the gpt table has no BIOS boot partition".into()))?;
-        let (start, size) = (bb.start.unwrap_or(0), bb.size.unwrap_or(0));
-        if size * SECTOR < core_bytes.len() as u64 {
-            return Err(StageError::Invalid("grub2: the BIOS boot partition is too small for the core image".into()));
-        }
-        write_at(&mut f, image, start * SECTOR, &core_bytes)?;
-        // The core's first sector holds where the rest of it is (GRUB's diskboot blocklist).
-        write_at(&mut f, image, start * SECTOR + 500, &(start + 1).to_le_bytes())?;
-        start
+            .find(|p| p.kind.as_deref().is_some_and(|t| types.iter().any(|k| t.eq_ignore_ascii_case(k))))
+            .and_then(|p| p.start)
+            .ok_or_else(|| StageError::Invalid(format!("grub2: the partition table has no {what} partition")))
+    };
+    let location = if platform == "powerpc-ieee1275" {
+        find(&PREP, "PReP")?
+    } else if label == "gpt" {
+        find(&[BIOS_BOOT], "BIOS boot")?
     } else {
-        let first = parts.first().and_then(|p| p.start).unwrap_or(0) * SECTOR;
-        if core_bytes.len() as u64 >= first.saturating_sub(SECTOR) {
-            return Err(StageError::Invalid("grub2: the core image does not fit before the first partition".into()));
-        }
-        write_at(&mut f, image, SECTOR, &core_bytes)?;
         1
     };
-    if platform == "i386-pc" {
-        let boot_img = PathBuf::from(&dir).join("boot.img");
-        let boot = std::fs::read(&boot_img).map_err(|e| io_err(&boot_img, e))?;
-        write_at(&mut f, image, 0, &boot[..440.min(boot.len())])?;
-        write_at(&mut f, image, 0x5c, &location.to_le_bytes())?;
+    grub2_inst::install_core(platform, SECTOR, image, &core_image, location)
+}
+
+/// The raw image as the requested format at `out`.
+fn convert(format: &Output, image: &Path, out: &Path) -> Result<(), StageError> {
+    match format {
+        Output::Raw => std::fs::rename(image, out).map_err(StageError::io("cannot move the image to", out)),
+        Output::RawXz => {
+            let file = std::fs::File::create(out).map_err(StageError::io("cannot create", out))?;
+            Command::new("xz")
+                .args(["--keep", "--stdout", "-0"])
+                .arg(image)
+                .stdout(file)
+                .env("XZ_OPT", "--threads 0")
+                .run(Qemu::NAME)
+        }
+        Output::Image(f) => qemu::convert(Qemu::NAME, f, image, out),
     }
-    f.sync_all().map_err(|e| io_err(image, e))
 }
 
-fn write_at(f: &mut std::fs::File, path: &Path, offset: u64, data: &[u8]) -> Result<(), StageError> {
-    f.seek(SeekFrom::Start(offset)).and_then(|_| f.write_all(data)).map_err(|e| io_err(path, e))
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
 
-fn io_err(path: &Path, e: std::io::Error) -> StageError {
-    StageError::Invalid(format!("{}: {e}", path.display()))
-}
-
-fn which(tool: &str) -> bool {
-    std::env::var_os("PATH").is_some_and(|p| std::env::split_paths(&p).any(|d| d.join(tool).is_file()))
-}
-
-/// The raw image as `format` at `out`, with upstream's qemu-img flags.
-fn convert(o: &Options, image: &Path, out: &Path) -> Result<(), StageError> {
-    match o.format.as_str() {
-        "raw" => std::fs::rename(image, out).map_err(|e| io_err(out, e)),
-        "raw.xz" => {
-            let file = std::fs::File::create(out).map_err(|e| io_err(out, e))?;
-            run_tool(
-                Qemu::NAME,
-                Command::new("xz")
-                    .args(["--keep", "--stdout", "-0"])
-                    .arg(image)
-                    .stdout(file)
-                    .env("XZ_OPT", "--threads 0"),
-            )
-        }
-        fmt => {
-            let mut cmd = Command::new("qemu-img");
-            cmd.args(["convert", "-O", fmt]);
-            match fmt {
-                "qcow2" => {
-                    cmd.arg("-c");
-                    if let Some(c) = &o.qcow2_compat {
-                        cmd.arg("-o").arg(format!("compat={c}"));
-                    }
-                }
-                "vmdk" => {
-                    cmd.arg("-c");
-                    if let Some(s) = &o.vmdk_subformat {
-                        cmd.arg("-o").arg(format!("subformat={s}"));
-                    }
-                }
-                "vpc" => {
-                    cmd.args(["-o", "subformat=fixed,force_size"]);
-                }
-                "vdi" | "vhdx" => {}
-                other => return Err(StageError::Invalid(format!("unknown format '{other}'"))),
+    /// Upstream's v1 `qemu-img convert` arguments (`extra_args` in its assembler), reached
+    /// through the v2 stage's options.
+    #[test]
+    fn v1_formats_give_upstreams_qemu_img_arguments() {
+        let argv = |options: serde_json::Value| -> Vec<String> {
+            let o: Options = serde_json::from_value(options).unwrap();
+            match output_format(&o).unwrap() {
+                Output::Image(f) => qemu::argv(&f, None),
+                _ => panic!("not a qemu-img format"),
             }
-            run_tool(Qemu::NAME, cmd.arg(image).arg(out))
-        }
+        };
+        let base = |format: &str| json!({"format": format, "filename": "x", "size": 1024, "ptuuid": "0x1"});
+        let mut qcow2 = base("qcow2");
+        qcow2["qcow2_compat"] = json!("1.1");
+        assert_eq!(argv(qcow2), ["convert", "-O", "qcow2", "-c", "-o", "compat=1.1"]);
+        let mut vmdk = base("vmdk");
+        vmdk["vmdk_subformat"] = json!("streamOptimized");
+        assert_eq!(argv(vmdk), ["convert", "-O", "vmdk", "-c", "-o", "subformat=streamOptimized"]);
+        assert_eq!(argv(base("vpc")), ["convert", "-O", "vpc", "-o", "subformat=fixed,force_size"]);
+        assert_eq!(argv(base("vdi")), ["convert", "-O", "vdi"]);
+        assert_eq!(argv(base("vhdx")), ["convert", "-O", "vhdx"]);
+        let o: Options = serde_json::from_value(base("qcow3")).unwrap();
+        assert_eq!(output_format(&o).err().unwrap().to_string(), "unknown format 'qcow3'");
     }
 }

@@ -2,9 +2,10 @@
 //! bytes holding the input tree.
 
 use super::disk::{copy_tree, mkfs, LoopDir, Mounted};
-use crate::util::{run_tool, tree_path};
+use crate::tool::CommandRunExt;
+use crate::util::tree_path;
 use crate::Stage;
-use crate::{StageArgs, StageResult};
+use crate::{StageArgs, StageError, StageResult};
 use serde::Deserialize;
 use std::process::Command;
 
@@ -33,18 +34,24 @@ impl Stage for Rawfs {
         let input = args.input_path("tree")?;
         let image = tree_path(args, &o.filename, false)?;
         if !matches!(o.fs_type.as_str(), "ext4" | "xfs" | "btrfs") {
-            return Err(crate::StageError::Invalid("fs_type must be ext4, xfs or btrfs".into()));
+            return Err(StageError::Invalid("fs_type must be ext4, xfs or btrfs".into()));
         }
-        run_tool(Rawfs::NAME, Command::new("truncate").arg("--size").arg(o.size.to_string()).arg(&image))?;
+        Command::new("truncate").arg("--size").arg(o.size.to_string()).arg(&image).run(Rawfs::NAME)?;
         mkfs(Rawfs::NAME, &o.fs_type, &image, &o.root_fs_uuid, None)?;
-        let loops = LoopDir::new(Rawfs::NAME)?;
-        let lo = loops.attach(Rawfs::NAME, &image, 0, 0)?;
-        let mnt = args.tree.join(".osbuild-rawfs-mnt");
+        // Declared first, so it is removed after the file system mounted on it is unmounted.
+        let mnt = tempfile::Builder::new()
+            .prefix(".osbuild-rawfs-mnt.")
+            .tempdir_in(&args.tree)
+            .map_err(StageError::io("cannot create a scratch directory in", &args.tree))?;
+        let loops = LoopDir::new()?;
+        let lo = loops.attach(&image, 0, 0)?;
         {
-            let _m = Mounted::new(Rawfs::NAME, lo.node(), &mnt, &o.fs_type)?;
-            copy_tree(Rawfs::NAME, &input, &mnt)?;
+            let _m = Mounted::new(lo.node(), mnt.path(), &o.fs_type)?;
+            copy_tree(Rawfs::NAME, &input, mnt.path())?;
         }
-        let _ = std::fs::remove_dir(&mnt);
+        drop(lo);
+        drop(loops);
+        mnt.close().map_err(StageError::io("cannot remove a scratch directory in", &args.tree))?;
         Ok(None)
     }
 }

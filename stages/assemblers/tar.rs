@@ -2,7 +2,9 @@
 //! with ACLs, SELinux labels and all extended attributes unless switched off (upstream's
 //! defaults).
 
-use crate::util::{run_tool, tree_path};
+use crate::tool::CommandRunExt;
+use crate::util::tree_path;
+use crate::util::yes;
 use crate::Stage;
 use crate::{StageArgs, StageResult};
 use serde::Deserialize;
@@ -19,10 +21,6 @@ pub struct Options {
     pub selinux: bool,
     #[serde(default = "yes")]
     pub xattrs: bool,
-}
-
-fn yes() -> bool {
-    true
 }
 
 #[derive(Debug, Clone, Copy, Deserialize)]
@@ -65,7 +63,7 @@ impl Stage for Tar {
         }
         crate::tar::metadata_flags(&mut cmd, o.acls, o.selinux, o.xattrs);
         cmd.arg("-cf").arg(&out).arg("-C").arg(&input).arg(".").env("XZ_OPT", "--threads 0");
-        run_tool(Tar::NAME, &mut cmd)?;
+        cmd.run(Tar::NAME)?;
         Ok(None)
     }
 }

@@ -18,6 +18,7 @@ use serde_json::{Map, Value};
 use std::path::{Path, PathBuf};
 
 pub mod canonical_json;
+pub mod chroot;
 pub mod ostree_ref;
 pub mod testing;
 pub mod tool;
@@ -29,8 +30,8 @@ pub use osbuild_sys::error_chain;
 /// which attach their own devices; the confinement root).
 pub mod sys {
     pub use osbuild_sys::{
-        mount_dev_tmpfs, mount_fs, unmount, BindFlags, LoopDevice, LoopOptions, MountGuard, PathError, Root, Special,
-        SysError,
+        mount_dev_tmpfs, mount_fs, sync_fs, unmount, BindFlags, LoopDevice, LoopOptions, MountGuard, PathError, Root,
+        Special, SysError,
     };
 }
 
@@ -75,7 +76,7 @@ impl StageArgs {
             .and_then(|i| i.get("path"))
             .and_then(Value::as_str)
             .map(PathBuf::from)
-            .ok_or_else(|| StageError::Invalid(format!("unknown input '{name}'")))
+            .ok_or_else(|| StageError::missing("input", name))
     }
 
     /// The directory of files input `name` and its files (`data.files`: file name -> metadata),
@@ -87,11 +88,24 @@ impl StageArgs {
             .get(name)
             .and_then(|p| p.pointer("/data/files"))
             .and_then(Value::as_object)
-            .ok_or_else(|| StageError::Invalid(format!("input '{name}' lists no files")))?;
+            .ok_or_else(|| StageError::BadInput { name: name.to_owned(), problem: "lists no files".into() })?;
         if let Some(bad) = files.keys().find(|f| f.is_empty() || f.contains('/') || *f == "." || *f == "..") {
-            return Err(StageError::Invalid(format!("input '{name}' has a bad file name '{bad}'")));
+            return Err(StageError::BadInput {
+                name: name.to_owned(),
+                problem: format!("has a bad file name '{bad}'"),
+            });
         }
         Ok((base, files))
+    }
+
+    /// The host path of the one file input `name` holds (upstream's stages take `data.files`'
+    /// only key and join it to the input's path).
+    pub fn single_input_file(&self, name: &str) -> Result<PathBuf, StageError> {
+        let (base, files) = self.input_files(name)?;
+        match files.keys().collect::<Vec<_>>()[..] {
+            [file] => Ok(base.join(file)),
+            _ => Err(StageError::BadInput { name: name.to_owned(), problem: "must hold exactly one file".into() }),
+        }
     }
 
     /// The path of device `name`'s node (upstream: `paths.devices` joined with the device's
@@ -102,7 +116,7 @@ impl StageArgs {
             .get(name)
             .and_then(|d| d.get("path"))
             .and_then(Value::as_str)
-            .ok_or_else(|| StageError::Invalid(format!("unknown device '{name}'")))?;
+            .ok_or_else(|| StageError::missing("device", name))?;
         let root = self.paths.get("devices").and_then(Value::as_str).unwrap_or("/dev");
         Ok(Path::new(root).join(dev))
     }
@@ -114,12 +128,19 @@ impl StageArgs {
         } else {
             self.mounts.get(name).and_then(|m| m.get("path")).and_then(Value::as_str)
         };
-        found.map(PathBuf::from).ok_or_else(|| StageError::Invalid(format!("unknown mount '{name}'")))
+        found.map(PathBuf::from).ok_or_else(|| StageError::missing("mount", name))
     }
 }
 
 /// Everything that can make a stage fail. Messages are lowercase and name the thing that
 /// failed; the cause is kept as `source` so the whole chain can be printed on one line.
+///
+/// Which variant: [`StageError::Invalid`] only for option values or combinations the schema
+/// cannot refuse and for tree content the stage cannot work with; [`StageError::Io`] for a
+/// failing file operation (with the path); the `Tool*` variants for build-root tools (see
+/// [`tool`]); [`StageError::Missing`] / [`StageError::BadInput`] for an input, device or
+/// mount the arguments do not hold as the stage needs it; [`StageError::Step`] to say which
+/// part of the stage a cause broke.
 #[derive(Debug, thiserror::Error)]
 pub enum StageError {
     #[error("cannot read arguments file {path}")]
@@ -149,6 +170,10 @@ pub enum StageError {
         #[source]
         source: std::io::Error,
     },
+    #[error("unknown {kind} '{name}'")]
+    Missing { kind: &'static str, name: String },
+    #[error("input '{name}' {problem}")]
+    BadInput { name: String, problem: String },
     #[error("too many levels of symbolic links resolving {path} in {root}")]
     SymlinkLoop { root: PathBuf, path: String },
     #[error("{tool} not found {place}, but {stage} needs it")]
@@ -159,8 +184,25 @@ pub enum StageError {
         #[source]
         source: std::io::Error,
     },
+    /// `stderr` is what the tool said: the tail of its stderr, or the stage's reading of it,
+    /// prefixed with `: ` (empty if nothing).
     #[error("`{argv}` failed ({status}){stderr}")]
     ToolFailed { argv: String, status: std::process::ExitStatus, stderr: String },
+    /// A tool that succeeded but left something other than it should have.
+    #[error("{tool} {what}")]
+    ToolUnexpected { tool: String, what: String },
+    #[error("cannot parse the output of `{argv}`")]
+    ToolOutput {
+        argv: String,
+        #[source]
+        source: serde_json::Error,
+    },
+    #[error("{what}")]
+    Step {
+        what: String,
+        #[source]
+        source: Box<StageError>,
+    },
     #[error(transparent)]
     Sys(#[from] osbuild_sys::SysError),
     #[error(transparent)]
@@ -174,9 +216,19 @@ pub enum StageError {
 }
 
 impl StageError {
+    /// A closure making [`StageError::Io`] of an `std::io::Error`, for `map_err`.
     pub fn io(op: &'static str, path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> StageError {
         let path = path.into();
         move |source| StageError::Io { op, path, source }
+    }
+
+    /// This error as the cause of a failed `what` ("installing the packages failed").
+    pub fn context(self, what: impl Into<String>) -> StageError {
+        StageError::Step { what: what.into(), source: Box::new(self) }
+    }
+
+    fn missing(kind: &'static str, name: &str) -> StageError {
+        StageError::Missing { kind, name: name.to_owned() }
     }
 }
 

@@ -1,5 +1,5 @@
-//! Shared stage helpers: confined path resolution, upstream's location URLs and running
-//! build-root tools.
+//! Shared stage helpers: confined path resolution, upstream's location URLs, writing files
+//! in the tree, mtime clamping and small serde helpers for options.
 //!
 //! Confinement: a path named by a manifest is resolved component by component below a root
 //! (the tree, a mount or an input). Symlinks met on the way are followed *inside that root*:
@@ -9,8 +9,6 @@
 
 use crate::{StageArgs, StageError};
 use osbuild_sys::Root;
-
-pub use crate::tool::{argv_string, run_tool, spawn_error, stderr_tail};
 use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
@@ -106,6 +104,18 @@ pub fn write_file(path: &Path, data: &[u8], mode: u32) -> Result<(), StageError>
     f.write_all(data).map_err(StageError::io("cannot write", path))
 }
 
+/// Create the file at the already-resolved `path`, which must not exist yet (as Python's
+/// `open(path, "x")`), and write `data`.
+pub fn write_new_file(path: &Path, data: &[u8], mode: u32) -> Result<(), StageError> {
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(mode)
+        .open(path)
+        .map_err(StageError::io("cannot create", path))?;
+    f.write_all(data).map_err(StageError::io("cannot write", path))
+}
+
 /// Remove the file or symlink at the already-resolved `path`; `Ok(true)` if it existed.
 pub fn remove_if_exists(path: &Path) -> Result<bool, StageError> {
     match std::fs::remove_file(path) {
@@ -170,8 +180,81 @@ impl<'de, T: serde::Deserialize<'de>> serde::Deserialize<'de> for Ordered<T> {
     }
 }
 
-/// Options validation: an object with at least one key, then checked as `T`.
-pub struct NonEmptyObject<T>(#[allow(dead_code)] pub T);
+/// An object with at least one key, then read as `T`.
+#[derive(Debug)]
+pub struct NonEmptyObject<T>(pub T);
+
+impl<T: serde::Serialize> serde::Serialize for NonEmptyObject<T> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        self.0.serialize(s)
+    }
+}
+
+/// Options read as `T` (names, types and required keys checked by `T`'s `Deserialize`) that
+/// a stage writes out in the order the manifest gives them, as upstream does (Python dicts
+/// keep their order; a struct does not). [`InOrder::value`] is `T` serialized again, its
+/// keys put back in the manifest's order.
+#[derive(Debug)]
+pub struct InOrder<T> {
+    typed: T,
+    given: serde_json::Value,
+}
+
+impl<'de, T: serde::de::DeserializeOwned> serde::Deserialize<'de> for InOrder<T> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let given = serde_json::Value::deserialize(d)?;
+        let typed = T::deserialize(&given).map_err(serde::de::Error::custom)?;
+        Ok(InOrder { typed, given })
+    }
+}
+
+impl<T: serde::Serialize> InOrder<T> {
+    /// The typed options.
+    pub fn get(&self) -> &T {
+        &self.typed
+    }
+
+    /// The typed options as JSON, objects' keys in the manifest's order (keys the manifest
+    /// does not give are left out).
+    pub fn value(&self) -> serde_json::Value {
+        let typed = serde_json::to_value(&self.typed).expect("options serialise");
+        in_order(typed, &self.given)
+    }
+}
+
+/// The object `given` read as `T`, and `T` serialized again with `given`'s order: for option
+/// writers that walk JSON (see [`InOrder`]).
+pub fn typed_in_order<T>(
+    given: serde_json::Value,
+) -> Result<(T, serde_json::Map<String, serde_json::Value>), serde_json::Error>
+where
+    T: serde::de::DeserializeOwned + serde::Serialize,
+{
+    let typed = T::deserialize(&given)?;
+    match in_order(serde_json::to_value(&typed)?, &given) {
+        serde_json::Value::Object(m) => Ok((typed, m)),
+        _ => Err(serde::de::Error::custom("expected an object")),
+    }
+}
+
+fn in_order(typed: serde_json::Value, given: &serde_json::Value) -> serde_json::Value {
+    use serde_json::Value;
+    match (typed, given) {
+        (Value::Object(mut t), Value::Object(g)) => {
+            let mut out = serde_json::Map::new();
+            for (k, gv) in g {
+                if let Some(tv) = t.remove(k) {
+                    out.insert(k.clone(), in_order(tv, gv));
+                }
+            }
+            Value::Object(out)
+        }
+        (Value::Array(t), Value::Array(g)) => {
+            Value::Array(t.into_iter().zip(g).map(|(tv, gv)| in_order(tv, gv)).collect())
+        }
+        (typed, _) => typed,
+    }
+}
 
 impl<'de, T: serde::Deserialize<'de>> serde::Deserialize<'de> for NonEmptyObject<T> {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
@@ -184,17 +267,53 @@ impl<'de, T: serde::Deserialize<'de>> serde::Deserialize<'de> for NonEmptyObject
     }
 }
 
-/// A scratch directory in the sandbox's /tmp (`<name>.XXXXXX`), removed when dropped.
-pub struct Scratch(pub PathBuf, #[allow(dead_code)] tempfile::TempDir);
+/// A scratch directory in the sandbox's `/tmp` (`<prefix>.XXXXXX`), removed when dropped
+/// (also when the stage fails).
+pub fn scratch_dir(prefix: &str) -> Result<tempfile::TempDir, StageError> {
+    tempfile::Builder::new()
+        .prefix(&format!("{prefix}."))
+        .tempdir()
+        .map_err(StageError::io("cannot create a scratch directory in", std::env::temp_dir()))
+}
 
-impl Scratch {
-    pub fn new(name: &str) -> Result<Self, StageError> {
-        let dir = tempfile::Builder::new()
-            .prefix(&format!("{name}."))
-            .tempdir()
-            .map_err(StageError::io("cannot create a scratch directory in", std::env::temp_dir()))?;
-        Ok(Scratch(dir.path().to_owned(), dir))
+/// `true`: the serde default of options that upstream turns on unless told otherwise
+/// (`#[serde(default = "yes")]`).
+pub fn yes() -> bool {
+    true
+}
+
+/// Set the mtime of every entry below `root` (and `root` itself) that is newer than `epoch`
+/// to `epoch`, without following symlinks or leaving the file system of `root`. Access times
+/// are left as they are, and so are immutable entries (ostree marks deployments so).
+pub fn clamp_mtimes(root: &Path, epoch: i64) -> Result<(), StageError> {
+    use rustix::fs::{utimensat, AtFlags, Timespec, Timestamps, CWD, UTIME_OMIT};
+    use std::os::unix::fs::MetadataExt;
+    let times = Timestamps {
+        last_access: Timespec { tv_sec: 0, tv_nsec: UTIME_OMIT },
+        last_modification: Timespec { tv_sec: epoch, tv_nsec: 0 },
+    };
+    for entry in walkdir::WalkDir::new(root).same_file_system(true) {
+        let entry = entry.map_err(|e| walk_error(root, e))?;
+        let meta = entry.metadata().map_err(|e| walk_error(root, e))?;
+        if meta.mtime() <= epoch {
+            continue;
+        }
+        match utimensat(CWD, entry.path(), &times, AtFlags::SYMLINK_NOFOLLOW) {
+            Ok(()) | Err(rustix::io::Errno::PERM) => {}
+            Err(e) => {
+                return Err(StageError::Io { op: "cannot set the times of", path: entry.into_path(), source: e.into() })
+            }
+        }
     }
+    Ok(())
+}
+
+/// [`StageError::Io`] for a failed step of a `walkdir` walk below `root`, naming the path
+/// where it failed.
+pub fn walk_error(root: &Path, e: walkdir::Error) -> StageError {
+    let path = e.path().unwrap_or(root).to_owned();
+    let source = e.into_io_error().unwrap_or_else(|| std::io::Error::from_raw_os_error(libc::ELOOP));
+    StageError::Io { op: "cannot walk", path, source }
 }
 
 #[cfg(test)]
@@ -270,6 +389,58 @@ mod tests {
         }
         assert_eq!(std::fs::read_to_string(&victim).unwrap(), "host\n");
         assert_eq!(std::fs::read_to_string(root.join(victim.strip_prefix("/").unwrap())).unwrap(), "tree\n");
+    }
+
+    #[test]
+    fn mtimes_are_clamped_without_following_links() {
+        use std::os::unix::fs::MetadataExt;
+        let t = tempfile::tempdir().unwrap();
+        let outside = tempfile::tempdir().unwrap();
+        std::fs::create_dir(t.path().join("d")).unwrap();
+        std::fs::write(t.path().join("d/f"), "x").unwrap();
+        std::fs::write(outside.path().join("target"), "y").unwrap();
+        symlink(outside.path().join("target"), t.path().join("l")).unwrap();
+        symlink("/nonexistent", t.path().join("dangling")).unwrap();
+        clamp_mtimes(t.path(), 1_000_000).unwrap();
+        for p in ["", "d", "d/f", "l", "dangling"] {
+            assert_eq!(std::fs::symlink_metadata(t.path().join(p)).unwrap().mtime(), 1_000_000, "{p}");
+        }
+        assert!(std::fs::metadata(outside.path().join("target")).unwrap().mtime() > 1_000_000, "target untouched");
+        // older than the epoch: left as it is
+        clamp_mtimes(t.path(), 2_000_000).unwrap();
+        assert_eq!(std::fs::symlink_metadata(t.path().join("d/f")).unwrap().mtime(), 1_000_000);
+        let e = clamp_mtimes(&t.path().join("nope"), 1).unwrap_err();
+        assert!(
+            crate::error_chain(&e).starts_with(&format!("cannot walk {}/nope: No such file", t.path().display())),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn in_order_keeps_the_manifests_order_and_checks_types() {
+        #[derive(serde::Deserialize, serde::Serialize)]
+        #[serde(deny_unknown_fields)]
+        struct Section {
+            #[serde(rename = "A")]
+            a: Option<u64>,
+            #[serde(rename = "B")]
+            b: Option<Vec<String>>,
+            #[serde(rename = "C")]
+            c: Option<bool>,
+        }
+        #[derive(serde::Deserialize, serde::Serialize)]
+        struct Config {
+            z: Option<Section>,
+            y: Option<Section>,
+        }
+        let o: InOrder<Config> =
+            serde_json::from_value(json!({"y": {"B": ["x", "w"], "A": 1}, "z": {"C": true}})).unwrap();
+        assert_eq!(o.value().to_string(), r#"{"y":{"B":["x","w"],"A":1},"z":{"C":true}}"#);
+        assert_eq!(o.get().y.as_ref().unwrap().a, Some(1));
+        let e = serde_json::from_value::<InOrder<Config>>(json!({"y": {"A": "one"}})).err().unwrap().to_string();
+        assert!(e.contains("invalid type: string \"one\", expected u64"), "{e}");
+        let e = serde_json::from_value::<InOrder<Config>>(json!({"y": {"D": 1}})).err().unwrap().to_string();
+        assert!(e.contains("unknown field `D`"), "{e}");
     }
 
     #[test]
