@@ -41,6 +41,7 @@ mod groups;
 mod grub2;
 mod grub2_inst;
 mod grub2_legacy;
+mod grub2_syslinux_menu;
 mod grub_util;
 mod gzip;
 mod hostname;
@@ -143,6 +144,7 @@ static REGISTRY: &[StageInfo] = &[
     entry::<grub2::Grub2>(),
     entry::<grub2_inst::Grub2Inst>(),
     entry::<grub2_legacy::Grub2Legacy>(),
+    entry::<grub2_syslinux_menu::Grub2SyslinuxMenu>(),
     entry::<gzip::Gzip>(),
     entry::<hostname::Hostname>(),
     entry::<ignition::Ignition>(),
