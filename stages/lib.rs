@@ -7,8 +7,8 @@
 //! the mount / input they name) even when the tree holds hostile symlinks.
 
 pub use osbuild_stage_api::{
-    canonical_json, chroot, entry, error_chain, run_info, sys, tool, util, Stage, StageArgs, StageError, StageInfo,
-    StageResult, ARGUMENTS_PATH, META_PATH, UPSTREAM_VERSION,
+    canonical_json, chroot, entry, error_chain, ostree_ref, run_info, sys, tool, util, Stage, StageArgs, StageError,
+    StageInfo, StageResult, ARGUMENTS_PATH, META_PATH, UPSTREAM_VERSION,
 };
 use std::path::Path;
 
@@ -41,6 +41,7 @@ mod groups;
 mod grub2;
 mod grub2_inst;
 mod grub2_legacy;
+mod grub2_syslinux_menu;
 mod grub_util;
 mod gzip;
 mod hostname;
@@ -143,6 +144,7 @@ static REGISTRY: &[StageInfo] = &[
     entry::<grub2::Grub2>(),
     entry::<grub2_inst::Grub2Inst>(),
     entry::<grub2_legacy::Grub2Legacy>(),
+    entry::<grub2_syslinux_menu::Grub2SyslinuxMenu>(),
     entry::<gzip::Gzip>(),
     entry::<hostname::Hostname>(),
     entry::<ignition::Ignition>(),

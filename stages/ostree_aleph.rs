@@ -60,7 +60,7 @@ impl Stage for OstreeAleph {
 
     fn run(args: &StageArgs, options: Options) -> StageResult {
         let sysroot = location(&options.sysroot_path, args, true)?;
-        let dep = find_deployment(OstreeAleph::NAME, &sysroot, &options.deployment)?;
+        let dep = find_deployment(&sysroot, &options.deployment)?;
         let origin_path = dep.path.with_file_name(format!("{}.{}.origin", dep.commit, dep.serial));
         let origin = std::fs::read_to_string(&origin_path).map_err(StageError::io("cannot read", &origin_path))?;
         let (kind, imgref) = parse_origin(&origin)?;

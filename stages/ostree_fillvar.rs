@@ -29,7 +29,7 @@ impl Stage for OstreeFillvar {
     type Options = Options;
 
     fn run(args: &StageArgs, options: Options) -> StageResult {
-        let dep = find_deployment(OstreeFillvar::NAME, &args.tree, &options.deployment)?;
+        let dep = find_deployment(&args.tree, &options.deployment)?;
         let var = dep.stateroot(&args.tree).join("var");
         let target = dep.path.join("var");
         std::fs::create_dir_all(&target).map_err(StageError::io("cannot create directory", &target))?;

@@ -55,7 +55,7 @@ impl Stage for OstreeSelinux {
     type Options = Options;
 
     fn run(args: &StageArgs, options: Options) -> StageResult {
-        let dep = find_deployment(OstreeSelinux::NAME, &args.tree, &options.deployment)?;
+        let dep = find_deployment(&args.tree, &options.deployment)?;
         let mut found = None;
         for p in ["etc/selinux", "usr/etc/selinux"] {
             let home = dep.path.join(p);

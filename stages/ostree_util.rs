@@ -4,6 +4,8 @@
 
 use super::util::tree_path;
 use super::{StageArgs, StageError};
+use crate::ostree_ref::{self, Lookup};
+use crate::sys::Root;
 use crate::tool::CommandRunExt;
 use serde::Deserialize;
 use serde_json::{Map, Value};
@@ -127,7 +129,7 @@ impl Deployment {
 /// Find the deployment `opt` names below `root` (a sysroot): either the only deployment with
 /// serial 0 (`default`), or the one for `osname`/`ref`/`serial`, the ref resolved in
 /// `<root>/ostree/repo`.
-pub fn find_deployment(stage: &'static str, root: &Path, opt: &DeploymentOption) -> Result<Deployment, StageError> {
+pub fn find_deployment(root: &Path, opt: &DeploymentOption) -> Result<Deployment, StageError> {
     if opt.default {
         let base = root.join("ostree/deploy");
         let mut found = Vec::new();
@@ -160,10 +162,10 @@ pub fn find_deployment(stage: &'static str, root: &Path, opt: &DeploymentOption)
             .or_else(|| n.as_f64().filter(|f| f.fract() == 0.0 && *f >= 0.0).map(|f| f as u64))
             .ok_or_else(|| StageError::Invalid(format!("invalid deployment serial {n}")))?,
     };
-    let repo = root.join("ostree/repo");
-    let commit = ostree_output(stage, &[repo_arg(&repo).as_os_str(), "rev-parse".as_ref(), reference.as_ref()])?
-        .trim()
-        .to_owned();
+    // The same resolution as the engine's deployment mount (heads, then any remote), so a
+    // stage and a mount given the same ref find the same deployment.
+    let repo = Root::open(root.join("ostree/repo"))?;
+    let commit = ostree_ref::resolve_rev(&repo, &reference, Lookup::WithRemotes)?;
     let path = root.join("ostree/deploy").join(&osname).join("deploy").join(format!("{commit}.{serial}"));
     if !path.is_dir() {
         return Err(StageError::Invalid(format!(
@@ -219,11 +221,41 @@ mod tests {
         std::fs::create_dir_all(&dep).unwrap();
         std::fs::write(t.path().join("ostree/deploy/fedora/deploy/abc123.0.origin"), "").unwrap();
         let opt = DeploymentOption { osname: None, reference: None, serial: None, default: true };
-        let d = find_deployment("org.osbuild.test", t.path(), &opt).unwrap();
+        let d = find_deployment(t.path(), &opt).unwrap();
         assert_eq!((d.osname.as_str(), d.commit.as_str(), d.serial), ("fedora", "abc123", 0));
         assert_eq!(d.path, dep);
         std::fs::create_dir_all(t.path().join("ostree/deploy/other/deploy/def.0")).unwrap();
-        let e = find_deployment("org.osbuild.test", t.path(), &opt).unwrap_err();
+        let e = find_deployment(t.path(), &opt).unwrap_err();
         assert!(e.to_string().contains("more than one ostree deployment"), "{e}");
+    }
+
+    #[test]
+    fn a_ref_pulled_under_a_remote_names_its_deployment_with_or_without_the_remote() {
+        let t = tempfile::tempdir().unwrap();
+        let commit = "ab".repeat(32);
+        let refs = t.path().join("ostree/repo/refs/remotes/osbuild-rs/osbuild-rs/x86_64");
+        std::fs::create_dir_all(&refs).unwrap();
+        std::fs::create_dir_all(t.path().join("ostree/repo/refs/heads")).unwrap();
+        std::fs::write(refs.join("iot"), format!("{commit}\n")).unwrap();
+        let dep = t.path().join(format!("ostree/deploy/debian/deploy/{commit}.0"));
+        std::fs::create_dir_all(&dep).unwrap();
+        for name in ["osbuild-rs/x86_64/iot", "osbuild-rs:osbuild-rs/x86_64/iot", commit.as_str()] {
+            let opt = DeploymentOption {
+                osname: Some("debian".into()),
+                reference: Some(name.into()),
+                serial: None,
+                default: false,
+            };
+            let d = find_deployment(t.path(), &opt).unwrap();
+            assert_eq!((d.commit.as_str(), d.path.as_path()), (commit.as_str(), dep.as_path()), "{name}");
+        }
+        let opt = DeploymentOption {
+            osname: Some("debian".into()),
+            reference: Some("other/ref".into()),
+            serial: None,
+            default: false,
+        };
+        let e = find_deployment(t.path(), &opt).unwrap_err();
+        assert!(e.to_string().contains("ref 'other/ref' not found"), "{e}");
     }
 }

@@ -8,7 +8,9 @@
 //! prints that manifest instead, filled in. See `osbuild_rs::depsolve_apt`.
 
 use clap::Parser;
-use osbuild_rs::depsolve_apt::{fill_template, machine_arch, resolve, result_json, Request};
+use osbuild_rs::depsolve_apt::{
+    fill_template, fill_template_layers, increments, machine_arch, resolve, result_json, Request,
+};
 use std::path::PathBuf;
 
 #[derive(Parser, Debug)]
@@ -53,6 +55,12 @@ struct Cli {
     /// `apt_sources` option, if present and empty, to the sources used).
     #[arg(long)]
     template: Option<PathBuf>,
+    /// Packages a later `org.osbuild.dpkg` stage of the template installs on top (repeatable,
+    /// one per stage; comma- or space-separated names). The empty dpkg stages are then filled
+    /// in manifest order: the first with the closure of PACKAGES, each further one with what
+    /// adding its `--then` packages (to everything before) brings in.
+    #[arg(long, requires = "template")]
+    then: Vec<String>,
     /// Write the JSON here instead of to stdout.
     #[arg(long, short)]
     output: Option<PathBuf>,
@@ -85,12 +93,26 @@ fn run(cli: Cli) -> Result<(), String> {
         state_dir: cli.state_dir,
     };
     let res = resolve(&req)?;
+    // each later layer is resolved with everything before it, so apt sees one system
+    let mut full = vec![res.packages.clone()];
+    let mut layered = req.clone();
+    for more in &cli.then {
+        layered.packages.extend(more.split([',', ' ']).filter(|p| !p.is_empty()).map(str::to_owned));
+        full.push(resolve(&layered)?.packages);
+    }
     let doc = match cli.template {
         Some(t) => {
             let text = std::fs::read_to_string(&t).map_err(|e| format!("{}: {e}", t.display()))?;
             let mut m: serde_json::Value =
                 serde_json::from_str(&text).map_err(|e| format!("{}: not JSON: {e}", t.display()))?;
-            fill_template(&mut m, &res.packages, &res.apt_sources).map_err(|e| format!("{}: {e}", t.display()))?;
+            let filled = if cli.then.is_empty() {
+                fill_template(&mut m, &res.packages, &res.apt_sources)
+            } else {
+                increments(&full)
+                    .and_then(|layers| fill_template_layers(&mut m, &layers, &res.apt_sources))
+                    .map_err(|e| e.to_string())
+            };
+            filled.map_err(|e| format!("{}: {e}", t.display()))?;
             m
         }
         None => result_json(&res.packages, &res.apt_sources),

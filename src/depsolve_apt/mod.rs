@@ -159,31 +159,103 @@ pub fn result_json(pkgs: &[Package], apt_sources: &[Value]) -> Value {
     })
 }
 
+/// Why a template cannot be filled.
+#[derive(Debug, thiserror::Error)]
+pub enum TemplateError {
+    #[error("the {0} is not an object")]
+    NotAnObject(&'static str),
+    #[error("the template has no pipelines")]
+    NoPipelines,
+    #[error(
+        "the template has {filled} org.osbuild.dpkg stages with an empty 'packages' input for {layers} package layers"
+    )]
+    LayerCount { filled: usize, layers: usize },
+    #[error("package layer {layer} changes what the layers before it install: {packages} would not be installed")]
+    LayerChangesBase { layer: usize, packages: String },
+}
+
 /// Fill a manifest template: add the source items to `sources.org.osbuild.curl.items` and
 /// set the `packages` input of every `org.osbuild.dpkg` stage whose references are empty to
 /// the packages in installation order, and its `apt_sources` option, when present and empty,
 /// to `apt_sources`. It is an error if no stage took the packages.
 pub fn fill_template(template: &mut Value, pkgs: &[Package], apt_sources: &[Value]) -> Result<(), String> {
-    let doc = template.as_object_mut().ok_or("the template is not a JSON object")?;
+    let filled = fill(template, pkgs, apt_sources, |_| Some(pkgs)).map_err(|e| e.to_string())?;
+    if filled == 0 {
+        return Err("the template has no org.osbuild.dpkg stage with an empty 'packages' input to fill".into());
+    }
+    Ok(())
+}
+
+/// Fill a template whose packages are installed in layers, one `org.osbuild.dpkg` stage per
+/// layer: the empty dpkg stages, in manifest order, get `layers[0]`, `layers[1]`, ... (see
+/// [`increments`]); the sources get every package. The number of empty dpkg stages must be
+/// the number of layers.
+pub fn fill_template_layers(
+    template: &mut Value,
+    layers: &[Vec<Package>],
+    apt_sources: &[Value],
+) -> Result<(), TemplateError> {
+    let all: Vec<Package> = layers.iter().flatten().cloned().collect();
+    let filled = fill(template, &all, apt_sources, |i| layers.get(i).map(Vec::as_slice))?;
+    if filled != layers.len() {
+        return Err(TemplateError::LayerCount { filled, layers: layers.len() });
+    }
+    Ok(())
+}
+
+/// What each of successive resolutions adds to the one before: `full[0]`, then
+/// `full[k]` without the packages of `full[k-1]` (in `full[k]`'s installation order). An
+/// error when a later resolution drops or changes a package of an earlier one: the earlier
+/// stage would then install something the later closure does not want.
+pub fn increments(full: &[Vec<Package>]) -> Result<Vec<Vec<Package>>, TemplateError> {
+    let mut out = Vec::new();
+    for (k, pkgs) in full.iter().enumerate() {
+        let Some(before) = k.checked_sub(1).map(|j| &full[j]) else {
+            out.push(pkgs.clone());
+            continue;
+        };
+        let have: std::collections::HashSet<&str> = pkgs.iter().map(|p| p.checksum.as_str()).collect();
+        let changed: Vec<String> = before
+            .iter()
+            .filter(|p| !have.contains(p.checksum.as_str()))
+            .map(|p| format!("{} {}", p.name, p.version))
+            .collect();
+        if !changed.is_empty() {
+            return Err(TemplateError::LayerChangesBase { layer: k, packages: changed.join(", ") });
+        }
+        let old: std::collections::HashSet<&str> = before.iter().map(|p| p.checksum.as_str()).collect();
+        out.push(pkgs.iter().filter(|p| !old.contains(p.checksum.as_str())).cloned().collect());
+    }
+    Ok(out)
+}
+
+/// Add `pkgs` to the curl source items and give the `i`-th empty `org.osbuild.dpkg` stage
+/// `refs(i)` (left empty when `None`); returns how many stages were filled.
+fn fill<'a>(
+    template: &mut Value,
+    pkgs: &[Package],
+    apt_sources: &[Value],
+    refs: impl Fn(usize) -> Option<&'a [Package]>,
+) -> Result<usize, TemplateError> {
+    let doc = template.as_object_mut().ok_or(TemplateError::NotAnObject("template"))?;
     let sources = doc.entry("sources").or_insert_with(|| json!({}));
     let curl = sources
         .as_object_mut()
-        .ok_or("the template's sources are not an object")?
+        .ok_or(TemplateError::NotAnObject("template's sources"))?
         .entry("org.osbuild.curl")
         .or_insert_with(|| json!({"items": {}}));
     let items = curl
         .as_object_mut()
-        .ok_or("the template's org.osbuild.curl source is not an object")?
+        .ok_or(TemplateError::NotAnObject("template's org.osbuild.curl source"))?
         .entry("items")
         .or_insert_with(|| json!({}))
         .as_object_mut()
-        .ok_or("the template's org.osbuild.curl items are not an object")?;
+        .ok_or(TemplateError::NotAnObject("template's org.osbuild.curl items"))?;
     for p in pkgs {
         items.insert(p.checksum.clone(), json!(p.url));
     }
-    let refs: Vec<Value> = pkgs.iter().map(|p| json!(p.checksum)).collect();
     let mut filled = 0;
-    let pipelines = doc.get_mut("pipelines").and_then(Value::as_array_mut).ok_or("the template has no pipelines")?;
+    let pipelines = doc.get_mut("pipelines").and_then(Value::as_array_mut).ok_or(TemplateError::NoPipelines)?;
     for pl in pipelines {
         for st in pl.get_mut("stages").and_then(Value::as_array_mut).into_iter().flatten() {
             if st.get("type").and_then(Value::as_str) != Some("org.osbuild.dpkg") {
@@ -202,15 +274,14 @@ pub fn fill_template(template: &mut Value, pkgs: &[Package], apt_sources: &[Valu
                 Some(_) => false,
             };
             if empty {
-                input["references"] = Value::Array(refs.clone());
+                if let Some(layer) = refs(filled) {
+                    input["references"] = layer.iter().map(|p| json!(p.checksum)).collect();
+                }
                 filled += 1;
             }
         }
     }
-    if filled == 0 {
-        return Err("the template has no org.osbuild.dpkg stage with an empty 'packages' input to fill".into());
-    }
-    Ok(())
+    Ok(filled)
 }
 
 /// Rename release `from` to `to` in the suites of a sources file (one-line or deb822):
@@ -488,6 +559,32 @@ mod tests {
         assert_eq!(doc["sources"]["org.osbuild.curl"]["items"][&pkgs[1].checksum], pkgs[1].url.as_str());
         assert!(parse_uris("'http://x/a.deb' a.deb 1 MD5Sum:abc").unwrap_err().contains("no SHA256 checksum"));
         assert!(join(&order, &[]).unwrap_err().contains("no download for package gcc-12-base"));
+    }
+
+    #[test]
+    fn layers_fill_successive_dpkg_stages_with_what_each_adds() {
+        let all = join(&parse_simulation(SIM), &parse_uris(URIS).unwrap()).unwrap();
+        let base = vec![all[0].clone(), all[1].clone()];
+        let layers = increments(&[base.clone(), all.clone()]).unwrap();
+        assert_eq!(layers[0], base);
+        assert_eq!(layers[1], vec![all[2].clone()]);
+        let dpkg = || {
+            json!({"type": "org.osbuild.dpkg", "inputs": {"packages": {"type": "org.osbuild.files",
+              "origin": "org.osbuild.source", "references": []}}, "options": {}})
+        };
+        let mut t = json!({"version": "2", "pipelines": [{"name": "os", "stages": [dpkg()]},
+                           {"name": "update", "stages": [{"type": "org.osbuild.copy"}, dpkg()]}]});
+        fill_template_layers(&mut t, &layers, &[]).unwrap();
+        let refs = |p: usize, s: usize| t["pipelines"][p]["stages"][s]["inputs"]["packages"]["references"].clone();
+        assert_eq!(refs(0, 0), json!([all[0].checksum, all[1].checksum]));
+        assert_eq!(refs(1, 1), json!([all[2].checksum]));
+        assert_eq!(t["sources"]["org.osbuild.curl"]["items"].as_object().unwrap().len(), 3);
+        // one layer too many for the stages, and a layer that changes the base
+        let mut t = json!({"version": "2", "pipelines": [{"name": "os", "stages": [dpkg()]}]});
+        let e = fill_template_layers(&mut t, &layers, &[]).unwrap_err().to_string();
+        assert!(e.contains("1 org.osbuild.dpkg stages with an empty 'packages' input for 2 package layers"), "{e}");
+        let e = increments(&[all.clone(), base]).unwrap_err().to_string();
+        assert!(e.contains("package layer 1 changes") && e.contains("fish-common 3.6.0-3.1"), "{e}");
     }
 
     #[test]

@@ -4,7 +4,12 @@
 //! - The image is opened with `-snapshot`: the guest's writes go to a temporary overlay and the
 //!   image file stays as it was.
 //! - The first serial port is QEMU's stdin/stdout (pipes); the human monitor listens on a unix
-//!   socket in a private directory (for `system_powerdown`). No network, no display.
+//!   socket in a private directory (for `system_powerdown`). No display; no network unless
+//!   `network` is set: then one virtio NIC on QEMU's user-mode network, where the guest gets
+//!   an address by DHCP and reaches the host's 127.0.0.1 as 10.0.2.2.
+//! - A guest reboot ends QEMU (`-no-reboot`) unless `reboot` is set: then the machine resets
+//!   and boots again in the same process, with the same `-snapshot` overlay, so what the
+//!   guest wrote (an `ostree admin upgrade`) survives its reboots but never reaches the image.
 //! - Acceleration: KVM is tried first when `/dev/kvm` is there, but KVM can be present and
 //!   still unable to run a guest (nested virtualization): QEMU aborts, or the guest hangs after
 //!   the boot loader. So a KVM boot must show `probe` (by default the kernel's `Linux version`
@@ -50,6 +55,10 @@ pub struct BootOptions {
     pub kvm_probe_timeout: Duration,
     /// `None`: KVM with TCG fallback (or what `OSBUILD_RS_QEMU_ACCEL` says).
     pub accel: Option<Accel>,
+    /// A user-mode network NIC (the host is 10.0.2.2).
+    pub network: bool,
+    /// Let a guest reboot restart the machine instead of ending QEMU.
+    pub reboot: bool,
 }
 
 impl Default for BootOptions {
@@ -64,6 +73,8 @@ impl Default for BootOptions {
             probe: "Linux version".into(),
             kvm_probe_timeout: Duration::from_secs(10),
             accel,
+            network: false,
+            reboot: false,
         }
     }
 }
@@ -143,7 +154,9 @@ impl Vm {
             .args(["-nographic", "-vga", "none", "-serial", "stdio"])
             .arg("-monitor")
             .arg(format!("unix:{},server=on,wait=off", monitor.display()))
-            .args(["-nic", "none", "-no-reboot", "-snapshot", "-drive"])
+            .args(["-nic", if o.network { "user,model=virtio-net-pci" } else { "none" }])
+            .args(if o.reboot { &[][..] } else { &["-no-reboot"][..] })
+            .args(["-snapshot", "-drive"])
             .arg(format!("file={},if=virtio,format=qcow2", image.display()))
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())

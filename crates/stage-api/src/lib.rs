@@ -207,6 +207,8 @@ pub enum StageError {
     Sys(#[from] osbuild_sys::SysError),
     #[error(transparent)]
     Path(#[from] osbuild_sys::PathError),
+    #[error(transparent)]
+    Ref(#[from] ostree_ref::RefError),
     #[error("cannot write metadata {path}")]
     WriteMeta {
         path: PathBuf,

@@ -1,0 +1,321 @@
+//! End to end (issue 13), the IoT story on Debian: an OSTree OS built by osbuild-rs boots,
+//! updates over HTTP and rolls back.
+//!
+//! 1. `test-manifests/iot-commit.json` and `iot-update.json`, filled by `osbuild-depsolve-apt`
+//!    (the packages of `test-manifests/iot-packages.txt`; the update adds `hello` with
+//!    `--then`), are built into one store: the Debian tree (`os`, shared by both manifests, so
+//!    built once), `org.osbuild.ostree.preptree` and `org.osbuild.ostree.commit` of ref
+//!    `osbuild-rs/x86_64/iot`, version 1; the update's commit (version 2) has the first as
+//!    `parent`.
+//! 2. nginx serves the first commit's exported repository on 127.0.0.1. The image
+//!    (`test-manifests/iot-qcow2.json`) pulls the commit from it by URL and checksum
+//!    (`org.osbuild.ostree` source), deploys it with `"remote": "osbuild-rs"`, points that
+//!    remote at the same server as the guest sees it (10.0.2.2), writes fstab through the
+//!    deployment mount and boots with GRUB reading the menu ostree's syslinux backend keeps
+//!    (`org.osbuild.grub2.syslinux-menu`).
+//! 3. The image boots in QEMU (user-mode network, reboots allowed, writes kept in QEMU's
+//!    snapshot overlay): log in as `test`, `fish -c 'echo fish-ok'`, `ostree admin status`
+//!    names the ref and the first commit. Meanwhile the update is built; it is merged into
+//!    the served repository with `ostree pull-local`, as one publishes an update.
+//! 4. `sudo ostree admin upgrade` pulls the second commit over HTTP; after a reboot it is
+//!    booted and `hello` is there. Rollback (ostree 2022.7 has no rollback verb): reboot,
+//!    pick the previous entry `(ostree:1)` in the GRUB menu, check the first commit is booted
+//!    and `hello` gone, then `sudo ostree admin undeploy 0` drops the update, so the first
+//!    commit is the default again (one deployment, one menu entry).
+//!
+//! Every step is printed with the time it took and the time since the start. Downloads are
+//! cached as in tests/e2e.rs (/var/cache/osbuild-rs-tests). Needs root, bwrap, apt, dpkg,
+//! ostree, nginx, the GRUB, disk and qemu tools (`make deps`). Run alone:
+//! `cargo test --test e2e_iot -- --nocapture`.
+//!
+//! The image manifest names the ref without its remote (`osbuild-rs/x86_64/iot`) in
+//! `org.osbuild.ostree.fillvar` and in the fstab stage's `org.osbuild.ostree.deployment`
+//! mount, as osbuild/images writes it, although `ostree.deploy` pulled it under the remote
+//! `osbuild-rs`: both resolve it as libostree does.
+
+mod common;
+
+use common::nginx::Nginx;
+use common::qemu::{BootOptions, Vm};
+use common::{ok, Env};
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const CACHE: &str = "/var/cache/osbuild-rs-tests";
+const REF: &str = "osbuild-rs/x86_64/iot";
+const OSNAME: &str = "debian";
+/// What the update adds; `hello` prints a fixed greeting and depends only on libc6.
+const UPDATE_PACKAGE: &str = "hello";
+const LONG: Duration = Duration::from_secs(900);
+const SHORT: Duration = Duration::from_secs(120);
+
+fn manifest_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("test-manifests")
+}
+
+/// The package list of `test-manifests/iot-packages.txt`.
+fn packages() -> Vec<String> {
+    let text = std::fs::read_to_string(manifest_dir().join("iot-packages.txt")).unwrap();
+    text.lines().map(|l| l.split('#').next().unwrap().trim()).filter(|l| !l.is_empty()).map(str::to_owned).collect()
+}
+
+/// Prints each step with its duration and the time since the start.
+struct Clock {
+    start: Instant,
+    step: Instant,
+    steps: Vec<(String, Duration)>,
+}
+
+impl Clock {
+    fn new() -> Clock {
+        Clock { start: Instant::now(), step: Instant::now(), steps: Vec::new() }
+    }
+    fn done(&mut self, what: &str) {
+        let took = self.step.elapsed();
+        eprintln!("e2e_iot: [{:>6.1?}] {what} ({took:.1?})", self.start.elapsed());
+        self.steps.push((what.to_owned(), took));
+        self.step = Instant::now();
+    }
+}
+
+fn require_tools() {
+    for (tool, package) in [
+        ("apt-get", "apt"),
+        ("dpkg-deb", "dpkg"),
+        ("ostree", "ostree"),
+        ("grub-mkimage", "grub-common grub-pc-bin"),
+        ("sfdisk", "fdisk"),
+        ("mkfs.ext4", "e2fsprogs"),
+        ("qemu-img", "qemu-utils"),
+    ] {
+        let found = std::env::var_os("PATH")
+            .map(|p| std::env::split_paths(&p).any(|d| d.join(tool).is_file()))
+            .unwrap_or(false);
+        assert!(found, "{tool} is missing: apt-get install -y {package} (or `make deps`)");
+    }
+    common::qemu::require_qemu();
+}
+
+/// `template` filled by osbuild-depsolve-apt with the IoT packages (and `then` as a later
+/// dpkg layer, when given).
+fn depsolve(template: &str, then: Option<&str>) -> Value {
+    let state = Path::new(CACHE).join("apt-state");
+    std::fs::create_dir_all(&state).unwrap();
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_osbuild-depsolve-apt"));
+    cmd.arg("--state-dir").arg(&state).arg("--template").arg(manifest_dir().join(template)).args(packages());
+    if let Some(t) = then {
+        cmd.args(["--then", t]);
+    }
+    let out = cmd.stdin(Stdio::null()).output().unwrap();
+    ok(&out);
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// One store for every build of the test, its downloads in the shared cache.
+fn store(env: &Env) -> PathBuf {
+    let store = env.path("store");
+    let cache = Path::new(CACHE).join("debs");
+    std::fs::create_dir_all(&cache).unwrap();
+    std::fs::create_dir_all(store.join("sources")).unwrap();
+    std::os::unix::fs::symlink(&cache, store.join("sources/org.osbuild.files")).unwrap();
+    store
+}
+
+/// Start building `export` of `manifest` into `out`; the log goes to `<out>.log`.
+fn spawn_build(manifest: &Path, store: &Path, out: &Path, export: &str) -> Child {
+    let log = std::fs::File::create(out.with_extension("log")).unwrap();
+    Command::new(common::bin())
+        .arg("--store")
+        .arg(store)
+        .arg("--output-directory")
+        .arg(out)
+        .args(["--export", export])
+        .arg(manifest)
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .spawn()
+        .unwrap()
+}
+
+fn finish_build(mut child: Child, out: &Path) {
+    let status = child.wait().unwrap();
+    let log = std::fs::read_to_string(out.with_extension("log")).unwrap_or_default();
+    let tail: Vec<&str> = log.lines().rev().take(60).collect();
+    let tail = tail.into_iter().rev().collect::<Vec<_>>().join("\n");
+    assert!(status.success(), "build into {} failed ({status}):\n{tail}", out.display());
+}
+
+/// The commit an `org.osbuild.ostree.commit` export made (its `compose.json`).
+fn compose(out: &Path) -> Value {
+    let p = out.join("commit/compose.json");
+    serde_json::from_slice(&std::fs::read(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))).unwrap()
+}
+
+fn host_ostree(repo: &Path, args: &[&str]) -> String {
+    let out = Command::new("ostree").arg(format!("--repo={}", repo.display())).args(args).output().unwrap();
+    ok(&out);
+    String::from_utf8(out.stdout).unwrap().trim().to_owned()
+}
+
+/// The checksum of the booted deployment (`* <osname> <checksum>.<serial>`) and of all the
+/// deployments, in `ostree admin status` order.
+fn deployments(status: &str) -> (Option<String>, Vec<String>) {
+    let mut booted = None;
+    let mut all = Vec::new();
+    for line in status.lines() {
+        let (star, rest) = match line.strip_prefix("* ") {
+            Some(r) => (true, r),
+            None => (false, line.trim_start()),
+        };
+        let mut words = rest.split_whitespace();
+        if words.next() != Some(OSNAME) {
+            continue;
+        }
+        let Some(csum) = words.next().and_then(|d| d.split('.').next()) else { continue };
+        if star {
+            booted = Some(csum.to_owned());
+        }
+        all.push(csum.to_owned());
+    }
+    (booted, all)
+}
+
+/// Run `cmd` in the guest and fail the test (with the console's tail) when it fails.
+fn guest(vm: &mut Vm, cmd: &str, timeout: Duration) -> String {
+    vm.run(cmd, timeout).unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// Reboot the guest from its shell; returns once the boot loader shows its menu.
+fn reboot(vm: &mut Vm) {
+    vm.send_line("echo password | sudo -S systemctl reboot").unwrap();
+    vm.wait_for("reboot: Restarting system", LONG).unwrap_or_else(|e| panic!("{e}"));
+    vm.wait_for("GNU GRUB", SHORT).unwrap_or_else(|e| panic!("{e}"));
+}
+
+fn login(vm: &mut Vm) {
+    vm.login("test", "password", LONG).unwrap_or_else(|e| panic!("{e}"));
+}
+
+/// The title of the entry GRUB boots on its own (`Booting `<title>'`).
+fn booting(vm: &mut Vm) -> String {
+    vm.wait_for("Booting `", SHORT).unwrap_or_else(|e| panic!("{e}"));
+    let title = vm.wait_for("'", Duration::from_secs(10)).unwrap_or_else(|e| panic!("{e}"));
+    title.trim_end_matches('\'').to_owned()
+}
+
+#[test]
+fn e2e_iot_commit_boots_updates_over_http_and_rolls_back() {
+    common::require_root_and_tools();
+    require_tools();
+    let mut clock = Clock::new();
+    let env = Env::new();
+    let store = store(&env);
+
+    let commit_manifest = env.write_manifest("iot-commit.json", &depsolve("iot-commit.json", None));
+    let update_template = depsolve("iot-update.json", Some(UPDATE_PACKAGE));
+    clock.done("depsolve both commits");
+
+    let out1 = env.path("out-commit");
+    finish_build(spawn_build(&commit_manifest, &store, &out1, "commit"), &out1);
+    let c1 = compose(&out1)["ostree-commit"].as_str().unwrap().to_owned();
+    let repo = out1.join("commit/repo");
+    assert_eq!(host_ostree(&repo, &["rev-parse", REF]), c1);
+    assert_eq!(host_ostree(&repo, &["show", "--print-metadata-key=version", &c1]), "'1'");
+    clock.done(&format!("build commit 1 ({c1})"));
+
+    // the repository as a device sees it: nginx on 127.0.0.1, http://10.0.2.2:<port>/repo in QEMU
+    let www = env.path("www");
+    std::fs::create_dir_all(&www).unwrap();
+    std::os::unix::fs::symlink(&repo, www.join("repo")).unwrap();
+    let nginx = Nginx::start(&env.path("nginx"), &www);
+    let text = std::fs::read_to_string(manifest_dir().join("iot-qcow2.json")).unwrap();
+    let remote_url = format!("http://10.0.2.2:{}/repo", nginx.port);
+    let text = text.replace("@COMMIT@", &c1).replace("@URL@", &nginx.url("repo")).replace("@REMOTE_URL@", &remote_url);
+    assert!(!text.contains('@'), "a placeholder of iot-qcow2.json is left");
+    let image_manifest = env.write_manifest("iot-qcow2.json", &serde_json::from_str(&text).unwrap());
+    let out_image = env.path("out-image");
+    finish_build(spawn_build(&image_manifest, &store, &out_image, "qcow2"), &out_image);
+    let qcow = out_image.join("qcow2/disk.qcow2");
+    assert_eq!(common::disk::qemu_img_info(&qcow)["format"], "qcow2");
+    let pulled = nginx.access_log().lines().filter(|l| l.contains("GET /repo/objects/")).count();
+    assert!(pulled > 1000, "the image's commit came from nginx: {pulled} object requests");
+    clock.done(&format!("build the qcow2 image ({pulled} objects pulled over HTTP)"));
+
+    // the update builds while the image boots
+    let update = serde_json::to_string(&update_template).unwrap().replace("@PARENT@", &c1);
+    let update_manifest = env.write_manifest("iot-update.json", &serde_json::from_str(&update).unwrap());
+    let out2 = env.path("out-update");
+    let update_build = spawn_build(&update_manifest, &store, &out2, "commit");
+
+    let options = BootOptions { network: true, reboot: true, ..BootOptions::default() };
+    let mut vm = Vm::boot_with(&qcow, &options).unwrap_or_else(|e| panic!("{e}"));
+    login(&mut vm);
+    clock.done(&format!("boot and log in as test ({:?})", vm.accel()));
+    assert_eq!(guest(&mut vm, "fish -c 'echo fish-ok'", SHORT).trim(), "fish-ok");
+    assert_eq!(guest(&mut vm, "hostname", SHORT).trim(), "osbuild-rs-iot");
+    let status = guest(&mut vm, "ostree admin status", SHORT);
+    assert!(status.contains(&format!("origin refspec: osbuild-rs:{REF}")), "{status}");
+    assert_eq!(deployments(&status), (Some(c1.clone()), vec![c1.clone()]), "{status}");
+    assert!(
+        vm.run(&format!("command -v {UPDATE_PACKAGE}"), SHORT).is_err(),
+        "the first commit has no {UPDATE_PACKAGE}"
+    );
+    clock.done("fish, hostname, ostree admin status names the ref and commit 1");
+
+    finish_build(update_build, &out2);
+    let c2 = compose(&out2)["ostree-commit"].as_str().unwrap().to_owned();
+    clock.done(&format!("build commit 2 ({c2}, concurrently with the boot)"));
+    host_ostree(&repo, &["pull-local", out2.join("commit/repo").to_str().unwrap(), REF]);
+    assert_eq!(host_ostree(&repo, &["rev-parse", REF]), c2);
+    assert_eq!(host_ostree(&repo, &["rev-parse", &format!("{c2}^")]), c1, "commit 2's parent is commit 1");
+    clock.done("publish commit 2 in the served repository (ostree pull-local)");
+
+    let before = nginx.access_log().lines().count();
+    let upgrade = guest(&mut vm, "echo password | sudo -S ostree admin upgrade", LONG);
+    assert!(upgrade.contains("Transaction complete"), "{upgrade}");
+    let requests = nginx.access_log().lines().count() - before;
+    assert!(requests > 0, "the upgrade fetched nothing from nginx");
+    let status = guest(&mut vm, "ostree admin status", SHORT);
+    assert_eq!(deployments(&status), (Some(c1.clone()), vec![c2.clone(), c1.clone()]), "{status}");
+    clock.done(&format!("ostree admin upgrade over HTTP ({requests} requests)"));
+
+    reboot(&mut vm);
+    let title = booting(&mut vm);
+    assert!(title.ends_with("(ostree:0)"), "GRUB boots the newest deployment by default: {title}");
+    login(&mut vm);
+    let status = guest(&mut vm, "ostree admin status", SHORT);
+    assert_eq!(deployments(&status), (Some(c2.clone()), vec![c2.clone(), c1.clone()]), "{status}");
+    assert!(status.contains("Version: 2"), "{status}");
+    assert_eq!(guest(&mut vm, UPDATE_PACKAGE, SHORT).trim(), "Hello, world!");
+    clock.done("reboot: commit 2 booted, the new package is there");
+
+    // rollback: the previous deployment is the second entry of the menu (GRUB says "Booting"
+    // only when it boots on its own, so the status below tells which entry booted)
+    reboot(&mut vm);
+    vm.wait_for("(ostree:1)", SHORT).unwrap_or_else(|e| panic!("{e}"));
+    vm.wait_for("automatically in", SHORT).unwrap_or_else(|e| panic!("{e}"));
+    vm.send("\x0e").unwrap(); // Ctrl-N: the next entry, which stops the countdown
+    vm.wait_for("(ostree:1)", SHORT).unwrap_or_else(|e| panic!("{e}"));
+    vm.send("\r").unwrap();
+    login(&mut vm);
+    let status = guest(&mut vm, "ostree admin status", SHORT);
+    assert_eq!(deployments(&status).0, Some(c1.clone()), "{status}");
+    assert!(vm.run(&format!("command -v {UPDATE_PACKAGE}"), SHORT).is_err(), "{UPDATE_PACKAGE} is gone");
+    let undeploy = guest(&mut vm, "echo password | sudo -S ostree admin undeploy 0", LONG);
+    assert!(undeploy.contains(&format!("Deleted deployment {c2}.0")), "{undeploy}");
+    let status = guest(&mut vm, "ostree admin status", SHORT);
+    assert_eq!(deployments(&status), (Some(c1.clone()), vec![c1.clone()]), "{status}");
+    let menu = guest(&mut vm, "grep -c '^LABEL ' /boot/loader/syslinux.cfg", SHORT);
+    assert_eq!(menu.trim(), "1", "one menu entry left");
+    clock.done("roll back: boot the previous menu entry, commit 1 booted, undeploy the update");
+    vm.kill();
+
+    let total: Duration = clock.steps.iter().map(|(_, d)| *d).sum();
+    eprintln!(
+        "e2e_iot: total {total:.1?}: {}",
+        clock.steps.iter().map(|(s, d)| format!("{s}: {d:.0?}")).collect::<Vec<_>>().join("; ")
+    );
+}
