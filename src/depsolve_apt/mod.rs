@@ -345,15 +345,22 @@ fn machine_codename() -> Option<String> {
 /// The private apt directory and the `-o` options pointing apt at it.
 struct AptDir {
     root: PathBuf,
-    temporary: bool,
+    /// The directory when none was asked for: removed on drop, also when `create` fails.
+    _temporary: Option<tempfile::TempDir>,
     arch: String,
 }
 
 impl AptDir {
     fn create(req: &Request) -> Result<AptDir, String> {
         let (root, temporary) = match &req.state_dir {
-            Some(d) => (d.clone(), false),
-            None => (std::env::temp_dir().join(format!("osbuild-depsolve-apt.{}", std::process::id())), true),
+            Some(d) => (d.clone(), None),
+            None => {
+                let t = tempfile::Builder::new()
+                    .prefix("osbuild-depsolve-apt.")
+                    .tempdir()
+                    .map_err(|e| format!("cannot create a temporary directory: {e}"))?;
+                (t.path().to_owned(), Some(t))
+            }
         };
         let io = |p: &Path| {
             let p = p.to_owned();
@@ -411,7 +418,7 @@ impl AptDir {
                 std::fs::write(parts.join(format!("{i:02}.{ext}")), text).map_err(io(&parts))?;
             }
         }
-        Ok(AptDir { root, temporary, arch: req.arch.clone() })
+        Ok(AptDir { root, _temporary: temporary, arch: req.arch.clone() })
     }
 
     fn options(&self) -> Vec<String> {
@@ -443,14 +450,6 @@ impl AptDir {
         }
         c.env("LC_ALL", "C");
         c
-    }
-}
-
-impl Drop for AptDir {
-    fn drop(&mut self) {
-        if self.temporary {
-            let _ = std::fs::remove_dir_all(&self.root);
-        }
     }
 }
 

@@ -409,7 +409,18 @@ fn download(
             break;
         }
         let last_attempt = attempt >= opts.retries;
-        let temps: Vec<TempFile> = pending.iter().map(|_| TempFile::reserve(staging)).collect();
+        // Empty files for curl to write (its -o truncates them).
+        let temps: Vec<TempFile> =
+            match pending.iter().map(|_| TempFile::create(staging).map(|(t, _)| t)).collect::<Result<_, _>>() {
+                Ok(temps) => temps,
+                Err(e) => {
+                    let message = e.to_string();
+                    results.extend(pending.iter().map(|(t, _)| {
+                        (t.index, Err(SourceError::Curl(format!("cannot download {}: {message}", t.url))))
+                    }));
+                    break;
+                }
+            };
         let batch: Vec<(&Transfer, &Path)> =
             pending.iter().map(|(t, _)| *t).zip(temps.iter().map(|t| t.path())).collect();
         let reports = match mode {

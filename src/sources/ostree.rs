@@ -26,7 +26,6 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use super::staging::TempFile;
 use super::{FetchOptions, ItemResult, SourceError};
 use crate::manifest;
 use crate::store::StagingDir;
@@ -156,7 +155,11 @@ pub fn has_commit(repo: &Path, commit: &str) -> bool {
 fn fetch_one(item: &OstreeItem, repo: &Path, staging_dir: &Path, opts: &FetchOptions) -> Result<(), SourceError> {
     let fail = |message: String| SourceError::Curl(format!("ostree commit {}: {message}", item.commit));
     let remote_opts = item.remote_options(|k| std::env::var(k).ok())?;
-    let staging = TempFile::reserve(staging_dir);
+    // Removed when dropped, whatever happens below.
+    let staging = tempfile::Builder::new()
+        .prefix("repo-")
+        .tempdir_in(staging_dir)
+        .map_err(|e| SourceError::io("create a staging repository in", staging_dir, e))?;
     let deadline = opts.deadline();
     let result = (|| -> Result<(), String> {
         init_repo(staging.path())?;
@@ -178,7 +181,6 @@ fn fetch_one(item: &OstreeItem, repo: &Path, staging_dir: &Path, opts: &FetchOpt
         ostree(&["pull-local", &src, &item.commit], repo, None, deadline)?;
         Ok(())
     })();
-    let _ = fs::remove_dir_all(staging.path());
     result.map_err(fail)
 }
 

@@ -3,50 +3,28 @@
 //! every other path.
 
 use std::fs::{self, File, OpenOptions};
-use std::io;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::sync::Mutex;
 
 use super::checksum::{self, Checksum};
 use super::SourceError;
 
-static COUNTER: AtomicU64 = AtomicU64::new(0);
-
-/// A name unlikely to be taken: pid, time and a process-wide counter.
-fn temp_name() -> String {
-    let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
-    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-    format!("part-{}-{:x}-{n}", std::process::id(), nanos & 0xffff_ffff_ffff)
-}
-
-/// A temp file in `dir`, removed when dropped unless it was committed.
+/// A temp file in `dir` (`tempfile`'s unique name), removed when dropped unless it was
+/// committed. `&self` commits, so that parallel workers can commit the files of one batch.
 pub struct TempFile {
     path: PathBuf,
-    committed: AtomicBool,
+    temp: Mutex<Option<tempfile::TempPath>>,
 }
 
 impl TempFile {
-    /// Creates a new empty temp file in `dir` (exclusively).
+    /// Creates a new empty temp file in `dir` (exclusively), for us or a tool to write.
     pub fn create(dir: &Path) -> Result<(TempFile, File), SourceError> {
-        loop {
-            let path = dir.join(temp_name());
-            match OpenOptions::new().write(true).create_new(true).open(&path) {
-                Ok(file) => return Ok((TempFile { path, committed: AtomicBool::new(false) }, file)),
-                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
-                Err(e) => return Err(SourceError::io("create temp file", &path, e)),
-            }
-        }
-    }
-
-    /// Reserves a fresh temp name in `dir` without creating it (for a tool that writes it).
-    pub fn reserve(dir: &Path) -> TempFile {
-        loop {
-            let path = dir.join(temp_name());
-            if fs::symlink_metadata(&path).is_err() {
-                return TempFile { path, committed: AtomicBool::new(false) };
-            }
-        }
+        let (file, temp) = tempfile::Builder::new()
+            .prefix("part-")
+            .tempfile_in(dir)
+            .map_err(|e| SourceError::io("create temp file", dir, e))?
+            .into_parts();
+        Ok((TempFile { path: temp.to_path_buf(), temp: Mutex::new(Some(temp)) }, file))
     }
 
     pub fn path(&self) -> &Path {
@@ -101,17 +79,16 @@ impl TempFile {
     /// same checksum stored the same content, so an existing target is fine.
     pub fn commit(&self, dir: &Path, checksum: &Checksum) -> Result<(), SourceError> {
         let target = dir.join(checksum.to_string());
-        fs::rename(&self.path, &target).map_err(|e| SourceError::io("rename into place", &target, e))?;
-        self.committed.store(true, Ordering::SeqCst);
-        Ok(())
-    }
-}
-
-impl Drop for TempFile {
-    fn drop(&mut self) {
-        if !self.committed.load(Ordering::SeqCst) {
-            let _ = fs::remove_file(&self.path);
-        }
+        let mut temp = self.temp.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(t) = temp.take() else {
+            return Err(SourceError::io("rename into place", &target, std::io::ErrorKind::NotFound.into()));
+        };
+        t.persist(&target).map_err(|e| {
+            let source = e.error;
+            // still ours: removed when this value is dropped
+            *temp = Some(e.path);
+            SourceError::io("rename into place", &target, source)
+        })
     }
 }
 

@@ -7,25 +7,14 @@ use std::io::{self, Read};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::SystemTime;
 
 use super::StoreError;
 
 /// Create a new directory `dir/<prefix><unique>` that no other process or thread can also get.
 pub(crate) fn create_unique_dir(dir: &Path, prefix: &str) -> io::Result<PathBuf> {
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let pid = std::process::id();
-    loop {
-        let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0);
-        let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-        let path = dir.join(format!("{prefix}{pid}-{n}-{nanos:08x}"));
-        match fs::create_dir(&path) {
-            Ok(()) => return Ok(path),
-            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
-            Err(e) => return Err(e),
-        }
-    }
+    // kept: the store removes it itself (never through a mount), or its next open does
+    Ok(tempfile::Builder::new().prefix(prefix).tempdir_in(dir)?.keep())
 }
 
 /// Open `path` (creating it if needed) for use as a lock file.
@@ -82,23 +71,8 @@ pub(crate) fn copy_tree(from: &Path, to: &Path) -> Result<(), StoreError> {
         from: from.to_path_buf(),
         to: to.to_path_buf(),
         outcome: output.describe(),
-        stderr: stderr_tail(&output.stderr),
+        stderr: osbuild_stage_api::tool::stderr_detail(&output.stderr),
     })
-}
-
-/// The last few lines of a process's stderr, for error messages.
-fn stderr_tail(stderr: &[u8]) -> String {
-    const MAX: usize = 2000;
-    let text = String::from_utf8_lossy(stderr);
-    let text = text.trim_end();
-    if text.len() <= MAX {
-        return text.to_string();
-    }
-    let mut start = text.len() - MAX;
-    while !text.is_char_boundary(start) {
-        start += 1;
-    }
-    format!("...{}", &text[start..])
 }
 
 /// Apparent size of all regular files below `path` (not following symlinks), counting a file with
@@ -106,30 +80,14 @@ fn stderr_tail(stderr: &[u8]) -> String {
 /// `path` counts as 0.
 pub(crate) fn disk_usage(path: &Path, seen: &mut HashSet<(u64, u64)>) -> io::Result<u64> {
     let mut total = 0u64;
-    let mut stack = vec![path.to_path_buf()];
-    while let Some(dir) = stack.pop() {
-        let entries = match fs::read_dir(&dir) {
-            Ok(entries) => entries,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
-            Err(e) => return Err(e),
+    for entry in walkdir::WalkDir::new(path) {
+        let meta = match entry.and_then(|e| e.metadata()) {
+            Ok(meta) => meta,
+            Err(e) if e.io_error().is_some_and(|e| e.kind() == io::ErrorKind::NotFound) => continue,
+            Err(e) => return Err(e.into()),
         };
-        for entry in entries {
-            let entry = match entry {
-                Ok(entry) => entry,
-                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
-                Err(e) => return Err(e),
-            };
-            // DirEntry::metadata does not follow symlinks.
-            let meta = match entry.metadata() {
-                Ok(meta) => meta,
-                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
-                Err(e) => return Err(e),
-            };
-            if meta.is_dir() {
-                stack.push(entry.path());
-            } else if meta.is_file() && (meta.nlink() <= 1 || seen.insert((meta.dev(), meta.ino()))) {
-                total += meta.len();
-            }
+        if meta.is_file() && (meta.nlink() <= 1 || seen.insert((meta.dev(), meta.ino()))) {
+            total += meta.len();
         }
     }
     Ok(total)
@@ -207,22 +165,25 @@ fn clear_immutable(path: &Path) {
 
 /// Best effort: give the owner rwx on every directory below `path` (not following symlinks).
 fn make_dirs_writable(path: &Path) {
-    let mut stack = vec![path.to_path_buf()];
-    while let Some(dir) = stack.pop() {
-        let Ok(meta) = fs::symlink_metadata(&dir) else { continue };
-        if !meta.is_dir() {
-            continue;
-        }
+    // walkdir opens a directory before it yields it, so one it could not open is made
+    // writable from its error and the walk runs again, until a walk changes nothing.
+    let writable = |dir: &Path| -> bool {
+        let Ok(meta) = fs::symlink_metadata(dir) else { return false };
         let mode = meta.permissions().mode();
-        if mode & 0o700 != 0o700 {
-            let _ = fs::set_permissions(&dir, fs::Permissions::from_mode(mode | 0o700));
-        }
-        if let Ok(entries) = fs::read_dir(&dir) {
-            for entry in entries.flatten() {
-                if entry.file_type().is_ok_and(|t| t.is_dir()) {
-                    stack.push(entry.path());
-                }
+        meta.is_dir()
+            && mode & 0o700 != 0o700
+            && fs::set_permissions(dir, fs::Permissions::from_mode(mode | 0o700)).is_ok()
+    };
+    loop {
+        let mut changed = writable(path);
+        for entry in walkdir::WalkDir::new(path).min_depth(1) {
+            match entry {
+                Ok(e) => changed |= e.file_type().is_dir() && writable(e.path()),
+                Err(e) => changed |= e.path().is_some_and(writable),
             }
+        }
+        if !changed {
+            return;
         }
     }
 }
@@ -249,16 +210,6 @@ mod tests {
         let text = "22 1 8:1 / / rw,relatime shared:1 - ext4 /dev/sda1 rw\n\
                     40 22 8:1 /x /var/cache/my\\040store/tmp/a rw - ext4 /dev/sda1 rw\n";
         assert_eq!(parse_mountinfo(text), vec![PathBuf::from("/"), PathBuf::from("/var/cache/my store/tmp/a")]);
-    }
-
-    #[test]
-    fn stderr_tail_keeps_the_end() {
-        let long = "x".repeat(5000) + "the end";
-        let tail = stderr_tail(long.as_bytes());
-        assert!(tail.starts_with("..."));
-        assert!(tail.ends_with("the end"));
-        assert!(tail.len() <= 2003);
-        assert_eq!(stderr_tail(b"short\n"), "short");
     }
 
     #[test]
