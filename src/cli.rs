@@ -405,9 +405,7 @@ fn build(args: &Args, m: &Manifest) -> i32 {
             format!("invalid {}: {}", sandbox::ENV_DROP_CAPABILITIES, osbuild_sys::error_chain(&e)),
         );
     }
-    if let Err(e) =
-        sandbox::enter_private_mount_namespace().map_err(Into::into).and_then(|_| sandbox::install_signal_handlers())
-    {
+    if let Err(e) = sandbox::enter_private_mount_namespace().and_then(|_| sandbox::install_signal_handlers()) {
         return fail(EXIT_FAILED, &e);
     }
     let mut object_store = match ObjectStore::open(&store_dir) {

@@ -2,7 +2,7 @@
 //! never left behind.
 //!
 //! A helper runs in its own process group, registered for signal forwarding, with
-//! `PR_SET_PDEATHSIG(SIGKILL)` (see [`super::signals::tie_to_build`]). While it runs the caller
+//! `PR_SET_PDEATHSIG(SIGKILL)` (see [`osbuild_sys::tie_to_build`]). While it runs the caller
 //! waits here, not in a blocking `wait(2)`: a stop signal or a passed deadline kills the whole
 //! group, so a hanging server or tool can hold a build only as long as its deadline says.
 
@@ -19,7 +19,7 @@ use nix::sys::signal::{kill, Signal};
 use nix::sys::wait::{waitid, Id, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
 
-use super::signals::{interrupted, tie_to_build, Registration};
+use osbuild_sys::{interrupted, tie_to_build, Registration};
 
 /// The most of a helper's stdout and of its stderr kept in memory (the end is kept).
 const OUTPUT_CAP: usize = 8 << 20;

@@ -24,7 +24,6 @@ mod argv;
 mod caps;
 mod helper;
 mod run;
-mod signals;
 
 use std::fmt;
 use std::path::PathBuf;
@@ -40,7 +39,7 @@ pub use caps::{
 };
 pub use helper::{run_cleanup_helper, run_helper, run_helper_into, HelperOutput};
 pub use osbuild_sys::{bind_mount, enter_private_mount_namespace, unmount, SysError};
-pub use signals::{install_signal_handlers, interrupted};
+pub use osbuild_sys::{install_signal_handlers, interrupted};
 
 /// Everything that can go wrong setting up or running a sandbox.
 #[derive(Debug, thiserror::Error)]
@@ -86,12 +85,6 @@ pub enum SandboxError {
     },
     #[error("interrupted by signal {signal} before the stage started")]
     Interrupted { signal: i32 },
-    #[error("failed to install the handler for {signal}")]
-    SignalHandler {
-        signal: nix::sys::signal::Signal,
-        #[source]
-        source: nix::errno::Errno,
-    },
     #[error(transparent)]
     Sys(#[from] SysError),
 }
@@ -269,9 +262,12 @@ fn ensure_proc_cmdline() -> Result<(), SandboxError> {
     let err = |source| SandboxError::RuntimeFile { path: path.to_owned(), source };
     let dir = path.parent().expect("absolute path");
     std::fs::create_dir_all(dir).map_err(err)?;
-    let tmp = dir.join(format!(".proc-cmdline.{}", std::process::id()));
-    std::fs::write(&tmp, PROC_CMDLINE).map_err(err)?;
-    std::fs::rename(&tmp, path).map_err(err)
+    let mut tmp = tempfile::Builder::new().prefix(".proc-cmdline.").tempfile_in(dir).map_err(err)?;
+    std::io::Write::write_all(&mut tmp, PROC_CMDLINE.as_bytes()).map_err(err)?;
+    // world-readable, as /proc/cmdline is (tempfile makes 0600)
+    tmp.as_file().set_permissions(std::os::unix::fs::PermissionsExt::from_mode(0o644)).map_err(err)?;
+    tmp.persist(path).map_err(|e| err(e.error))?;
+    Ok(())
 }
 
 #[cfg(test)]

@@ -15,8 +15,8 @@ use nix::sys::signal::{kill, Signal};
 use nix::sys::wait::{waitid, Id, WaitPidFlag, WaitStatus};
 use nix::unistd::{pipe2, Pid};
 
-use super::signals::{interrupted, Registration};
 use super::{sandbox_env, ExitStatusLike, SandboxError, StageOutcome, StageSandbox};
+use osbuild_sys::{interrupted, Registration};
 
 /// How often the loop looks at the clock and the interrupt flag while nothing else happens.
 const TICK: Duration = Duration::from_millis(100);

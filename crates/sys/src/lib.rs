@@ -9,6 +9,7 @@ pub mod confine;
 mod fdmount;
 mod loopdev;
 mod mount;
+mod signals;
 
 use std::path::PathBuf;
 
@@ -16,13 +17,20 @@ pub use confine::{fd_path, is_plain_name, link_or_copy, proc_fd, reopen, DirEntr
 pub use fdmount::{bind_fd, mount_fs_fd, move_fd, sync_fd, FdMount, FsOptions};
 pub use loopdev::{LoopDevice, LoopOptions};
 pub use mount::{
-    bind_mount, bind_mount_flat, enter_private_mount_namespace, mount_dev_tmpfs, mount_fs, mount_special, move_mount,
-    rbind_mount, sync_fs, unmount, BindFlags, MountGuard, Special,
+    bind_mount, enter_private_mount_namespace, mount_dev_tmpfs, mount_fs, mount_special, sync_fs, unmount, BindFlags,
+    MountGuard, Special,
 };
+pub use signals::{install_signal_handlers, interrupted, tie_to_build, Registration};
 
 /// A failed mount, namespace or loop-device operation, with the errno that caused it.
 #[derive(Debug, thiserror::Error)]
 pub enum SysError {
+    #[error("failed to install the handler for {signal}")]
+    SignalHandler {
+        signal: nix::sys::signal::Signal,
+        #[source]
+        source: nix::errno::Errno,
+    },
     #[error("cannot unshare the mount namespace")]
     Unshare {
         #[source]
@@ -86,7 +94,8 @@ impl SysError {
     /// The errno behind the failure.
     pub fn errno(&self) -> Option<i32> {
         match self {
-            SysError::Unshare { source }
+            SysError::SignalHandler { source, .. }
+            | SysError::Unshare { source }
             | SysError::MakePrivate { source }
             | SysError::Mount { source, .. }
             | SysError::MountFs { source, .. }

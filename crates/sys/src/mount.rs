@@ -56,35 +56,11 @@ pub fn mount_fs(source: &Path, target: &Path, fstype: &str, read_only: bool, dat
     })
 }
 
-/// Recursively bind `src` onto `dest`, writable (upstream's `mount --rbind`).
-pub fn rbind_mount(src: &Path, dest: &Path) -> Result<(), SysError> {
-    mount(Some(src), dest, None::<&str>, MsFlags::MS_BIND | MsFlags::MS_REC, None::<&str>)
-        .map_err(|source| SysError::Mount { src: src.to_owned(), dest: dest.to_owned(), source })
-}
-
 /// Mount a fresh tmpfs (device nodes allowed, unlike bubblewrap's `/dev`) at `target`, so a
 /// stage can create the nodes of loop devices it attaches itself.
 pub fn mount_dev_tmpfs(target: &Path) -> Result<(), SysError> {
     mount(Some("tmpfs"), target, Some("tmpfs"), MsFlags::MS_NOSUID, Some("mode=0700")).map_err(|source| {
         SysError::MountFs { source_desc: "tmpfs".into(), fstype: "tmpfs".into(), target: target.to_owned(), source }
-    })
-}
-
-/// Move the mount at `src` to `dest` (`mount --move`).
-pub fn move_mount(src: &Path, dest: &Path) -> Result<(), SysError> {
-    mount(Some(src), dest, None::<&str>, MsFlags::MS_MOVE, None::<&str>).map_err(|source| SysError::Mount {
-        src: src.to_owned(),
-        dest: dest.to_owned(),
-        source,
-    })
-}
-
-/// Bind `src` onto `dest`, only that mount, not those below it (`mount --bind`).
-pub fn bind_mount_flat(src: &Path, dest: &Path) -> Result<(), SysError> {
-    mount(Some(src), dest, None::<&str>, MsFlags::MS_BIND, None::<&str>).map_err(|source| SysError::Mount {
-        src: src.to_owned(),
-        dest: dest.to_owned(),
-        source,
     })
 }
 

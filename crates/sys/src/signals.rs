@@ -16,7 +16,7 @@ use std::sync::atomic::{AtomicI32, Ordering};
 use nix::sys::signal::{kill, sigaction, SaFlags, SigAction, SigHandler, SigSet, Signal};
 use nix::unistd::Pid;
 
-use super::SandboxError;
+use crate::SysError;
 
 /// The first signal received, 0 if none.
 static INTERRUPTED: AtomicI32 = AtomicI32::new(0);
@@ -24,7 +24,7 @@ static INTERRUPTED: AtomicI32 = AtomicI32::new(0);
 /// Process groups of running sandboxes (0 = free slot).
 static RUNNING: [AtomicI32; 64] = [const { AtomicI32::new(0) }; 64];
 
-extern "C" fn on_signal(signal: nix::libc::c_int) {
+extern "C" fn on_signal(signal: libc::c_int) {
     let Ok(sig) = Signal::try_from(signal) else { return };
     if INTERRUPTED.compare_exchange(0, signal, Ordering::SeqCst, Ordering::SeqCst).is_err() {
         // A second signal: the user insists. Die of it now; the kernel still tears down our mount
@@ -52,13 +52,13 @@ const STOP_SIGNALS: [Signal; 3] = [Signal::SIGINT, Signal::SIGTERM, Signal::SIGH
 /// Install handlers for SIGINT, SIGTERM and SIGHUP that record the signal (see `interrupted`) and forward it
 /// to the running sandboxes. A second signal kills the process with it (default action), for when
 /// the engine does not stop soon enough. Safe to call more than once.
-pub fn install_signal_handlers() -> Result<(), SandboxError> {
+pub fn install_signal_handlers() -> Result<(), SysError> {
     let action = SigAction::new(SigHandler::Handler(on_signal), SaFlags::SA_RESTART, SigSet::empty());
     for signal in STOP_SIGNALS {
         // SAFETY: `on_signal` is async-signal-safe: it only uses atomics, kill(2), sigaction(2) and
         // raise(3), never allocates or takes locks, so running it at any point of any thread is sound.
         #[allow(unsafe_code)]
-        unsafe { sigaction(signal, &action) }.map_err(|source| SandboxError::SignalHandler { signal, source })?;
+        unsafe { sigaction(signal, &action) }.map_err(|source| SysError::SignalHandler { signal, source })?;
     }
     Ok(())
 }
@@ -72,10 +72,10 @@ pub fn interrupted() -> Option<i32> {
 }
 
 /// A running sandbox's process group, registered for signal forwarding while the guard lives.
-pub(crate) struct Registration(Option<usize>);
+pub struct Registration(Option<usize>);
 
 impl Registration {
-    pub(crate) fn new(pgid: i32) -> Self {
+    pub fn new(pgid: i32) -> Self {
         let slot = RUNNING.iter().position(|s| s.compare_exchange(0, pgid, Ordering::SeqCst, Ordering::SeqCst).is_ok());
         Registration(slot)
     }
@@ -85,7 +85,7 @@ impl Registration {
 /// [`Registration`] forwards our stop signals to) and `PR_SET_PDEATHSIG(SIGKILL)`, so the kernel
 /// kills it when osbuild-rs dies, even of SIGKILL. The death signal follows the *thread* that
 /// spawns the child: spawn from the thread that also waits for it.
-pub(crate) fn tie_to_build(cmd: &mut Command) {
+pub fn tie_to_build(cmd: &mut Command) {
     let parent = nix::unistd::getpid();
     cmd.process_group(0);
     let arm = move || -> std::io::Result<()> {
