@@ -8,7 +8,7 @@
 
 use crate::manifest::Pipeline;
 use crate::store::ObjectStore;
-use osbuild_stage_api::tool::{argv_string, stderr_tail};
+use osbuild_stage_api::tool::{argv_string, stderr_detail};
 use osbuild_sys::{fd_path, is_plain_name, PathError, Root};
 use std::path::Path;
 use std::process::{Command, ExitStatus};
@@ -53,7 +53,7 @@ pub fn export(store: &ObjectStore, p: &Pipeline, name: &str, output: &Path) -> R
         return Err(ExportError::Copy {
             argv: argv_string(&cmd),
             status: out.status,
-            stderr: stderr_tail(&out.stderr, None),
+            stderr: stderr_detail(&out.stderr),
         });
     }
     Ok(())

@@ -2,7 +2,7 @@
 //! inputs, `sfdisk` to find partitions. Their failures carry the argv, the exit status and the
 //! tail of stderr, with the stage API's helpers for both.
 
-use osbuild_stage_api::tool::{argv_string, stderr_tail};
+use osbuild_stage_api::tool::{argv_string, stderr_detail};
 use std::process::{Command, ExitStatus, Stdio};
 
 #[derive(Debug, thiserror::Error)]
@@ -31,7 +31,7 @@ pub fn run(cmd: &mut Command, needed_by: &'static str) -> Result<Vec<u8>, HostTo
         return Err(HostToolError::Failed {
             argv: argv_string(cmd),
             status: out.status,
-            stderr: stderr_tail(&out.stderr, None),
+            stderr: stderr_detail(&out.stderr),
         });
     }
     Ok(out.stdout)

@@ -72,7 +72,7 @@ pub enum StoreError {
     },
 
     /// `cp -a --reflink=auto` copying a tree failed.
-    #[error("copying {} to {} failed ({outcome}): {stderr}", from.display(), to.display())]
+    #[error("copying {} to {} failed ({outcome}){stderr}", from.display(), to.display())]
     Copy { from: PathBuf, to: PathBuf, outcome: String, stderr: String },
 
     /// A work directory passed to `commit` does not belong to this store.

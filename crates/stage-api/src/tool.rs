@@ -271,6 +271,17 @@ pub fn stderr_tail(stderr: &[u8], keep: Option<fn(&str) -> bool>) -> String {
     tail
 }
 
+/// [`stderr_tail`] as the end of a failure message: `: <tail>`, or nothing if the tool said
+/// nothing (the form [`StageError::ToolFailed`] and the engine's tool errors display).
+pub fn stderr_detail(stderr: &[u8]) -> String {
+    let tail = stderr_tail(stderr, None);
+    if tail.is_empty() {
+        tail
+    } else {
+        format!(": {tail}")
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -356,6 +367,8 @@ mod tests {
     fn tails_are_short_and_filtered() {
         assert_eq!(stderr_tail(b"a\n\nb\nc\nd\n", None), "b / c / d");
         assert_eq!(stderr_tail(b"", None), "");
+        assert_eq!(stderr_detail(b"x\n"), ": x");
+        assert_eq!(stderr_detail(b"\n"), "");
         fn not_rpm(l: &str) -> bool {
             !l.starts_with("rpm: ")
         }
