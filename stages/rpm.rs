@@ -35,7 +35,7 @@
 //!   again when no package owns them, but its check looks in the wrong directory and never
 //!   removes anything; we keep that outcome (the directories stay).
 
-use super::util::{scratch_dir, tree_path, write_file};
+use super::util::{scratch_dir, tree_path, truthy, write_file};
 use super::{StageArgs, StageError, StageResult};
 use crate::chroot::{ApiFs, Chroot};
 use crate::tool::{stderr_tail, CommandRunExt, Finished};
@@ -173,18 +173,6 @@ fn packages(args: &StageArgs) -> Result<(PathBuf, Vec<Package>), StageError> {
         out.push(Package { file: file.clone(), check_gpg: meta.get("rpm.check_gpg").is_some_and(truthy) });
     }
     Ok((base, out))
-}
-
-/// Python's truth value of a JSON value.
-fn truthy(v: &Value) -> bool {
-    match v {
-        Value::Null => false,
-        Value::Bool(b) => *b,
-        Value::Number(n) => n.as_f64().is_some_and(|f| f != 0.0),
-        Value::String(s) => !s.is_empty(),
-        Value::Array(a) => !a.is_empty(),
-        Value::Object(o) => !o.is_empty(),
-    }
 }
 
 /// `rpm` or `rpmkeys` with the database and root in upstream's order.

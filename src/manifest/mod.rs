@@ -314,17 +314,7 @@ pub fn detect_format(desc: &Value) -> Result<Format, LoadError> {
     }
 }
 
-/// Python truthiness, which upstream uses to decide what to hash and what to describe.
-pub fn truthy(v: &Value) -> bool {
-    match v {
-        Value::Null => false,
-        Value::Bool(b) => *b,
-        Value::Number(n) => n.as_f64().is_some_and(|f| f != 0.0),
-        Value::String(s) => !s.is_empty(),
-        Value::Array(a) => !a.is_empty(),
-        Value::Object(o) => !o.is_empty(),
-    }
-}
+pub use osbuild_stage_api::util::truthy;
 
 fn or_empty(v: Value) -> Value {
     if truthy(&v) {

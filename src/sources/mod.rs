@@ -246,21 +246,25 @@ enum Job {
     Curl(CurlItem),
 }
 
+/// The items of `source` that `wanted` selects (all if `None`), in manifest order.
+fn selected_items<'a>(
+    source: &'a manifest::Source,
+    wanted: Option<&BTreeSet<String>>,
+) -> Result<Vec<(&'a String, &'a Value)>, SourceError> {
+    match &source.items {
+        Value::Object(map) => Ok(map.iter().filter(|(key, _)| wanted.is_none_or(|w| w.contains(*key))).collect()),
+        Value::Null => Ok(Vec::new()),
+        _ => Err(SourceError::InvalidItems { source_type: source.kind.clone() }),
+    }
+}
+
 /// Parses every selected item (no I/O): checksum, then the item form of the source type.
 fn parse_items(
     source: &manifest::Source,
     wanted: Option<&BTreeSet<String>>,
 ) -> Result<Vec<(Checksum, Job)>, SourceError> {
-    let items = match &source.items {
-        Value::Object(map) => map,
-        Value::Null => return Ok(Vec::new()),
-        _ => return Err(SourceError::InvalidItems { source_type: source.kind.clone() }),
-    };
     let mut out = Vec::new();
-    for (key, desc) in items {
-        if wanted.is_some_and(|w| !w.contains(key)) {
-            continue;
-        }
+    for (key, desc) in selected_items(source, wanted)? {
         let checksum =
             Checksum::parse(key).map_err(|reason| SourceError::InvalidChecksum { item: key.clone(), reason })?;
         let job = match source.kind.as_str() {

@@ -191,18 +191,10 @@ pub fn fetch(
     dest_dir: &Path,
     opts: &FetchOptions,
 ) -> Result<Vec<ItemResult>, SourceError> {
-    let items = match &source.items {
-        Value::Object(map) => map,
-        Value::Null => return Ok(Vec::new()),
-        _ => return Err(SourceError::InvalidItems { source_type: source.kind.clone() }),
-    };
-    let mut parsed = Vec::new();
-    for (key, desc) in items {
-        if wanted.is_some_and(|w| !w.contains(key)) {
-            continue;
-        }
-        parsed.push(OstreeItem::parse(key, desc)?);
-    }
+    let parsed = super::selected_items(source, wanted)?
+        .into_iter()
+        .map(|(key, desc)| OstreeItem::parse(key, desc))
+        .collect::<Result<Vec<_>, _>>()?;
     if parsed.is_empty() {
         return Ok(Vec::new());
     }

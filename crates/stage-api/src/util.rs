@@ -316,6 +316,20 @@ pub fn walk_error(root: &Path, e: walkdir::Error) -> StageError {
     StageError::Io { op: "cannot walk", path, source }
 }
 
+/// Python's truth value of a JSON value (`bool(x)`), which upstream uses to decide what to
+/// hash, what to describe and which flags are set.
+pub fn truthy(v: &serde_json::Value) -> bool {
+    use serde_json::Value;
+    match v {
+        Value::Null => false,
+        Value::Bool(b) => *b,
+        Value::Number(n) => n.as_f64().is_some_and(|f| f != 0.0),
+        Value::String(s) => !s.is_empty(),
+        Value::Array(a) => !a.is_empty(),
+        Value::Object(o) => !o.is_empty(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
