@@ -225,14 +225,7 @@ impl Root {
 
     fn resolve_depth(&self, rel: &Path, follow_final: bool, depth: usize) -> Result<PathBuf, PathError> {
         // Raw components: `..` after a symlink applies to the link's target, as in the kernel.
-        let comps: Vec<OsString> = rel
-            .components()
-            .filter_map(|c| match c {
-                Component::Normal(n) => Some(n.to_owned()),
-                Component::ParentDir => Some("..".into()),
-                _ => None,
-            })
-            .collect();
+        let comps: Vec<OsString> = raw_components(rel).collect();
         // The longest prefix that exists, opened inside the root.
         let mut n = comps.len();
         let fd = loop {
@@ -416,6 +409,16 @@ fn resolve_open(
     walk_open(root, rel, flags, mode, follow_final)
 }
 
+/// The names and `..`s of `rel`, as the kernel walks them: no root, no `.`, `..` kept (after
+/// a symlink it applies to the link's target).
+fn raw_components(rel: &Path) -> impl Iterator<Item = OsString> + '_ {
+    rel.components().filter_map(|c| match c {
+        Component::Normal(n) => Some(n.to_owned()),
+        Component::ParentDir => Some("..".into()),
+        _ => None,
+    })
+}
+
 /// `openat2(RESOLVE_IN_ROOT)` by hand: each directory component opened with `O_NOFOLLOW`,
 /// symlinks read and their targets queued in place of the link, an absolute target starting
 /// again at the root, `..` never popping the root.
@@ -425,14 +428,7 @@ fn walk_open(root: BorrowedFd<'_>, rel: &Path, flags: OFlags, mode: Mode, follow
         Ok(rustix::fs::openat(fd, ".", OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())?)
     };
     let mut stack: Vec<OwnedFd> = vec![dup(root)?];
-    let mut queue: VecDeque<OsString> = rel
-        .components()
-        .filter_map(|c| match c {
-            Component::Normal(n) => Some(n.to_owned()),
-            Component::ParentDir => Some("..".into()),
-            _ => None,
-        })
-        .collect();
+    let mut queue: VecDeque<OsString> = raw_components(rel).collect();
     let mut links = 0;
     let nofollow = flags | OFlags::NOFOLLOW;
     loop {
