@@ -47,9 +47,7 @@ impl HelperOutput {
 
     /// The last few non-empty lines of stderr, joined by "; ".
     pub fn stderr_tail(&self, lines: usize) -> String {
-        let text = String::from_utf8_lossy(&self.stderr);
-        let all: Vec<&str> = text.lines().map(str::trim).filter(|l| !l.is_empty()).collect();
-        all[all.len().saturating_sub(lines)..].join("; ")
+        osbuild_stage_api::tool::last_lines(&self.stderr, lines, None).join("; ")
     }
 
     /// "exit code N" / "killed by signal N" / why we killed it.

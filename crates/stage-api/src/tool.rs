@@ -253,14 +253,19 @@ fn quote(arg: &OsStr) -> String {
     }
 }
 
+/// The last `n` non-empty lines of a tool's output, trimmed, those `keep` rejects left out.
+pub fn last_lines(output: &[u8], n: usize, keep: Option<fn(&str) -> bool>) -> Vec<String> {
+    let text = String::from_utf8_lossy(output);
+    let lines: Vec<&str> =
+        text.lines().map(str::trim).filter(|l| !l.is_empty() && keep.is_none_or(|keep| keep(l))).collect();
+    lines[lines.len().saturating_sub(n)..].iter().map(|l| (*l).to_owned()).collect()
+}
+
 /// The last three non-empty lines of a tool's stderr on one line, joined by ` / ` (empty if
 /// there are none). `keep`, if given, passes over lines that
 /// say nothing about the failure (rpm's chatter, for instance).
 pub fn stderr_tail(stderr: &[u8], keep: Option<fn(&str) -> bool>) -> String {
-    let text = String::from_utf8_lossy(stderr);
-    let lines: Vec<&str> =
-        text.lines().map(str::trim).filter(|l| !l.is_empty() && keep.is_none_or(|keep| keep(l))).collect();
-    let mut tail = lines[lines.len().saturating_sub(3)..].join(" / ");
+    let mut tail = last_lines(stderr, 3, keep).join(" / ");
     if tail.len() > 1000 {
         let mut cut = tail.len() - 1000;
         while !tail.is_char_boundary(cut) {
