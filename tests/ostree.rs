@@ -528,9 +528,9 @@ fn bootable_commit(env: &Env) -> (PathBuf, String) {
 
 /// Issue 13: `ostree.deploy` with `"remote": "osbuild-rs"` leaves the ref under
 /// `refs/remotes/osbuild-rs/` of the sysroot's repository, and osbuild/images' manifests name
-/// it in later deployment mounts without the remote; libostree finds it under the remote, and
-/// so must the mount (it said "ref 'osbuild-rs/x86_64/iot' not found"). `remote:ref` and the
-/// commit checksum name the same deployment.
+/// it in later stages (`ostree.fillvar`) and deployment mounts without the remote; libostree
+/// finds it under the remote, and so must they (the mount said "ref 'osbuild-rs/x86_64/iot' not
+/// found"). `remote:ref` and the commit checksum name the same deployment.
 #[test]
 fn deployment_mount_finds_the_ref_as_libostree_does() {
     need_ostree();
@@ -548,6 +548,7 @@ fn deployment_mount_finds_the_ref_as_libostree_does() {
             {"type": "org.osbuild.ostree.deploy",
              "inputs": {"commits": {"type": "org.osbuild.ostree", "origin": "org.osbuild.source", "references": {&commit: {"ref": REF}}}},
              "options": {"osname": "iot", "remote": "osbuild-rs", "kernel_opts": ["rw"]}},
+            {"type": "org.osbuild.ostree.fillvar", "options": {"deployment": {"osname": "iot", "ref": mount_ref}}},
             {"type": "org.osbuild.mkdir",
              "mounts": [{"name": "ostree.deployment", "type": "org.osbuild.ostree.deployment",
                          "options": {"deployment": {"osname": "iot", "ref": mount_ref}}}],
@@ -570,6 +571,7 @@ fn deployment_mount_finds_the_ref_as_libostree_does() {
         let dep = root.join(format!("ostree/deploy/iot/deploy/{commit}.0"));
         assert!(dep.join("etc").join(marker).is_dir(), "{mount_ref}: /etc of the deployment");
         assert!(root.join("ostree/deploy/iot/var").join(marker).is_dir(), "{mount_ref}: the stateroot's var");
+        assert!(root.join("ostree/deploy/iot/var/log").is_dir(), "{mount_ref}: fillvar (a stage) found the deployment");
         std::fs::remove_dir_all(&root).unwrap();
     }
     assert!(env.mounts().is_empty(), "mounts left behind: {:?}", env.mounts());
