@@ -11,7 +11,7 @@ DEB_DEPS := bubblewrap curl ca-certificates python3 passwd tar xz-utils zstd gzi
             fdisk gdisk parted e2fsprogs xfsprogs btrfs-progs dosfstools mtools grub-pc-bin grub-common qemu-utils cryptsetup-bin ostree nginx-light systemd \
             mmdebstrap
 
-.PHONY: all build deps demo demo-boot demo-serve demo-update demo-tarball test test-e2e test-unit lint bench bless fuzz clean
+.PHONY: all build deps demo demo-boot demo-serve demo-update demo-tarball test test-e2e test-unit lint bench bench-compare bless fuzz clean
 
 all: build
 
@@ -122,9 +122,14 @@ lint:
 	$(CARGO) fmt --all --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 
-# Benchmarks (wall time, peak memory) on manifests generated at run time; see bench/README.md.
+# Benchmarks (wall time, peak memory) on manifests generated at run time (bench/*.sh say what each times).
 bench: build
 	bench/run.sh $(BIN)
+
+# This build against an older one (OLD=path/to/osbuild-rs), interleaved, as new/old ratios.
+bench-compare: build
+	@test -n "$(OLD)" || { echo "usage: make bench-compare OLD=/path/to/older/osbuild-rs"; exit 1; }
+	bench/compare.sh $(OLD) $(BIN)
 
 # Re-record the expected tree differences of stage tests (tests/data/stages/); review the diff.
 bless:
