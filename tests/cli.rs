@@ -155,3 +155,31 @@ fn validation_errors_are_collected_with_paths() {
     assert!(paths.contains(&json!(["pipelines", 0, "name"])), "{paths:?}");
     assert!(paths.contains(&json!(["pipelines", 0, "stages", 0])), "{paths:?}");
 }
+
+/// Issue 12: a failing unshare (no CAP_SYS_ADMIN in the bounding set, so the root process
+/// osbuild-rs becomes has none) and a store lock that cannot be taken (`lock` is a directory)
+/// reach the user with the errno's text, on one line. (A failing mount's errno is tested in
+/// tests/security_engine.rs.)
+#[test]
+fn unshare_and_lock_failures_show_the_errno() {
+    let dir = tempfile::tempdir().unwrap();
+    let manifest = dir.path().join("noop.json");
+    std::fs::write(
+        &manifest,
+        json!({"version": "2", "pipelines": [pipeline("t", json!([{"type": "org.osbuild.noop"}]))]}).to_string(),
+    )
+    .unwrap();
+    let store = dir.path().join("store");
+    let o = Command::new("setpriv")
+        .args(["--bounding-set", "-sys_admin", bin(), "--store"])
+        .arg(&store)
+        .arg(&manifest)
+        .output()
+        .expect("setpriv (util-linux)");
+    assert_one_line_error(&o, 1, "cannot unshare the mount namespace: EPERM: Operation not permitted");
+
+    std::fs::create_dir_all(store.join("lock")).unwrap();
+    let o = Command::new(bin()).arg("--store").arg(&store).arg(&manifest).output().unwrap();
+    assert_one_line_error(&o, 1, "Is a directory (os error 21)");
+    assert!(stderr(&o).contains(&format!("cannot lock {}", store.join("lock").display())), "{}", stderr(&o));
+}
