@@ -50,6 +50,6 @@ pub enum EngineError {
         name: String,
         output: PathBuf,
         #[source]
-        source: ExportError,
+        source: Box<ExportError>,
     },
 }

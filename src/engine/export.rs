@@ -11,7 +11,7 @@ use crate::store::ObjectStore;
 use osbuild_stage_api::tool::{argv_string, stderr_detail};
 use osbuild_sys::{fd_path, is_plain_name, PathError, Root};
 use std::path::Path;
-use std::process::{Command, ExitStatus};
+use std::process::Command;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ExportError {
@@ -27,8 +27,8 @@ pub enum ExportError {
     Path(#[from] PathError),
     #[error("cannot run cp")]
     Spawn(#[source] std::io::Error),
-    #[error("`{argv}` failed ({status}){stderr}")]
-    Copy { argv: String, status: ExitStatus, stderr: String },
+    #[error("`{argv}` failed ({outcome}){stderr}")]
+    Copy { argv: String, outcome: String, stderr: String },
 }
 
 /// Copy the committed tree of `p` to `<output>/<name>/`.
@@ -48,11 +48,12 @@ pub fn export(store: &ObjectStore, p: &Pipeline, name: &str, output: &Path) -> R
         cmd.arg("--no-preserve=ownership");
     }
     cmd.arg(src.join(".")).arg(&dest_path);
-    let out = cmd.output().map_err(ExportError::Spawn)?;
-    if !out.status.success() {
+    // tied to the build, as every host helper: a killed osbuild-rs leaves no cp running
+    let out = crate::sandbox::run_helper(&mut cmd, None, None).map_err(ExportError::Spawn)?;
+    if !out.success() {
         return Err(ExportError::Copy {
             argv: argv_string(&cmd),
-            status: out.status,
+            outcome: out.describe(),
             stderr: stderr_detail(&out.stderr),
         });
     }

@@ -1,9 +1,11 @@
 //! The few tools the engine itself runs on the host (not in a sandbox): `ostree` for ostree
-//! inputs, `sfdisk` to find partitions. Their failures carry the argv, the exit status and the
-//! tail of stderr, with the stage API's helpers for both.
+//! inputs, `sfdisk` to find partitions. They run as helpers tied to the build (their own
+//! process group, stop signals forwarded, killed if osbuild-rs dies), like the sources' curl.
+//! Their failures carry the argv, how the tool ended and the tail of stderr, with the stage
+//! API's helpers for both.
 
 use osbuild_stage_api::tool::{argv_string, stderr_detail};
-use std::process::{Command, ExitStatus, Stdio};
+use std::process::Command;
 
 #[derive(Debug, thiserror::Error)]
 pub enum HostToolError {
@@ -15,22 +17,22 @@ pub enum HostToolError {
         #[source]
         source: std::io::Error,
     },
-    #[error("`{argv}` failed ({status}){stderr}")]
-    Failed { argv: String, status: ExitStatus, stderr: String },
+    #[error("`{argv}` failed ({outcome}){stderr}")]
+    Failed { argv: String, outcome: String, stderr: String },
 }
 
 /// Run `cmd` (stdin closed) to its end; its stdout, or the failure. `needed_by` names what
 /// needs the tool, for the message when it is missing.
 pub fn run(cmd: &mut Command, needed_by: &'static str) -> Result<Vec<u8>, HostToolError> {
     let tool = cmd.get_program().to_string_lossy().into_owned();
-    let out = cmd.stdin(Stdio::null()).output().map_err(|source| match source.kind() {
+    let out = crate::sandbox::run_helper(cmd, None, None).map_err(|source| match source.kind() {
         std::io::ErrorKind::NotFound => HostToolError::Missing { tool: tool.clone(), needed_by },
         _ => HostToolError::Spawn { tool: tool.clone(), source },
     })?;
-    if !out.status.success() {
+    if !out.success() {
         return Err(HostToolError::Failed {
             argv: argv_string(cmd),
-            status: out.status,
+            outcome: out.describe(),
             stderr: stderr_detail(&out.stderr),
         });
     }
@@ -46,7 +48,7 @@ mod tests {
         let e = run(&mut Command::new("osbuild-rs-no-such-tool"), "the test").unwrap_err();
         assert_eq!(e.to_string(), "osbuild-rs-no-such-tool not found on the host, but the test needs it");
         let e = run(Command::new("sh").args(["-c", "echo out; echo boom >&2; exit 3"]), "the test").unwrap_err();
-        assert_eq!(e.to_string(), "`sh -c 'echo out; echo boom >&2; exit 3'` failed (exit status: 3): boom");
+        assert_eq!(e.to_string(), "`sh -c 'echo out; echo boom >&2; exit 3'` failed (exit code 3): boom");
         assert_eq!(run(Command::new("echo").arg("hi"), "the test").unwrap(), b"hi\n");
     }
 }

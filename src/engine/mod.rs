@@ -411,7 +411,7 @@ pub fn export(store: &ObjectStore, p: &Pipeline, name: &str, output: &Path) -> R
     export::export(store, p, name, output).map_err(|source| EngineError::Export {
         name: name.to_owned(),
         output: output.to_owned(),
-        source,
+        source: Box::new(source),
     })
 }
 
