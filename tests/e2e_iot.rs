@@ -273,6 +273,13 @@ fn e2e_iot_commit_boots_updates_over_http_and_rolls_back() {
     assert_eq!(host_ostree(&repo, &["rev-parse", &format!("{c2}^")]), c1, "commit 2's parent is commit 1");
     clock.done("publish commit 2 in the served repository (ostree pull-local)");
 
+    // Logging in does not wait for DHCP: a device's update timer runs once the network is
+    // online, so wait for that as it would (the first run here tried before the lease came).
+    let online = vm.run("/lib/systemd/systemd-networkd-wait-online --timeout=120", LONG);
+    if let Err(e) = online {
+        let diag = vm.run("networkctl; ip -4 addr; ip -4 route", SHORT).unwrap_or_default();
+        panic!("the guest's network did not come up: {e}\n{diag}");
+    }
     let before = nginx.access_log().lines().count();
     let upgrade = guest(&mut vm, "echo password | sudo -S ostree admin upgrade", LONG);
     assert!(upgrade.contains("Transaction complete"), "{upgrade}");
