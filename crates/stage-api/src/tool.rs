@@ -72,15 +72,19 @@ impl CommandRunExt for Command {
 
 /// Run `producer | consumer` (e.g. `dpkg-deb --fsys-tarfile x | tar -x`) and return the
 /// consumer's stdout. Both must succeed; the producer's failure is reported first, since a
-/// consumer fed a broken stream fails for that reason.
+/// consumer fed a broken stream fails for that reason — unless the producer died of SIGPIPE,
+/// which only says that the consumer stopped reading: then the consumer's failure is the cause.
 pub fn pipe_into(stage: &'static str, producer: &mut Command, consumer: &mut Command) -> Result<Vec<u8>, StageError> {
+    use std::os::unix::process::ExitStatusExt;
     let tool = program(producer);
     let mut child =
         producer.stdin(Stdio::null()).stdout(Stdio::piped()).spawn().map_err(|e| spawn_error(stage, &tool, e))?;
     let pipe = child.stdout.take().expect("piped stdout");
     let consumed = execute(consumer, stage, Stdin::From(pipe.into()), true);
     let status = child.wait().map_err(|source| StageError::ToolSpawn { tool, source })?;
-    if !status.success() {
+    let consumer_failed = consumed.as_ref().map_or(true, |f| !f.success());
+    let only_lost_its_reader = status.signal() == Some(libc::SIGPIPE) && consumer_failed;
+    if !status.success() && !only_lost_its_reader {
         return Err(StageError::ToolFailed { argv: argv_string(producer), status, stderr: String::new() });
     }
     Ok(consumed?.check()?.stdout)
@@ -363,9 +367,14 @@ mod tests {
         assert_eq!(out, b"cba\n");
         let e = pipe_into(STAGE, Command::new("false").arg("x"), &mut Command::new("cat")).unwrap_err();
         assert_eq!(e.to_string(), "`false x` failed (exit status: 1)");
-        let e =
-            pipe_into(STAGE, Command::new("echo").arg("abc"), Command::new("sh").args(["-c", "exit 5"])).unwrap_err();
-        assert!(e.to_string().starts_with("`sh -c 'exit 5'` failed (exit status: 5)"), "{e}");
+        // The producer may die of SIGPIPE first (a consumer that reads nothing): still the
+        // consumer's failure is the one reported. `yes` never ends on its own, so it always does.
+        let mut echo = Command::new("echo");
+        echo.arg("abc");
+        for producer in [echo, Command::new("yes")].iter_mut() {
+            let e = pipe_into(STAGE, producer, Command::new("sh").args(["-c", "exit 5"])).unwrap_err();
+            assert!(e.to_string().starts_with("`sh -c 'exit 5'` failed (exit status: 5)"), "{e}");
+        }
     }
 
     #[test]
