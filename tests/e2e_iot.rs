@@ -277,7 +277,8 @@ fn e2e_iot_commit_boots_updates_over_http_and_rolls_back() {
     // online, so wait for that as it would (the first run here tried before the lease came).
     let online = vm.run("/lib/systemd/systemd-networkd-wait-online --timeout=120", LONG);
     if let Err(e) = online {
-        let diag = vm.run("networkctl; ip -4 addr; ip -4 route", SHORT).unwrap_or_default();
+        let diag =
+            vm.run("networkctl; ls -l /etc/systemd/network; cat /proc/net/route; true", SHORT).unwrap_or_else(|e| e);
         panic!("the guest's network did not come up: {e}\n{diag}");
     }
     let before = nginx.access_log().lines().count();

@@ -19,8 +19,11 @@ pub struct TempFile {
 impl TempFile {
     /// Creates a new empty temp file in `dir` (exclusively), for us or a tool to write.
     pub fn create(dir: &Path) -> Result<(TempFile, File), SourceError> {
+        // 0644 as upstream's sources leave them (tempfile's 0600 would reach the trees that
+        // copy them: a root-only systemd-networkd config is one networkd cannot read)
         let (file, temp) = tempfile::Builder::new()
             .prefix("part-")
+            .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o644))
             .tempfile_in(dir)
             .map_err(|e| SourceError::io("create temp file", dir, e))?
             .into_parts();
@@ -100,4 +103,21 @@ pub fn is_stored(dir: &Path, checksum: &str) -> bool {
 /// Makes renames into `dir` durable.
 pub fn sync_dir(dir: &Path) -> Result<(), SourceError> {
     File::open(dir).and_then(|d| d.sync_all()).map_err(|e| SourceError::io("fsync directory", dir, e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    #[test]
+    fn stored_files_are_world_readable_as_upstream_leaves_them() {
+        let t = tempfile::tempdir().unwrap();
+        let (temp, file) = TempFile::create(t.path()).unwrap();
+        let sum =
+            checksum::hash_reader(&std::fs::File::open(temp.path()).unwrap(), checksum::Algorithm::Sha256).unwrap();
+        temp.check_and_commit(file, &sum, t.path(), &sum, "test").unwrap();
+        let mode = std::fs::metadata(t.path().join(sum.to_string())).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o644);
+    }
 }

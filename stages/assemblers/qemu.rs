@@ -115,6 +115,8 @@ impl Stage for Qemu {
         let image = tempfile::Builder::new()
             .prefix(".osbuild-qemu-image.")
             .suffix(".raw")
+            // the raw output is this file renamed: 0644, as upstream's
+            .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o644))
             .tempfile_in(&args.tree)
             .map_err(StageError::io("cannot create a scratch file in", &args.tree))?
             .into_temp_path();
