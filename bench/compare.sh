@@ -18,6 +18,7 @@ results="$WORK/results.txt"
 largest=$(ls -S "$HERE"/../../shared/compat/manifests/*.json 2>/dev/null | head -1 || true)
 
 clean() { rm -rf --one-file-system "$@"; }
+export -f clean
 
 one_round() { # BIN TAG
     local bin=$1 tag=$2 store="$WORK/store-$2" out="$WORK/out-$2" M="python3 $HERE/measure.py"
