@@ -36,6 +36,10 @@ pub struct Args {
     #[arg(long = "cache-max-size", value_name = "SIZE", value_parser = parse_size)]
     pub cache_max_size: Option<CacheSize>,
 
+    /// Sync the store before each commit and fail on lost writes (osbuild-rs; upstream never syncs)
+    #[arg(long)]
+    pub durable: bool,
+
     /// Pipeline or stage (name or id, globs allowed) to commit to the store; repeatable
     #[arg(long = "checkpoint", value_name = "ID")]
     pub checkpoint: Vec<String>,
@@ -412,6 +416,7 @@ fn build(args: &Args, m: &Manifest) -> i32 {
         Ok(s) => s,
         Err(e) => return fail(EXIT_FAILED, &e),
     };
+    object_store.set_durable(args.durable);
     if let Some(max) = args.cache_max_size {
         object_store.set_max_size(match max {
             CacheSize::Unlimited => None,
@@ -541,6 +546,7 @@ mod tests {
         assert_eq!(a.output_directory, Some(PathBuf::from("/o")));
         assert_eq!(a.debug_break.as_deref(), Some("*"));
         let a = Args::try_parse_from(["osbuild", "--cache", "/s", "--monitor-fd=3", "-"]).unwrap();
+        assert!(!a.durable, "upstream never syncs the store; durability is asked for");
         assert_eq!(a.store, Some(PathBuf::from("/s")));
         assert_eq!(a.monitor_fd, Some(3));
     }

@@ -648,7 +648,8 @@ fn lost_writes_fail_the_commit() {
     while filler.write_all(&[0u8; 1 << 16]).is_ok() {}
     let _ext4 = Mounted::new(&["-o", "loop"], &image, &mnt);
 
-    let store = ObjectStore::open(&mnt.join("store")).unwrap();
+    let mut store = ObjectStore::open(&mnt.join("store")).unwrap();
+    store.set_durable(true);
     let work = store.new_workdir().unwrap();
     fs::write(work.tree().join("data"), vec![7u8; 16 << 20]).expect("the write itself succeeds (page cache)");
     // Someone else syncs first and gets the error; the store must still see it.
