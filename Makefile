@@ -9,7 +9,7 @@ OUT     ?= $(CURDIR)/output
 DEB_DEPS := bubblewrap curl ca-certificates python3 passwd tar xz-utils zstd gzip coreutils util-linux bsdutils \
             busybox-static time openssl rpm gnupg policycoreutils \
             fdisk gdisk parted e2fsprogs xfsprogs btrfs-progs dosfstools mtools grub-pc-bin grub-common qemu-utils cryptsetup-bin ostree nginx-light systemd \
-            mmdebstrap
+            mmdebstrap python3-jsonschema
 
 .PHONY: all build deps demo demo-boot demo-serve demo-update demo-tarball test test-e2e test-unit lint bench bench-compare bless fuzz clean
 
@@ -27,6 +27,8 @@ deps:
 	@if [ "$$(id -u)" != 0 ]; then echo "make deps installs Debian packages: run it as root"; exit 1; fi
 	apt-get update -qq
 	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(DEB_DEPS)
+	@# upstream osbuild (the tests' oracle, ../shared/upstream) binds the host's /etc/containers
+	mkdir -p /etc/containers
 	@# QEMU for the boot test. Some machines carry a newer qemu-utils than their release
 	@# (a backport) that qemu-system-x86 cannot go with: take both from the release itself.
 	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends --allow-downgrades \
