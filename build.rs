@@ -5,13 +5,15 @@ use std::{env, fs, path::Path};
 
 fn main() {
     let out = Path::new(&env::var("OUT_DIR").unwrap()).join("schemas.rs");
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("schemas");
+    // At run time, not `env!`: a build script binary must describe the tree it is run for.
+    let root = Path::new(&env::var("CARGO_MANIFEST_DIR").unwrap()).join("schemas");
     println!("cargo:rerun-if-changed={}", root.display());
     let mut entries = Vec::new();
     for kind in ["manifests", "stages", "sources", "inputs", "devices", "mounts", "assemblers"] {
         let dir = root.join(kind);
         println!("cargo:rerun-if-changed={}", dir.display());
-        let Ok(rd) = fs::read_dir(&dir) else { continue };
+        // A missing directory must fail the build, never embed nothing and panic at run time.
+        let rd = fs::read_dir(&dir).unwrap_or_else(|e| panic!("cannot read {}: {e}", dir.display()));
         let mut files: Vec<_> = rd.filter_map(Result::ok).map(|e| e.path()).collect();
         files.sort();
         for f in files {

@@ -304,7 +304,10 @@ pub fn prepare(args: &Args) -> Result<Prepared, i32> {
     if let Err(e) = manifest::detect_format(&description) {
         return Err(fail(EXIT_INVALID, &e));
     }
-    let validation = schema::validate(&description);
+    let v2 = description.get("version").and_then(Value::as_str) == Some("2");
+    let validation = schema::validate_unknown(&description, schema::validate(&description), |kind, name| {
+        engine::external_options_schema(&args.libdir, kind == ModuleKind::Assembler, name, v2)
+    });
     if !validation.is_valid() {
         if args.json || args.inspect {
             // stdout stays the machine-readable document; people get one line on stderr.

@@ -36,13 +36,32 @@ fn parse_name(name: &str) -> (&str, u64) {
 
 /// The best known runner for `name`, or `None` when the distro has none.
 pub fn detect(name: &str) -> Option<&'static str> {
+    detect_among(name, KNOWN.iter().copied())
+}
+
+/// The best of `candidates` for `name`: same distro, highest version not above the request.
+pub fn detect_among<'a>(name: &str, candidates: impl Iterator<Item = &'a str>) -> Option<&'a str> {
     let (distro, version) = parse_name(name);
-    KNOWN
-        .iter()
-        .map(|k| (*k, parse_name(k)))
+    candidates
+        .map(|k| (k, parse_name(k)))
         .filter(|(_, (d, v))| *d == distro && *v <= version)
         .max_by_key(|(_, (_, v))| *v)
         .map(|(k, _)| k)
+}
+
+/// The runner name that pipeline `p` runs with, as upstream loads it: v2 declares it on the build
+/// pipeline, v1 beside the build pipeline it uses; the host's when it builds on the host or
+/// none is declared.
+pub fn of_pipeline(m: &crate::manifest::Manifest, p: &crate::manifest::Pipeline) -> String {
+    let declared = match m.format {
+        crate::manifest::Format::V1 => p.runner.clone(),
+        crate::manifest::Format::V2 => p
+            .build
+            .as_deref()
+            .and_then(|build| m.pipelines.iter().find(|q| q.id() == Some(build)))
+            .and_then(|q| q.runner.clone()),
+    };
+    declared.filter(|_| p.build.is_some()).unwrap_or_else(|| host().to_owned())
 }
 
 /// `${ID}${VERSION_ID}` without dots, from os-release text.

@@ -304,6 +304,52 @@ fn validate_v1(v: &mut Validation, desc: &Value, base: &JsonPath) {
     }
 }
 
+/// Validate the options of stages and assemblers osbuild-rs has no schema for against a schema
+/// from elsewhere (an upstream-style `--libdir`): `schema_for(kind, name)` gives it, as the
+/// schema of the options object. Those modules are no longer `unknown`; their errors join the rest.
+pub fn validate_unknown(
+    desc: &Value,
+    mut v: Validation,
+    schema_for: impl Fn(ModuleKind, &str) -> Option<Value>,
+) -> Validation {
+    let mut still_unknown = Vec::new();
+    for (kind, name, at) in std::mem::take(&mut v.unknown) {
+        let schema =
+            matches!(kind, ModuleKind::Stage | ModuleKind::Assembler).then(|| schema_for(kind, &name)).flatten();
+        let Some(schema) = schema else {
+            still_unknown.push((kind, name, at));
+            continue;
+        };
+        let options = lookup(desc, &at).and_then(|s| s.get("options")).unwrap_or(empty());
+        let errs = match jsonschema::draft4::new(&schema) {
+            Ok(validator) => validator
+                .iter_errors(options)
+                .map(|e| ValidationError {
+                    path: pointer_to_path(options, e.instance_path().as_str()),
+                    message: e.to_string(),
+                })
+                .collect(),
+            Err(e) => vec![ValidationError {
+                path: JsonPath::root(),
+                message: format!("the {} {name} has no valid schema: {e}", kind.noun()),
+            }],
+        };
+        v.add(&at.key("options"), errs);
+    }
+    v.unknown = still_unknown;
+    v.finish()
+}
+
+fn lookup<'a>(mut v: &'a Value, path: &JsonPath) -> Option<&'a Value> {
+    for seg in &path.0 {
+        v = match seg {
+            Seg::Key(k) => v.get(k.as_str())?,
+            Seg::Index(i) => v.get(*i)?,
+        };
+    }
+    Some(v)
+}
+
 /// Count of embedded schemas per kind, for the README table check.
 pub fn inventory() -> BTreeMap<&'static str, Vec<&'static str>> {
     let mut m: BTreeMap<&str, Vec<&str>> = BTreeMap::new();

@@ -8,11 +8,13 @@
 //! an `osbuild_sys::Root` and every mount is made by descriptor, so nothing a tree holds can
 //! lead them onto the host.
 
+mod api_socket;
 mod attach;
 mod devices;
 mod epoch;
 mod error;
 mod export;
+mod external;
 mod host_tool;
 mod inputs;
 mod mounts;
@@ -23,16 +25,24 @@ pub use attach::ReleaseError;
 pub use devices::{byte_range, ByteRange, DeviceError};
 pub use error::EngineError;
 pub use export::ExportError;
+pub use external::{options_schema as external_options_schema, ENV_EXTERNAL_STAGES};
 pub use inputs::InputError;
 pub use mounts::MountError;
 pub use plan::{mark_checkpoints, plan};
 
-/// The module that runs `stage`: a stage, or for a v1 `assembler` an assembler.
-fn module_of(stage: &Stage) -> Option<&'static stages::StageInfo> {
-    if stage.assembler {
-        stages::assemblers::find(&stage.kind)
-    } else {
-        stages::find(&stage.kind)
+/// What runs a stage (or a v1 assembler).
+enum Module {
+    Native(&'static stages::StageInfo),
+    External(external::ExternalStage),
+}
+
+/// The module that runs `stage`: the native one, unless there is none or
+/// `OSBUILD_RS_EXTERNAL_STAGES` asks for the external one, which then comes from `libdir`.
+fn module_of(stage: &Stage, libdir: &Path) -> Option<Module> {
+    let native = if stage.assembler { stages::assemblers::find(&stage.kind) } else { stages::find(&stage.kind) };
+    match native {
+        Some(info) if !external::forced(&stage.kind) => Some(Module::Native(info)),
+        _ => external::locate(libdir, stage).map(Module::External).or(native.map(Module::Native)),
     }
 }
 
@@ -92,7 +102,7 @@ pub fn check_supported(m: &Manifest, pipelines: &[&Pipeline], libdir: &Path) -> 
     };
     for p in pipelines {
         for s in &p.stages {
-            if module_of(s).is_none() {
+            if module_of(s, libdir).is_none() {
                 let (what, dir) = if s.assembler { ("assembler", "assemblers") } else { ("stage", "stages") };
                 return Err(unsupported(s.path.to_string(), what, &s.kind, dir));
             }
@@ -193,7 +203,8 @@ pub fn build(
 
     for p in pipelines {
         mon.begin_pipeline(p);
-        let results = build_pipeline(p, store, mon, opts, &mut report)?;
+        let runner = crate::runner::of_pipeline(m, p);
+        let results = build_pipeline(p, &runner, store, mon, opts, &mut report)?;
         mon.finish_pipeline(p);
         let failed = results.iter().find(|r| !r.success).cloned();
         report.pipeline_results.push((p.name.clone(), results));
@@ -212,6 +223,7 @@ pub fn build(
 
 fn build_pipeline(
     p: &Pipeline,
+    runner: &str,
     store: &ObjectStore,
     mon: &mut dyn Monitor,
     opts: &BuildOptions,
@@ -245,7 +257,8 @@ fn build_pipeline(
         mon.begin_stage(p, stage);
         let started = Instant::now();
         let dir = scratch.path().join(format!("stage-{i}"));
-        let (result, md) = run_stage(stage, epoch, &work, &dir, build_root.as_deref(), store, mon, opts, report)?;
+        let ctx = StageContext { epoch, runner, build_root: build_root.as_deref() };
+        let (result, md) = run_stage(stage, &ctx, &work, &dir, store, mon, opts, report)?;
         if let Some(md) = &md {
             meta.insert(stage.id.clone(), md.clone());
         }
@@ -283,19 +296,27 @@ fn source_epoch(p: &Pipeline) -> Result<Option<i64>, EngineError> {
     }
 }
 
+/// What a stage takes from its pipeline.
+struct StageContext<'a> {
+    epoch: Option<i64>,
+    /// The pipeline's runner name (used by external stages).
+    runner: &'a str,
+    build_root: Option<&'a Path>,
+}
+
 #[allow(clippy::too_many_arguments)]
 fn run_stage(
     stage: &Stage,
-    epoch: Option<i64>,
+    ctx: &StageContext,
     work: &WorkDir,
     scratch: &Path,
-    build_root: Option<&Path>,
     store: &ObjectStore,
     mon: &mut dyn Monitor,
     opts: &BuildOptions,
     report: &mut BuildReport,
 ) -> Result<(StageResult, Option<Value>), EngineError> {
-    let info = module_of(stage).expect("checked before the build");
+    let module = module_of(stage, &opts.libdir).expect("checked before the build");
+    let (epoch, build_root) = (ctx.epoch, ctx.build_root);
     let api = scratch.join("api");
     let meta_file = scratch.join("meta");
     let io = |path: &Path| {
@@ -348,6 +369,46 @@ fn run_stage(
     if let Some(epoch) = epoch {
         env.push(("SOURCE_DATE_EPOCH".to_owned(), epoch.to_string()));
     }
+    // Assemblers attach their own loop devices (partitions are known only once they ran).
+    let devices = if stage.assembler { vec!["/dev/loop-control".into()] } else { attached.nodes() };
+    let mut api_socket = None;
+    let (argv, capabilities) = match &module {
+        Module::Native(info) => (
+            vec![
+                sandbox::EXE_PATH.into(),
+                if stage.assembler { "__assembler" } else { "__stage" }.into(),
+                stage.kind.clone(),
+            ],
+            info.capabilities.iter().map(|c| c.to_string()).collect(),
+        ),
+        Module::External(ext) => {
+            let runner = external::runner(&ext.libdir, ctx.runner).ok_or_else(|| EngineError::Invalid {
+                path: stage.path.clone(),
+                message: format!(
+                    "{} has no runner for '{}' in {}/runners/",
+                    stage.kind,
+                    ctx.runner,
+                    ext.libdir.display()
+                ),
+            })?;
+            let runner_inside = format!("{}/{}", external::RUNNER_DIR, ctx.runner);
+            let socket = api_socket::ApiSocket::start().map_err(io(Path::new("/run/osbuild-rs")))?;
+            // The API directory is read-only inside: the socket needs a mount point there.
+            let mount_point = api.join("osbuild");
+            std::fs::write(&mount_point, b"").map_err(io(&mount_point))?;
+            let ro = |src: &Path, dest: &str| sandbox::Bind { src: src.to_owned(), dest: dest.into(), writable: false };
+            for (name, host) in external::lib_entries(&ext.libdir).map_err(io(&ext.libdir))? {
+                binds.push(ro(&host, &format!("{}/{name}", external::LIB_DIR)));
+            }
+            binds.push(ro(&ext.program, &ext.sandbox_program()));
+            binds.push(ro(&runner, &runner_inside));
+            binds.push(sandbox::Bind { src: socket.path(), dest: external::API_SOCKET.into(), writable: true });
+            api_socket = Some(socket);
+            env.push(("PYTHONPATH".to_owned(), external::LIB_DIR.to_owned()));
+            env.push(("PYTHONUNBUFFERED".to_owned(), "1".to_owned()));
+            (vec![runner_inside, ext.sandbox_program()], ext.capabilities.clone())
+        }
+    };
     let sb = StageSandbox {
         build_root: build_root.map(Path::to_owned),
         tree: work.tree(),
@@ -355,16 +416,12 @@ fn run_stage(
         api_dir: api,
         meta_file: meta_file.clone(),
         exe: opts.exe.clone(),
-        argv: vec![
-            sandbox::EXE_PATH.into(),
-            if stage.assembler { "__assembler" } else { "__stage" }.into(),
-            stage.kind.clone(),
-        ],
-        capabilities: info.capabilities.iter().map(|c| c.to_string()).collect(),
-        // Assemblers attach their own loop devices (partitions are known only once they ran).
-        devices: if stage.assembler { vec!["/dev/loop-control".into()] } else { attached.nodes() },
+        argv,
+        capabilities,
+        devices,
         timeout: opts.stage_timeout,
         env,
+        upstream_root: matches!(module, Module::External(_)),
     };
     if let Some(pattern) = &opts.debug_break {
         if breaks_at(pattern, stage) {
@@ -382,12 +439,16 @@ fn run_stage(
     // Monitors take raw output chunks, as upstream's do; the sandbox hands us lines.
     let outcome = sb.run(&mut |line| mon.stage_output(&format!("{line}\n")))?;
     mon.stage_output("");
+    let exception = api_socket.and_then(api_socket::ApiSocket::finish);
     let released = attached.close();
     let success = outcome.status.success() && !outcome.timed_out && outcome.interrupted.is_none() && released.is_ok();
     let error = if success {
         None
     } else if let (true, Err(e)) = (outcome.success(), &released) {
         Some(json!(format!("releasing devices and mounts failed: {}", osbuild_sys::error_chain(e))))
+    } else if let (Some(e), false) = (&exception, outcome.timed_out || outcome.interrupted.is_some()) {
+        // As upstream: the exception an external stage reported is its error.
+        Some(e.clone())
     } else if outcome.timed_out {
         Some(json!(format!("stage timed out after {} s", opts.stage_timeout.unwrap_or_default().as_secs())))
     } else if let Some(sig) = outcome.interrupted {

@@ -31,6 +31,27 @@ const PROVIDED_BY_SANDBOX: &[&str] = &["dev", "proc", "run", "sys", "tmp", "var"
 /// Top-level names that point into `/usr` on a merged-/usr system; made as symlinks when the root lacks them.
 const USR_LINKS: &[&str] = &["bin", "lib", "lib64", "sbin"];
 
+/// What upstream's build root takes from the build root besides `/usr` (bound if present).
+const UPSTREAM_ROOT_FILES: &[(&str, &str)] = &[
+    ("etc/mke2fs.conf", "/etc/mke2fs.conf"),
+    ("etc/containers", "/etc/containers"),
+    ("ostree", "/ostree"),
+    ("etc/selinux", "/etc/selinux"),
+];
+
+/// The build root as upstream lays it out: its `/usr` (and `/boot` for a build pipeline's tree),
+/// and `/bin`, `/sbin`, `/lib`, `/lib64` as links into `usr/`.
+fn upstream_root_entries(root: &[RootEntry], with_boot: bool) -> Vec<RootEntry> {
+    let mut entries: Vec<RootEntry> = root
+        .iter()
+        .filter(|e| matches!(e, RootEntry::Dir { name, .. } if name == "usr" || (with_boot && name == "boot")))
+        .cloned()
+        .collect();
+    entries.extend(USR_LINKS.iter().map(|n| RootEntry::Symlink { name: n.to_string(), target: format!("usr/{n}") }));
+    entries.sort_by(|a, b| a.name().cmp(b.name()));
+    entries
+}
+
 /// How one top-level entry of the build root appears inside the sandbox.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RootEntry {
@@ -128,10 +149,18 @@ pub(crate) fn build_argv(sb: &StageSandbox, root: &[RootEntry], caps: &[String])
     }
 
     // The build root, read-only, as `/`.
-    for entry in root {
+    let upstream = sb.upstream_root.then(|| upstream_root_entries(root, sb.build_root.is_some()));
+    for entry in upstream.as_deref().unwrap_or(root) {
         match entry {
             RootEntry::Dir { name, host } => push(&["--ro-bind", &lossy(host), &format!("/{name}")]),
             RootEntry::Symlink { name, target } => push(&["--symlink", target, &format!("/{name}")]),
+        }
+    }
+    if sb.upstream_root {
+        let base = sb.build_root.clone().unwrap_or_else(|| PathBuf::from("/"));
+        push(&["--dir", "/etc"]);
+        for (from, to) in UPSTREAM_ROOT_FILES {
+            push(&["--ro-bind-try", &lossy(&base.join(from)), to]);
         }
     }
 

@@ -125,6 +125,11 @@ pub struct StageSandbox {
     /// Added to (and overriding) the minimal environment: `PATH`, `LC_ALL=C.UTF-8`, `TERM=dumb`,
     /// `container=bwrap-osbuild`.
     pub env: Vec<(String, String)>,
+    /// Lay out `/` as upstream's build root does, for external stages and their runners: only
+    /// `/usr` (and a build pipeline's `/boot`) from the build root, a fresh writable `/etc` with
+    /// the few files upstream takes from the build root (`mke2fs.conf`, `containers/`,
+    /// `selinux/`), and its `/ostree`. Native stages see the whole build root read-only.
+    pub upstream_root: bool,
 }
 
 /// How bubblewrap ended. bubblewrap reports a stage killed by signal N as exit code 128+N.

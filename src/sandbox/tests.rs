@@ -29,6 +29,7 @@ fn sample() -> StageSandbox {
         devices: vec!["/dev/loop3".into()],
         timeout: Some(Duration::from_secs(5)),
         env: vec![("SOURCE_DATE_EPOCH".into(), "0".into()), ("LC_ALL".into(), "C".into())],
+        upstream_root: false,
     }
 }
 
@@ -210,4 +211,32 @@ fn exit_status_display() {
     assert_eq!(ExitStatusLike::Signal(9).to_string(), "killed by signal 9");
     assert!(ExitStatusLike::Code(0).success());
     assert_eq!(ExitStatusLike::Signal(9).code(), None);
+}
+
+/// External stages get upstream's build root: only /usr (and a build tree's /boot), links into
+/// it, and a fresh /etc with the few files upstream binds from the build root.
+#[test]
+fn upstream_root_takes_only_usr_and_a_fresh_etc() {
+    let host = StageSandbox { upstream_root: true, ..sample() };
+    let text = host.bwrap_argv_with(&host_like_root(), &[]).join(" ");
+    assert!(text.contains("--ro-bind /usr /usr"), "{text}");
+    assert!(!text.contains("--ro-bind /etc /etc"), "{text}");
+    for link in ["bin", "lib", "lib64", "sbin"] {
+        assert!(text.contains(&format!("--symlink usr/{link} /{link}")), "{text}");
+    }
+    assert!(
+        text.contains(
+            "--dir /etc --ro-bind-try /etc/mke2fs.conf /etc/mke2fs.conf --ro-bind-try /etc/containers /etc/containers \
+         --ro-bind-try /ostree /ostree --ro-bind-try /etc/selinux /etc/selinux"
+        ),
+        "{text}"
+    );
+
+    let tree = PathBuf::from("/store/objects/b/tree");
+    let dir = |name: &str| RootEntry::Dir { name: name.into(), host: tree.join(name) };
+    let build = StageSandbox { build_root: Some(tree.clone()), upstream_root: true, ..sample() };
+    let text = build.bwrap_argv_with(&[dir("boot"), dir("etc"), dir("opt"), dir("usr")], &[]).join(" ");
+    assert!(text.contains("--ro-bind /store/objects/b/tree/boot /boot"), "{text}");
+    assert!(!text.contains("/opt"), "{text}");
+    assert!(text.contains("--ro-bind-try /store/objects/b/tree/etc/containers /etc/containers"), "{text}");
 }

@@ -3,6 +3,7 @@
 
 pub mod disk;
 pub mod nginx;
+pub mod oracle;
 pub mod qemu;
 pub mod treediff;
 
