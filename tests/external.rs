@@ -345,3 +345,26 @@ fn native_is_the_default_and_the_external_module_can_be_forced() {
     assert!(env.path("forced/tree/made-by-the-external-mkdir").is_file());
     assert!(!env.path("forced/tree/native").exists());
 }
+
+/// A libdir without a runner for the pipeline is refused before any stage runs.
+#[test]
+fn an_external_stage_without_a_runner_is_refused_before_any_work() {
+    let env = Env::new();
+    let libdir = site_libdir(&env, &[("org.example.hello", HELLO, meta_for(json!({})))]);
+    std::fs::remove_file(libdir.join("runners")).unwrap();
+    std::fs::create_dir(libdir.join("runners")).unwrap();
+    let m = json!({"version": "2", "pipelines": [{"name": "tree", "stages": [
+        stage("org.osbuild.mkdir", json!({"paths": [{"path": "/a"}]})),
+        stage("org.example.hello", json!({"greeting": "x"})),
+    ]}]});
+    let path = env.write_manifest("m.json", &m);
+    let out = env.run(&path, &["--libdir", libdir.to_str().unwrap(), "--export", "tree"]);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("pipelines[0].stages[1]") && stderr.contains("has no runner for 'org.osbuild."),
+        "{stderr}"
+    );
+    assert!(!String::from_utf8_lossy(&out.stdout).contains("org.osbuild.mkdir:"), "a stage ran");
+    assert!(env.objects().is_empty());
+}

@@ -102,9 +102,25 @@ pub fn check_supported(m: &Manifest, pipelines: &[&Pipeline], libdir: &Path) -> 
     };
     for p in pipelines {
         for s in &p.stages {
-            if module_of(s, libdir).is_none() {
-                let (what, dir) = if s.assembler { ("assembler", "assemblers") } else { ("stage", "stages") };
-                return Err(unsupported(s.path.to_string(), what, &s.kind, dir));
+            match module_of(s, libdir) {
+                None => {
+                    let (what, dir) = if s.assembler { ("assembler", "assemblers") } else { ("stage", "stages") };
+                    return Err(unsupported(s.path.to_string(), what, &s.kind, dir));
+                }
+                Some(Module::External(_)) => {
+                    let runner = crate::runner::of_pipeline(m, p);
+                    if external::runner(libdir, &runner).is_none() {
+                        return Err(EngineError::Invalid {
+                            path: s.path.clone(),
+                            message: format!(
+                                "{} runs from {} but it has no runner for '{runner}' in runners/",
+                                s.kind,
+                                libdir.display()
+                            ),
+                        });
+                    }
+                }
+                Some(Module::Native(_)) => {}
             }
             for (name, i) in &s.inputs {
                 if !inputs::is_supported(&i.kind) {
