@@ -247,31 +247,24 @@ type Meta = (String, i64);
 /// Every path below `root`: type, mode, owner, content digest or link target; mtime apart
 /// (None for symlinks, whose times `debugfs rdump` cannot set).
 fn snapshot(root: &Path) -> BTreeMap<String, Meta> {
-    fn walk(root: &Path, dir: &Path, out: &mut BTreeMap<String, Meta>) {
-        let mut entries: Vec<PathBuf> = std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().path()).collect();
-        entries.sort();
-        for p in entries {
-            let md = std::fs::symlink_metadata(&p).unwrap();
-            let rel = format!("/{}", p.strip_prefix(root).unwrap().display());
-            let ft = md.file_type();
-            let what = if ft.is_symlink() {
-                format!("link -> {}", std::fs::read_link(&p).unwrap().display())
-            } else if ft.is_file() {
-                format!("file {}", sha256_file(&p))
-            } else if ft.is_dir() {
-                "dir".to_owned()
-            } else {
-                "special".to_owned()
-            };
-            let mtime = if ft.is_symlink() { 0 } else { md.mtime() };
-            out.insert(rel, (format!("{what} {:o} {}:{}", md.mode() & 0o7777, md.uid(), md.gid()), mtime));
-            if ft.is_dir() {
-                walk(root, &p, out);
-            }
-        }
-    }
     let mut out = BTreeMap::new();
-    walk(root, root, &mut out);
+    for e in walkdir::WalkDir::new(root).min_depth(1).sort_by_file_name() {
+        let e = e.unwrap();
+        let (p, md) = (e.path(), e.metadata().unwrap());
+        let rel = format!("/{}", p.strip_prefix(root).unwrap().display());
+        let ft = md.file_type();
+        let what = if ft.is_symlink() {
+            format!("link -> {}", std::fs::read_link(p).unwrap().display())
+        } else if ft.is_file() {
+            format!("file {}", sha256_file(p))
+        } else if ft.is_dir() {
+            "dir".to_owned()
+        } else {
+            "special".to_owned()
+        };
+        let mtime = if ft.is_symlink() { 0 } else { md.mtime() };
+        out.insert(rel, (format!("{what} {:o} {}:{}", md.mode() & 0o7777, md.uid(), md.gid()), mtime));
+    }
     out
 }
 
