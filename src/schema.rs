@@ -151,12 +151,39 @@ fn compiled(key: &str, text: &'static str) -> Compiled {
 
 fn errors_of(c: &Compiled, instance: &Value) -> Vec<ValidationError> {
     let (v, schema) = &**c;
-    v.iter_errors(instance)
-        .map(|e| ValidationError {
-            path: pointer_to_path(instance, e.instance_path().as_str()),
+    let mut out = Vec::new();
+    // `additionalProperties: false` in an object schema without `properties` or
+    // `patternProperties` fails each extra key on its own ("False schema", at the object);
+    // upstream names them all in one error.
+    let mut merged: Vec<(String, String)> = Vec::new();
+    for e in v.iter_errors(instance) {
+        let ptr = e.instance_path().as_str();
+        let sp = e.schema_path().as_str();
+        if matches!(e.kind(), jsonschema::error::ValidationErrorKind::FalseSchema) {
+            let object_schema = sp.strip_suffix("/additionalProperties").and_then(|p| schema.pointer(p));
+            let object = instance.pointer(ptr).and_then(Value::as_object);
+            if let (Some(os), Some(object)) = (object_schema, object) {
+                if os.get("patternProperties").is_none() {
+                    if !merged.iter().any(|(p, s)| p == ptr && s == sp) {
+                        merged.push((ptr.to_owned(), sp.to_owned()));
+                        let known = os.get("properties").and_then(Value::as_object);
+                        let extra: Vec<String> =
+                            object.keys().filter(|k| !known.is_some_and(|m| m.contains_key(*k))).cloned().collect();
+                        out.push(ValidationError {
+                            path: pointer_to_path(instance, ptr),
+                            message: messages::additional_properties(&extra, Some(os)),
+                        });
+                    }
+                    continue;
+                }
+            }
+        }
+        out.push(ValidationError {
+            path: pointer_to_path(instance, ptr),
             message: messages::python_message(&e, schema),
-        })
-        .collect()
+        });
+    }
+    out
 }
 
 /// Validate `instance` against one schema text; paths are relative to `instance`.

@@ -30,24 +30,7 @@ pub fn python_message(err: &jsonschema::ValidationError, schema: &Value) -> Stri
         K::Required { property } => format!("{} is a required property", repr(property)),
         K::Enum { options } => format!("{r} is not one of {}", repr(options)),
         K::Pattern { pattern } => format!("{r} does not match {}", repr_str(pattern)),
-        K::AdditionalProperties { unexpected } => {
-            let mut extra: Vec<&String> = unexpected.iter().collect();
-            extra.sort();
-            let joined = extra.iter().map(|s| repr_str(s)).collect::<Vec<_>>().join(", ");
-            match at("/patternProperties").and_then(Value::as_object) {
-                Some(pp) => {
-                    let mut pats: Vec<&String> = pp.keys().collect();
-                    pats.sort();
-                    let pats = pats.iter().map(|s| repr_str(s)).collect::<Vec<_>>().join(", ");
-                    let verb = if extra.len() == 1 { "does" } else { "do" };
-                    format!("{joined} {verb} not match any of the regexes: {pats}")
-                }
-                None => {
-                    let verb = if extra.len() == 1 { "was" } else { "were" };
-                    format!("Additional properties are not allowed ({joined} {verb} unexpected)")
-                }
-            }
-        }
+        K::AdditionalProperties { unexpected } => additional_properties(unexpected, at("")),
         K::AdditionalItems { limit } => {
             let extra: Vec<String> =
                 inst.as_array().map(|a| a.iter().skip(*limit).map(repr).collect()).unwrap_or_default();
@@ -84,6 +67,27 @@ pub fn python_message(err: &jsonschema::ValidationError, schema: &Value) -> Stri
         K::UniqueItems => format!("{r} has non-unique elements"),
         K::Constant { expected_value } => format!("{} was expected", repr(expected_value)),
         _ => err.to_string(),
+    }
+}
+
+/// Python's message for keys that `additionalProperties: false` refuses; `schema` is the
+/// object schema holding that keyword.
+pub fn additional_properties(unexpected: &[String], schema: Option<&Value>) -> String {
+    let mut extra: Vec<&String> = unexpected.iter().collect();
+    extra.sort();
+    let joined = extra.iter().map(|s| repr_str(s)).collect::<Vec<_>>().join(", ");
+    match schema.and_then(|s| s.get("patternProperties")).and_then(Value::as_object) {
+        Some(pp) => {
+            let mut pats: Vec<&String> = pp.keys().collect();
+            pats.sort();
+            let pats = pats.iter().map(|s| repr_str(s)).collect::<Vec<_>>().join(", ");
+            let verb = if extra.len() == 1 { "does" } else { "do" };
+            format!("{joined} {verb} not match any of the regexes: {pats}")
+        }
+        None => {
+            let verb = if extra.len() == 1 { "was" } else { "were" };
+            format!("Additional properties are not allowed ({joined} {verb} unexpected)")
+        }
     }
 }
 
