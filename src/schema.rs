@@ -13,6 +13,9 @@ mod embedded {
     include!(concat!(env!("OUT_DIR"), "/schemas.rs"));
 }
 
+#[path = "schema/messages.rs"]
+pub mod messages;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum ModuleKind {
     Stage,
@@ -120,32 +123,104 @@ impl Validation {
     }
 }
 
-type Compiled = std::sync::Arc<jsonschema::Validator>;
+/// A compiled schema and the document it was compiled from (some messages quote it).
+type Compiled = std::sync::Arc<(jsonschema::Validator, Value)>;
 
-fn compiled(key: &str, text: &'static str) -> Compiled {
+fn compiled_with(key: &str, make: impl FnOnce() -> Value) -> Compiled {
     static CACHE: OnceLock<Mutex<HashMap<String, Compiled>>> = OnceLock::new();
     let cache = CACHE.get_or_init(Default::default);
     if let Some(v) = cache.lock().unwrap().get(key) {
         return v.clone();
     }
-    let schema: Value = serde_json::from_str(text).unwrap_or_else(|e| panic!("embedded schema {key} is not JSON: {e}"));
-    let v = std::sync::Arc::new(
-        jsonschema::draft4::new(&schema)
-            .unwrap_or_else(|e| panic!("embedded schema {key} is not a valid JSON schema: {e}")),
-    );
-    cache.lock().unwrap().insert(key.to_owned(), v.clone());
-    v
+    let schema = make();
+    // Upstream's Draft 4 validator has no format checker, so `format` is not checked.
+    let v = jsonschema::draft4::options()
+        .should_validate_formats(false)
+        .build(&schema)
+        .unwrap_or_else(|e| panic!("embedded schema {key} is not a valid JSON schema: {e}"));
+    let c = std::sync::Arc::new((v, schema));
+    cache.lock().unwrap().insert(key.to_owned(), c.clone());
+    c
+}
+
+fn compiled(key: &str, text: &'static str) -> Compiled {
+    compiled_with(key, || {
+        serde_json::from_str(text).unwrap_or_else(|e| panic!("embedded schema {key} is not JSON: {e}"))
+    })
+}
+
+fn errors_of(c: &Compiled, instance: &Value) -> Vec<ValidationError> {
+    let (v, schema) = &**c;
+    let mut out = Vec::new();
+    // `additionalProperties: false` in an object schema without `properties` or
+    // `patternProperties` fails each extra key on its own ("False schema", at the object);
+    // upstream names them all in one error.
+    let mut merged: Vec<(String, String)> = Vec::new();
+    for e in v.iter_errors(instance) {
+        let ptr = e.instance_path().as_str();
+        let sp = e.schema_path().as_str();
+        if matches!(e.kind(), jsonschema::error::ValidationErrorKind::FalseSchema) {
+            let object_schema = sp.strip_suffix("/additionalProperties").and_then(|p| schema.pointer(p));
+            let object = instance.pointer(ptr).and_then(Value::as_object);
+            if let (Some(os), Some(object)) = (object_schema, object) {
+                if os.get("patternProperties").is_none() {
+                    if !merged.iter().any(|(p, s)| p == ptr && s == sp) {
+                        merged.push((ptr.to_owned(), sp.to_owned()));
+                        let known = os.get("properties").and_then(Value::as_object);
+                        let extra: Vec<String> =
+                            object.keys().filter(|k| !known.is_some_and(|m| m.contains_key(*k))).cloned().collect();
+                        out.push(ValidationError {
+                            path: pointer_to_path(instance, ptr),
+                            message: messages::additional_properties(&extra, Some(os)),
+                        });
+                    }
+                    continue;
+                }
+            }
+        }
+        out.push(ValidationError {
+            path: pointer_to_path(instance, ptr),
+            message: messages::python_message(&e, schema),
+        });
+    }
+    out
 }
 
 /// Validate `instance` against one schema text; paths are relative to `instance`.
 pub fn validate_against(key: &str, text: &'static str, instance: &Value) -> Vec<ValidationError> {
-    let v = compiled(key, text);
-    v.iter_errors(instance)
-        .map(|e| ValidationError {
-            path: pointer_to_path(instance, e.instance_path().as_str()),
-            message: e.to_string(),
-        })
-        .collect()
+    errors_of(&compiled(key, text), instance)
+}
+
+/// The schema a whole v2 stage (`{type, options, inputs, devices, mounts}`) is checked
+/// with, put together the way upstream does it: the options schema under `options`, the
+/// stage's `x-inputs`/`x-devices`/`x-mounts` under theirs, no other key. A stage without
+/// `x-inputs` takes no inputs; devices and mounts default to any object and any array.
+pub fn stage_schema(name: &str, text: &str) -> Value {
+    let mut options: Value = serde_json::from_str(text).unwrap_or_else(|e| panic!("schema of {name} is not JSON: {e}"));
+    let o = options.as_object_mut().unwrap_or_else(|| panic!("schema of {name} is not an object"));
+    let definitions = o.remove("definitions");
+    let inputs = o.remove("x-inputs");
+    let devices = o.remove("x-devices").unwrap_or_else(|| json!({"type": "object"}));
+    let mounts = o.remove("x-mounts").unwrap_or_else(|| json!({"type": "array"}));
+    o.retain(|k, _| !k.starts_with("x-") && k != "$schema");
+    let mut props = serde_json::Map::new();
+    props.insert("type".into(), json!({ "enum": [name] }));
+    props.insert("options".into(), options);
+    if let Some(i) = inputs {
+        props.insert("inputs".into(), i);
+    }
+    props.insert("devices".into(), devices);
+    props.insert("mounts".into(), mounts);
+    let mut w = json!({"type": "object", "additionalProperties": false, "required": ["type"], "properties": props});
+    if let Some(d) = definitions {
+        w["definitions"] = d;
+    }
+    w
+}
+
+/// Validate a whole v2 stage object against [`stage_schema`]; paths are relative to it.
+pub fn validate_stage(name: &str, text: &'static str, stage: &Value) -> Vec<ValidationError> {
+    errors_of(&compiled_with(&format!("stage-v2/{name}"), || stage_schema(name, text)), stage)
 }
 
 /// Turn a JSON pointer into path segments, telling array indices from keys by looking at
@@ -231,8 +306,13 @@ fn validate_v2(v: &mut Validation, desc: &Value) {
             let Some(kind) = stage.get("type").and_then(Value::as_str) else {
                 continue;
             };
-            let options = stage.get("options").unwrap_or(empty());
-            check_module(v, ModuleKind::Stage, kind, options, &at.key("options"), &at);
+            match module_schema(ModuleKind::Stage, kind) {
+                Some(text) => {
+                    let errs = validate_stage(kind, text, stage);
+                    v.add(&at, errs);
+                }
+                None => v.unknown.push((ModuleKind::Stage, kind.to_owned(), at.clone())),
+            }
             for (group, mk) in [("devices", ModuleKind::Device), ("inputs", ModuleKind::Input)] {
                 if let Some(items) = stage.get(group).and_then(Value::as_object) {
                     for (name, item) in items {
@@ -269,28 +349,27 @@ fn validate_v1(v: &mut Validation, desc: &Value, base: &JsonPath) {
         for (i, stage) in stages.iter().enumerate() {
             let at = ppath.key("stages").index(i);
             if let Some(name) = stage.get("name").and_then(Value::as_str) {
-                check_module(
-                    v,
-                    ModuleKind::Stage,
-                    name,
-                    stage.get("options").unwrap_or(empty()),
-                    &at.key("options"),
-                    &at,
-                );
+                // Upstream only checks options that are there.
+                match stage.get("options") {
+                    Some(options) => check_module(v, ModuleKind::Stage, name, options, &at.key("options"), &at),
+                    None if module_schema(ModuleKind::Stage, name).is_none() => {
+                        v.unknown.push((ModuleKind::Stage, name.to_owned(), at.clone()))
+                    }
+                    None => {}
+                }
             }
         }
     }
     if let Some(asm) = pipeline.get("assembler") {
         let at = ppath.key("assembler");
         if let Some(name) = asm.get("name").and_then(Value::as_str) {
-            check_module(
-                v,
-                ModuleKind::Assembler,
-                name,
-                asm.get("options").unwrap_or(empty()),
-                &at.key("options"),
-                &at,
-            );
+            match asm.get("options") {
+                Some(options) => check_module(v, ModuleKind::Assembler, name, options, &at.key("options"), &at),
+                None if module_schema(ModuleKind::Assembler, name).is_none() => {
+                    v.unknown.push((ModuleKind::Assembler, name.to_owned(), at.clone()))
+                }
+                None => {}
+            }
         }
     }
     if base.0.is_empty() {

@@ -2,8 +2,8 @@
 //!
 //! Runs over every file in `../shared/compat/manifests/` (new files are picked up without
 //! code changes). Accepted manifests must describe to exactly upstream's JSON value;
-//! rejected ones must give upstream's `type`, `title`, `success` and error paths (the
-//! wording of messages may differ).
+//! rejected ones must give upstream's `type`, `title`, `success` and errors (message and
+//! path of each).
 
 use serde_json::Value;
 use std::path::PathBuf;
@@ -26,14 +26,18 @@ fn compare(ours: &Value, expected: &Value) -> Result<(), String> {
             return Err(format!("{key}: ours {:?}, upstream {:?}", ours.get(key), expected.get(key)));
         }
     }
-    let paths = |v: &Value| -> Vec<Value> {
-        v.get("errors")
+    // upstream keeps errors in a set: at one path their order varies, so compare sorted
+    let errors = |v: &Value| -> Vec<(String, String)> {
+        let mut e: Vec<(String, String)> = v
+            .get("errors")
             .and_then(Value::as_array)
-            .map(|a| a.iter().map(|e| e["path"].clone()).collect())
-            .unwrap_or_default()
+            .map(|a| a.iter().map(|e| (e["path"].to_string(), e["message"].to_string())).collect())
+            .unwrap_or_default();
+        e.sort();
+        e
     };
-    if paths(ours) != paths(expected) {
-        return Err(format!("error paths: ours {:?}, upstream {:?}", paths(ours), paths(expected)));
+    if errors(ours) != errors(expected) {
+        return Err(format!("errors: ours {:?}, upstream {:?}", errors(ours), errors(expected)));
     }
     Ok(())
 }
