@@ -124,6 +124,14 @@ fn upstream_stages_run_from_libdir_and_build_what_upstream_builds() {
     let libdir = runnable_libdir(env.dir.path());
     let (ours, theirs) = build_both(&env, &m, &libdir);
     assert_same_tree(&ours, &theirs);
+
+    // The README's module table shows these as equal to upstream (tests/data/external.tsv).
+    let table = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/external.tsv")).unwrap();
+    let listed: std::collections::BTreeSet<&str> =
+        table.lines().skip(1).filter(|l| l.split('\t').nth(1) == Some("equal")).filter_map(|l| l.split('\t').next()).collect();
+    let tested: std::collections::BTreeSet<&str> =
+        m["pipelines"][0]["stages"].as_array().unwrap().iter().skip(1).map(|s| s["type"].as_str().unwrap()).collect();
+    assert_eq!(listed, tested, "tests/data/external.tsv must list exactly the stages compared here");
     let files = snapshot(&ours).values().filter(|e| e.fields["type"] == "file").count();
     assert!(files >= count, "{count} stages wrote only {files} files");
 }
