@@ -5,6 +5,7 @@ pub mod disk;
 pub mod nginx;
 pub mod qemu;
 pub mod treediff;
+pub mod upstream;
 
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
