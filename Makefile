@@ -109,6 +109,8 @@ test: lint
 	$(CARGO) test --workspace --all-targets -- --test-threads=2 --skip e2e_
 	@# Show the compatibility score (the passing test's output is otherwise captured).
 	$(CARGO) test -q --test compat -- --nocapture
+	@# and the differential score against upstream osbuild (tests/differential.rs, already run above)
+	@cat target/$(TARGET)/tmp/differential-score.txt
 	$(MAKE) test-e2e
 
 # The Debian image booted in QEMU, then the IoT story (an OSTree image that boots, upgrades over

@@ -8,8 +8,12 @@
 //! Needs: `apt-get install -y grub-pc-bin grub-common fdisk e2fsprogs` (grub-pc-bin only
 //! ships the i386-pc files; it does not touch the host's boot loader).
 //!
-//! `OSBUILD_UPSTREAM=/path/to/osbuild cargo test --test stage_grub -- --ignored` also runs
-//! upstream's Python stages on the same options and compares the trees byte for byte.
+//! Upstream osbuild's Python stages (`OSBUILD_UPSTREAM`, else ../shared/upstream/osbuild) also
+//! run on the same options, and the trees are compared byte for byte.
+
+#[path = "common/upstream.rs"]
+#[allow(dead_code)]
+mod upstream;
 
 use osbuild_rs::schema::{module_schema, validate_against, ModuleKind};
 use osbuild_rs::stages::{error_chain, find, StageArgs};
@@ -849,9 +853,8 @@ fn schemas_take_what_upstream_takes() {
 
 /// The same samples through upstream's schemas (from its `.meta.json`) give the same verdicts.
 #[test]
-#[ignore = "needs an upstream osbuild checkout in OSBUILD_UPSTREAM"]
 fn schemas_agree_with_upstream() {
-    let upstream = PathBuf::from(std::env::var_os("OSBUILD_UPSTREAM").expect("set OSBUILD_UPSTREAM"));
+    let upstream = upstream::dir();
     for (name, options, accepted) in rejected_samples()
         .into_iter()
         .map(|(n, o)| (n, o, false))
@@ -914,10 +917,9 @@ fn files(root: &Path) -> Vec<(String, Vec<u8>, u32)> {
 }
 
 #[test]
-#[ignore = "needs an upstream osbuild checkout in OSBUILD_UPSTREAM"]
 fn same_files_as_upstream() {
     need_grub();
-    let upstream = PathBuf::from(std::env::var_os("OSBUILD_UPSTREAM").expect("set OSBUILD_UPSTREAM"));
+    let upstream = upstream::dir();
     let config = json!({"default": "saved", "disable_submenu": true, "disable_recovery": false,
         "distributor": "$(sed 's, release .*$,,g' /etc/system-release)", "serial": SERIAL,
         "terminal": ["serial", "console"], "terminal_output": ["console"], "timeout": 10, "timeout_style": "menu"});

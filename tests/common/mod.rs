@@ -6,6 +6,7 @@ pub mod nginx;
 pub mod oracle;
 pub mod qemu;
 pub mod treediff;
+pub mod upstream;
 
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
