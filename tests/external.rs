@@ -1,15 +1,29 @@
 //! External stages from `--libdir`: upstream's own stages (those osbuild-rs has no native
 //! implementation of) and a site's own, run through upstream's stage interface, compared with
-//! upstream osbuild building the same manifest (`tests/common/oracle.rs`).
+//! upstream osbuild building the same manifest (`tests/common/upstream.rs`).
 
 mod common;
 
-use common::oracle::{run_upstream, runnable_libdir, upstream_dir};
 use common::treediff::snapshot;
+use common::upstream;
 use common::{ok, processes_with, Env};
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
+
+/// Upstream osbuild with module directory `lib` on `manifest`, its own store and output.
+fn run_upstream(lib: &Path, store: &Path, out: &Path, manifest: &Path, extra: &[&str]) -> std::process::Output {
+    upstream::command(lib)
+        .arg("--store")
+        .arg(store)
+        .arg("--output-directory")
+        .arg(out)
+        .args(extra)
+        .arg(manifest)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("python3 runs upstream osbuild: run `make deps`")
+}
 
 fn stage(kind: &str, options: Value) -> Value {
     json!({"type": kind, "options": options})
@@ -79,7 +93,7 @@ fn manifest(stages: Vec<Value>) -> Value {
 /// with upstream (its runnable copy); both must succeed. Returns both exported trees.
 fn build_both(env: &Env, m: &Value, upstream_libdir: &Path) -> (PathBuf, PathBuf) {
     let path = env.write_manifest("m.json", m);
-    let libdir = upstream_dir();
+    let libdir = upstream::dir();
     let ours = env.run(&path, &["--libdir", libdir.to_str().unwrap(), "--export", "tree"]);
     ok(&ours);
     let up_out = env.path("upstream-out");
@@ -121,14 +135,18 @@ fn upstream_stages_run_from_libdir_and_build_what_upstream_builds() {
     let stderr = String::from_utf8_lossy(&refused.stderr);
     assert!(stderr.contains("is not implemented by osbuild-rs") && stderr.contains("empty/stages/"), "{stderr}");
 
-    let libdir = runnable_libdir(env.dir.path());
+    let libdir = upstream::runnable_copy(env.dir.path());
     let (ours, theirs) = build_both(&env, &m, &libdir);
     assert_same_tree(&ours, &theirs);
 
     // The README's module table shows these as equal to upstream (tests/data/external.tsv).
     let table = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/external.tsv")).unwrap();
-    let listed: std::collections::BTreeSet<&str> =
-        table.lines().skip(1).filter(|l| l.split('\t').nth(1) == Some("equal")).filter_map(|l| l.split('\t').next()).collect();
+    let listed: std::collections::BTreeSet<&str> = table
+        .lines()
+        .skip(1)
+        .filter(|l| l.split('\t').nth(1) == Some("equal"))
+        .filter_map(|l| l.split('\t').next())
+        .collect();
     let tested: std::collections::BTreeSet<&str> =
         m["pipelines"][0]["stages"].as_array().unwrap().iter().skip(1).map(|s| s["type"].as_str().unwrap()).collect();
     assert_eq!(listed, tested, "tests/data/external.tsv must list exactly the stages compared here");
@@ -142,7 +160,7 @@ fn site_libdir(env: &Env, stages: &[(&str, &str, Value)]) -> PathBuf {
     let libdir = env.path("site-libdir");
     std::fs::create_dir_all(libdir.join("stages")).unwrap();
     for dir in ["osbuild", "runners"] {
-        std::os::unix::fs::symlink(upstream_dir().join(dir), libdir.join(dir)).unwrap();
+        std::os::unix::fs::symlink(upstream::dir().join(dir), libdir.join(dir)).unwrap();
     }
     for (name, program, meta) in stages {
         let p = libdir.join("stages").join(name);
@@ -225,7 +243,8 @@ fn a_site_stage_runs_and_its_metadata_reaches_json() {
 
 /// For upstream itself: its runnable copy with the site's stages added.
 fn libdir_for_upstream(env: &Env, site: &Path) -> PathBuf {
-    let runnable = runnable_libdir(&env.path("u"));
+    std::fs::create_dir_all(env.path("u")).unwrap();
+    let runnable = upstream::runnable_copy(&env.path("u"));
     for e in std::fs::read_dir(site.join("stages")).unwrap().flatten() {
         std::fs::copy(e.path(), runnable.join("stages").join(e.file_name())).unwrap();
     }

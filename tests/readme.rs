@@ -9,5 +9,5 @@ fn readme_module_table_matches_the_code() {
     let end = readme.find("<!-- modules-table:end -->").expect("end marker");
     let table = osbuild_rs::inventory::feature_table();
     assert_eq!(&readme[start..end], table, "README module table is stale: run `osbuild-rs __modules-table`");
-    assert!(table.contains("| stage | `org.osbuild.noop` | implemented |"), "the noop stage is implemented");
+    assert!(table.contains("| stage | `org.osbuild.noop` | native | equal |"), "the noop stage is native and equal");
 }

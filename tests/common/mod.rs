@@ -3,7 +3,6 @@
 
 pub mod disk;
 pub mod nginx;
-pub mod oracle;
 pub mod qemu;
 pub mod treediff;
 pub mod upstream;
