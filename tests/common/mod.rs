@@ -4,6 +4,7 @@
 pub mod disk;
 pub mod nginx;
 pub mod oracle;
+pub mod ostree;
 pub mod qemu;
 pub mod treediff;
 
