@@ -10,6 +10,7 @@ pub mod engine;
 pub mod inventory;
 pub mod manifest;
 pub mod monitor;
+pub mod registry;
 pub mod runner;
 pub mod sandbox;
 pub mod schema;

@@ -118,36 +118,29 @@ pub fn check_basic_interpolation(value: &str) -> Result<(), StageError> {
 /// Upstream's section writer shared by `systemd.unit` and `systemd.unit.create`: scalar
 /// values are set as `key=value`; list items become value-less keys `key=item`, where an
 /// `Environment` item `{key, value}` becomes `Environment="KEY=VALUE"`.
-pub fn unit_from_config(config: &serde_json::Map<String, Value>) -> Result<Ini, StageError> {
-    let mut ini = Ini::default();
-    for (section, opts) in config {
-        ini.add_section(section)?;
-        let Some(opts) = opts.as_object() else {
-            return Err(StageError::Invalid(format!("section {section} must be an object")));
-        };
-        for (option, value) in opts {
-            match value {
-                Value::Array(items) => {
-                    for v in items {
-                        let v = if option == "Environment" {
-                            let key = v.get("key").ok_or_else(|| {
-                                StageError::Invalid(format!("an Environment entry in [{section}] has no key"))
-                            })?;
-                            let value = v.get("value").ok_or_else(|| {
-                                StageError::Invalid(format!("Environment entry {} has no value", py_str(key)))
-                            })?;
-                            format!("\"{}={}\"", py_str(key), py_str(value))
-                        } else {
-                            py_str(v)
-                        };
-                        ini.set(section, format!("{option}={v}"), None);
-                    }
+pub fn unit_from_config(config: &Value) -> Result<Ini, StageError> {
+    ini_from_config(config, |ini, section, option, value| {
+        match value {
+            Value::Array(items) => {
+                for v in items {
+                    let v = if option == "Environment" {
+                        let key = v.get("key").ok_or_else(|| {
+                            StageError::Invalid(format!("an Environment entry in [{section}] has no key"))
+                        })?;
+                        let value = v.get("value").ok_or_else(|| {
+                            StageError::Invalid(format!("Environment entry {} has no value", py_str(key)))
+                        })?;
+                        format!("\"{}={}\"", py_str(key), py_str(value))
+                    } else {
+                        py_str(v)
+                    };
+                    ini.set(section, format!("{option}={v}"), None);
                 }
-                v => ini.set(section, option.clone(), Some(py_str(v))),
             }
+            v => ini.set(section, option.to_owned(), Some(py_str(v))),
         }
-    }
-    Ok(ini)
+        Ok(())
+    })
 }
 
 /// Add `section` with every `(key, value)` set as NetworkManager's stages set them: the
@@ -168,20 +161,53 @@ pub fn set_py_values<'a>(
 
 /// Upstream's plain drop-in writer (journald, logind): every option set as `key=value` with
 /// Python's `str()` of its value, under basic interpolation.
-pub fn dropin_from_config(config: &serde_json::Map<String, Value>) -> Result<Ini, StageError> {
+pub fn dropin_from_config(config: &Value) -> Result<Ini, StageError> {
+    ini_from_config(config, |ini, section, option, value| {
+        let value = py_str(value);
+        check_basic_interpolation(&value)?;
+        ini.set(section, option.to_owned(), Some(value));
+        Ok(())
+    })
+}
+
+/// The `config` option's sections, in order, each added to a new `Ini` and its options handed
+/// to `set` one by one.
+fn ini_from_config(
+    config: &Value,
+    mut set: impl FnMut(&mut Ini, &str, &str, &Value) -> Result<(), StageError>,
+) -> Result<Ini, StageError> {
     let mut ini = Ini::default();
-    for (section, opts) in config {
+    for (section, opts) in config_object(config)? {
         ini.add_section(section)?;
         let Some(opts) = opts.as_object() else {
             return Err(StageError::Invalid(format!("section {section} must be an object")));
         };
         for (option, value) in opts {
-            let value = py_str(value);
-            check_basic_interpolation(&value)?;
-            ini.set(section, option.clone(), Some(value));
+            set(&mut ini, section, option, value)?;
         }
     }
     Ok(ini)
+}
+
+/// Whether a drop-in may replace a file of the same name.
+#[derive(Clone, Copy, PartialEq)]
+pub enum Existing {
+    Replace,
+    /// Upstream opens the file with mode `x`.
+    Refuse,
+}
+
+/// Write `ini` as the tree's file `path` with mode 0644, creating missing parent directories
+/// (0755) as upstream's drop-in stages do.
+pub fn write_dropin(args: &super::StageArgs, path: &str, ini: &Ini, existing: Existing) -> Result<(), StageError> {
+    // An exclusive create does not follow a symlink at the file (`O_EXCL`), so it is not
+    // resolved either.
+    let path = super::util::tree_path(args, path, existing == Existing::Replace)?;
+    super::util::create_parents(&path)?;
+    match existing {
+        Existing::Replace => super::util::write_file(&path, ini.render().as_bytes(), 0o644),
+        Existing::Refuse => super::util::write_new_file(&path, ini.render().as_bytes(), 0o644),
+    }
 }
 
 /// The sections of a (typed, ordered) options object as `(section, [(key, value)])`, each
@@ -200,7 +226,7 @@ pub fn string_sections(
 }
 
 /// The `config` option (typed, in the manifest's order) as the object the writers take.
-pub fn config_object(config: &Value) -> Result<&serde_json::Map<String, Value>, StageError> {
+fn config_object(config: &Value) -> Result<&serde_json::Map<String, Value>, StageError> {
     config.as_object().ok_or_else(|| StageError::Invalid("option config must be an object".into()))
 }
 
@@ -234,7 +260,7 @@ mod tests {
             "Unit": {"Description": "x\ny", "DefaultDependencies": false, "After": ["a", "b", "a"]},
             "Service": {"Environment": [{"key": "K", "value": "v"}], "ExecStart": ["/bin/true"]},
         });
-        let ini = unit_from_config(cfg.as_object().unwrap()).unwrap();
+        let ini = unit_from_config(&cfg).unwrap();
         assert_eq!(
             ini.render(),
             "[Unit]\nDescription=x\n\ty\nDefaultDependencies=False\nAfter=a\nAfter=b\n\n\

@@ -6,12 +6,11 @@
 //! these scripts with run-parts, which execs them, so the script falls back to `/bin/sh`
 //! exactly as it does with upstream.
 
-use super::util::{tree_path, write_file};
+use super::util::{tree_path, write_file_chmod};
 use super::{StageError, StageResult};
 use crate::Stage;
 use crate::StageArgs;
 use serde::Deserialize;
-use std::os::unix::fs::PermissionsExt;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -72,10 +71,7 @@ impl Stage for CronScript {
             return Err(StageError::Invalid(format!("invalid file name '{name}'")));
         }
         let path = tree_path(args, format!("/etc/cron.{}/{name}", options.interval.as_str()), true)?;
-        write_file(&path, render(&options.simple).as_bytes(), 0o755)?;
-        // an existing file keeps its mode on open; upstream chmods it
-        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755))
-            .map_err(StageError::io("cannot chmod", &path))?;
+        write_file_chmod(&path, render(&options.simple).as_bytes(), 0o755)?;
         Ok(None)
     }
 }
@@ -85,6 +81,7 @@ mod tests {
     use super::*;
     use crate::testutil::args;
     use serde_json::json;
+    use std::os::unix::fs::PermissionsExt;
 
     #[test]
     fn writes_script_with_comments() {

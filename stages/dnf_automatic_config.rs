@@ -7,7 +7,7 @@
 use super::configparser::string_sections;
 use super::ini::Ini;
 use super::util::{tree_path, typed_in_order, write_file};
-use super::{StageArgs, StageError, StageResult};
+use super::{StageArgs, StageResult};
 use crate::Stage;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -66,24 +66,13 @@ impl Stage for DnfAutomaticConfig {
     fn run(args: &StageArgs, options: Options) -> StageResult {
         let Some(config) = options.config else { return Ok(None) };
         let path = tree_path(args, "/etc/dnf/automatic.conf", true)?;
-        let mut ini = match std::fs::read_to_string(&path) {
-            Ok(text) => Ini::parse(&text, "/etc/dnf/automatic.conf")?,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                println!(
-                    "Warning: DNF automatic configuration file '/etc/dnf/automatic.conf' does not exist, will create a new one."
-                );
-                Ini::default()
-            }
-            Err(e) => return Err(StageError::Io { op: "cannot read", path, source: e }),
-        };
-        for (section, values) in &config.0 {
-            if !ini.has_section(section) {
-                ini.add_section(section);
-            }
-            for (key, value) in values {
-                ini.set(section, key, value);
-            }
-        }
+        let mut ini = Ini::read(&path, "/etc/dnf/automatic.conf")?.unwrap_or_else(|| {
+            println!(
+                "Warning: DNF automatic configuration file '/etc/dnf/automatic.conf' does not exist, will create a new one."
+            );
+            Ini::default()
+        });
+        ini.merge(&config.0);
         write_file(&path, ini.render().as_bytes(), 0o644)?;
         Ok(None)
     }

@@ -9,12 +9,11 @@
 
 use super::configparser::string_sections;
 use super::ini::{check_interpolation, Ini};
-use super::util::{create_parents, tree_path, typed_in_order, write_file};
+use super::util::{create_parents, tree_path, typed_in_order, write_file, write_file_chmod};
 use super::{StageArgs, StageError, StageResult};
 use crate::Stage;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
-use std::os::unix::fs::PermissionsExt;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -112,27 +111,21 @@ impl Stage for DnfConfig {
         }
         let Some(config) = options.config.filter(|c| !c.0.is_empty()) else { return Ok(None) };
         let path = tree_path(args, "/etc/dnf/dnf.conf", true)?;
-        let mut ini = match std::fs::read_to_string(&path) {
-            Ok(text) => Ini::parse(&text, "/etc/dnf/dnf.conf")?,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+        let mut ini = match Ini::read(&path, "/etc/dnf/dnf.conf")? {
+            Some(ini) => ini,
+            None => {
                 println!("Warning: DNF configuration file '/etc/dnf/dnf.conf' does not exist, will create it.");
                 create_parents(&path)?;
                 Ini::default()
             }
-            Err(e) => return Err(StageError::Io { op: "cannot read", path, source: e }),
         };
-        for (section, values) in &config.0 {
-            if !ini.has_section(section) {
-                ini.add_section(section);
-            }
-            for (key, value) in values {
+        for (_, values) in &config.0 {
+            for (_, value) in values {
                 check_interpolation(value)?;
-                ini.set(section, key, value);
             }
         }
-        write_file(&path, ini.render().as_bytes(), 0o644)?;
-        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644))
-            .map_err(StageError::io("cannot chmod", &path))?;
+        ini.merge(&config.0);
+        write_file_chmod(&path, ini.render().as_bytes(), 0o644)?;
         Ok(None)
     }
 }
@@ -143,6 +136,7 @@ mod tests {
     use crate::error_chain;
     use crate::testutil::args;
     use serde_json::json;
+    use std::os::unix::fs::PermissionsExt;
 
     #[test]
     fn variables_and_config() {

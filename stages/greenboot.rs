@@ -6,7 +6,7 @@
 //! appended. The file is replaced by a new one with the old file's mode (as Python's
 //! `fileinput` in-place editing does).
 
-use super::util::{remove_if_exists, tree_path, write_file};
+use super::util::{remove_if_exists, tree_path, write_file_chmod};
 use super::{StageArgs, StageError, StageResult};
 use crate::Stage;
 use serde::Deserialize;
@@ -62,9 +62,7 @@ impl Stage for Greenboot {
         }
         let target = tree_path(args, "/etc/greenboot/greenboot.conf", false)?;
         remove_if_exists(&target)?;
-        write_file(&target, out.as_bytes(), mode)?;
-        std::fs::set_permissions(&target, std::fs::Permissions::from_mode(mode))
-            .map_err(StageError::io("cannot chmod", &target))?;
+        write_file_chmod(&target, out.as_bytes(), mode)?;
         Ok(None)
     }
 }

@@ -196,6 +196,27 @@ impl Ini {
         Ok(ini)
     }
 
+    /// The file at `path` (`what` names it in errors); `None` if there is none.
+    pub fn read(path: &std::path::Path, what: &str) -> Result<Option<Ini>, StageError> {
+        match std::fs::read_to_string(path) {
+            Ok(text) => Ini::parse(&text, what).map(Some),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(StageError::Io { op: "cannot read", path: path.to_owned(), source: e }),
+        }
+    }
+
+    /// Set every option of `sections` in order, adding the sections that are missing.
+    pub fn merge(&mut self, sections: &[(String, Vec<(String, String)>)]) {
+        for (section, values) in sections {
+            if !self.has_section(section) {
+                self.add_section(section);
+            }
+            for (key, value) in values {
+                self.set(section, key, value);
+            }
+        }
+    }
+
     pub fn has_section(&self, name: &str) -> bool {
         self.items.iter().any(|t| matches!(t, Top::Section(s) if s.name == name))
     }

@@ -8,13 +8,12 @@
 //! entry without a name; entries with the same name are merged.
 
 use super::configparser::{set_py_values, Ini};
-use super::util::{create_parents, tree_path, typed_in_order, write_file, Ordered};
+use super::util::{create_parents, tree_path, typed_in_order, write_file_chmod, Ordered};
 use super::{StageError, StageResult};
 use crate::Stage;
 use crate::StageArgs;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use std::os::unix::fs::PermissionsExt;
 
 /// The options, checked against upstream's interface, with the settings kept in order.
 #[derive(Debug, Deserialize)]
@@ -143,9 +142,7 @@ impl Stage for NmConf {
         let text = render(&options.settings).map_err(StageError::Invalid)?;
         let path = tree_path(args, &options.path, true)?;
         create_parents(&path)?;
-        write_file(&path, text.as_bytes(), 0o600)?;
-        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))
-            .map_err(StageError::io("cannot chmod", &path))?;
+        write_file_chmod(&path, text.as_bytes(), 0o600)?;
         Ok(None)
     }
 }
@@ -155,6 +152,7 @@ mod tests {
     use super::*;
     use crate::testutil::args;
     use serde_json::json;
+    use std::os::unix::fs::PermissionsExt;
 
     #[test]
     fn writes_plain_and_named_sections() {

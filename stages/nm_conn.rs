@@ -10,13 +10,12 @@
 //! section) is an error here; upstream would write Python's dict repr into the file.
 
 use super::configparser::{set_py_values, Ini};
-use super::util::{create_parents, tree_path, typed_in_order, write_file, Ordered};
+use super::util::{create_parents, tree_path, typed_in_order, write_file_chmod, Ordered};
 use super::{StageError, StageResult};
 use crate::Stage;
 use crate::StageArgs;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
-use std::os::unix::fs::PermissionsExt;
 
 const USR_PATH: &str = "/usr/lib/NetworkManager/system-connections";
 
@@ -132,9 +131,7 @@ impl Stage for NmConn {
         let text = render(&options.settings).map_err(StageError::Invalid)?;
         let path = tree_path(args, &file, true)?;
         create_parents(&path)?;
-        write_file(&path, text.as_bytes(), 0o600)?;
-        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))
-            .map_err(StageError::io("cannot chmod", &path))?;
+        write_file_chmod(&path, text.as_bytes(), 0o600)?;
         Ok(None)
     }
 }
@@ -144,6 +141,7 @@ mod tests {
     use super::*;
     use crate::testutil::args;
     use serde_json::json;
+    use std::os::unix::fs::PermissionsExt;
 
     fn settings() -> Value {
         json!({"connection": {"type": "ethernet", "id": "static-conn", "uuid": "5fb8f75a", "interface-name": "eth0",

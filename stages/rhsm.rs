@@ -76,13 +76,9 @@ impl TryFrom<serde_json::Map<String, serde_json::Value>> for SubscriptionManager
 
 fn read_ini(args: &StageArgs, file: &str, what: &str) -> Result<(std::path::PathBuf, Ini), StageError> {
     let path = tree_path(args, file, true)?;
-    match std::fs::read_to_string(&path) {
-        Ok(text) => Ok((path.clone(), Ini::parse(&text, file)?)),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            Err(StageError::Invalid(format!("{what} configuration file '{file}' does not exist")))
-        }
-        Err(e) => Err(StageError::Io { op: "cannot read", path, source: e }),
-    }
+    let ini = Ini::read(&path, file)?
+        .ok_or_else(|| StageError::Invalid(format!("{what} configuration file '{file}' does not exist")))?;
+    Ok((path, ini))
 }
 
 fn configure_plugins(args: &StageArgs, dir: &str, plugins: &Plugins) -> Result<(), StageError> {

@@ -3,8 +3,8 @@
 //! As upstream: the directory is created (0755) if missing, the file is (re)written with mode
 //! 0644 in `configparser`'s format, sections and keys in the order of the options.
 
-use super::configparser::{check_file_name, config_object, dropin_from_config};
-use super::util::{create_parents, tree_path, write_file, InOrder};
+use super::configparser::{check_file_name, dropin_from_config, write_dropin, Existing};
+use super::util::InOrder;
 use super::{StageArgs, StageResult};
 use crate::Stage;
 use serde::{Deserialize, Serialize};
@@ -42,11 +42,9 @@ impl Stage for SystemdLogind {
 
     fn run(args: &StageArgs, options: Options) -> StageResult {
         check_file_name("drop-in file name", &options.filename)?;
-        let config = options.config.value();
-        let ini = dropin_from_config(config_object(&config)?)?;
-        let path = tree_path(args, format!("/usr/lib/systemd/logind.conf.d/{}", options.filename), true)?;
-        create_parents(&path)?;
-        write_file(&path, ini.render().as_bytes(), 0o644)?;
+        let ini = dropin_from_config(&options.config.value())?;
+        let path = format!("/usr/lib/systemd/logind.conf.d/{}", options.filename);
+        write_dropin(args, &path, &ini, Existing::Replace)?;
         Ok(None)
     }
 }

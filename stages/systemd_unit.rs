@@ -5,8 +5,8 @@
 //! mode 0644 in `configparser`'s format; list values become one `key=value` line per item
 //! and `Environment` items `{key, value}` become `Environment="KEY=VALUE"`.
 
-use super::configparser::{check_file_name, config_object, unit_from_config};
-use super::util::{create_parents, tree_path, write_file, InOrder};
+use super::configparser::{check_file_name, unit_from_config, write_dropin, Existing};
+use super::util::InOrder;
 use super::{StageArgs, StageError, StageResult};
 use crate::Stage;
 use serde::{Deserialize, Serialize};
@@ -85,11 +85,9 @@ impl Stage for SystemdUnit {
             UnitType::System => "/usr/lib/systemd/system",
             UnitType::Global => "/usr/lib/systemd/user",
         };
-        let config = options.config.value();
-        let ini = unit_from_config(config_object(&config)?)?;
-        let path = tree_path(args, format!("{base}/{}.d/{}", options.unit, options.dropin), true)?;
-        create_parents(&path)?;
-        write_file(&path, ini.render().as_bytes(), 0o644)?;
+        let ini = unit_from_config(&options.config.value())?;
+        let path = format!("{base}/{}.d/{}", options.unit, options.dropin);
+        write_dropin(args, &path, &ini, Existing::Replace)?;
         Ok(None)
     }
 }

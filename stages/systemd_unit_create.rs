@@ -6,7 +6,7 @@
 //! values as one `key=value` line per item, `Environment` items as `Environment="KEY=VALUE"`,
 //! booleans as `True`/`False`.
 
-use super::configparser::{config_object, file_in_existing_dir, unit_from_config};
+use super::configparser::{file_in_existing_dir, unit_from_config};
 use super::util::{write_file, InOrder};
 use super::{StageArgs, StageError, StageResult};
 use crate::Stage;
@@ -143,8 +143,7 @@ impl Stage for SystemdUnitCreate {
                 return Err(StageError::Invalid(format!("{name} unit requires {section} section")));
             }
         }
-        let config = options.config.value();
-        let ini = unit_from_config(config_object(&config)?)?;
+        let ini = unit_from_config(&options.config.value())?;
         let dir = match (options.unit_path, options.unit_type) {
             (UnitPath::Usr, super::systemd_unit::UnitType::System) => "/usr/lib/systemd/system",
             (UnitPath::Usr, super::systemd_unit::UnitType::Global) => "/usr/lib/systemd/user",

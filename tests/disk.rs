@@ -422,30 +422,9 @@ fn ostree_deployment_on_a_disk_has_the_deploy_layout_and_bls_entries() {
             "{tool} missing: run `make deps`"
         );
     }
-    // A minimal OS commit: a kernel and initramfs where ostree looks for them, /usr/etc.
-    let src = env.path("os");
-    let kver = "6.1.0-osbuildrs";
-    for (path, content) in [
-        (format!("usr/lib/modules/{kver}/vmlinuz"), "not really a kernel\n"),
-        (format!("usr/lib/modules/{kver}/initramfs.img"), "not really an initramfs\n"),
-        ("usr/etc/hostname".to_owned(), "osbuild-rs-iot\n"),
-        ("usr/lib/os-release".to_owned(), "NAME=osbuild-rs\nID=osbuildrs\nVERSION_ID=1\n"),
-        ("usr/bin/fish".to_owned(), "#!/bin/sh\n"),
-    ] {
-        let p = src.join(path);
-        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
-        std::fs::write(p, content).unwrap();
-    }
-    for dir in ["var", "sysroot", "boot"] {
-        std::fs::create_dir_all(src.join(dir)).unwrap();
-    }
-    let repo = env.path("repo");
-    run(Command::new("ostree").arg(format!("--repo={}", repo.display())).args(["init", "--mode=archive"]));
-    let commit = run(Command::new("ostree")
-        .arg(format!("--repo={}", repo.display()))
-        .args(["commit", "--branch=osbuild-rs/x86_64/iot", "--subject=test", "--timestamp=2023-11-14T22:13:20Z"])
-        .arg(format!("--tree=dir={}", src.display())));
-    let commit = commit.trim().to_owned();
+    let (repo, commit) =
+        common::ostree::bootable_commit(&env, "osbuild-rs/x86_64/iot", &[("usr/bin/fish", "#!/bin/sh\n")]);
+    let kver = common::ostree::KVER;
     let deployment = json!({"osname": "iot", "ref": "osbuild-rs/x86_64/iot"});
     let dev = |start: u64, size: u64| json!({"type": "org.osbuild.loopback", "options": {"filename": "disk.img", "start": start, "size": size}});
     let (boot, root) = ((4096u64, 204800u64), (208896u64, 1888223u64));

@@ -47,17 +47,16 @@
 mod common;
 
 use common::disk::{part_range, run, sfdisk_json, to_raw};
-use common::qemu::Vm;
-use common::{ok, sha256, Env};
+use common::qemu::{cached_store, depsolve, finish_build, spawn_build, Vm};
+use common::{sha256, Env};
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::io::Read;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
-const CACHE: &str = "/var/cache/osbuild-rs-tests";
 const EPOCH: i64 = 1_700_000_000;
 /// Files allowed to differ in content from build to build (random content made by a package's
 /// maintainer script). Empty: dbus' random id, the last one, is now a link to /etc/machine-id
@@ -78,7 +77,7 @@ const PACKAGES: &[&str] = &[
 ];
 
 fn require_tools() {
-    for (tool, package) in [
+    common::qemu::require_tools(&[
         ("apt-get", "apt"),
         ("dpkg-deb", "dpkg"),
         ("grub-mkimage", "grub-common grub-pc-bin"),
@@ -86,31 +85,13 @@ fn require_tools() {
         ("mkfs.ext4", "e2fsprogs"),
         ("debugfs", "e2fsprogs"),
         ("qemu-img", "qemu-utils"),
-    ] {
-        let found = std::env::var_os("PATH")
-            .map(|p| std::env::split_paths(&p).any(|d| d.join(tool).is_file()))
-            .unwrap_or(false);
-        assert!(found, "{tool} is missing: apt-get install -y {package} (or `make deps`)");
-    }
-    common::qemu::require_qemu();
+    ]);
 }
 
 /// The manifest from the template, depsolved, with the kernel version filled in.
 fn manifest() -> (Value, String) {
-    let state = Path::new(CACHE).join("apt-state");
-    std::fs::create_dir_all(&state).unwrap();
     let template = Path::new(env!("CARGO_MANIFEST_DIR")).join("test-manifests/debian-qcow2.json");
-    let out = Command::new(env!("CARGO_BIN_EXE_osbuild-depsolve-apt"))
-        .arg("--state-dir")
-        .arg(&state)
-        .arg("--template")
-        .arg(&template)
-        .args(PACKAGES)
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
-    ok(&out);
-    let m: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let m = depsolve(&template, PACKAGES, None);
     // the kernel package is linux-image-<version>_<debian version>_<arch>.deb
     let urls = m["sources"]["org.osbuild.curl"]["items"].as_object().unwrap();
     let kernels: Vec<String> = urls
@@ -126,39 +107,9 @@ fn manifest() -> (Value, String) {
     (m, kernels[0].clone())
 }
 
-/// A store whose downloaded files live in the shared cache.
-fn store(env: &Env, name: &str) -> PathBuf {
-    let store = env.path(name);
-    let cache = Path::new(CACHE).join("debs");
-    std::fs::create_dir_all(&cache).unwrap();
-    std::fs::create_dir_all(store.join("sources")).unwrap();
-    std::os::unix::fs::symlink(&cache, store.join("sources/org.osbuild.files")).unwrap();
-    store
-}
-
-/// Start a build of `manifest` into `store`, exporting the qcow2 into `out`; its log goes to
-/// `<out>.log`.
-fn spawn_build(manifest: &Path, store: &Path, out: &Path) -> Child {
-    let log = std::fs::File::create(out.with_extension("log")).unwrap();
-    Command::new(common::bin())
-        .arg("--store")
-        .arg(store)
-        .arg("--output-directory")
-        .arg(out)
-        .args(["--export", "qcow2"])
-        .arg(manifest)
-        .stdin(Stdio::null())
-        .stdout(log.try_clone().unwrap())
-        .stderr(log)
-        .spawn()
-        .unwrap()
-}
-
-fn finish_build(mut child: Child, out: &Path) -> PathBuf {
-    let status = child.wait().unwrap();
-    let log = std::fs::read_to_string(out.with_extension("log")).unwrap_or_default();
-    let tail: String = log.lines().rev().take(60).collect::<Vec<_>>().into_iter().rev().collect::<Vec<_>>().join("\n");
-    assert!(status.success(), "build into {} failed ({status}):\n{tail}", out.display());
+/// Wait for a build of the qcow2 export; returns the image.
+fn finish_qcow2_build(child: Child, out: &Path) -> PathBuf {
+    let tail = finish_build(child, out);
     let qcow = out.join("qcow2/disk.qcow2");
     assert!(qcow.is_file(), "no {}:\n{tail}", qcow.display());
     qcow
@@ -292,7 +243,7 @@ fn e2e_debian_qcow2_boots_to_fish_and_rebuilds_with_the_same_files() {
     // build A
     let t = Instant::now();
     let out_a = env.path("out-a");
-    let qcow_a = finish_build(spawn_build(&manifest, &store(&env, "store-a"), &out_a), &out_a);
+    let qcow_a = finish_qcow2_build(spawn_build(&manifest, &cached_store(&env, "store-a"), &out_a, "qcow2"), &out_a);
     let t_build_a = t.elapsed();
     let info = common::disk::qemu_img_info(&qcow_a);
     assert_eq!(info["format"], "qcow2");
@@ -301,10 +252,10 @@ fn e2e_debian_qcow2_boots_to_fish_and_rebuilds_with_the_same_files() {
     // build B in a fresh store while A boots
     let t = Instant::now();
     let out_b = env.path("out-b");
-    let build_b = spawn_build(&manifest, &store(&env, "store-b"), &out_b);
+    let build_b = spawn_build(&manifest, &cached_store(&env, "store-b"), &out_b, "qcow2");
     let boot = boot_and_check(&qcow_a);
     let t_boot = t.elapsed();
-    let qcow_b = finish_build(build_b, &out_b);
+    let qcow_b = finish_qcow2_build(build_b, &out_b);
     let t_build_b = t.elapsed();
     let boot = boot.unwrap_or_else(|e| panic!("booting the image failed: {e}"));
     eprintln!(

@@ -36,14 +36,13 @@
 mod common;
 
 use common::nginx::Nginx;
-use common::qemu::{BootOptions, Vm};
+use common::qemu::{cached_store, finish_build, spawn_build, BootOptions, Vm};
 use common::{ok, Env};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-const CACHE: &str = "/var/cache/osbuild-rs-tests";
 const REF: &str = "osbuild-rs/x86_64/iot";
 const OSNAME: &str = "debian";
 /// What the update adds; `hello` prints a fixed greeting and depends only on libc6.
@@ -81,7 +80,7 @@ impl Clock {
 }
 
 fn require_tools() {
-    for (tool, package) in [
+    common::qemu::require_tools(&[
         ("apt-get", "apt"),
         ("dpkg-deb", "dpkg"),
         ("ostree", "ostree"),
@@ -89,63 +88,12 @@ fn require_tools() {
         ("sfdisk", "fdisk"),
         ("mkfs.ext4", "e2fsprogs"),
         ("qemu-img", "qemu-utils"),
-    ] {
-        let found = std::env::var_os("PATH")
-            .map(|p| std::env::split_paths(&p).any(|d| d.join(tool).is_file()))
-            .unwrap_or(false);
-        assert!(found, "{tool} is missing: apt-get install -y {package} (or `make deps`)");
-    }
-    common::qemu::require_qemu();
+    ]);
 }
 
-/// `template` filled by osbuild-depsolve-apt with the IoT packages (and `then` as a later
-/// dpkg layer, when given).
+/// `template` filled with the IoT packages (and `then` as a later dpkg layer, when given).
 fn depsolve(template: &str, then: Option<&str>) -> Value {
-    let state = Path::new(CACHE).join("apt-state");
-    std::fs::create_dir_all(&state).unwrap();
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_osbuild-depsolve-apt"));
-    cmd.arg("--state-dir").arg(&state).arg("--template").arg(manifest_dir().join(template)).args(packages());
-    if let Some(t) = then {
-        cmd.args(["--then", t]);
-    }
-    let out = cmd.stdin(Stdio::null()).output().unwrap();
-    ok(&out);
-    serde_json::from_slice(&out.stdout).unwrap()
-}
-
-/// One store for every build of the test, its downloads in the shared cache.
-fn store(env: &Env) -> PathBuf {
-    let store = env.path("store");
-    let cache = Path::new(CACHE).join("debs");
-    std::fs::create_dir_all(&cache).unwrap();
-    std::fs::create_dir_all(store.join("sources")).unwrap();
-    std::os::unix::fs::symlink(&cache, store.join("sources/org.osbuild.files")).unwrap();
-    store
-}
-
-/// Start building `export` of `manifest` into `out`; the log goes to `<out>.log`.
-fn spawn_build(manifest: &Path, store: &Path, out: &Path, export: &str) -> Child {
-    let log = std::fs::File::create(out.with_extension("log")).unwrap();
-    Command::new(common::bin())
-        .arg("--store")
-        .arg(store)
-        .arg("--output-directory")
-        .arg(out)
-        .args(["--export", export])
-        .arg(manifest)
-        .stdin(Stdio::null())
-        .stdout(log.try_clone().unwrap())
-        .stderr(log)
-        .spawn()
-        .unwrap()
-}
-
-fn finish_build(mut child: Child, out: &Path) {
-    let status = child.wait().unwrap();
-    let log = std::fs::read_to_string(out.with_extension("log")).unwrap_or_default();
-    let tail: Vec<&str> = log.lines().rev().take(60).collect();
-    let tail = tail.into_iter().rev().collect::<Vec<_>>().join("\n");
-    assert!(status.success(), "build into {} failed ({status}):\n{tail}", out.display());
+    common::qemu::depsolve(&manifest_dir().join(template), &packages(), then)
 }
 
 /// The commit an `org.osbuild.ostree.commit` export made (its `compose.json`).
@@ -212,7 +160,7 @@ fn e2e_iot_commit_boots_updates_over_http_and_rolls_back() {
     require_tools();
     let mut clock = Clock::new();
     let env = Env::new();
-    let store = store(&env);
+    let store = cached_store(&env, "store");
 
     let commit_manifest = env.write_manifest("iot-commit.json", &depsolve("iot-commit.json", None));
     let update_template = depsolve("iot-update.json", Some(UPDATE_PACKAGE));

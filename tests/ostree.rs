@@ -501,31 +501,6 @@ fn v1_ostree_commit_assembler() {
     assert!(!out.join("repo").exists() && !out.join("compose.json").exists(), "packed, not left beside the tarball");
 }
 
-/// A commit `ostree admin deploy` accepts: a kernel and initramfs where ostree looks for them,
-/// `/usr/etc`; committed on `REF` in a new archive repository. Returns (repo, commit).
-fn bootable_commit(env: &Env) -> (PathBuf, String) {
-    let src = env.path("os");
-    let kver = "6.1.0-osbuildrs";
-    for (path, content) in [
-        (format!("usr/lib/modules/{kver}/vmlinuz"), "not really a kernel\n"),
-        (format!("usr/lib/modules/{kver}/initramfs.img"), "not really an initramfs\n"),
-        ("usr/etc/hostname".to_owned(), "osbuild-rs-iot\n"),
-        ("usr/lib/os-release".to_owned(), "NAME=osbuild-rs\nID=osbuildrs\nVERSION_ID=1\n"),
-    ] {
-        let p = src.join(path);
-        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
-        std::fs::write(p, content).unwrap();
-    }
-    for dir in ["var", "sysroot", "boot"] {
-        std::fs::create_dir_all(src.join(dir)).unwrap();
-    }
-    let repo = env.path("repo");
-    ostree(&repo, &["init", "--mode=archive"]);
-    let commit =
-        ostree(&repo, &["commit", &format!("--branch={REF}"), "--subject=t", &format!("--tree=dir={}", src.display())]);
-    (repo, commit.trim().to_owned())
-}
-
 /// Issue 13: `ostree.deploy` with `"remote": "osbuild-rs"` leaves the ref under
 /// `refs/remotes/osbuild-rs/` of the sysroot's repository, and osbuild/images' manifests name
 /// it in later stages (`ostree.fillvar`) and deployment mounts without the remote; libostree
@@ -535,7 +510,7 @@ fn bootable_commit(env: &Env) -> (PathBuf, String) {
 fn deployment_mount_finds_the_ref_as_libostree_does() {
     need_ostree();
     let env = Env::new();
-    let (repo, commit) = bootable_commit(&env);
+    let (repo, commit) = common::ostree::bootable_commit(&env, REF, &[]);
     let url = format!("file://{}", repo.display());
     let manifest = |mount_ref: &str, marker: &str| {
         json!({"version": "2",

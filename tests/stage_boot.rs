@@ -9,32 +9,14 @@
 //! in the tree instead.
 
 mod common;
+#[path = "common/compat.rs"]
+mod compat;
 
 use common::treediff::check_stage;
 use serde_json::{json, Value};
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
-
-/// The options of every use of `org.osbuild.<stage>` in upstream's stage test manifest `b`.
-fn compat_options(stage: &str) -> Vec<Value> {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../shared/compat/manifests")
-        .join(format!("test__data__stages__{stage}__b.json"));
-    let text = fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    let doc: Value = serde_json::from_str(&text).unwrap();
-    let ty = format!("org.osbuild.{stage}");
-    let found: Vec<Value> = doc["pipelines"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .flat_map(|p| p["stages"].as_array().cloned().unwrap_or_default())
-        .filter(|s| s["type"] == ty.as_str())
-        .map(|s| s["options"].clone())
-        .collect();
-    assert!(!found.is_empty(), "{} does not use {ty}", path.display());
-    found
-}
 
 fn read(tree: &Path, rel: &str) -> String {
     fs::read_to_string(tree.join(rel)).unwrap_or_else(|e| panic!("{rel}: {e}"))
@@ -69,7 +51,7 @@ fn stage_error(stage: &str, options: Value) -> String {
 
 #[test]
 fn kernel_cmdline_compat() {
-    let opts = compat_options("kernel-cmdline").remove(0);
+    let opts = compat::stage_test_options("kernel-cmdline").remove(0);
     let (_d, tree) = check_stage("org.osbuild.kernel-cmdline", "compat", |_| {}, opts, json!({}));
     assert_eq!(
         read(&tree, "etc/kernel/cmdline"),
@@ -87,7 +69,7 @@ fn kernel_cmdline_too_long() {
 
 #[test]
 fn fstab_compat() {
-    let opts = compat_options("fstab").remove(0);
+    let opts = compat::stage_test_options("fstab").remove(0);
     let (_d, tree) = check_stage("org.osbuild.fstab", "compat", |t| mkdirs(t, &["etc"]), opts, json!({}));
     assert_eq!(
         read(&tree, "etc/fstab"),
@@ -165,7 +147,7 @@ fn dracut_conf_bad_option() {
 
 #[test]
 fn modprobe_compat() {
-    let all = compat_options("modprobe");
+    let all = compat::stage_test_options("modprobe");
     assert_eq!(all.len(), 3);
     let mut contents = vec![];
     for (i, opts) in all.into_iter().enumerate() {
@@ -192,7 +174,7 @@ fn modprobe_bad_option() {
 
 #[test]
 fn udev_rules_compat() {
-    let all = compat_options("udev.rules");
+    let all = compat::stage_test_options("udev.rules");
     assert_eq!(all.len(), 2);
     let mut contents = vec![];
     for (i, opts) in all.into_iter().enumerate() {
@@ -279,7 +261,7 @@ fn keymap_bad_option() {
 
 #[test]
 fn sysconfig_compat() {
-    let opts = compat_options("sysconfig").remove(0);
+    let opts = compat::stage_test_options("sysconfig").remove(0);
     let prepare = |t: &Path| {
         // what the initscripts/kernel packages ship
         mkdirs(t, &["etc/sysconfig"]);
@@ -317,7 +299,7 @@ fn sysconfig_bad_option() {
 
 #[test]
 fn selinux_config_compat() {
-    let opts = compat_options("selinux.config").remove(0);
+    let opts = compat::stage_test_options("selinux.config").remove(0);
     let config = "# This file controls the state of SELinux on the system.\n\
                   # SELINUX= can take one of these three values:\n#     enforcing\n\
                   SELINUX=enforcing\n# SELINUXTYPE= can take one of these three values:\n\

@@ -5,27 +5,14 @@
 //! Needs root (loop devices, mounting btrfs) and the tools: fdisk, gdisk, parted,
 //! dosfstools, e2fsprogs, btrfs-progs, qemu-utils.
 
+#[path = "common/compat.rs"]
+mod compat;
+
 use osbuild_rs::stages::run_stage_from_file;
 use serde_json::{json, Value};
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-
-fn compat_manifest(name: &str) -> Value {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/compat/manifests").join(name);
-    serde_json::from_str(&fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))).unwrap()
-}
-
-/// Every stage of type `ty` in `doc`'s pipelines, in order.
-fn stages_of<'a>(doc: &'a Value, ty: &str) -> Vec<&'a Value> {
-    doc["pipelines"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .flat_map(|p| p["stages"].as_array().into_iter().flatten())
-        .filter(|s| s["type"] == ty)
-        .collect()
-}
 
 fn tool(name: &str, args: &[&str], package: &str) -> String {
     let out = Command::new(name)
@@ -81,8 +68,8 @@ fn t(start: u64, size: u64, ty: &str, name: &str, attrs: &str) -> (u64, u64, Str
 /// The partition table the first `stage` of the compat manifest `file` writes on a new
 /// sparse 10 GiB image.
 fn compat_table(file: &str, stage: &str) -> Value {
-    let doc = compat_manifest(file);
-    let st = stages_of(&doc, stage)[0];
+    let doc = compat::manifest(file);
+    let st = compat::stages_of(&doc, stage)[0];
     let d = tempfile::tempdir().unwrap();
     sparse(d.path(), "disk.img", 10 << 30);
     let devices = json!({"devices": {"device": {"path": "disk.img"}}, "paths": {"devices": d.path()}});
@@ -180,17 +167,17 @@ fn blkid(dev: &str) -> Value {
 /// loop devices over the partitions, create the btrfs subvolumes, then convert to qcow2.
 #[test]
 fn fedora_boot_btrfs_disk_on_loop_devices() {
-    let doc = compat_manifest("test__data__manifests__fedora-boot-btrfs.json");
+    let doc = compat::manifest("test__data__manifests__fedora-boot-btrfs.json");
     let d = tempfile::tempdir().unwrap();
     let img = d.path().join("disk.img");
-    let size: u64 = stages_of(&doc, "org.osbuild.truncate")
+    let size: u64 = compat::stages_of(&doc, "org.osbuild.truncate")
         .iter()
         .find(|s| s["options"]["filename"] == "disk.img")
         .map(|s| s["options"]["size"].as_str().unwrap().parse().unwrap())
         .unwrap();
     sparse(d.path(), "disk.img", size);
 
-    let st = stages_of(&doc, "org.osbuild.sfdisk")[0];
+    let st = compat::stages_of(&doc, "org.osbuild.sfdisk")[0];
     let whole = Loop::attach(&img, 0, size / 512);
     run_stage(
         d.path(),
@@ -207,7 +194,7 @@ fn fedora_boot_btrfs_disk_on_loop_devices() {
 
     let mut root_loop = None;
     for ty in ["org.osbuild.mkfs.fat", "org.osbuild.mkfs.ext4", "org.osbuild.mkfs.btrfs"] {
-        let st = stages_of(&doc, ty)[0];
+        let st = compat::stages_of(&doc, ty)[0];
         let o = &st["devices"]["device"]["options"];
         let dev = Loop::attach(&img, o["start"].as_u64().unwrap(), o["size"].as_u64().unwrap());
         run_stage(
@@ -241,7 +228,7 @@ fn fedora_boot_btrfs_disk_on_loop_devices() {
     let ok = Command::new("mount").args(["-t", "btrfs", &root.0]).arg(&mnt).status().unwrap().success();
     assert!(ok, "mounting the btrfs loop device failed (needs root)");
     let mounted = Mount(mnt.clone());
-    let st = stages_of(&doc, "org.osbuild.btrfs.subvol")[0];
+    let st = compat::stages_of(&doc, "org.osbuild.btrfs.subvol")[0];
     run_stage(
         d.path(),
         "org.osbuild.btrfs.subvol",

@@ -15,6 +15,9 @@
 #[allow(dead_code)]
 mod upstream;
 
+#[path = "common/compat.rs"]
+mod compat;
+
 use osbuild_rs::schema::{module_schema, validate_against, ModuleKind};
 use osbuild_rs::stages::{error_chain, find, StageArgs};
 use serde_json::{json, Value};
@@ -647,20 +650,6 @@ fn debian_bios_disk_end_to_end() {
 
 // ------------------------------------------------------------- compat manifests
 
-/// The options of every `stage` in the compat manifest `file`.
-fn compat_options(file: &str, stage: &str) -> Vec<Value> {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/compat/manifests").join(file);
-    let doc: Value = serde_json::from_str(&fs::read_to_string(&path).unwrap()).unwrap();
-    doc["pipelines"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .flat_map(|p| p["stages"].as_array().cloned().unwrap_or_default())
-        .filter(|s| s["type"] == stage)
-        .map(|s| s["options"].clone())
-        .collect()
-}
-
 /// The GRUB half of upstream's `fedora-boot` manifest on a disk laid out as its image is:
 /// BIOS boot partition at 2048, ESP, /boot (partition 3, where the core's prefix points).
 #[test]
@@ -669,7 +658,7 @@ fn fedora_boot_manifest_options() {
     let d = tempfile::tempdir().unwrap();
     let tree = d.path().join("tree");
     fs::create_dir(&tree).unwrap();
-    let grub2 = compat_options("test__data__manifests__fedora-boot.json", "org.osbuild.grub2").remove(0);
+    let grub2 = compat::stage_options("test__data__manifests__fedora-boot.json", "org.osbuild.grub2").remove(0);
     run_stage("org.osbuild.grub2", &tree, grub2).unwrap();
     let env = read(&tree, "boot/grub2/grubenv");
     let head = "# GRUB Environment Block\nsaved_entry=ffffffffffffffffffffffffffffffff-6.19.7-200.fc43.x86_64\n";
@@ -692,7 +681,7 @@ fn fedora_boot_manifest_options() {
     );
     let img = disk(d.path(), 16, &script);
     let table = sfdisk_json(&img);
-    let inst = compat_options("test__data__manifests__fedora-boot.json", "org.osbuild.grub2.inst").remove(0);
+    let inst = compat::stage_options("test__data__manifests__fedora-boot.json", "org.osbuild.grub2.inst").remove(0);
     run_stage("org.osbuild.grub2.inst", &tree, inst).unwrap();
     assert_eq!(sfdisk_json(&img), table);
     let after = fs::read(&img).unwrap();
@@ -708,7 +697,7 @@ fn fedora_boot_manifest_options() {
 #[test]
 fn arch_build_manifest_options() {
     let file = "test__data__manifests__arch__arch-build.json";
-    let legacy = compat_options(file, "org.osbuild.grub2.legacy").remove(0);
+    let legacy = compat::stage_options(file, "org.osbuild.grub2.legacy").remove(0);
     let schema = module_schema(ModuleKind::Stage, "org.osbuild.grub2.legacy").unwrap();
     let errors = validate_against("stages/org.osbuild.grub2.legacy", schema, &legacy);
     let messages: BTreeSet<String> = errors.iter().map(|e| format!("{e:?}")).collect();
@@ -716,7 +705,7 @@ fn arch_build_manifest_options() {
     assert!(messages.iter().any(|m| m.contains("'i386-pc' is not of type 'object'")), "{messages:?}");
     assert!(messages.iter().any(|m| m.contains("'architecture' was unexpected")), "{messages:?}");
     assert!(find("org.osbuild.grub2.legacy").unwrap().check_options(&legacy).is_err());
-    let inst = compat_options(file, "org.osbuild.grub2.inst").remove(0);
+    let inst = compat::stage_options(file, "org.osbuild.grub2.inst").remove(0);
     let schema = module_schema(ModuleKind::Stage, "org.osbuild.grub2.inst").unwrap();
     assert!(validate_against("stages/org.osbuild.grub2.inst", schema, &inst).is_empty());
     find("org.osbuild.grub2.inst").unwrap().check_options(&inst).unwrap();
@@ -824,14 +813,14 @@ fn accepted_samples() -> Vec<(&'static str, Value)> {
     ];
     for file in ["test__data__manifests__fedora-boot.json", "test__data__manifests__fedora-ostree-image.json"] {
         for stage in ["org.osbuild.grub2", "org.osbuild.grub2.inst"] {
-            for o in compat_options(file, stage) {
+            for o in compat::stage_options(file, stage) {
                 out.push((stage, o));
             }
         }
     }
     out.push((
         "org.osbuild.grub2.legacy",
-        compat_options("test__data__stages__grub2.legacy__b.json", "org.osbuild.grub2.legacy").remove(0),
+        compat::stage_options("test__data__stages__grub2.legacy__b.json", "org.osbuild.grub2.legacy").remove(0),
     ));
     out
 }

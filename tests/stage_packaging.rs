@@ -6,6 +6,8 @@
 //! The update-crypto-policies and rpmkeys.import tests need `busybox-static` and `rpm`.
 
 mod common;
+#[path = "common/compat.rs"]
+mod compat;
 
 use common::treediff::check_stage;
 use serde_json::{json, Value};
@@ -14,23 +16,9 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-/// The options of every `org.osbuild.<stage>` in upstream's `test/data/stages/<stage>/b.json`.
+/// [`compat::stage_test_options`], `{}` for a stage without options.
 fn compat_options(stage: &str) -> Vec<Value> {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join(format!("../shared/compat/manifests/test__data__stages__{stage}__b.json"));
-    let text = fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    let manifest: Value = serde_json::from_str(&text).unwrap();
-    let name = format!("org.osbuild.{stage}");
-    let found: Vec<Value> = manifest["pipelines"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .flat_map(|p| p["stages"].as_array().unwrap())
-        .filter(|s| s["type"] == name.as_str())
-        .map(|s| s.get("options").cloned().unwrap_or(json!({})))
-        .collect();
-    assert!(!found.is_empty(), "{} has no {name} stage", path.display());
-    found
+    compat::stage_test_options(stage).into_iter().map(|o| if o.is_null() { json!({}) } else { o }).collect()
 }
 
 fn file(tree: &Path, path: &str, text: &str) {

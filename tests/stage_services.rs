@@ -4,31 +4,14 @@
 //! the stock file the stage edits.
 
 mod common;
+#[path = "common/compat.rs"]
+mod compat;
 
 use common::treediff::check_stage;
 use serde_json::{json, Value};
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
-
-/// Options of every `org.osbuild.<stage>` stage in upstream's stage test manifest, in order.
-fn upstream_options(stage: &str) -> Vec<Value> {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join(format!("../shared/compat/manifests/test__data__stages__{stage}__b.json"));
-    let text = fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    let manifest: Value = serde_json::from_str(&text).unwrap();
-    let ty = format!("org.osbuild.{stage}");
-    let mut out = vec![];
-    for p in manifest["pipelines"].as_array().unwrap() {
-        for s in p["stages"].as_array().unwrap() {
-            if s["type"] == ty {
-                out.push(s["options"].clone());
-            }
-        }
-    }
-    assert!(!out.is_empty(), "no {ty} stage in {}", path.display());
-    out
-}
 
 fn write(tree: &Path, rel: &str, content: &str, mode: u32) {
     let p = tree.join(rel);
@@ -86,7 +69,7 @@ fn rejects(stage: &str, options: Value, want: &str) {
 
 #[test]
 fn resolv_conf_upstream_case() {
-    let opts = upstream_options("resolv-conf");
+    let opts = compat::stage_test_options("resolv-conf");
     let (_d, tree) = check("org.osbuild.resolv-conf", "upstream", |_| {}, opts[0].clone(), json!({}));
     assert_eq!(
         read(&tree, "etc/resolv.conf"),
@@ -158,7 +141,7 @@ const PWQUALITY_CONF: &str = "# Configuration for systemwide password quality li
 
 #[test]
 fn pwquality_conf_upstream_case() {
-    let opts = upstream_options("pwquality.conf");
+    let opts = compat::stage_test_options("pwquality.conf");
     let prepare = |t: &Path| write(t, "etc/security/pwquality.conf", PWQUALITY_CONF, 0o644);
     let (_d, tree) = check("org.osbuild.pwquality.conf", "upstream-first", prepare, opts[0].clone(), json!({}));
     assert_eq!(
@@ -170,7 +153,7 @@ fn pwquality_conf_upstream_case() {
 #[test]
 fn pwquality_conf_upstream_twice() {
     // upstream's b.json runs the stage twice: the second run rewrites the lines in place
-    let opts = upstream_options("pwquality.conf");
+    let opts = compat::stage_test_options("pwquality.conf");
     let first = format!("{PWQUALITY_CONF}minlen = 9\nminclass = 0\ndcredit = 1\n");
     let prepare = |t: &Path| write(t, "etc/security/pwquality.conf", &first, 0o644);
     let (_d, tree) = check("org.osbuild.pwquality.conf", "upstream-second", prepare, opts[1].clone(), json!({}));
@@ -286,7 +269,7 @@ fn nm_conn_filename_and_path() {
 
 #[test]
 fn nm_conf_upstream_cases() {
-    let opts = upstream_options("nm.conf");
+    let opts = compat::stage_test_options("nm.conf");
     let (_d, tree) = check("org.osbuild.nm.conf", "main", |_| {}, opts[0].clone(), json!({}));
     assert_eq!(
         read(&tree, "etc/NetworkManager/NetworkManager.conf"),
@@ -335,7 +318,7 @@ logdir /var/log/chrony\n";
 
 #[test]
 fn chrony_upstream_case() {
-    let opts = upstream_options("chrony");
+    let opts = compat::stage_test_options("chrony");
     let prepare = |t: &Path| write(t, "etc/chrony.conf", CHRONY_CONF, 0o644);
     let (_d, tree) = check("org.osbuild.chrony", "upstream", prepare, opts[0].clone(), json!({}));
     let stock_without_pool = CHRONY_CONF.replace("pool 2.fedora.pool.ntp.org iburst\n", "");
@@ -375,7 +358,7 @@ fn bad_chrony_options_are_rejected_clearly() {
 
 #[test]
 fn cloud_init_upstream_cases() {
-    let opts = upstream_options("cloud-init");
+    let opts = compat::stage_test_options("cloud-init");
     let want = [
         ("00-default_user.cfg", "ssh_pwauth: false\nsystem_info:\n  default_user:\n    name: ec2-user\n"),
         ("10-azure-kfp.cfg", "reporting:\n  logging:\n    type: log\n  telemetry:\n    type: hyperv\n"),

@@ -3,6 +3,8 @@
 //! tested; the tree is prepared with the files the stage needs instead of installing packages.
 
 mod common;
+#[path = "common/compat.rs"]
+mod compat;
 
 use common::treediff::check_stage;
 use osbuild_rs::stages::{error_chain, find, run_stage_from_file};
@@ -11,24 +13,6 @@ use sha2::{Digest, Sha256};
 use std::fs;
 use std::path::Path;
 use std::process::Command;
-
-/// The options of every `stage` in the compat manifest of upstream's test `name`.
-fn compat_options(name: &str, stage: &str) -> Vec<Value> {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join(format!("../shared/compat/manifests/test__data__stages__{name}__b.json"));
-    let text = fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    let manifest: Value = serde_json::from_str(&text).unwrap();
-    let found: Vec<Value> = manifest["pipelines"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .flat_map(|p| p["stages"].as_array().cloned().unwrap_or_default())
-        .filter(|s| s["type"] == stage)
-        .map(|s| s["options"].clone())
-        .collect();
-    assert!(!found.is_empty(), "no {stage} in {}", path.display());
-    found
-}
 
 fn dirs(tree: &Path, list: &[&str]) {
     for d in list {
@@ -61,7 +45,7 @@ fn assert_bad_options(stage: &str, options: Value, message: &str) {
 
 #[test]
 fn logind_dropin_from_compat_manifest() {
-    let options = compat_options("systemd-logind", "org.osbuild.systemd-logind");
+    let options = compat::stage_test_options("systemd-logind");
     let (_d, tree) =
         check_stage("org.osbuild.systemd-logind", "ec2-getty-fix", usr_lib_systemd, options[0].clone(), json!({}));
     assert_eq!(
@@ -102,7 +86,7 @@ fn journald_bad_option() {
 
 #[test]
 fn preset_from_compat_manifest() {
-    let options = compat_options("systemd.preset", "org.osbuild.systemd.preset");
+    let options = compat::stage_test_options("systemd.preset");
     let prepare = |t: &Path| dirs(t, &["/usr/lib/systemd/system-preset"]);
     let (_d, tree) = check_stage("org.osbuild.systemd.preset", "ssh-nftables", prepare, options[0].clone(), json!({}));
     assert_eq!(
@@ -152,7 +136,7 @@ fn tmpfilesd_bad_option() {
 
 #[test]
 fn first_boot_from_compat_manifest() {
-    let options = compat_options("first-boot", "org.osbuild.first-boot");
+    let options = compat::stage_test_options("first-boot");
     let (_d, tree) = check_stage("org.osbuild.first-boot", "wait-for-network", |_| {}, options[0].clone(), json!({}));
     assert_eq!(
         read(&tree, "/usr/lib/systemd/system/osbuild-first-boot.service"),
@@ -212,7 +196,7 @@ fn unit_bad_option() {
 
 #[test]
 fn unit_create_from_compat_manifest() {
-    let options = compat_options("systemd.unit.create", "org.osbuild.systemd.unit.create");
+    let options = compat::stage_test_options("systemd.unit.create");
     // the file each one writes and its content's digest in upstream's diff.json
     let expected = [
         (
@@ -284,7 +268,7 @@ fn link(tree: &Path, path: &str) -> String {
 
 #[test]
 fn systemd_from_compat_manifest() {
-    let options = compat_options("systemd", "org.osbuild.systemd");
+    let options = compat::stage_test_options("systemd");
     let (_d, tree) =
         check_stage("org.osbuild.systemd", "enable-disable-mask", systemd_tree, options[0].clone(), json!({}));
     let etc = "/etc/systemd/system";
@@ -365,7 +349,7 @@ fn systemd_matches_systemctl() {
     if !have_systemctl() {
         return;
     }
-    let options = compat_options("systemd", "org.osbuild.systemd").remove(0);
+    let options = compat::stage_test_options("systemd").remove(0);
     compare_with_systemctl("enable-disable-mask", systemd_tree, options);
 }
 
@@ -602,7 +586,7 @@ fn tested_options_pass_the_schemas() {
         ("systemd.unit.create", "org.osbuild.systemd.unit.create"),
         ("first-boot", "org.osbuild.first-boot"),
     ] {
-        all.extend(compat_options(name, stage).into_iter().map(|o| (stage, o)));
+        all.extend(compat::stage_test_options(name).into_iter().map(|o| (stage, o)));
     }
     for (stage, options) in all {
         let schema = module_schema(ModuleKind::Stage, stage).unwrap_or_else(|| panic!("no schema for {stage}"));

@@ -5,6 +5,9 @@
 //! Tests that need the exit code and the stderr line of a failing stage re-run this test
 //! binary as a child process (see `child_runner`), so they can also change `PATH`.
 
+#[path = "common/compat.rs"]
+mod compat;
+
 use osbuild_rs::schema::{module_schema, validate_against, ModuleKind};
 use osbuild_rs::stages::{find, registry, run_stage_from_file};
 use serde_json::{json, Value};
@@ -12,11 +15,6 @@ use std::fs;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::Command;
-
-/// The compat corpus beside the repository (as in CI).
-fn compat_manifests() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/compat/manifests")
-}
 
 /// Upstream osbuild (its runtime: `stages/*.meta.json`): `OSBUILD_UPSTREAM`, else the
 /// read-only copy beside the repository (as in CI).
@@ -137,7 +135,7 @@ fn every_stage_has_a_valid_schema_with_its_capabilities() {
 #[test]
 fn compat_manifest_options_pass_schema_and_types() {
     let mut seen = std::collections::BTreeMap::<&str, usize>::new();
-    let mut files: Vec<_> = fs::read_dir(compat_manifests()).unwrap().map(|e| e.unwrap().path()).collect();
+    let mut files: Vec<_> = fs::read_dir(compat::manifests_dir()).unwrap().map(|e| e.unwrap().path()).collect();
     // and, given a checkout, upstream's own stage test manifests for our stages
     for stage in registry().iter().filter(|_| upstream().is_some()) {
         let dir = upstream().unwrap().join("test/data/stages").join(stage.name.trim_start_matches("org.osbuild."));
@@ -147,7 +145,7 @@ fn compat_manifest_options_pass_schema_and_types() {
     }
     files.sort();
     // Manifests upstream itself refuses (cases.tsv: validation-error) are not samples of valid options.
-    let cases = fs::read_to_string(compat_manifests().parent().unwrap().join("cases.tsv")).unwrap_or_default();
+    let cases = fs::read_to_string(compat::manifests_dir().parent().unwrap().join("cases.tsv")).unwrap_or_default();
     let refused: Vec<&str> =
         cases.lines().filter(|l| l.ends_with("\tvalidation-error")).filter_map(|l| l.split('\t').next()).collect();
     for file in files {

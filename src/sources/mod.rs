@@ -258,6 +258,12 @@ fn selected_items<'a>(
     }
 }
 
+/// `dest_dir`, created if missing, with this fetch's staging directory in it.
+fn staging_in(dest_dir: &Path) -> Result<StagingDir, SourceError> {
+    fs::create_dir_all(dest_dir).map_err(|e| SourceError::io("create directory", dest_dir, e))?;
+    StagingDir::create(dest_dir).map_err(|e| SourceError::io("create a staging directory in", dest_dir, e))
+}
+
 /// Parses every selected item (no I/O): checksum, then the item form of the source type.
 fn parse_items(
     source: &manifest::Source,
@@ -329,9 +335,7 @@ pub fn fetch(
         return ostree::fetch(source, wanted, dest_dir, opts);
     }
     let jobs = parse_items(source, wanted)?;
-    fs::create_dir_all(dest_dir).map_err(|e| SourceError::io("create directory", dest_dir, e))?;
-    let staging =
-        StagingDir::create(dest_dir).map_err(|e| SourceError::io("create a staging directory in", dest_dir, e))?;
+    let staging = staging_in(dest_dir)?;
 
     let needs_rhsm =
         jobs.iter().any(|(_, job)| matches!(job, Job::Curl(i) if i.secrets.as_deref() == Some("org.osbuild.rhsm")));

@@ -28,7 +28,6 @@ use serde_json::Value;
 
 use super::{FetchOptions, ItemResult, SourceError};
 use crate::manifest;
-use crate::store::StagingDir;
 
 const REMOTE: &str = "osbuild-rs-source";
 
@@ -198,9 +197,7 @@ pub fn fetch(
     if parsed.is_empty() {
         return Ok(Vec::new());
     }
-    fs::create_dir_all(dest_dir).map_err(|e| SourceError::io("create directory", dest_dir, e))?;
-    let staging =
-        StagingDir::create(dest_dir).map_err(|e| SourceError::io("create a staging directory in", dest_dir, e))?;
+    let staging = super::staging_in(dest_dir)?;
     let repo = dest_dir.join("repo");
     let mut results = Vec::new();
     let mut first = None;

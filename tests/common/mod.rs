@@ -3,6 +3,7 @@
 
 pub mod disk;
 pub mod nginx;
+pub mod ostree;
 pub mod qemu;
 pub mod treediff;
 pub mod upstream;

@@ -21,6 +21,9 @@
 //!
 //! Errors are `String`s that end with the tail of the console, so a failing test shows what
 //! the guest printed.
+//!
+//! Also the steps the end-to-end tests take before booting: depsolving a Debian template,
+//! building it into a store whose downloads are cached between runs.
 #![allow(dead_code)]
 
 use std::io::{Read, Write};
@@ -108,6 +111,74 @@ pub fn require_qemu() {
         found,
         "qemu-system-x86_64 is missing: apt-get install -y qemu-system-x86 qemu-utils (in one call; `make deps`)"
     );
+}
+
+/// Where the end-to-end tests keep what they download between runs.
+pub const CACHE: &str = "/var/cache/osbuild-rs-tests";
+
+/// Fail with a message saying what to install when one of `tools` (tool, Debian package) or
+/// QEMU is missing.
+pub fn require_tools(tools: &[(&str, &str)]) {
+    for (tool, package) in tools {
+        let found = std::env::var_os("PATH")
+            .map(|p| std::env::split_paths(&p).any(|d| d.join(tool).is_file()))
+            .unwrap_or(false);
+        assert!(found, "{tool} is missing: apt-get install -y {package} (or `make deps`)");
+    }
+    require_qemu();
+}
+
+/// `template` filled by osbuild-depsolve-apt with `packages` (and `then` as a later dpkg
+/// layer, when given); apt's lists live in the cache.
+pub fn depsolve<S: AsRef<std::ffi::OsStr>>(template: &Path, packages: &[S], then: Option<&str>) -> serde_json::Value {
+    let state = Path::new(CACHE).join("apt-state");
+    std::fs::create_dir_all(&state).unwrap();
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_osbuild-depsolve-apt"));
+    cmd.arg("--state-dir").arg(&state).arg("--template").arg(template).args(packages);
+    if let Some(t) = then {
+        cmd.args(["--then", t]);
+    }
+    let out = cmd.stdin(Stdio::null()).output().unwrap();
+    super::ok(&out);
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// A store `name` in `env` whose downloaded files live in the shared cache.
+pub fn cached_store(env: &super::Env, name: &str) -> std::path::PathBuf {
+    let store = env.path(name);
+    let cache = Path::new(CACHE).join("debs");
+    std::fs::create_dir_all(&cache).unwrap();
+    std::fs::create_dir_all(store.join("sources")).unwrap();
+    std::os::unix::fs::symlink(&cache, store.join("sources/org.osbuild.files")).unwrap();
+    store
+}
+
+/// Start building `export` of `manifest` into `out`; the log goes to `<out>.log`.
+pub fn spawn_build(manifest: &Path, store: &Path, out: &Path, export: &str) -> Child {
+    let log = std::fs::File::create(out.with_extension("log")).unwrap();
+    Command::new(super::bin())
+        .arg("--store")
+        .arg(store)
+        .arg("--output-directory")
+        .arg(out)
+        .args(["--export", export])
+        .arg(manifest)
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .spawn()
+        .unwrap()
+}
+
+/// Wait for a build [`spawn_build`] started and fail with its log's tail unless it succeeded;
+/// returns that tail.
+pub fn finish_build(mut child: Child, out: &Path) -> String {
+    let status = child.wait().unwrap();
+    let log = std::fs::read_to_string(out.with_extension("log")).unwrap_or_default();
+    let tail: Vec<&str> = log.lines().rev().take(60).collect();
+    let tail = tail.into_iter().rev().collect::<Vec<_>>().join("\n");
+    assert!(status.success(), "build into {} failed ({status}):\n{tail}", out.display());
+    tail
 }
 
 fn kvm_usable() -> bool {

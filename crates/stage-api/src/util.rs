@@ -10,7 +10,7 @@
 use crate::{StageArgs, StageError};
 use osbuild_sys::Root;
 use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 /// Resolve `path` (absolute or relative, both taken from `root`) inside `root`, with the
@@ -102,6 +102,13 @@ pub fn write_file(path: &Path, data: &[u8], mode: u32) -> Result<(), StageError>
         .open(path)
         .map_err(StageError::io("cannot write", path))?;
     f.write_all(data).map_err(StageError::io("cannot write", path))
+}
+
+/// [`write_file`], then set `mode` exactly: an existing file keeps its mode on open and a new
+/// one is masked by the umask, where upstream chmods the file after writing it.
+pub fn write_file_chmod(path: &Path, data: &[u8], mode: u32) -> Result<(), StageError> {
+    write_file(path, data, mode)?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).map_err(StageError::io("cannot chmod", path))
 }
 
 /// Create the file at the already-resolved `path`, which must not exist yet (as Python's

@@ -6,6 +6,7 @@ mod loopback;
 
 use crate::engine::host_tool::HostToolError;
 use crate::manifest::Device;
+use crate::registry::{Entry, Registry};
 use osbuild_sys::{PathError, Root, SysError};
 use serde::de::DeserializeOwned;
 use serde_json::Value;
@@ -40,14 +41,8 @@ pub trait OpenDevice {
 
 type OpenFn = fn(&Context<'_>, &Device) -> Result<Box<dyn OpenDevice>, DeviceError>;
 
-/// A device module in the registry.
-pub struct Entry {
-    pub name: &'static str,
-    open: OpenFn,
-}
-
-const fn entry<D: DeviceService>() -> Entry {
-    Entry { name: D::NAME, open: open_typed::<D> }
+const fn entry<D: DeviceService>() -> Entry<OpenFn> {
+    Entry { name: D::NAME, run: open_typed::<D> }
 }
 
 fn open_typed<D: DeviceService>(cx: &Context<'_>, device: &Device) -> Result<Box<dyn OpenDevice>, DeviceError> {
@@ -56,19 +51,15 @@ fn open_typed<D: DeviceService>(cx: &Context<'_>, device: &Device) -> Result<Box
 }
 
 /// Every device module the engine can attach.
-pub static REGISTRY: &[Entry] = &[entry::<loopback::Loopback>()];
-
-pub fn find(kind: &str) -> Option<&'static Entry> {
-    REGISTRY.iter().find(|e| e.name == kind)
-}
+pub static REGISTRY: Registry<OpenFn> = Registry(&[entry::<loopback::Loopback>()]);
 
 pub fn is_supported(kind: &str) -> bool {
-    find(kind).is_some()
+    REGISTRY.is_supported(kind)
 }
 
 pub fn open(cx: &Context<'_>, device: &Device) -> Result<Box<dyn OpenDevice>, DeviceError> {
-    let entry = find(&device.kind).ok_or_else(|| DeviceError::Unsupported { kind: device.kind.clone() })?;
-    (entry.open)(cx, device)
+    let open = REGISTRY.find(&device.kind).ok_or_else(|| DeviceError::Unsupported { kind: device.kind.clone() })?;
+    open(cx, device)
 }
 
 /// Why a device could not be attached, flushed or split into partitions.

@@ -15,6 +15,7 @@ mod tree;
 
 use crate::engine::host_tool::HostToolError;
 use crate::manifest::Input;
+use crate::registry::{Entry, Registry};
 use crate::store::{ObjectStore, StoreError};
 use osbuild_stage_api::ostree_ref::RefError;
 use osbuild_sys::PathError;
@@ -64,14 +65,10 @@ pub trait InputService {
 #[serde(deny_unknown_fields)]
 pub struct NoOptions {}
 
-/// An input module in the registry.
-pub struct Entry {
-    pub name: &'static str,
-    prepare: fn(&Context<'_>) -> Result<Prepared, InputError>,
-}
+type PrepareFn = fn(&Context<'_>) -> Result<Prepared, InputError>;
 
-const fn entry<I: InputService>() -> Entry {
-    Entry { name: I::NAME, prepare: prepare_typed::<I> }
+const fn entry<I: InputService>() -> Entry<PrepareFn> {
+    Entry { name: I::NAME, run: prepare_typed::<I> }
 }
 
 fn prepare_typed<I: InputService>(cx: &Context<'_>) -> Result<Prepared, InputError> {
@@ -85,27 +82,23 @@ fn prepare_typed<I: InputService>(cx: &Context<'_>) -> Result<Prepared, InputErr
 }
 
 /// Every input module the engine can prepare.
-pub static REGISTRY: &[Entry] = &[
+pub static REGISTRY: Registry<PrepareFn> = Registry(&[
     entry::<files::Files>(),
     entry::<noop::Noop>(),
     entry::<ostree::Ostree>(),
     entry::<ostree_checkout::OstreeCheckout>(),
     entry::<tree::Tree>(),
-];
-
-pub fn find(kind: &str) -> Option<&'static Entry> {
-    REGISTRY.iter().find(|e| e.name == kind)
-}
+]);
 
 pub fn is_supported(kind: &str) -> bool {
-    find(kind).is_some()
+    REGISTRY.is_supported(kind)
 }
 
 /// Prepare `input` into the fresh host directory `target` (created here).
 pub fn prepare(store: &ObjectStore, input: &Input, target: &Path) -> Result<Prepared, InputError> {
-    let entry = find(&input.kind).ok_or_else(|| InputError::Unsupported { kind: input.kind.clone() })?;
+    let prepare = REGISTRY.find(&input.kind).ok_or_else(|| InputError::Unsupported { kind: input.kind.clone() })?;
     std::fs::create_dir_all(target).map_err(|source| InputError::Io { path: target.to_owned(), source })?;
-    (entry.prepare)(&Context { store, input, target })
+    prepare(&Context { store, input, target })
 }
 
 /// Why an input could not be prepared; the engine adds where in the manifest it is.

@@ -13,6 +13,7 @@ mod ostree_deployment;
 
 use crate::engine::devices::{DeviceError, OpenDevice};
 use crate::manifest::Mount;
+use crate::registry::{Entry, Registry};
 use osbuild_stage_api::ostree_ref::RefError;
 use osbuild_sys::{FdMount, PathError, Root, SysError};
 use serde::de::DeserializeOwned;
@@ -66,14 +67,10 @@ pub trait MountService {
     fn mount(cx: &mut Context<'_>, mount: &Mount, options: Self::Options) -> Result<Mounted, MountError>;
 }
 
-/// A mount module in the registry.
-pub struct Entry {
-    pub name: &'static str,
-    mount: fn(&mut Context<'_>, &Mount) -> Result<Mounted, MountError>,
-}
+type MountFn = fn(&mut Context<'_>, &Mount) -> Result<Mounted, MountError>;
 
-const fn entry<M: MountService>() -> Entry {
-    Entry { name: M::NAME, mount: mount_typed::<M> }
+const fn entry<M: MountService>() -> Entry<MountFn> {
+    Entry { name: M::NAME, run: mount_typed::<M> }
 }
 
 fn mount_typed<M: MountService>(cx: &mut Context<'_>, mount: &Mount) -> Result<Mounted, MountError> {
@@ -82,26 +79,22 @@ fn mount_typed<M: MountService>(cx: &mut Context<'_>, mount: &Mount) -> Result<M
 }
 
 /// Every mount module the engine can mount.
-pub static REGISTRY: &[Entry] = &[
+pub static REGISTRY: Registry<MountFn> = Registry(&[
     entry::<fs::Ext4>(),
     entry::<fs::Xfs>(),
     entry::<fs::Btrfs>(),
     entry::<fs::Fat>(),
     entry::<bind::Bind>(),
     entry::<ostree_deployment::OstreeDeployment>(),
-];
-
-pub fn find(kind: &str) -> Option<&'static Entry> {
-    REGISTRY.iter().find(|e| e.name == kind)
-}
+]);
 
 pub fn is_supported(kind: &str) -> bool {
-    find(kind).is_some()
+    REGISTRY.is_supported(kind)
 }
 
 pub fn mount(cx: &mut Context<'_>, mount: &Mount) -> Result<Mounted, MountError> {
-    let entry = find(&mount.kind).ok_or_else(|| MountError::Unsupported { kind: mount.kind.clone() })?;
-    (entry.mount)(cx, mount)
+    let mount_fn = REGISTRY.find(&mount.kind).ok_or_else(|| MountError::Unsupported { kind: mount.kind.clone() })?;
+    mount_fn(cx, mount)
 }
 
 /// A mount's `target` as a string.
