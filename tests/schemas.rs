@@ -287,6 +287,10 @@ fn differential_manifests() -> Vec<(String, Value)> {
             }
         }
     }
+    // input names must start with a letter
+    let tree = json!({"type": "org.osbuild.tree", "origin": "org.osbuild.pipeline", "references": ["name:build"]});
+    holders.push(json!({"type": "org.osbuild.noop", "inputs": {"1x": tree, "_y": tree, "a-1.b_c": tree}}));
+    holders.push(json!({"type": "org.osbuild.noop", "inputs": {"-z": tree}}));
     out.push(("inputs, devices, mounts".to_owned(), manifest(holders, json!({}))));
 
     // one source of each type per manifest
@@ -306,6 +310,17 @@ fn differential_manifests() -> Vec<(String, Value)> {
             format!("sources #{i}"),
             manifest(vec![json!({"type": "org.osbuild.noop"})], Value::Object(sources)),
         ));
+    }
+    // the manifest's own metadata
+    for metadata in [
+        json!({"exports": [{"name": "os"}], "generators": [{"name": "g", "version": "1"}]}),
+        json!({"zz-unknown": 1, "exports": [{"name": 1, "x": 2}, {}], "generators": [{"version": 3}, "g"]}),
+        json!({"exports": {"name": "os"}, "generators": null}),
+        json!([]),
+    ] {
+        let mut m = manifest(vec![json!({"type": "org.osbuild.noop"})], json!({}));
+        m["metadata"] = metadata.clone();
+        out.push((format!("metadata {metadata}"), m));
     }
     out.push(("valid samples".to_owned(), manifest(valid_stage_samples(), json!({}))));
     out
