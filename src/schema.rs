@@ -134,13 +134,76 @@ fn compiled_with(key: &str, make: impl FnOnce() -> Value) -> Compiled {
     }
     let schema = make();
     // Upstream's Draft 4 validator has no format checker, so `format` is not checked.
+    // Patterns are matched the way Python's `re.search` does; messages quote the original.
     let v = jsonschema::draft4::options()
         .should_validate_formats(false)
-        .build(&schema)
+        .build(&python_patterns(&schema))
         .unwrap_or_else(|e| panic!("embedded schema {key} is not a valid JSON schema: {e}"));
     let c = std::sync::Arc::new((v, schema));
     cache.lock().unwrap().insert(key.to_owned(), c.clone());
     c
+}
+
+/// A copy of `schema` whose `pattern` regexes match like Python's: there, `$` (outside a
+/// character class, unescaped) also matches before a newline that ends the text, where the
+/// ECMA/Rust `$` only matches at the very end. `patternProperties` keys are left alone (they
+/// are schema paths too, and upstream's are not anchored at the end).
+pub fn python_patterns(schema: &Value) -> Value {
+    match schema {
+        Value::Object(o) => Value::Object(
+            o.iter()
+                .map(|(k, v)| {
+                    let v = match (k.as_str(), v) {
+                        ("pattern", Value::String(p)) => Value::String(python_dollar(p)),
+                        _ => python_patterns(v),
+                    };
+                    (k.clone(), v)
+                })
+                .collect(),
+        ),
+        Value::Array(a) => Value::Array(a.iter().map(python_patterns).collect()),
+        v => v.clone(),
+    }
+}
+
+/// Rewrite each end-of-text `$` of a regex as "an optional newline, then the end".
+fn python_dollar(re: &str) -> String {
+    let mut out = String::with_capacity(re.len());
+    let mut chars = re.chars();
+    let mut in_class = false;
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' => {
+                out.push(c);
+                if let Some(n) = chars.next() {
+                    out.push(n);
+                }
+            }
+            '[' if !in_class => {
+                in_class = true;
+                out.push(c);
+                // a `]` right after `[` or `[^` is a literal member
+                let rest = chars.as_str();
+                let skip = if rest.starts_with("^]") {
+                    2
+                } else if rest.starts_with(']') {
+                    1
+                } else {
+                    0
+                };
+                for _ in 0..skip {
+                    out.push(chars.next().unwrap());
+                }
+            }
+            ']' if in_class => {
+                in_class = false;
+                out.push(c);
+            }
+            '$' if !in_class => out.push_str("(?:\\n?$)"),
+            c => out.push(c),
+        }
+    }
+    out
 }
 
 fn compiled(key: &str, text: &'static str) -> Compiled {
@@ -195,6 +258,7 @@ pub fn validate_against(key: &str, text: &'static str, instance: &Value) -> Vec<
 /// with, put together the way upstream does it: the options schema under `options`, the
 /// stage's `x-inputs`/`x-devices`/`x-mounts` under theirs, no other key. A stage without
 /// `x-inputs` takes no inputs; devices and mounts default to any object and any array.
+/// Options marked `"x-v1-only": true` are left out.
 pub fn stage_schema(name: &str, text: &str) -> Value {
     let mut options: Value = serde_json::from_str(text).unwrap_or_else(|e| panic!("schema of {name} is not JSON: {e}"));
     let o = options.as_object_mut().unwrap_or_else(|| panic!("schema of {name} is not an object"));
@@ -203,6 +267,10 @@ pub fn stage_schema(name: &str, text: &str) -> Value {
     let devices = o.remove("x-devices").unwrap_or_else(|| json!({"type": "object"}));
     let mounts = o.remove("x-mounts").unwrap_or_else(|| json!({"type": "array"}));
     o.retain(|k, _| !k.starts_with("x-") && k != "$schema");
+    // options only v1 manifests have are unknown ones in v2
+    if let Some(p) = o.get_mut("properties").and_then(Value::as_object_mut) {
+        p.retain(|_, s| s.get("x-v1-only") != Some(&Value::Bool(true)));
+    }
     let mut props = serde_json::Map::new();
     props.insert("type".into(), json!({ "enum": [name] }));
     props.insert("options".into(), options);
@@ -447,6 +515,30 @@ mod tests {
         for (k, n, text) in embedded::EMBEDDED {
             let _ = compiled(&format!("{k}/{n}"), text);
         }
+    }
+
+    #[test]
+    fn dollar_matches_like_python() {
+        assert_eq!(python_dollar("^a$"), "^a(?:\\n?$)");
+        assert_eq!(python_dollar(r"^[$\]]\$x$|^b$"), r"^[$\]]\$x(?:\n?$)|^b(?:\n?$)");
+        assert_eq!(python_dollar("[]$]$"), "[]$](?:\\n?$)");
+        let v = jsonschema::draft4::new(&python_patterns(&json!({"pattern": "^.{1,3}$"}))).unwrap();
+        assert!(v.is_valid(&json!("ab\n")));
+        assert!(!v.is_valid(&json!("ab\n\n")));
+        assert!(!v.is_valid(&json!("a\nb")));
+        assert!(!v.is_valid(&json!("abcd")));
+    }
+
+    #[test]
+    fn pattern_messages_quote_the_schema_text() {
+        let c = compiled_with("test/pattern-ref", || {
+            json!({"properties": {"a": {"pattern": "^x$"}, "b": {"$ref": "#/definitions/y"}},
+                   "definitions": {"y": {"pattern": "^y$"}}})
+        });
+        let msgs: Vec<String> = errors_of(&c, &json!({"a": "x\n", "b": "q"})).into_iter().map(|e| e.message).collect();
+        assert_eq!(msgs, vec!["'q' does not match '^y$'".to_owned()]);
+        let msgs: Vec<String> = errors_of(&c, &json!({"a": "z"})).into_iter().map(|e| e.message).collect();
+        assert_eq!(msgs, vec!["'z' does not match '^x$'".to_owned()]);
     }
 
     #[test]

@@ -29,7 +29,14 @@ pub fn python_message(err: &jsonschema::ValidationError, schema: &Value) -> Stri
         }
         K::Required { property } => format!("{} is a required property", repr(property)),
         K::Enum { options } => format!("{r} is not one of {}", repr(options)),
-        K::Pattern { pattern } => format!("{r} does not match {}", repr_str(pattern)),
+        // the schema's own text: the validator was built from a rewritten copy
+        K::Pattern { pattern } => {
+            let text = match at("/pattern").and_then(Value::as_str) {
+                Some(t) => t.to_owned(),
+                None => pattern.replace("(?:\\n?$)", "$"),
+            };
+            format!("{r} does not match {}", repr_str(&text))
+        }
         K::AdditionalProperties { unexpected } => additional_properties(unexpected, at("")),
         K::AdditionalItems { limit } => {
             let extra: Vec<String> =
@@ -97,7 +104,7 @@ fn branch_accepts(root: &Value, branch: &Value, inst: &Value) -> bool {
     if let (Some(o), Some(defs)) = (doc.as_object_mut(), root.get("definitions")) {
         o.entry("definitions").or_insert_with(|| defs.clone());
     }
-    jsonschema::draft4::new(&doc).map(|v| v.is_valid(inst)).unwrap_or(false)
+    jsonschema::draft4::new(&super::python_patterns(&doc)).map(|v| v.is_valid(inst)).unwrap_or(false)
 }
 
 /// Python's `repr()` of a value as `json.load` gives it.
