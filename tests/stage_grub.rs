@@ -886,22 +886,17 @@ sys.exit(module.main(sys.argv[3], json.loads(sys.argv[4])))
 
 /// Every file below `root` (relative path, content, mode).
 fn files(root: &Path) -> Vec<(String, Vec<u8>, u32)> {
-    fn walk(root: &Path, dir: &Path, out: &mut Vec<(String, Vec<u8>, u32)>) {
-        let mut entries: Vec<_> = fs::read_dir(dir).unwrap().map(|e| e.unwrap().path()).collect();
-        entries.sort();
-        for p in entries {
-            let m = fs::symlink_metadata(&p).unwrap();
-            let rel = p.strip_prefix(root).unwrap().display().to_string();
-            if m.is_dir() {
-                out.push((rel + "/", Vec::new(), m.permissions().mode() & 0o7777));
-                walk(root, &p, out);
-            } else {
-                out.push((rel, fs::read(&p).unwrap(), m.permissions().mode() & 0o7777));
-            }
+    let mut out = Vec::new();
+    for e in walkdir::WalkDir::new(root).min_depth(1).sort_by_file_name() {
+        let e = e.unwrap();
+        let (p, m) = (e.path(), e.metadata().unwrap());
+        let rel = p.strip_prefix(root).unwrap().display().to_string();
+        if m.is_dir() {
+            out.push((rel + "/", Vec::new(), m.permissions().mode() & 0o7777));
+        } else {
+            out.push((rel, fs::read(p).unwrap(), m.permissions().mode() & 0o7777));
         }
     }
-    let mut out = Vec::new();
-    walk(root, root, &mut out);
     out
 }
 

@@ -21,16 +21,14 @@ pub struct Entry {
 /// Every path under `root` (as "/etc/x") with type, mode, owner, content digest, link target, xattrs.
 pub fn snapshot(root: &Path) -> BTreeMap<String, Entry> {
     let mut out = BTreeMap::new();
-    walk(root, root, &mut out);
-    out
-}
-
-fn walk(root: &Path, dir: &Path, out: &mut BTreeMap<String, Entry>) {
-    let Ok(rd) = std::fs::read_dir(dir) else { return };
-    let mut entries: Vec<PathBuf> = rd.map(|e| e.unwrap().path()).collect();
-    entries.sort();
-    for p in entries {
-        let md = std::fs::symlink_metadata(&p).unwrap();
+    // A missing root is an empty tree (a stage may not have made it).
+    if !root.exists() {
+        return out;
+    }
+    for e in walkdir::WalkDir::new(root).min_depth(1).sort_by_file_name() {
+        let e = e.unwrap();
+        let p = e.path();
+        let md = std::fs::symlink_metadata(p).unwrap();
         let rel = format!("/{}", p.strip_prefix(root).unwrap().display());
         let mut f: BTreeMap<&'static str, Value> = BTreeMap::new();
         let ft = md.file_type();
@@ -48,17 +46,17 @@ fn walk(root: &Path, dir: &Path, out: &mut BTreeMap<String, Entry>) {
         f.insert("uid", json!(md.uid()));
         f.insert("gid", json!(md.gid()));
         if ft.is_file() {
-            let data = std::fs::read(&p).unwrap();
+            let data = std::fs::read(p).unwrap();
             f.insert("content", json!(format!("sha256:{}", hex::encode(Sha256::digest(&data)))));
         }
         if ft.is_symlink() {
-            f.insert("target", json!(std::fs::read_link(&p).unwrap().to_string_lossy()));
+            f.insert("target", json!(std::fs::read_link(p).unwrap().to_string_lossy()));
         }
         let mut xattrs = Map::new();
-        if let Ok(names) = xattr::list(&p) {
+        if let Ok(names) = xattr::list(p) {
             for n in names {
                 let name = n.to_string_lossy().into_owned();
-                if let Ok(Some(v)) = xattr::get(&p, &n) {
+                if let Ok(Some(v)) = xattr::get(p, &n) {
                     xattrs.insert(name, json!(String::from_utf8_lossy(&v).trim_end_matches('\0')));
                 }
             }
@@ -67,10 +65,8 @@ fn walk(root: &Path, dir: &Path, out: &mut BTreeMap<String, Entry>) {
             f.insert("xattrs", Value::Object(xattrs));
         }
         out.insert(rel, Entry { fields: f });
-        if ft.is_dir() {
-            walk(root, &p, out);
-        }
     }
+    out
 }
 
 /// Upstream's diff.json shape for two snapshots.

@@ -165,10 +165,10 @@ impl OpenDevice for Attached {
     }
 
     /// Partition `n`'s own loop device over the same image and byte range (what upstream's
-    /// manifests do with `start`/`size`), unless the kernel made a node for it.
+    /// manifests do with `start`/`size`), unless the kernel scanned this device's table for us.
     fn partition(&mut self, n: u64) -> Result<PathBuf, DeviceError> {
         let node = PathBuf::from(format!("{}p{n}", self.lo.host_path().display()));
-        if node.exists() {
+        if self.options.partscan && kernel_partition(&node) {
             return Ok(node);
         }
         let (start, size) = partition_range(&self.lo.host_path(), n)?;
@@ -201,6 +201,19 @@ impl OpenDevice for Attached {
         }
         first.map_or(Ok(()), |e| Err(e.into()))
     }
+}
+
+/// Whether `node` (`/dev/loopNpM`) is a partition the kernel has now: a block device whose
+/// numbers are those sysfs shows for it. A loop device detached while it had partitions can keep
+/// them (and devtmpfs their nodes) into its next attachment, where they describe another image.
+fn kernel_partition(node: &Path) -> bool {
+    use std::os::unix::fs::{FileTypeExt, MetadataExt};
+    let Some(name) = node.file_name().and_then(|n| n.to_str()) else { return false };
+    let Ok(md) = std::fs::metadata(node) else { return false };
+    let Ok(dev) = std::fs::read_to_string(format!("/sys/class/block/{name}/dev")) else { return false };
+    let rdev = md.rdev();
+    md.file_type().is_block_device()
+        && dev.trim() == format!("{}:{}", nix::sys::stat::major(rdev), nix::sys::stat::minor(rdev))
 }
 
 /// Byte offset and length of partition `n` (1-based) in the table on `dev`, read with sfdisk.
