@@ -2,16 +2,15 @@
 //! `OSBUILD_UPSTREAM`): every upstream module has a schema of ours, and small manifests
 //! built from option samples get the same `--inspect` verdict and error list from both.
 
+#[path = "common/upstream.rs"]
+#[allow(dead_code)]
+mod upstream;
+
 use osbuild_rs::schema::{module_schema, ModuleKind};
 use std::path::{Path, PathBuf};
 
 fn upstream() -> PathBuf {
-    let dir = match std::env::var_os("OSBUILD_UPSTREAM") {
-        Some(d) => PathBuf::from(d),
-        None => Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/upstream/osbuild"),
-    };
-    assert!(dir.join("stages").is_dir(), "upstream osbuild not found at {}", dir.display());
-    dir
+    upstream::dir()
 }
 
 /// Module names in one of upstream's runtime directories (the executables, not the

@@ -7,6 +7,9 @@
 
 #[path = "common/compat.rs"]
 mod compat;
+#[path = "common/upstream.rs"]
+#[allow(dead_code)]
+mod upstream;
 
 use osbuild_rs::schema::{module_schema, validate_against, ModuleKind};
 use osbuild_rs::stages::{find, registry, run_stage_from_file};
@@ -16,14 +19,9 @@ use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-/// Upstream osbuild (its runtime: `stages/*.meta.json`): `OSBUILD_UPSTREAM`, else the
-/// read-only copy beside the repository (as in CI).
+/// Upstream osbuild's runtime (`stages/*.meta.json`), found as every test finds it.
 fn upstream() -> Option<PathBuf> {
-    let dir = match std::env::var_os("OSBUILD_UPSTREAM") {
-        Some(d) => PathBuf::from(d),
-        None => Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/upstream/osbuild"),
-    };
-    dir.join("stages").is_dir().then_some(dir)
+    Some(upstream::dir())
 }
 
 /// A temporary directory with `tree/` and the arguments/metadata files of one run.
