@@ -637,7 +637,7 @@ fn stages_build_the_same_trees_as_upstream() {
     // stage in it as differing: isolate them (mark one `differs`) to see which.
     let table = read_table();
     let isolated: std::collections::BTreeSet<&str> =
-        table.iter().filter(|(_, st, _)| st == "differs").map(|(s, _, _)| s.as_str()).collect();
+        table.iter().filter(|(_, st, _)| st == "differs" || st == "varies").map(|(s, _, _)| s.as_str()).collect();
     let mut pipelines: Vec<(String, Vec<usize>)> = vec![];
     let mut seen: BTreeMap<&str, usize> = BTreeMap::new();
     for (i, case) in cases.cases.iter().enumerate() {
@@ -711,7 +711,11 @@ fn stages_build_the_same_trees_as_upstream() {
         let mut text = String::from("stage\tstatus\treason\n");
         for s in &registry {
             let reason = recorded.get(s).map(|r| r.1).unwrap_or("TODO: say why");
-            text.push_str(&format!("{s}\t{}\t{reason}\n", status_of(s)));
+            let status = match recorded.get(s) {
+                Some(("varies", _)) => "varies",
+                _ => status_of(s),
+            };
+            text.push_str(&format!("{s}\t{status}\t{reason}\n"));
         }
         std::fs::write(Path::new(env!("CARGO_MANIFEST_DIR")).join(TABLE), text).unwrap();
     }
@@ -721,7 +725,10 @@ fn stages_build_the_same_trees_as_upstream() {
         match recorded.get(s) {
             None => problems.push(format!("{s}: missing from {TABLE} (measured {now})")),
             Some((st, reason)) => {
-                if *st != now {
+                // `varies`: the result depends on the clock (a tool that records the current
+                // second equals upstream's when both run within it), so either is right.
+                let accepted = *st == now || (*st == "varies" && now != "not-run");
+                if !accepted {
                     problems.push(format!("{s}: {TABLE} says {st}, measured {now}"));
                 }
                 if now != "equal" && reason.trim().is_empty() {
