@@ -20,6 +20,7 @@ use std::path::{Path, PathBuf};
 pub mod canonical_json;
 pub mod chroot;
 pub mod ostree_ref;
+pub mod pyrepr;
 pub mod testing;
 pub mod tool;
 pub mod util;
