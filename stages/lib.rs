@@ -33,6 +33,7 @@ mod dnf_config;
 mod dpkg;
 mod dracut;
 mod dracut_conf;
+mod ext4_times;
 mod first_boot;
 mod fix_bls;
 mod fstab;
@@ -55,6 +56,7 @@ mod machine_id;
 mod mkdir;
 mod mkfs_btrfs;
 mod mkfs_ext4;
+mod mkfs_ext4_tree;
 mod mkfs_fat;
 mod mkfs_xfs;
 mod mkswap;
@@ -119,6 +121,7 @@ mod yum_repos;
 mod zstd;
 
 static REGISTRY: &[StageInfo] = &[
+    entry::<mkfs_ext4_tree::MkfsExt4Tree>(),
     entry::<apt_config::AptConfig>(),
     entry::<apt_sources::AptSources>(),
     entry::<btrfs_subvol::BtrfsSubvol>(),

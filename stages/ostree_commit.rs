@@ -54,14 +54,6 @@ pub(crate) fn iso8601(secs: i64) -> String {
     format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z", rem / 3600, rem % 3600 / 60, rem % 60)
 }
 
-fn source_epoch(args: &StageArgs) -> Option<i64> {
-    match args.meta.get("source-epoch") {
-        Some(Value::Number(n)) => n.as_i64(),
-        Some(Value::String(s)) => s.parse().ok(),
-        _ => std::env::var("SOURCE_DATE_EPOCH").ok().and_then(|s| s.parse().ok()),
-    }
-}
-
 /// The single kernel version in `<tree>/usr/lib/modules/*/vmlinuz`, if any.
 fn kernel_version(tree: &Path) -> Option<String> {
     let mut found: Vec<String> = std::fs::read_dir(tree.join("usr/lib/modules"))
@@ -100,7 +92,7 @@ impl Stage for OstreeCommit {
             ));
         }
         let inputhash = args.meta.get("id").and_then(Value::as_str).unwrap_or_default().to_owned();
-        let timestamp = source_epoch(args).unwrap_or_else(|| {
+        let timestamp = args.source_epoch().unwrap_or_else(|| {
             std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0)
         });
 

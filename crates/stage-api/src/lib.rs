@@ -70,6 +70,16 @@ impl StageArgs {
         serde_json::from_value(options).map_err(|source| StageError::Options { stage, source })
     }
 
+    /// The pipeline's `source-epoch` in seconds: the stage's `meta` (as the engine writes it)
+    /// or else `SOURCE_DATE_EPOCH` in the environment.
+    pub fn source_epoch(&self) -> Option<i64> {
+        match self.meta.get("source-epoch") {
+            Some(Value::Number(n)) => n.as_i64(),
+            Some(Value::String(s)) => s.parse().ok(),
+            _ => std::env::var("SOURCE_DATE_EPOCH").ok().and_then(|s| s.parse().ok()),
+        }
+    }
+
     /// The host path of input `name` (its `path` field).
     pub fn input_path(&self, name: &str) -> Result<PathBuf, StageError> {
         self.inputs
