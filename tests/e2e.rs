@@ -11,31 +11,21 @@
 //! user `test` has no right to run `poweroff` itself).
 //!
 //! Reproducibility: the same manifest (with `source-epoch`) is built a second time into a fresh
-//! store, while the first image boots, and the qcow2 files are compared by sha256. They are
-//! not bit-identical today; the test proves everything that is, and fails if any of it
-//! regresses. Measured on this machine (e2fsprogs 1.47.0, Linux 6.x, qemu-img 7.2):
-//! - identical: every byte outside the root partition (protective MBR and GRUB's boot code,
-//!   both GPT headers and entry arrays, the BIOS boot partition with GRUB's core image), and,
-//!   inside the root file system, the same ~14,300 paths with the same type, mode, owner,
-//!   content and link target (one exception, below); every mtime up to the source epoch (all
-//!   that `org.osbuild.dpkg` installed) is the same;
-//! - different (measured 2026-11-26, two builds three minutes apart):
-//!   - the tree: nothing any more but `lost+found` (made by mkfs.ext4, inside the image); the
-//!     27 files the stages after `org.osbuild.dpkg` write (apt.config, debconf, users, hostname,
-//!     systemd, fstab, grub2.legacy, ln) used to carry the build time, and the engine now
-//!     clamps every mtime of a `source-epoch` pipeline to the epoch (upstream does not);
-//!   - `mkfs.ext4` (org.osbuild.mkfs.ext4): a random directory hash seed and the current time
-//!     as creation/last-check time of the file system and of `/` and `lost+found`; the stage
-//!     has no option for `-E hash_seed=` and e2fsprogs 1.47.0 ignores `SOURCE_DATE_EPOCH`
-//!     (`E2FSPROGS_FAKE_TIME` would work but a manifest cannot set a stage's environment);
-//!   - the kernel's ext4 driver during `org.osbuild.copy` into the mounted root: inode change
-//!     times (always "now"), random inode generation numbers, journal contents and, mostly,
-//!     block allocation (delayed allocation and writeback order): files land in different
-//!     blocks, so 146,000 to 158,000 of the ~185,000 4-KiB blocks in use differ (≈ 600 MiB,
-//!     four runs; once the free block count differed by one). Copying into a kernel-mounted file system cannot
-//!     be bit-reproducible; that needs the file system written in user space (e.g.
-//!     `mkfs.ext4 -d <tree>` with a fixed hash seed and `SOURCE_DATE_EPOCH`, e2fsprogs ≥
-//!     1.47.1) — a stage osbuild-rs does not have.
+//! store, while the first image boots, and the two qcow2 files must have the same sha256. What
+//! makes that possible (measured 2026-11-26, before: 146,000 to 158,000 of ~185,000 4-KiB
+//! blocks of the root file system differed from build to build):
+//! - the tree: `org.osbuild.dpkg` removes logs, caches and random seeds, and the engine clamps
+//!   every mtime of a `source-epoch` pipeline to the epoch;
+//! - the root file system is written by `org.osbuild-rs.mkfs.ext4.tree` (`mkfs.ext4 -d` in user
+//!   space, name order, a fixed hash seed, the epoch as the file system's time, inode times
+//!   settled to each file's mtime) instead of `org.osbuild.mkfs.ext4` + `org.osbuild.copy` into a
+//!   kernel mount, whose block allocation, inode change times and generation numbers depend on
+//!   timing;
+//! - GRUB's core image, the GPT and qemu-img's qcow2 layout were already deterministic.
+//!
+//! When the sums differ the test says where before failing: every byte outside the root
+//! partition, then per path of the root file system (type, mode, owner, content, link target,
+//! mtime) and the number of differing blocks.
 //!
 //! Downloads are cached between runs as in tests/debian.rs: each store's
 //! `sources/org.osbuild.files` is a symlink to /var/cache/osbuild-rs-tests/debs and apt's
@@ -229,7 +219,7 @@ fn rdump(image: &Path, offset: u64, dest: &Path) {
 }
 
 #[test]
-fn e2e_debian_qcow2_boots_to_fish_and_rebuilds_with_the_same_files() {
+fn e2e_debian_qcow2_boots_to_fish_and_rebuilds_bit_identical() {
     common::require_root_and_tools();
     require_tools();
     let t0 = Instant::now();
@@ -335,10 +325,10 @@ fn e2e_debian_qcow2_boots_to_fish_and_rebuilds_with_the_same_files() {
     }
     assert!(meta.is_empty(), "the two images' root file systems differ in {} paths:\n{}", meta.len(), meta.join("\n"));
     let total = root_size / 4096;
-    eprintln!(
-        "e2e: qcow2 differ ({sum_a} / {sum_b}); outside the root partition identical; root fs: {blocks} of {total} \
-         4-KiB blocks differ; superblock: {superblock:?}; {} paths identical in content and metadata, {} differ only \
-         in an mtime after the source epoch: {late:?}; random content: {random:?}; comparison {:.1?}; total {:.1?}",
+    panic!(
+        "e2e: the qcow2 images differ ({sum_a} / {sum_b}); outside the root partition identical; root fs: {blocks} of \
+         {total} 4-KiB blocks differ; superblock: {superblock:?}; {} paths identical in content and metadata, {} differ \
+         only in an mtime after the source epoch: {late:?}; random content: {random:?}; comparison {:.1?}; total {:.1?}",
         snap_a.len(),
         late.len(),
         t.elapsed(),
