@@ -43,6 +43,7 @@ run $M "fully cached rebuild" 10 -- \
 "$HERE/disk.sh" "$BIN" "$WORK" | tee -a "$results"
 "$HERE/ostree.sh" "$BIN" "$WORK" | tee -a "$results"
 "$HERE/debian.sh" "$BIN" "$WORK" | tee -a "$results"
+"$HERE/debian-image.sh" "$BIN" "$WORK" | tee -a "$results"
 "$HERE/iot.sh" "$BIN" "$WORK" | tee -a "$results"
 python3 - "$results" <<'PY'
 import sys
