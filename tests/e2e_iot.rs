@@ -23,6 +23,10 @@
 //!    and `hello` gone, then `sudo ostree admin undeploy 0` drops the update, so the first
 //!    commit is the default again (one deployment, one menu entry).
 //!
+//! 5. Reproducibility: while the device updates, commit 1's manifest is built again into a
+//!    fresh store; its commit checksum must be commit 1's (the manifest has a `source-epoch`:
+//!    the commit's timestamp and every file's mtime are the epoch).
+//!
 //! Every step is printed with the time it took and the time since the start. Downloads are
 //! cached as in tests/e2e.rs (/var/cache/osbuild-rs-tests). Needs root, bwrap, apt, dpkg,
 //! ostree, nginx, the GRUB, disk and qemu tools (`make deps`). Run alone:
@@ -216,6 +220,9 @@ fn e2e_iot_commit_boots_updates_over_http_and_rolls_back() {
     finish_build(update_build, &out2);
     let c2 = compose(&out2)["ostree-commit"].as_str().unwrap().to_owned();
     clock.done(&format!("build commit 2 ({c2}, concurrently with the boot)"));
+    // reproducibility: commit 1 again, in a fresh store, minutes later (while the device updates)
+    let out_again = env.path("out-commit-again");
+    let again = spawn_build(&commit_manifest, &cached_store(&env, "store-again"), &out_again, "commit");
     host_ostree(&repo, &["pull-local", out2.join("commit/repo").to_str().unwrap(), REF]);
     assert_eq!(host_ostree(&repo, &["rev-parse", REF]), c2);
     assert_eq!(host_ostree(&repo, &["rev-parse", &format!("{c2}^")]), c1, "commit 2's parent is commit 1");
@@ -268,6 +275,11 @@ fn e2e_iot_commit_boots_updates_over_http_and_rolls_back() {
     assert_eq!(menu.trim(), "1", "one menu entry left");
     clock.done("roll back: boot the previous menu entry, commit 1 booted, undeploy the update");
     vm.kill();
+
+    finish_build(again, &out_again);
+    let again = compose(&out_again)["ostree-commit"].as_str().unwrap().to_owned();
+    assert_eq!(again, c1, "commit 1 built again in a fresh store has another checksum");
+    clock.done(&format!("commit 1 rebuilt in a fresh store: the same checksum {again}"));
 
     let total: Duration = clock.steps.iter().map(|(_, d)| *d).sum();
     eprintln!(
