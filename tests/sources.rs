@@ -44,8 +44,9 @@ fn failed_results(err: SourceError) -> (String, Vec<ItemResult>) {
     }
 }
 
-/// A tiny HTTP/1.1 server on 127.0.0.1: serves `files`, answers 500 to the first
-/// `failures[path]` requests of a path, counts requests and remembers user agents.
+/// A tiny HTTP/1.1 server on 127.0.0.1: serves `files`, answers 503 (paths with "busy" in
+/// their name, as an overloaded mirror) or 500 to the first `failures[path]` requests of a
+/// path, counts requests and remembers user agents.
 struct Server {
     addr: String,
     files: Arc<Mutex<HashMap<String, Vec<u8>>>>,
@@ -148,6 +149,7 @@ fn serve(
         };
         let body = files.lock().unwrap().get(&path).cloned();
         let (status, body) = match (fail, body) {
+            (true, _) if path.contains("busy") => ("503 Service Unavailable", b"try later".to_vec()),
             (true, _) => ("500 Internal Server Error", b"boom".to_vec()),
             (false, Some(b)) => ("200 OK", b),
             (false, None) => ("404 Not Found", b"nope".to_vec()),
@@ -332,6 +334,22 @@ fn http_500_is_retried_with_backoff() {
     assert_eq!(err.to_string(), format!("http error 500 downloading {url}"));
     assert_eq!(server.hits("/broken"), 2);
     assert_eq!(listing(dest.path()).len(), 1);
+}
+
+/// Issue 16: a mirror that answers 503 to the first two requests for a file is retried until
+/// the file comes.
+#[test]
+fn http_503_twice_then_the_file() {
+    let server = Server::start();
+    let dest = tempfile::tempdir().unwrap();
+    let data = b"after two 503s".to_vec();
+    server.add("/busy.deb", data.clone());
+    server.failures.lock().unwrap().insert("/busy.deb".into(), 2);
+    let items = json!({ sha256(&data): server.url("/busy.deb") });
+    let results = sources::fetch(&source("org.osbuild.curl", items), None, dest.path(), &quick()).unwrap();
+    assert!(results[0].error.is_none(), "{:?}", results[0].error);
+    assert_eq!(server.hits("/busy.deb"), 3, "two 503s, then 200");
+    assert_eq!(fs::read(dest.path().join(sha256(&data))).unwrap(), data);
 }
 
 #[test]
