@@ -37,7 +37,7 @@
 mod common;
 
 use common::disk::{part_range, run, sfdisk_json, to_raw};
-use common::qemu::{cached_store, depsolve, finish_build, spawn_build, Vm};
+use common::qemu::{cached_store, depsolve, finish_build, kernel_version, spawn_build, Vm};
 use common::{sha256, Env};
 use serde_json::Value;
 use std::collections::BTreeMap;
@@ -82,19 +82,10 @@ fn require_tools() {
 fn manifest() -> (Value, String) {
     let template = Path::new(env!("CARGO_MANIFEST_DIR")).join("test-manifests/debian-qcow2.json");
     let m = depsolve(&template, PACKAGES, None);
-    // the kernel package is linux-image-<version>_<debian version>_<arch>.deb
-    let urls = m["sources"]["org.osbuild.curl"]["items"].as_object().unwrap();
-    let kernels: Vec<String> = urls
-        .values()
-        .filter_map(|u| u.as_str()?.rsplit('/').next()?.split('_').next()?.strip_prefix("linux-image-"))
-        .filter(|v| v.chars().next().is_some_and(|c| c.is_ascii_digit()))
-        .map(str::to_owned)
-        .collect();
-    assert_eq!(kernels.len(), 1, "exactly one kernel package expected: {kernels:?}");
+    let kernel = kernel_version(&m);
     let text = serde_json::to_string(&m).unwrap();
     assert!(text.contains("@KERNEL_VERSION@"), "the template lost its kernel placeholder");
-    let m = serde_json::from_str(&text.replace("@KERNEL_VERSION@", &kernels[0])).unwrap();
-    (m, kernels[0].clone())
+    (serde_json::from_str(&text.replace("@KERNEL_VERSION@", &kernel)).unwrap(), kernel)
 }
 
 /// Wait for a build of the qcow2 export; returns the image.

@@ -26,6 +26,12 @@
 //! 5. Reproducibility: while the device updates, commit 1's manifest is built again into a
 //!    fresh store; its commit checksum must be commit 1's (the manifest has a `source-epoch`:
 //!    the commit's timestamp and every file's mtime are the epoch).
+//! 6. The installer ISO (issue 14, `test-manifests/iot-installer.json`: the same `os` tree,
+//!    commit 1 pulled into `/ostree/repo`, a kickstart whose `ostreesetup` installs it from the
+//!    ISO, kernel and initrd, `org.osbuild.xorrisofs` + `org.osbuild.implantisomd5`) builds while
+//!    the image boots: xorriso lists the repository (holding commit 1), kernel, initrd and
+//!    kickstart, `checkisomd5` passes, and a rebuild in the fresh store has the same sha256.
+//!    Booting it to an unattended install is not done yet (no installer on Debian yet).
 //!
 //! Every step is printed with the time it took and the time since the start. Downloads are
 //! cached as in tests/e2e.rs (/var/cache/osbuild-rs-tests). Needs root, bwrap, apt, dpkg,
@@ -158,6 +164,48 @@ fn booting(vm: &mut Vm) -> String {
     title.trim_end_matches('\'').to_owned()
 }
 
+/// test-manifests/iot-installer.json, depsolved, for the commit `commit` served at `url`.
+fn installer_manifest(template: &Value, commit: &str, url: &str) -> Value {
+    let kernel = common::qemu::kernel_version(template);
+    let text = serde_json::to_string(template).unwrap();
+    let text = text.replace("@COMMIT@", commit).replace("@URL@", url).replace("@KERNEL_VERSION@", &kernel);
+    assert!(!text.contains('@'), "a placeholder of iot-installer.json is left");
+    serde_json::from_str(&text).unwrap()
+}
+
+fn xorriso(args: &[&str]) -> String {
+    let out = Command::new("xorriso").args(args).output().expect("xorriso (make deps)");
+    ok(&out);
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// What issue 14 asks of the ISO: it lists the repository, kernel, initrd and kickstart
+/// (read with xorriso: the kernel here cannot mount iso9660), the repository holds the commit,
+/// the kickstart installs it from the ISO, and `checkisomd5` passes.
+fn check_installer_iso(iso: &Path, commit: &str, scratch: &Path) {
+    let iso_s = iso.to_str().unwrap();
+    let files = xorriso(&["-indev", iso_s, "-find", "/", "-type", "f"]);
+    for want in ["'/ostree/repo/config'", "'/images/pxeboot/vmlinuz'", "'/images/pxeboot/initrd.img'", "'/osbuild.ks'"] {
+        assert!(files.lines().any(|l| l.trim() == want), "{want} is not on the ISO:\n{}", &files[..files.len().min(2000)]);
+    }
+    let objects = files.lines().filter(|l| l.starts_with("'/ostree/repo/objects/")).count();
+    assert!(objects > 1000, "the ISO's repository has {objects} objects");
+    std::fs::create_dir_all(scratch).unwrap();
+    let s = scratch.to_str().unwrap();
+    xorriso(&["-osirrox", "on", "-indev", iso_s, "-extract", "/osbuild.ks", &format!("{s}/osbuild.ks")]);
+    let ks = std::fs::read_to_string(scratch.join("osbuild.ks")).unwrap();
+    assert!(
+        ks.contains(&format!("--url=file:///run/install/repo/ostree/repo --ref={REF}")) && ks.contains("--nogpg"),
+        "{ks}"
+    );
+    xorriso(&["-osirrox", "on", "-indev", iso_s, "-extract", "/ostree/repo", &format!("{s}/repo")]);
+    let repo = scratch.join("repo");
+    assert_eq!(host_ostree(&repo, &["rev-parse", &format!("osbuild-rs:{REF}")]), commit);
+    host_ostree(&repo, &["ls", commit, "/usr/bin/fish"]);
+    let check = Command::new("checkisomd5").arg(iso).output().expect("checkisomd5 (isomd5sum)");
+    assert!(check.status.success(), "checkisomd5: {}", String::from_utf8_lossy(&check.stdout));
+}
+
 #[test]
 fn e2e_iot_commit_boots_updates_over_http_and_rolls_back() {
     common::require_root_and_tools();
@@ -166,9 +214,12 @@ fn e2e_iot_commit_boots_updates_over_http_and_rolls_back() {
     let env = Env::new();
     let store = cached_store(&env, "store");
 
-    let commit_manifest = env.write_manifest("iot-commit.json", &depsolve("iot-commit.json", None));
+    let commit_template = depsolve("iot-commit.json", None);
+    let commit_manifest = env.write_manifest("iot-commit.json", &commit_template);
     let update_template = depsolve("iot-update.json", Some(UPDATE_PACKAGE));
-    clock.done("depsolve both commits");
+    let iso_template = depsolve("iot-installer.json", None);
+    assert_eq!(commit_template["pipelines"][0], iso_template["pipelines"][0], "the ISO's os tree is the commit's");
+    clock.done("depsolve both commits and the installer ISO");
 
     let out1 = env.path("out-commit");
     finish_build(spawn_build(&commit_manifest, &store, &out1, "commit"), &out1);
@@ -196,11 +247,14 @@ fn e2e_iot_commit_boots_updates_over_http_and_rolls_back() {
     assert!(pulled > 1000, "the image's commit came from nginx: {pulled} object requests");
     clock.done(&format!("build the qcow2 image ({pulled} objects pulled over HTTP)"));
 
-    // the update builds while the image boots
+    // the update and the installer ISO build while the image boots
     let update = serde_json::to_string(&update_template).unwrap().replace("@PARENT@", &c1);
     let update_manifest = env.write_manifest("iot-update.json", &serde_json::from_str(&update).unwrap());
     let out2 = env.path("out-update");
     let update_build = spawn_build(&update_manifest, &store, &out2, "commit");
+    let iso_manifest = env.write_manifest("iot-installer.json", &installer_manifest(&iso_template, &c1, &nginx.url("repo")));
+    let out_iso = env.path("out-iso");
+    let iso_build = spawn_build(&iso_manifest, &store, &out_iso, "iso");
 
     let options = BootOptions { network: true, reboot: true, ..BootOptions::default() };
     let mut vm = Vm::boot_with(&qcow, &options).unwrap_or_else(|e| panic!("{e}"));
@@ -220,6 +274,11 @@ fn e2e_iot_commit_boots_updates_over_http_and_rolls_back() {
     finish_build(update_build, &out2);
     let c2 = compose(&out2)["ostree-commit"].as_str().unwrap().to_owned();
     clock.done(&format!("build commit 2 ({c2}, concurrently with the boot)"));
+    finish_build(iso_build, &out_iso);
+    let iso = out_iso.join("iso/installer.iso");
+    check_installer_iso(&iso, &c1, &env.path("iso-repo"));
+    let iso_sum = common::sha256(&std::fs::read(&iso).unwrap());
+    clock.done(&format!("build the installer ISO ({iso_sum}): repository with commit 1, kernel, initrd, kickstart, checkisomd5"));
     // reproducibility: commit 1 again, in a fresh store, minutes later (while the device updates)
     let out_again = env.path("out-commit-again");
     let again = spawn_build(&commit_manifest, &cached_store(&env, "store-again"), &out_again, "commit");
@@ -280,6 +339,11 @@ fn e2e_iot_commit_boots_updates_over_http_and_rolls_back() {
     let again = compose(&out_again)["ostree-commit"].as_str().unwrap().to_owned();
     assert_eq!(again, c1, "commit 1 built again in a fresh store has another checksum");
     clock.done(&format!("commit 1 rebuilt in a fresh store: the same checksum {again}"));
+    let out_iso_again = env.path("out-iso-again");
+    finish_build(spawn_build(&iso_manifest, &cached_store(&env, "store-again"), &out_iso_again, "iso"), &out_iso_again);
+    let again = common::sha256(&std::fs::read(out_iso_again.join("iso/installer.iso")).unwrap());
+    assert_eq!(again, iso_sum, "the installer ISO built again in a fresh store differs");
+    clock.done("installer ISO rebuilt in a fresh store: the same sha256");
 
     let total: Duration = clock.steps.iter().map(|(_, d)| *d).sum();
     eprintln!(

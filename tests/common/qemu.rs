@@ -143,6 +143,20 @@ pub fn depsolve<S: AsRef<std::ffi::OsStr>>(template: &Path, packages: &[S], then
     serde_json::from_slice(&out.stdout).unwrap()
 }
 
+/// The version of the one kernel package a depsolved manifest installs (its .deb is
+/// `linux-image-<version>_<debian version>_<arch>.deb`).
+pub fn kernel_version(m: &serde_json::Value) -> String {
+    let urls = m["sources"]["org.osbuild.curl"]["items"].as_object().unwrap();
+    let kernels: Vec<String> = urls
+        .values()
+        .filter_map(|u| u.as_str()?.rsplit('/').next()?.split('_').next()?.strip_prefix("linux-image-"))
+        .filter(|v| v.chars().next().is_some_and(|c| c.is_ascii_digit()))
+        .map(str::to_owned)
+        .collect();
+    assert_eq!(kernels.len(), 1, "exactly one kernel package expected: {kernels:?}");
+    kernels[0].clone()
+}
+
 /// A store `name` in `env` whose downloaded files live in the shared cache.
 pub fn cached_store(env: &super::Env, name: &str) -> std::path::PathBuf {
     let store = env.path(name);
