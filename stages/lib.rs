@@ -33,8 +33,10 @@ mod dnf_config;
 mod dpkg;
 mod dracut;
 mod dracut_conf;
+mod erofs;
 mod first_boot;
 mod fix_bls;
+mod fs_image;
 mod fstab;
 mod greenboot;
 mod groups;
@@ -94,6 +96,7 @@ mod selinux;
 mod selinux_config;
 mod sfdisk;
 mod sgdisk;
+mod squashfs;
 mod sshd_config;
 mod sysconfig;
 mod sysctld;
@@ -136,6 +139,7 @@ static REGISTRY: &[StageInfo] = &[
     entry::<dpkg::Dpkg>(),
     entry::<dracut::Dracut>(),
     entry::<dracut_conf::DracutConf>(),
+    entry::<erofs::Erofs>(),
     entry::<first_boot::FirstBoot>(),
     entry::<fix_bls::FixBls>(),
     entry::<fstab::Fstab>(),
@@ -192,6 +196,7 @@ static REGISTRY: &[StageInfo] = &[
     entry::<selinux_config::SelinuxConfig>(),
     entry::<sfdisk::Sfdisk>(),
     entry::<sgdisk::Sgdisk>(),
+    entry::<squashfs::Squashfs>(),
     entry::<sshd_config::SshdConfig>(),
     entry::<sysconfig::Sysconfig>(),
     entry::<sysctld::Sysctld>(),

@@ -35,6 +35,9 @@ struct Case {
     stages: Vec<Value>,
     /// starts from an empty tree rather than a copy of `base`
     empty: bool,
+    /// the pipeline's `source-epoch` (such a case gets a pipeline of its own): for image
+    /// stages whose tools take SOURCE_DATE_EPOCH and so can equal upstream's byte for byte
+    epoch: Option<u64>,
 }
 
 #[derive(Default)]
@@ -63,6 +66,7 @@ impl Cases {
             name: format!("{}-{n}", stage.trim_start_matches("org.osbuild.")),
             stages,
             empty: false,
+            epoch: None,
         });
     }
 
@@ -528,6 +532,25 @@ fn all_cases(c: &mut Cases) {
             json!({"uuid": "6e4ff95f-f662-45ee-a82a-bdf44a2d0b75", "label": "root", "metadata": "dup"}),
         ),
     );
+    // Image stages: the tree of `base` packed into a file, with a source epoch (mksquashfs
+    // and mkfs.erofs take SOURCE_DATE_EPOCH as the creation time and clamp file times to it).
+    for (stage, options) in [
+        ("org.osbuild.squashfs", json!({"filename": "base.squashfs", "compression": {"method": "lz4"}})),
+        (
+            "org.osbuild.squashfs",
+            json!({"filename": "/var/base.squashfs", "compression": {"method": "xz", "options": {"bcj": "x86"}},
+                   "exclude_paths": ["etc/ssh.*", "usr/lib/systemd/.*"]}),
+        ),
+        ("org.osbuild.squashfs", json!({"filename": "etc.squashfs", "source": "input://tree/etc/"})),
+        (
+            "org.osbuild.erofs",
+            json!({"filename": "base.erofs", "compression": {"method": "lz4hc", "level": 12},
+                   "exclude_paths": ["etc/ssh"]}),
+        ),
+    ] {
+        c.add_stages(stage, vec![json!({"type": stage, "inputs": {"tree": tree_input("base")}, "options": options})]);
+        c.cases.last_mut().unwrap().epoch = Some(1_700_000_000);
+    }
     c.add_stages(
         "org.osbuild.mkfs.xfs",
         dev("org.osbuild.mkfs.xfs", "300MiB", json!({"uuid": "6e4ff95f-f662-45ee-a82a-bdf44a2d0b75", "label": "root"})),
@@ -645,7 +668,7 @@ fn stages_build_the_same_trees_as_upstream() {
         // timezone stage removes in osbuild-rs (as current systemd-firstboot does on Fedora) but
         // not in upstream on Debian 12 (its systemd-firstboot 252 keeps it): keep them apart.
         let leaves_lock = ["org.osbuild.users", "org.osbuild.groups"].contains(&case.stage);
-        if case.empty || leaves_lock || isolated.contains(case.stage) {
+        if case.empty || case.epoch.is_some() || leaves_lock || isolated.contains(case.stage) {
             pipelines.push((case.name.clone(), vec![i]));
             continue;
         }
@@ -667,7 +690,11 @@ fn stages_build_the_same_trees_as_upstream() {
         for &i in members {
             stages.extend(cases.cases[i].stages.iter().cloned());
         }
-        manifest_pipelines.push(json!({"name": name, "stages": stages}));
+        let mut pipeline = json!({"name": name, "stages": stages});
+        if let Some(epoch) = cases.cases[members[0]].epoch {
+            pipeline["source-epoch"] = json!(epoch);
+        }
+        manifest_pipelines.push(pipeline);
     }
     let exports: Vec<String> = pipelines.iter().map(|(n, _)| n.clone()).collect();
     let manifest = env.write_manifest(
