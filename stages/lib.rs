@@ -48,6 +48,7 @@ mod grub_util;
 mod gzip;
 mod hostname;
 mod ignition;
+mod implantisomd5;
 mod ini;
 mod kernel_cmdline;
 mod keymap;
@@ -117,6 +118,7 @@ mod udev_rules;
 mod untar;
 mod update_crypto_policies;
 mod users;
+mod xorrisofs;
 mod xz;
 mod yum_repos;
 mod zstd;
@@ -152,6 +154,7 @@ static REGISTRY: &[StageInfo] = &[
     entry::<gzip::Gzip>(),
     entry::<hostname::Hostname>(),
     entry::<ignition::Ignition>(),
+    entry::<implantisomd5::Implantisomd5>(),
     entry::<kernel_cmdline::KernelCmdline>(),
     entry::<keymap::Keymap>(),
     entry::<ln::Ln>(),
@@ -217,6 +220,7 @@ static REGISTRY: &[StageInfo] = &[
     entry::<untar::Untar>(),
     entry::<update_crypto_policies::UpdateCryptoPolicies>(),
     entry::<users::Users>(),
+    entry::<xorrisofs::Xorrisofs>(),
     entry::<xz::Xz>(),
     entry::<yum_repos::YumRepos>(),
     entry::<zstd::Zstd>(),

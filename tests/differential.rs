@@ -44,6 +44,8 @@ struct Case {
 struct Cases {
     items: Map<String, Value>,
     cases: Vec<Case>,
+    /// pipelines that cases take as inputs (built, not compared)
+    helpers: Vec<Value>,
 }
 
 impl Cases {
@@ -52,6 +54,14 @@ impl Cases {
         let (sum, item) = inline_item(data);
         self.items.insert(sum.clone(), item);
         (json!({"type": "org.osbuild.files", "origin": "org.osbuild.source", "references": {sum.clone(): {}}}), sum)
+    }
+
+    /// A pipeline `name` that cases can take as a tree input: an empty tree changed by
+    /// `stages`, with a source epoch, so that both implementations give every file in it the
+    /// epoch as its mtime (upstream clamps what was written during the build, we clamp
+    /// everything newer).
+    fn helper(&mut self, name: &str, epoch: u64, stages: Vec<Value>) {
+        self.helpers.push(json!({"name": name, "source-epoch": epoch, "stages": stages}));
     }
 
     /// One stage with `options`.
@@ -551,6 +561,41 @@ fn all_cases(c: &mut Cases) {
         c.add_stages(stage, vec![json!({"type": stage, "inputs": {"tree": tree_input("base")}, "options": options})]);
         c.cases.last_mut().unwrap().epoch = Some(1_700_000_000);
     }
+    // ISO images of a small tree whose files all carry the epoch as their mtime (xorriso
+    // records file times; it takes SOURCE_DATE_EPOCH for the volume dates and GPT GUIDs).
+    const EPOCH: u64 = 1_700_000_000;
+    let truncate =
+        |f: &str, size: &str| json!({"type": "org.osbuild.truncate", "options": {"filename": f, "size": size}});
+    c.helper(
+        "iso-tree",
+        EPOCH,
+        vec![
+            json!({"type": "org.osbuild.mkdir", "options": {"paths": [{"path": "/isolinux"}, {"path": "/images"},
+                {"path": "/EFI/BOOT", "parents": true}]}}),
+            truncate("/isolinux/isolinux.bin", "2048"),
+            truncate("/images/eltorito.img", "32768"),
+            truncate("/images/efiboot.img", "1MiB"),
+            truncate("/EFI/BOOT/BOOTX64.EFI", "4096"),
+        ],
+    );
+    let iso = |options: Value| json!({"type": "org.osbuild.xorrisofs", "inputs": {"tree": tree_input("iso-tree")}, "options": options});
+    let syslinux_iso = iso(json!({"filename": "boot.iso", "volid": "OSBUILD-RS-43", "sysid": "LINUX",
+        "boot": {"image": "isolinux/isolinux.bin", "catalog": "isolinux/boot.cat"}, "efi": "images/efiboot.img",
+        "isohybridmbr": "/usr/lib/ISOLINUX/isohdpfx.bin", "exclude": ["EFI"]}));
+    let grub2_iso = iso(json!({"filename": "grub.iso", "volid": "GRUB2", "isolevel": 3, "appid": "app",
+        "pub": "osbuild", "prep": "test", "grub2mbr": "/usr/lib/grub/i386-pc/boot_hybrid.img",
+        "efi": "images/efiboot.img", "boot": {"image": "images/eltorito.img", "catalog": "boot.cat"}}));
+    for (stage, stages) in [
+        ("org.osbuild.xorrisofs", vec![syslinux_iso.clone()]),
+        ("org.osbuild.xorrisofs", vec![grub2_iso]),
+        (
+            "org.osbuild.implantisomd5",
+            vec![syslinux_iso, json!({"type": "org.osbuild.implantisomd5", "options": {"filename": "boot.iso"}})],
+        ),
+    ] {
+        c.add_stages(stage, stages);
+        c.cases.last_mut().unwrap().epoch = Some(EPOCH);
+    }
     c.add_stages(
         "org.osbuild.mkfs.xfs",
         dev("org.osbuild.mkfs.xfs", "300MiB", json!({"uuid": "6e4ff95f-f662-45ee-a82a-bdf44a2d0b75", "label": "root"})),
@@ -681,6 +726,7 @@ fn stages_build_the_same_trees_as_upstream() {
         }
     }
     let mut manifest_pipelines = vec![json!({"name": "base", "stages": base})];
+    manifest_pipelines.extend(cases.helpers.iter().cloned());
     for (name, members) in &pipelines {
         let mut stages = vec![];
         if !cases.cases[members[0]].empty {
