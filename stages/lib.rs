@@ -16,6 +16,7 @@ mod apt_config;
 mod apt_sources;
 pub mod assemblers;
 mod btrfs_subvol;
+mod buildstamp;
 mod chmod;
 mod chown;
 mod chrony;
@@ -26,6 +27,7 @@ mod copy;
 mod cron_script;
 mod deb_util;
 mod debconf;
+mod discinfo;
 mod disk_util;
 mod dmverity;
 mod dnf_automatic_config;
@@ -112,6 +114,7 @@ mod systemd_unit_create;
 pub(crate) mod tar;
 mod timezone;
 mod tmpfilesd;
+mod treeinfo;
 mod truncate;
 mod tuned;
 mod udev_rules;
@@ -127,6 +130,7 @@ static REGISTRY: &[StageInfo] = &[
     entry::<apt_config::AptConfig>(),
     entry::<apt_sources::AptSources>(),
     entry::<btrfs_subvol::BtrfsSubvol>(),
+    entry::<buildstamp::Buildstamp>(),
     entry::<chmod::Chmod>(),
     entry::<chown::Chown>(),
     entry::<chrony::Chrony>(),
@@ -135,6 +139,7 @@ static REGISTRY: &[StageInfo] = &[
     entry::<copy::Copy>(),
     entry::<cron_script::CronScript>(),
     entry::<debconf::Debconf>(),
+    entry::<discinfo::Discinfo>(),
     entry::<dmverity::Dmverity>(),
     entry::<dnf_automatic_config::DnfAutomaticConfig>(),
     entry::<dnf_config::DnfConfig>(),
@@ -214,6 +219,7 @@ static REGISTRY: &[StageInfo] = &[
     entry::<tar::Tar>(),
     entry::<timezone::Timezone>(),
     entry::<tmpfilesd::Tmpfilesd>(),
+    entry::<treeinfo::Treeinfo>(),
     entry::<truncate::Truncate>(),
     entry::<tuned::Tuned>(),
     entry::<udev_rules::UdevRules>(),

@@ -596,6 +596,24 @@ fn all_cases(c: &mut Cases) {
         c.add_stages(stage, stages);
         c.cases.last_mut().unwrap().epoch = Some(EPOCH);
     }
+    // The installer's metadata files. discinfo writes the clock's time (ours: the epoch when
+    // there is one), buildstamp the clock's minute.
+    c.compat("org.osbuild.buildstamp", "test__data__manifests__fedora-ostree-bootiso.json");
+    c.compat("org.osbuild.discinfo", "test__data__manifests__fedora-ostree-bootiso.json");
+    c.add_stages(
+        "org.osbuild.treeinfo",
+        vec![
+            json!({"type": "org.osbuild.truncate", "options": {"filename": "/testfile1", "size": "1000"}}),
+            json!({"type": "org.osbuild.treeinfo", "options": {"path": "/.treeinfo", "treeinfo": {
+                "checksums": ["testfile1", "/etc/passwd"], "general": {"arch": "x86_64", "family": "Fedora",
+                "name": "Fedora 21", "platforms": ["x86_64", "xen"], "timestamp": 1417653911, "version": "21"}}}}),
+            json!({"type": "org.osbuild.treeinfo", "options": {"path": "/sub/dir/.treeinfo", "treeinfo": {
+                "header": {"x": "y"}, "release": {"name": "Fedora", "short": "F", "version": "43"},
+                "images-x86_64": {"kernel": "images/pxeboot/vmlinuz"},
+                "images": [{"name": "x86_64", "config": {"initrd": "images/pxeboot/initrd.img"}}, {"config": {"a": true}}],
+                "tree": {"build_timestamp": 1.5, "variants": ["BaseOS", "AppStream"]}, "stage2": {"mainimage": "images/install.img"}}}}),
+        ],
+    );
     c.add_stages(
         "org.osbuild.mkfs.xfs",
         dev("org.osbuild.mkfs.xfs", "300MiB", json!({"uuid": "6e4ff95f-f662-45ee-a82a-bdf44a2d0b75", "label": "root"})),
