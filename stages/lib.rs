@@ -54,6 +54,7 @@ mod implantisomd5;
 mod ini;
 mod kernel_cmdline;
 mod keymap;
+mod kickstart;
 mod ln;
 mod locale;
 mod machine_id;
@@ -162,6 +163,7 @@ static REGISTRY: &[StageInfo] = &[
     entry::<implantisomd5::Implantisomd5>(),
     entry::<kernel_cmdline::KernelCmdline>(),
     entry::<keymap::Keymap>(),
+    entry::<kickstart::Kickstart>(),
     entry::<ln::Ln>(),
     entry::<locale::Locale>(),
     entry::<machine_id::MachineId>(),

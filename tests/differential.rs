@@ -600,6 +600,21 @@ fn all_cases(c: &mut Cases) {
     // there is one), buildstamp the clock's minute.
     c.compat("org.osbuild.buildstamp", "test__data__manifests__fedora-ostree-bootiso.json");
     c.compat("org.osbuild.discinfo", "test__data__manifests__fedora-ostree-bootiso.json");
+    c.compat("org.osbuild.kickstart", "test__data__manifests__fedora-ostree-bootiso.json");
+    c.add(
+        "org.osbuild.kickstart",
+        json!({"path": "/usr/share/anaconda/interactive-defaults.ks",
+            "ostreecontainer": {"url": "/run/install/repo/container", "transport": "oci", "stateroot": "debian"},
+            "groups": {"g1": {"gid": 1200}, "g2": {}},
+            "users": {"alice": {"uid": 1200, "gid": 1200, "shell": "/bin/bash", "home": "/home/a",
+                                "key": "ssh-ed25519 AAA a@b", "groups": ["wheel", "adm"], "password": "$6$x"}},
+            "rootpw": {"lock": true}, "lang": "en_US.UTF-8", "keyboard": "us", "timezone": "UTC", "zerombr": true,
+            "clearpart": {"all": true, "initlabel": true, "disklabel": "gpt"}, "display_mode": "cmdline",
+            "autopart": {"type": "plain", "fstype": "xfs", "nohome": true}, "reboot": {"eject": true},
+            "network": [{"device": "link", "bootproto": "dhcp", "nameservers": ["1.1.1.1"], "activate": true}],
+            "bootloader": {"append": "console=ttyS0"},
+            "%post": [{"erroronfail": true, "log": "/root/post.log", "commands": ["bootc switch --mutate-in-place x"]}]}),
+    );
     c.add_stages(
         "org.osbuild.treeinfo",
         vec![
