@@ -24,6 +24,7 @@ mod cloud_init;
 mod configparser;
 mod containers_storage_conf;
 mod copy;
+mod cpio_out;
 mod cron_script;
 mod deb_util;
 mod debconf;
@@ -138,6 +139,7 @@ static REGISTRY: &[StageInfo] = &[
     entry::<cloud_init::CloudInit>(),
     entry::<containers_storage_conf::ContainersStorageConf>(),
     entry::<copy::Copy>(),
+    entry::<cpio_out::CpioOut>(),
     entry::<cron_script::CronScript>(),
     entry::<debconf::Debconf>(),
     entry::<discinfo::Discinfo>(),

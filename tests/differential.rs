@@ -596,6 +596,17 @@ fn all_cases(c: &mut Cases) {
         c.add_stages(stage, stages);
         c.cases.last_mut().unwrap().epoch = Some(EPOCH);
     }
+    for options in [
+        json!({"filename": "initrd.cpio"}),
+        json!({"filename": "/boot/x.cpio", "root-node": "omit", "format": "odc", "owner": {"user": "root", "group": "root"}}),
+    ] {
+        c.add_stages(
+            "org.osbuild.cpio.out",
+            vec![
+                json!({"type": "org.osbuild.cpio.out", "inputs": {"tree": tree_input("iso-tree")}, "options": options}),
+            ],
+        );
+    }
     // The installer's metadata files. discinfo writes the clock's time (ours: the epoch when
     // there is one), buildstamp the clock's minute.
     c.compat("org.osbuild.buildstamp", "test__data__manifests__fedora-ostree-bootiso.json");
