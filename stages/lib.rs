@@ -12,6 +12,7 @@ pub use osbuild_stage_api::{
 };
 use std::path::Path;
 
+mod anaconda;
 mod apt_config;
 mod apt_sources;
 pub mod assemblers;
@@ -129,6 +130,7 @@ mod yum_repos;
 mod zstd;
 
 static REGISTRY: &[StageInfo] = &[
+    entry::<anaconda::Anaconda>(),
     entry::<apt_config::AptConfig>(),
     entry::<apt_sources::AptSources>(),
     entry::<btrfs_subvol::BtrfsSubvol>(),

@@ -612,6 +612,13 @@ fn all_cases(c: &mut Cases) {
     c.compat("org.osbuild.buildstamp", "test__data__manifests__fedora-ostree-bootiso.json");
     c.compat("org.osbuild.discinfo", "test__data__manifests__fedora-ostree-bootiso.json");
     c.compat("org.osbuild.kickstart", "test__data__manifests__fedora-ostree-bootiso.json");
+    c.compat("org.osbuild.anaconda", "test__data__manifests__fedora-ostree-bootiso.json");
+    c.add(
+        "org.osbuild.anaconda",
+        json!({"activatable-modules": ["org.fedoraproject.Anaconda.Modules.Timezone"],
+               "forbidden-modules": ["org.fedoraproject.Anaconda.Modules.Subscription"],
+               "optional-modules": ["org.fedoraproject.Anaconda.Modules.Security", "x"]}),
+    );
     c.add(
         "org.osbuild.kickstart",
         json!({"path": "/usr/share/anaconda/interactive-defaults.ks",
