@@ -1,7 +1,8 @@
 //! The ISO stages run by the engine in its sandbox, as a boot ISO is made: a root file
-//! system packed with `org.osbuild.squashfs` and `org.osbuild.erofs`, an ISO tree with a real
-//! ISOLINUX boot image, the hybrid ISO made by `org.osbuild.xorrisofs` and its checksum
-//! implanted by `org.osbuild.implantisomd5`. Every pipeline has a `source-epoch`: two builds
+//! system packed with `org.osbuild.squashfs` and `org.osbuild.erofs` (and into an initrd by
+//! `org.osbuild.cpio.out`), an ISO tree with a real ISOLINUX boot image and the installer's
+//! files (`kickstart`, `discinfo`, `buildstamp`, `treeinfo`, `anaconda`), the hybrid ISO made
+//! by `org.osbuild.xorrisofs` and its checksum implanted by `org.osbuild.implantisomd5`. Every pipeline has a `source-epoch`: two builds
 //! in two stores must give the same bytes.
 //!
 //! The kernel here cannot mount iso9660: the ISO is read with `xorriso` (`-report_*`,
@@ -77,6 +78,22 @@ fn manifest() -> Value {
                 {"type": "org.osbuild.copy", "inputs": {"f": files(&[&isolinux_sum, &payload])},
                  "options": {"paths": [copy(&isolinux_sum, "/isolinux/isolinux.bin"), copy(&payload, "/payload")]}},
                 {"type": "org.osbuild.truncate", "options": {"filename": "/images/efiboot.img", "size": "2MiB"}},
+                // the installer's files: a kickstart installing from an OSTree repository on the ISO
+                {"type": "org.osbuild.kickstart", "options": {"path": "/install.ks",
+                    "ostree": {"osname": "debian", "url": "file:///run/install/repo/ostree", "ref": "debian/x86_64/iot",
+                               "gpg": false},
+                    "users": {"core": {"password": "$6$x", "groups": ["sudo"]}}, "zerombr": true,
+                    "clearpart": {"all": true, "initlabel": true}, "autopart": {"type": "plain"}, "reboot": true}},
+                {"type": "org.osbuild.discinfo", "options": {"basearch": "x86_64", "release": "12"}},
+                {"type": "org.osbuild.buildstamp", "options": {"arch": "x86_64", "product": "Debian", "version": "12",
+                    "final": true}},
+                {"type": "org.osbuild.treeinfo", "options": {"path": "/.treeinfo", "treeinfo": {
+                    "checksums": ["images/install.img"], "stage2": {"mainimage": "images/install.img"}}}},
+                {"type": "org.osbuild.anaconda", "options": {"kickstart-modules": ["org.fedoraproject.Anaconda.Modules.Users"]}},
+            ]},
+            {"name": "initrd", "source-epoch": EPOCH, "stages": [
+                {"type": "org.osbuild.cpio.out", "inputs": {"tree": tree_input("rootfs")},
+                 "options": {"filename": "initrd.cpio"}},
             ]},
             {"name": "iso", "source-epoch": EPOCH, "stages": [
                 {"type": "org.osbuild.xorrisofs", "inputs": {"tree": tree_input("iso-tree")},
@@ -99,7 +116,7 @@ fn build(env: &Env, name: &str) -> std::path::PathBuf {
         .arg(env.path(&format!("{name}-store")))
         .arg("--output-directory")
         .arg(&out)
-        .args(["--export", "iso", "--export", "iso-tree"])
+        .args(["--export", "iso", "--export", "iso-tree", "--export", "initrd"])
         .arg(&m)
         .output()
         .unwrap();
@@ -112,7 +129,14 @@ fn boot_iso_of_packed_root_file_systems_is_reproducible_and_verifiable() {
     let env = Env::new();
     let (a, b) = (build(&env, "a"), build(&env, "b"));
     let iso = a.join("iso/boot.iso");
-    for f in ["iso/boot.iso", "iso-tree/images/install.img", "iso-tree/images/rootfs.erofs"] {
+    for f in [
+        "iso/boot.iso",
+        "iso-tree/images/install.img",
+        "iso-tree/images/rootfs.erofs",
+        "iso-tree/.discinfo",
+        "iso-tree/.buildstamp",
+        "initrd/initrd.cpio",
+    ] {
         assert!(fs::read(a.join(f)).unwrap() == fs::read(b.join(f)).unwrap(), "{f} differs between two builds");
     }
 
@@ -165,6 +189,28 @@ fn boot_iso_of_packed_root_file_systems_is_reproducible_and_verifiable() {
         "xorriso",
     );
     assert!(fs::read(&extracted).unwrap() == fs::read(a.join("iso-tree/images/install.img")).unwrap());
+
+    // the installer's files on the ISO; with a source epoch their times are the epoch's
+    let read_from_iso = |path: &str| {
+        let to = env.path(&format!("from-iso{}", path.replace('/', "_")));
+        tool(&["xorriso", "-osirrox", "on", "-indev", iso_s, "-extract", path, to.to_str().unwrap()], "xorriso");
+        fs::read_to_string(to).unwrap()
+    };
+    assert_eq!(
+        read_from_iso("/install.ks"),
+        "ostreesetup --osname=debian --url=file:///run/install/repo/ostree --ref=debian/x86_64/iot --nogpg\n\
+         user --name core --password $6$x --iscrypted --groups sudo\nzerombr\nclearpart --all --initlabel\n\
+         autopart --type=plain\nreboot\n"
+    );
+    assert_eq!(read_from_iso("/.discinfo"), "1700000000.0\n12\nx86_64\n");
+    assert!(read_from_iso("/.buildstamp").contains("\nuuid = 202311142213.x86_64\n"));
+    let sum = sha256(&fs::read(a.join("iso-tree/images/install.img")).unwrap());
+    assert!(read_from_iso("/.treeinfo").contains(&format!("[checksums]\nimages/install.img={sum}\n")));
+    assert!(read_from_iso("/etc/anaconda/conf.d/90-osbuild.conf")
+        .ends_with("kickstart_modules=\n    org.fedoraproject.Anaconda.Modules.Users\n"));
+    let cpio = Command::new("cpio").args(["-it", "--quiet", "-F"]).arg(a.join("initrd/initrd.cpio")).output().unwrap();
+    let listed = String::from_utf8_lossy(&cpio.stdout);
+    assert!(listed.lines().any(|l| l == "usr/lib/os-release") && listed.lines().any(|l| l == "."), "{listed}");
 
     // the implanted checksum verifies, and fails once a byte of the image changes
     let check = |p: &Path| Command::new("checkisomd5").arg(p).output().expect("checkisomd5 (isomd5sum)").status.code();
