@@ -9,7 +9,8 @@ OUT     ?= $(CURDIR)/output
 DEB_DEPS := bubblewrap curl ca-certificates python3 passwd tar xz-utils zstd gzip coreutils util-linux bsdutils \
             busybox-static time openssl rpm gnupg policycoreutils \
             fdisk gdisk parted e2fsprogs xfsprogs btrfs-progs dosfstools mtools grub-pc-bin grub-common qemu-utils cryptsetup-bin ostree nginx-light systemd \
-            mmdebstrap python3-jsonschema python3-iniparse python3-tomli-w
+            mmdebstrap python3-jsonschema python3-iniparse python3-tomli-w \
+            squashfs-tools erofs-utils xorriso isomd5sum isolinux cpio
 
 .PHONY: all build deps demo demo-boot demo-serve demo-update demo-tarball test test-e2e test-unit lint bench bench-compare bless fuzz clean
 

@@ -12,10 +12,12 @@ pub use osbuild_stage_api::{
 };
 use std::path::Path;
 
+mod anaconda;
 mod apt_config;
 mod apt_sources;
 pub mod assemblers;
 mod btrfs_subvol;
+mod buildstamp;
 mod chmod;
 mod chown;
 mod chrony;
@@ -23,9 +25,11 @@ mod cloud_init;
 mod configparser;
 mod containers_storage_conf;
 mod copy;
+mod cpio_out;
 mod cron_script;
 mod deb_util;
 mod debconf;
+mod discinfo;
 mod disk_util;
 mod dmverity;
 mod dnf_automatic_config;
@@ -33,9 +37,11 @@ mod dnf_config;
 mod dpkg;
 mod dracut;
 mod dracut_conf;
+mod erofs;
 mod ext4_times;
 mod first_boot;
 mod fix_bls;
+mod fs_image;
 mod fstab;
 mod greenboot;
 mod groups;
@@ -47,9 +53,11 @@ mod grub_util;
 mod gzip;
 mod hostname;
 mod ignition;
+mod implantisomd5;
 mod ini;
 mod kernel_cmdline;
 mod keymap;
+mod kickstart;
 mod ln;
 mod locale;
 mod machine_id;
@@ -96,6 +104,7 @@ mod selinux;
 mod selinux_config;
 mod sfdisk;
 mod sgdisk;
+mod squashfs;
 mod sshd_config;
 mod sysconfig;
 mod sysctld;
@@ -110,35 +119,42 @@ mod systemd_unit_create;
 pub(crate) mod tar;
 mod timezone;
 mod tmpfilesd;
+mod treeinfo;
 mod truncate;
 mod tuned;
 mod udev_rules;
 mod untar;
 mod update_crypto_policies;
 mod users;
+mod xorrisofs;
 mod xz;
 mod yum_repos;
 mod zstd;
 
 static REGISTRY: &[StageInfo] = &[
     entry::<mkfs_ext4_tree::MkfsExt4Tree>(),
+    entry::<anaconda::Anaconda>(),
     entry::<apt_config::AptConfig>(),
     entry::<apt_sources::AptSources>(),
     entry::<btrfs_subvol::BtrfsSubvol>(),
+    entry::<buildstamp::Buildstamp>(),
     entry::<chmod::Chmod>(),
     entry::<chown::Chown>(),
     entry::<chrony::Chrony>(),
     entry::<cloud_init::CloudInit>(),
     entry::<containers_storage_conf::ContainersStorageConf>(),
     entry::<copy::Copy>(),
+    entry::<cpio_out::CpioOut>(),
     entry::<cron_script::CronScript>(),
     entry::<debconf::Debconf>(),
+    entry::<discinfo::Discinfo>(),
     entry::<dmverity::Dmverity>(),
     entry::<dnf_automatic_config::DnfAutomaticConfig>(),
     entry::<dnf_config::DnfConfig>(),
     entry::<dpkg::Dpkg>(),
     entry::<dracut::Dracut>(),
     entry::<dracut_conf::DracutConf>(),
+    entry::<erofs::Erofs>(),
     entry::<first_boot::FirstBoot>(),
     entry::<fix_bls::FixBls>(),
     entry::<fstab::Fstab>(),
@@ -151,8 +167,10 @@ static REGISTRY: &[StageInfo] = &[
     entry::<gzip::Gzip>(),
     entry::<hostname::Hostname>(),
     entry::<ignition::Ignition>(),
+    entry::<implantisomd5::Implantisomd5>(),
     entry::<kernel_cmdline::KernelCmdline>(),
     entry::<keymap::Keymap>(),
+    entry::<kickstart::Kickstart>(),
     entry::<ln::Ln>(),
     entry::<locale::Locale>(),
     entry::<machine_id::MachineId>(),
@@ -195,6 +213,7 @@ static REGISTRY: &[StageInfo] = &[
     entry::<selinux_config::SelinuxConfig>(),
     entry::<sfdisk::Sfdisk>(),
     entry::<sgdisk::Sgdisk>(),
+    entry::<squashfs::Squashfs>(),
     entry::<sshd_config::SshdConfig>(),
     entry::<sysconfig::Sysconfig>(),
     entry::<sysctld::Sysctld>(),
@@ -209,12 +228,14 @@ static REGISTRY: &[StageInfo] = &[
     entry::<tar::Tar>(),
     entry::<timezone::Timezone>(),
     entry::<tmpfilesd::Tmpfilesd>(),
+    entry::<treeinfo::Treeinfo>(),
     entry::<truncate::Truncate>(),
     entry::<tuned::Tuned>(),
     entry::<udev_rules::UdevRules>(),
     entry::<untar::Untar>(),
     entry::<update_crypto_policies::UpdateCryptoPolicies>(),
     entry::<users::Users>(),
+    entry::<xorrisofs::Xorrisofs>(),
     entry::<xz::Xz>(),
     entry::<yum_repos::YumRepos>(),
     entry::<zstd::Zstd>(),

@@ -35,12 +35,17 @@ struct Case {
     stages: Vec<Value>,
     /// starts from an empty tree rather than a copy of `base`
     empty: bool,
+    /// the pipeline's `source-epoch` (such a case gets a pipeline of its own): for image
+    /// stages whose tools take SOURCE_DATE_EPOCH and so can equal upstream's byte for byte
+    epoch: Option<u64>,
 }
 
 #[derive(Default)]
 struct Cases {
     items: Map<String, Value>,
     cases: Vec<Case>,
+    /// pipelines that cases take as inputs (built, not compared)
+    helpers: Vec<Value>,
 }
 
 impl Cases {
@@ -49,6 +54,14 @@ impl Cases {
         let (sum, item) = inline_item(data);
         self.items.insert(sum.clone(), item);
         (json!({"type": "org.osbuild.files", "origin": "org.osbuild.source", "references": {sum.clone(): {}}}), sum)
+    }
+
+    /// A pipeline `name` that cases can take as a tree input: an empty tree changed by
+    /// `stages`, with a source epoch, so that both implementations give every file in it the
+    /// epoch as its mtime (upstream clamps what was written during the build, we clamp
+    /// everything newer).
+    fn helper(&mut self, name: &str, epoch: u64, stages: Vec<Value>) {
+        self.helpers.push(json!({"name": name, "source-epoch": epoch, "stages": stages}));
     }
 
     /// One stage with `options`.
@@ -63,6 +76,7 @@ impl Cases {
             name: format!("{}-{n}", stage.trim_start_matches("org.osbuild.")),
             stages,
             empty: false,
+            epoch: None,
         });
     }
 
@@ -528,6 +542,111 @@ fn all_cases(c: &mut Cases) {
             json!({"uuid": "6e4ff95f-f662-45ee-a82a-bdf44a2d0b75", "label": "root", "metadata": "dup"}),
         ),
     );
+    // Image stages: the tree of `base` packed into a file, with a source epoch (mksquashfs
+    // and mkfs.erofs take SOURCE_DATE_EPOCH as the creation time and clamp file times to it).
+    for (stage, options) in [
+        ("org.osbuild.squashfs", json!({"filename": "base.squashfs", "compression": {"method": "lz4"}})),
+        (
+            "org.osbuild.squashfs",
+            json!({"filename": "/var/base.squashfs", "compression": {"method": "xz", "options": {"bcj": "x86"}},
+                   "exclude_paths": ["etc/ssh.*", "usr/lib/systemd/.*"]}),
+        ),
+        ("org.osbuild.squashfs", json!({"filename": "etc.squashfs", "source": "input://tree/etc/"})),
+        (
+            "org.osbuild.erofs",
+            json!({"filename": "base.erofs", "compression": {"method": "lz4hc", "level": 12},
+                   "exclude_paths": ["etc/ssh"]}),
+        ),
+    ] {
+        c.add_stages(stage, vec![json!({"type": stage, "inputs": {"tree": tree_input("base")}, "options": options})]);
+        c.cases.last_mut().unwrap().epoch = Some(1_700_000_000);
+    }
+    // ISO images of a small tree whose files all carry the epoch as their mtime (xorriso
+    // records file times; it takes SOURCE_DATE_EPOCH for the volume dates and GPT GUIDs).
+    const EPOCH: u64 = 1_700_000_000;
+    let truncate =
+        |f: &str, size: &str| json!({"type": "org.osbuild.truncate", "options": {"filename": f, "size": size}});
+    c.helper(
+        "iso-tree",
+        EPOCH,
+        vec![
+            json!({"type": "org.osbuild.mkdir", "options": {"paths": [{"path": "/isolinux"}, {"path": "/images"},
+                {"path": "/EFI/BOOT", "parents": true}]}}),
+            truncate("/isolinux/isolinux.bin", "2048"),
+            truncate("/images/eltorito.img", "32768"),
+            truncate("/images/efiboot.img", "1MiB"),
+            truncate("/EFI/BOOT/BOOTX64.EFI", "4096"),
+        ],
+    );
+    let iso = |options: Value| json!({"type": "org.osbuild.xorrisofs", "inputs": {"tree": tree_input("iso-tree")}, "options": options});
+    let syslinux_iso = iso(json!({"filename": "boot.iso", "volid": "OSBUILD-RS-43", "sysid": "LINUX",
+        "boot": {"image": "isolinux/isolinux.bin", "catalog": "isolinux/boot.cat"}, "efi": "images/efiboot.img",
+        "isohybridmbr": "/usr/lib/ISOLINUX/isohdpfx.bin", "exclude": ["EFI"]}));
+    let grub2_iso = iso(json!({"filename": "grub.iso", "volid": "GRUB2", "isolevel": 3, "appid": "app",
+        "pub": "osbuild", "prep": "test", "grub2mbr": "/usr/lib/grub/i386-pc/boot_hybrid.img",
+        "efi": "images/efiboot.img", "boot": {"image": "images/eltorito.img", "catalog": "boot.cat"}}));
+    for (stage, stages) in [
+        ("org.osbuild.xorrisofs", vec![syslinux_iso.clone()]),
+        ("org.osbuild.xorrisofs", vec![grub2_iso]),
+        (
+            "org.osbuild.implantisomd5",
+            vec![syslinux_iso, json!({"type": "org.osbuild.implantisomd5", "options": {"filename": "boot.iso"}})],
+        ),
+    ] {
+        c.add_stages(stage, stages);
+        c.cases.last_mut().unwrap().epoch = Some(EPOCH);
+    }
+    for options in [
+        json!({"filename": "initrd.cpio"}),
+        json!({"filename": "/boot/x.cpio", "root-node": "omit", "format": "odc", "owner": {"user": "root", "group": "root"}}),
+    ] {
+        c.add_stages(
+            "org.osbuild.cpio.out",
+            vec![
+                json!({"type": "org.osbuild.cpio.out", "inputs": {"tree": tree_input("iso-tree")}, "options": options}),
+            ],
+        );
+    }
+    // The installer's metadata files. discinfo writes the clock's time (ours: the epoch when
+    // there is one), buildstamp the clock's minute.
+    c.compat("org.osbuild.buildstamp", "test__data__manifests__fedora-ostree-bootiso.json");
+    c.compat("org.osbuild.discinfo", "test__data__manifests__fedora-ostree-bootiso.json");
+    c.compat("org.osbuild.kickstart", "test__data__manifests__fedora-ostree-bootiso.json");
+    c.compat("org.osbuild.anaconda", "test__data__manifests__fedora-ostree-bootiso.json");
+    c.add(
+        "org.osbuild.anaconda",
+        json!({"activatable-modules": ["org.fedoraproject.Anaconda.Modules.Timezone"],
+               "forbidden-modules": ["org.fedoraproject.Anaconda.Modules.Subscription"],
+               "optional-modules": ["org.fedoraproject.Anaconda.Modules.Security", "x"]}),
+    );
+    c.add(
+        "org.osbuild.kickstart",
+        json!({"path": "/usr/share/anaconda/interactive-defaults.ks",
+            "ostreecontainer": {"url": "/run/install/repo/container", "transport": "oci", "stateroot": "debian"},
+            "groups": {"g1": {"gid": 1200}, "g2": {}},
+            "users": {"alice": {"uid": 1200, "gid": 1200, "shell": "/bin/bash", "home": "/home/a",
+                                "key": "ssh-ed25519 AAA a@b", "groups": ["wheel", "adm"], "password": "$6$x"}},
+            "rootpw": {"lock": true}, "lang": "en_US.UTF-8", "keyboard": "us", "timezone": "UTC", "zerombr": true,
+            "clearpart": {"all": true, "initlabel": true, "disklabel": "gpt"}, "display_mode": "cmdline",
+            "autopart": {"type": "plain", "fstype": "xfs", "nohome": true}, "reboot": {"eject": true},
+            "network": [{"device": "link", "bootproto": "dhcp", "nameservers": ["1.1.1.1"], "activate": true}],
+            "bootloader": {"append": "console=ttyS0"},
+            "%post": [{"erroronfail": true, "log": "/root/post.log", "commands": ["bootc switch --mutate-in-place x"]}]}),
+    );
+    c.add_stages(
+        "org.osbuild.treeinfo",
+        vec![
+            json!({"type": "org.osbuild.truncate", "options": {"filename": "/testfile1", "size": "1000"}}),
+            json!({"type": "org.osbuild.treeinfo", "options": {"path": "/.treeinfo", "treeinfo": {
+                "checksums": ["testfile1", "/etc/passwd"], "general": {"arch": "x86_64", "family": "Fedora",
+                "name": "Fedora 21", "platforms": ["x86_64", "xen"], "timestamp": 1417653911, "version": "21"}}}}),
+            json!({"type": "org.osbuild.treeinfo", "options": {"path": "/sub/dir/.treeinfo", "treeinfo": {
+                "header": {"x": "y"}, "release": {"name": "Fedora", "short": "F", "version": "43"},
+                "images-x86_64": {"kernel": "images/pxeboot/vmlinuz"},
+                "images": [{"name": "x86_64", "config": {"initrd": "images/pxeboot/initrd.img"}}, {"config": {"a": true}}],
+                "tree": {"build_timestamp": 1.5, "variants": ["BaseOS", "AppStream"]}, "stage2": {"mainimage": "images/install.img"}}}}),
+        ],
+    );
     c.add_stages(
         "org.osbuild.mkfs.xfs",
         dev("org.osbuild.mkfs.xfs", "300MiB", json!({"uuid": "6e4ff95f-f662-45ee-a82a-bdf44a2d0b75", "label": "root"})),
@@ -645,7 +764,7 @@ fn stages_build_the_same_trees_as_upstream() {
         // timezone stage removes in osbuild-rs (as current systemd-firstboot does on Fedora) but
         // not in upstream on Debian 12 (its systemd-firstboot 252 keeps it): keep them apart.
         let leaves_lock = ["org.osbuild.users", "org.osbuild.groups"].contains(&case.stage);
-        if case.empty || leaves_lock || isolated.contains(case.stage) {
+        if case.empty || case.epoch.is_some() || leaves_lock || isolated.contains(case.stage) {
             pipelines.push((case.name.clone(), vec![i]));
             continue;
         }
@@ -658,6 +777,7 @@ fn stages_build_the_same_trees_as_upstream() {
         }
     }
     let mut manifest_pipelines = vec![json!({"name": "base", "stages": base})];
+    manifest_pipelines.extend(cases.helpers.iter().cloned());
     for (name, members) in &pipelines {
         let mut stages = vec![];
         if !cases.cases[members[0]].empty {
@@ -667,7 +787,11 @@ fn stages_build_the_same_trees_as_upstream() {
         for &i in members {
             stages.extend(cases.cases[i].stages.iter().cloned());
         }
-        manifest_pipelines.push(json!({"name": name, "stages": stages}));
+        let mut pipeline = json!({"name": name, "stages": stages});
+        if let Some(epoch) = cases.cases[members[0]].epoch {
+            pipeline["source-epoch"] = json!(epoch);
+        }
+        manifest_pipelines.push(pipeline);
     }
     let exports: Vec<String> = pipelines.iter().map(|(n, _)| n.clone()).collect();
     let manifest = env.write_manifest(
