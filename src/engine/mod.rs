@@ -171,13 +171,15 @@ pub fn build(
     };
 
     let wanted = wanted_items(pipelines);
+    // Fetched files are synced as the store's objects are: only in a durable store.
+    let fetch_opts = sources::FetchOptions { durable: store.is_durable(), ..sources::FetchOptions::default() };
     if !pipelines.is_empty() {
         mon.begin_sources(&m.sources);
     }
     for src in m.sources.iter().filter(|_| !pipelines.is_empty()) {
         let started = Instant::now();
         let dir = store.sources_dir(sources::store_kind(&src.kind).unwrap_or("org.osbuild.files"))?;
-        let outcome = match sources::fetch(src, Some(&wanted), &dir, &sources::FetchOptions::default()) {
+        let outcome = match sources::fetch(src, Some(&wanted), &dir, &fetch_opts) {
             Ok(items) => SourceOutcome {
                 kind: src.kind.clone(),
                 success: items.iter().all(|i| i.error.is_none()),
