@@ -36,6 +36,19 @@ run $M "51 trivial stages (cold store)" "$RUNS" --setup "clean $STORE $OUT" -- \
     "$BIN" --quiet --store "$STORE" --output-directory "$OUT" --export tree "$WORK/noop51.json"
 run $M "300 MiB file:// sources, 2 exports (cold)" "$RUNS" --setup "clean $STORE $OUT" -- \
     "$BIN" --quiet --store "$STORE" --output-directory "$OUT" --export tree --export tarball "$WORK/files300.json"
+# The overhead targets (issue 16): medians of the two runs above.
+python3 - "$results" <<'PY'
+import sys
+r = {}
+for line in open(sys.argv[1]):
+    if line.startswith("RESULT "):
+        label, value = line[7:].rsplit(" ", 1)
+        r[label] = float(value)
+for label, target in [("51 trivial stages (cold store)", 0.3), ("300 MiB file:// sources, 2 exports (cold)", 0.8)]:
+    v = r.get(label)
+    if v is not None:
+        print(f"== {label}: median {v:.3f} s, target under {target} s: {'met' if v < target else 'NOT met'}")
+PY
 run $M "fully cached rebuild" 10 -- \
     "$BIN" --quiet --store "$STORE" --checkpoint tree --checkpoint tarball "$WORK/files300.json"
 

@@ -472,11 +472,27 @@ fn build(args: &Args, m: &Manifest) -> i32 {
 
     if report.success {
         if let Some(out) = &output_directory {
+            // Each export is its own copy into its own directory: they run side by side (a name
+            // given twice is copied once), and the first failure in `--export` order is reported.
+            let mut names: Vec<&String> = Vec::new();
             for name in &args.export {
-                let p = m.get(name).expect("exports resolved before the build");
-                if let Err(e) = engine::export(&object_store, p, name, out) {
-                    return fail(EXIT_FAILED, &e);
+                if !names.contains(&name) {
+                    names.push(name);
                 }
+            }
+            let results: Vec<_> = std::thread::scope(|s| {
+                let store = &object_store;
+                let running: Vec<_> = names
+                    .iter()
+                    .map(|name| {
+                        let p = m.get(name).expect("exports resolved before the build");
+                        s.spawn(move || engine::export(store, p, name, out))
+                    })
+                    .collect();
+                running.into_iter().map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p))).collect()
+            });
+            if let Some(e) = results.into_iter().find_map(Result::err) {
+                return fail(EXIT_FAILED, &e);
             }
         }
     }

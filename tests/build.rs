@@ -5,7 +5,7 @@ mod common;
 
 use common::*;
 use serde_json::{json, Value};
-use std::io::Read;
+use std::io::{Read, Write};
 use std::time::{Duration, Instant};
 
 fn two_pipelines(env: &Env) -> std::path::PathBuf {
@@ -50,6 +50,35 @@ fn exports_hold_the_pipeline_trees() {
     assert_eq!(names, vec!["tree.tar".to_string()]);
     assert!(env.tmp_entries().is_empty(), "tmp left: {:?}", env.tmp_entries());
     assert!(env.mounts().is_empty(), "mounts left: {:?}", env.mounts());
+}
+
+/// Exports are copies (reflinks where the file system has them), never hard links into the
+/// store: changing an exported file leaves the committed object as it was. Several exports run
+/// side by side; a name given twice is exported once, complete.
+#[test]
+fn exports_are_copies_the_user_may_change_without_touching_the_store() {
+    use std::os::unix::fs::MetadataExt;
+    let env = Env::new();
+    let m = two_pipelines(&env);
+    let o = env.run(&m, &["--export", "tree", "--export", "tarball", "--export", "tree"]);
+    ok(&o);
+    let exported = env.out().join("tree/etc/greeting");
+    let objects = env.objects();
+    let stored: Vec<std::path::PathBuf> = objects
+        .iter()
+        .map(|id| env.store().join("objects").join(id).join("tree/etc/greeting"))
+        .filter(|p| p.exists())
+        .collect();
+    assert_eq!(stored.len(), 1, "objects: {objects:?}");
+    let (a, b) = (std::fs::metadata(&exported).unwrap(), std::fs::metadata(&stored[0]).unwrap());
+    assert!(a.ino() != b.ino() || a.dev() != b.dev(), "the export shares the store's inode");
+    assert_eq!(b.nlink(), 1, "the store's file has another name");
+    std::fs::OpenOptions::new().append(true).open(&exported).unwrap().write_all(b"changed by the user\n").unwrap();
+    assert_eq!(std::fs::read(&stored[0]).unwrap(), b"hello from an inline source\n");
+    assert!(env.out().join("tarball/tree.tar").is_file());
+    // The changed export does not count as the store's: the next build exports the original.
+    ok(&env.run(&m, &["--export", "tree"]));
+    assert_eq!(std::fs::read(&exported).unwrap(), b"hello from an inline source\n");
 }
 
 #[test]

@@ -241,6 +241,30 @@ fn a_site_stage_runs_and_its_metadata_reaches_json() {
     assert_eq!(theirs["metadata"], result["metadata"]);
 }
 
+/// Every stage of a pipeline gets a fresh (empty) metadata file, although the sandbox scratch is
+/// reused from stage to stage: what one stage wrote is never reported for the next.
+#[test]
+fn metadata_of_one_stage_is_not_reported_for_the_next() {
+    let env = Env::new();
+    let options = json!({"properties": {"greeting": {"type": "string"}}});
+    let libdir = site_libdir(&env, &[("org.example.hello", HELLO, meta_for(options))]);
+    let m = json!({"version": "2", "pipelines": [{"name": "tree", "stages": [
+        stage("org.example.hello", json!({"greeting": "first"})),
+        {"type": "org.osbuild.mkdir", "options": {"paths": [{"path": "/after"}]}},
+        {"type": "org.osbuild.noop", "options": {"n": 1}},
+    ]}]});
+    let path = env.write_manifest("m.json", &m);
+    let out = env.run(&path, &["--libdir", libdir.to_str().unwrap(), "--export", "tree", "--json"]);
+    ok(&out);
+    let result: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        result["metadata"],
+        json!({"tree": {"org.example.hello": {"greeted": "first", "runner_seen": true}}}),
+        "{result}"
+    );
+    assert!(env.out().join("tree/after").is_dir());
+}
+
 /// For upstream itself: its runnable copy with the site's stages added.
 fn libdir_for_upstream(env: &Env, site: &Path) -> PathBuf {
     std::fs::create_dir_all(env.path("u")).unwrap();

@@ -99,9 +99,15 @@ pub fn capability_mask<S: AsRef<str>>(names: &[S]) -> Result<u64, SandboxError> 
 /// The capability bounding set of this process (`CapBnd` in `/proc/self/status`). bubblewrap can only
 /// keep capabilities that are in it; asking it for one outside it misbehaves, so `run` leaves those out.
 pub fn host_bounding_set() -> Result<u64, SandboxError> {
+    // Read once: nothing in osbuild-rs shrinks its bounding set while it runs.
+    static BOUNDING: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    if let Some(mask) = BOUNDING.get() {
+        return Ok(*mask);
+    }
     let status = std::fs::read_to_string("/proc/self/status")
         .map_err(|source| SandboxError::ReadCapabilities { source: Some(source) })?;
-    parse_status_mask(&status, "CapBnd").ok_or(SandboxError::ReadCapabilities { source: None })
+    let mask = parse_status_mask(&status, "CapBnd").ok_or(SandboxError::ReadCapabilities { source: None })?;
+    Ok(*BOUNDING.get_or_init(|| mask))
 }
 
 /// The hex mask of a `Cap*:` line of a `/proc/<pid>/status` text.

@@ -121,7 +121,9 @@ pub(crate) fn run(
         .stdin(Stdio::null())
         .stdout(Stdio::from(writer))
         .stderr(Stdio::from(writer2))
-        .current_dir("/")
+        // No `current_dir`: bubblewrap's `--chdir /` sets the stage's, and without one the
+        // standard library can spawn with posix_spawn (vfork) instead of copying our address
+        // space with fork, whose page faults were a tenth of a trivial stage's host-side cost.
         .process_group(0);
     let spawned = cmd.spawn();
     // The command holds the pipe's write ends; drop it so we see end-of-file when the sandbox is gone.

@@ -470,7 +470,7 @@ fn download(
             }
         }
         results.extend(super::run_parallel(&downloaded, opts.parallel, |(t, temp)| {
-            (t.index, temp.verify_and_commit(dest_dir, &t.checksum, &t.url))
+            (t.index, temp.verify_and_commit(dest_dir, &t.checksum, &t.url, opts.durable))
         }));
         pending = retry;
         attempt += 1;

@@ -145,7 +145,7 @@ pub fn fetch_file(
         hasher.update(&buf[..n]);
         out.write_all(&buf[..n]).map_err(|e| SourceError::io("write", temp.path(), e))?;
     }
-    temp.check_and_commit(out, &hasher.finish(), dest_dir, checksum, url)
+    temp.check_and_commit(out, &hasher.finish(), dest_dir, checksum, url, opts.durable)
 }
 
 #[cfg(test)]

@@ -167,7 +167,7 @@ pub fn fetch_one(
     }
     decoded?;
     let actual = sink.hasher.finish();
-    temp.check_and_commit(file, &actual, dest_dir, checksum, &origin)
+    temp.check_and_commit(file, &actual, dest_dir, checksum, &origin, opts.durable)
 }
 
 #[cfg(test)]

@@ -1,5 +1,5 @@
 //! Temp files in a fetch's staging directory (see `store::StagingDir`): written, verified,
-//! fsync'ed, then renamed to their checksum in the destination directory beside it; removed on
+//! fsync'ed (when the fetch is durable), then renamed to their checksum in the destination directory beside it; removed on
 //! every other path.
 
 use std::fs::{self, File, OpenOptions};
@@ -38,10 +38,16 @@ impl TempFile {
         self.path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()
     }
 
-    /// Hashes the file as written, fsyncs it and renames it to `dir/<expected>` when the digest
-    /// matches. A mismatch is returned as `ChecksumMismatch` naming `origin`.
+    /// Hashes the file as written, fsyncs it (when `sync`) and renames it to `dir/<expected>` when
+    /// the digest matches. A mismatch is returned as `ChecksumMismatch` naming `origin`.
     /// A missing file counts as empty: curl may not create its output for an empty body.
-    pub fn verify_and_commit(&self, dir: &Path, expected: &Checksum, origin: &str) -> Result<(), SourceError> {
+    pub fn verify_and_commit(
+        &self,
+        dir: &Path,
+        expected: &Checksum,
+        origin: &str,
+        sync: bool,
+    ) -> Result<(), SourceError> {
         if fs::symlink_metadata(&self.path).is_err() {
             File::create(&self.path).map_err(|e| SourceError::io("create", &self.path, e))?;
         }
@@ -51,17 +57,19 @@ impl TempFile {
         if actual != *expected {
             return Err(SourceError::ChecksumMismatch { origin: origin.to_string(), expected: expected.to_string() });
         }
-        // fsync through a writable handle: some filesystems want one.
-        let file = OpenOptions::new()
-            .write(true)
-            .open(&self.path)
-            .map_err(|e| SourceError::io("open downloaded file", &self.path, e))?;
-        file.sync_all().map_err(|e| SourceError::io("fsync", &self.path, e))?;
+        if sync {
+            // fsync through a writable handle: some filesystems want one.
+            let file = OpenOptions::new()
+                .write(true)
+                .open(&self.path)
+                .map_err(|e| SourceError::io("open downloaded file", &self.path, e))?;
+            file.sync_all().map_err(|e| SourceError::io("fsync", &self.path, e))?;
+        }
         self.commit(dir, expected)
     }
 
     /// For data hashed while it was written through `file`: compares `actual` with `expected`,
-    /// fsyncs and renames into place.
+    /// fsyncs (when `sync`) and renames into place.
     pub fn check_and_commit(
         self,
         file: File,
@@ -69,11 +77,14 @@ impl TempFile {
         dir: &Path,
         expected: &Checksum,
         origin: &str,
+        sync: bool,
     ) -> Result<(), SourceError> {
         if actual != expected {
             return Err(SourceError::ChecksumMismatch { origin: origin.to_string(), expected: expected.to_string() });
         }
-        file.sync_all().map_err(|e| SourceError::io("fsync", &self.path, e))?;
+        if sync {
+            file.sync_all().map_err(|e| SourceError::io("fsync", &self.path, e))?;
+        }
         drop(file);
         self.commit(dir, expected)
     }
@@ -116,7 +127,7 @@ mod tests {
         let (temp, file) = TempFile::create(t.path()).unwrap();
         let sum =
             checksum::hash_reader(&std::fs::File::open(temp.path()).unwrap(), checksum::Algorithm::Sha256).unwrap();
-        temp.check_and_commit(file, &sum, t.path(), &sum, "test").unwrap();
+        temp.check_and_commit(file, &sum, t.path(), &sum, "test", true).unwrap();
         let mode = std::fs::metadata(t.path().join(sum.to_string())).unwrap().permissions().mode();
         assert_eq!(mode & 0o777, 0o644);
     }

@@ -154,6 +154,11 @@ impl ObjectStore {
         self.durable = durable;
     }
 
+    /// Whether [`set_durable`](Self::set_durable) made commits (and source fetches) durable.
+    pub fn is_durable(&self) -> bool {
+        self.durable
+    }
+
     pub fn max_size(&self) -> Option<u64> {
         self.max_size
     }
