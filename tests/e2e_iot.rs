@@ -185,8 +185,13 @@ fn xorriso(args: &[&str]) -> String {
 fn check_installer_iso(iso: &Path, commit: &str, scratch: &Path) {
     let iso_s = iso.to_str().unwrap();
     let files = xorriso(&["-indev", iso_s, "-find", "/", "-type", "f"]);
-    for want in ["'/ostree/repo/config'", "'/images/pxeboot/vmlinuz'", "'/images/pxeboot/initrd.img'", "'/osbuild.ks'"] {
-        assert!(files.lines().any(|l| l.trim() == want), "{want} is not on the ISO:\n{}", &files[..files.len().min(2000)]);
+    for want in ["'/ostree/repo/config'", "'/images/pxeboot/vmlinuz'", "'/images/pxeboot/initrd.img'", "'/osbuild.ks'"]
+    {
+        assert!(
+            files.lines().any(|l| l.trim() == want),
+            "{want} is not on the ISO:\n{}",
+            &files[..files.len().min(2000)]
+        );
     }
     let objects = files.lines().filter(|l| l.starts_with("'/ostree/repo/objects/")).count();
     assert!(objects > 1000, "the ISO's repository has {objects} objects");
@@ -252,7 +257,8 @@ fn e2e_iot_commit_boots_updates_over_http_and_rolls_back() {
     let update_manifest = env.write_manifest("iot-update.json", &serde_json::from_str(&update).unwrap());
     let out2 = env.path("out-update");
     let update_build = spawn_build(&update_manifest, &store, &out2, "commit");
-    let iso_manifest = env.write_manifest("iot-installer.json", &installer_manifest(&iso_template, &c1, &nginx.url("repo")));
+    let iso_manifest =
+        env.write_manifest("iot-installer.json", &installer_manifest(&iso_template, &c1, &nginx.url("repo")));
     let out_iso = env.path("out-iso");
     let iso_build = spawn_build(&iso_manifest, &store, &out_iso, "iso");
 
@@ -278,7 +284,9 @@ fn e2e_iot_commit_boots_updates_over_http_and_rolls_back() {
     let iso = out_iso.join("iso/installer.iso");
     check_installer_iso(&iso, &c1, &env.path("iso-repo"));
     let iso_sum = common::sha256(&std::fs::read(&iso).unwrap());
-    clock.done(&format!("build the installer ISO ({iso_sum}): repository with commit 1, kernel, initrd, kickstart, checkisomd5"));
+    clock.done(&format!(
+        "build the installer ISO ({iso_sum}): repository with commit 1, kernel, initrd, kickstart, checkisomd5"
+    ));
     // reproducibility: commit 1 again, in a fresh store, minutes later (while the device updates)
     let out_again = env.path("out-commit-again");
     let again = spawn_build(&commit_manifest, &cached_store(&env, "store-again"), &out_again, "commit");
