@@ -9,7 +9,10 @@
 #   warm, as the .deb cache is), next to ostree admin init-fs / os-init / config, the menu files
 #   and GRUB modules, ostree pull-local + admin deploy, ostree remote add, systemd-tmpfiles for
 #   /var, fstab, truncate / sfdisk / losetup / mkfs.ext4 / mount / cp -a, grub-mkimage and the
-#   boot sector, qemu-img convert.
+#   boot sector, qemu-img convert;
+# - installer ISO: iot-installer.json (its `os` tree kept, the commit pulled from the file://
+#   repository), next to ostree init + pull-local, the kickstart, kernel and initrd copied,
+#   xorriso -as mkisofs, implantisomd5.
 # Every run starts from an empty store (bar what is named above) or an empty directory.
 #
 # usage: iot.sh BIN WORK   (BIN: the osbuild-rs binary, osbuild-depsolve-apt next to it;
@@ -42,13 +45,17 @@ mapfile -t PACKAGES < <(sed -e 's/#.*//' -e '/^[[:space:]]*$/d' "$MANIFESTS/iot-
     "${PACKAGES[@]}"
 # the Debian tree and its OSTree layout, once (and a check that the commit builds)
 rm -rf "$DIR/out"
-"$BIN" --quiet --store "$STORE" --checkpoint ostree-tree --output-directory "$DIR/out" --export commit "$DIR/commit.json"
+"$BIN" --quiet --store "$STORE" --checkpoint os --checkpoint ostree-tree --output-directory "$DIR/out" --export commit "$DIR/commit.json"
 REPO="$DIR/out/commit/repo"
 COMMIT=$(ostree --repo="$REPO" rev-parse "$REF")
 TREE_ID=$("$BIN" --inspect "$DIR/commit.json" | python3 -c '
 import json, sys
 m = json.load(sys.stdin)
 print([p for p in m["pipelines"] if p["name"] == "ostree-tree"][0]["stages"][-1]["id"])')
+OS_ID=$("$BIN" --inspect "$DIR/commit.json" | python3 -c '
+import json, sys
+m = json.load(sys.stdin)
+print([p for p in m["pipelines"] if p["name"] == "os"][0]["stages"][-1]["id"])')
 TREE="$STORE/objects/$TREE_ID/tree"
 [ -d "$TREE" ] || { echo "the ostree-tree pipeline is not at $TREE"; exit 1; }
 echo "IoT commit $COMMIT: $(find "$TREE" -xdev -type f | wc -l) files, $(du -sm "$TREE" | cut -f1) MiB"
@@ -56,6 +63,29 @@ sed -e "s|@COMMIT@|$COMMIT|g" -e "s|@URL@|file://$REPO|" -e "s|@REMOTE_URL@|http
     "$MANIFESTS/iot-qcow2.json" > "$DIR/image.json"
 # fill the ostree source's cache once
 "$BIN" --quiet --store "$STORE" --output-directory "$DIR/imgout" --export qcow2 "$DIR/image.json"
+# the installer ISO (issue 14) carrying the commit: its os tree is the commit's (kept above)
+KERNEL=$(basename "$(ls "$STORE/objects/$OS_ID/tree/boot/"vmlinuz-* | head -1)" | sed 's/^vmlinuz-//')
+"$DEPSOLVE" --state-dir "$CACHE/apt-state" --template "$MANIFESTS/iot-installer.json" --output "$DIR/iso.json" \
+    "${PACKAGES[@]}"
+sed -i -e "s|@COMMIT@|$COMMIT|g" -e "s|@URL@|file://$REPO|" -e "s|@KERNEL_VERSION@|$KERNEL|g" "$DIR/iso.json"
+"$BIN" --quiet --store "$STORE" --output-directory "$DIR/isoout" --export iso "$DIR/iso.json"
+
+# The ISO by hand: a repository with the commit, the kickstart, kernel and initrd, xorriso with
+# every date the epoch, implantisomd5.
+cat > "$DIR/byhand-iso.sh" <<'SH'
+set -euo pipefail
+D=$1 REPO=$2 REF=$3 OS=$4 KERNEL=$5
+T=$D/iso-tree
+mkdir -p "$T/images/pxeboot" "$T/ostree/repo"
+ostree init --mode=archive --repo="$T/ostree/repo"
+ostree --repo="$T/ostree/repo" pull-local --remote=osbuild-rs "$REPO" "$REF" >/dev/null
+printf 'ostreesetup --osname=debian --url=file:///run/install/repo/ostree/repo --ref=%s --remote=osbuild-rs --nogpg\nzerombr\nclearpart --all --initlabel\nautopart --type=plain --nohome\nreboot\n' "$REF" > "$T/osbuild.ks"
+cp -a "$OS/boot/vmlinuz-$KERNEL" "$T/images/pxeboot/vmlinuz"
+cp -a "$OS/boot/initrd.img-$KERNEL" "$T/images/pxeboot/initrd.img"
+xorriso -as mkisofs -V OSBUILD-RS-IOT -sysid LINUX -R -J --modification-date=2023111422132000 \
+    -o "$D/installer.iso" "$T" 2>/dev/null
+implantisomd5 "$D/installer.iso" >/dev/null
+SH
 
 # The image by hand: the stages' work with the tools they call, in a private mount namespace.
 cat > "$DIR/byhand-image.sh" <<'SH'
@@ -137,6 +167,12 @@ $M "IoT image: iot-qcow2.json" "$RUNS" \
 $M "IoT image: ostree admin deploy, mkfs, qemu-img by hand" "$RUNS" \
     --setup "unfreeze $DIR/byhand; rm -rf $DIR/byhand && mkdir -p $DIR/byhand" -- \
     unshare -m --propagation private bash "$DIR/byhand-image.sh" "$DIR/byhand" "$REPO" "$COMMIT" "$REF"
+$M "IoT installer ISO: iot-installer.json" "$RUNS" \
+    --setup "unfreeze $STORE/objects; find $STORE/objects -mindepth 1 -maxdepth 1 ! -name $OS_ID -exec rm -rf {} +; rm -rf $DIR/isoout" -- \
+    "$BIN" --quiet --store "$STORE" --output-directory "$DIR/isoout" --export iso "$DIR/iso.json"
+$M "IoT installer ISO: ostree pull-local, xorriso, implantisomd5 by hand" "$RUNS" \
+    --setup "rm -rf $DIR/byhand && mkdir -p $DIR/byhand" -- \
+    bash "$DIR/byhand-iso.sh" "$DIR/byhand" "$REPO" "$REF" "$STORE/objects/$OS_ID/tree" "$KERNEL"
 } | tee "$results"
 python3 - "$results" <<'PY'
 import sys
@@ -146,9 +182,11 @@ for line in open(sys.argv[1]):
         label, value = line[7:].rsplit(" ", 1)
         r[label] = float(value)
 for what, ours, hand in [("commit", "IoT commit: org.osbuild.ostree.commit", "IoT commit: ostree commit by hand"),
-                         ("image", "IoT image: iot-qcow2.json", "IoT image: ostree admin deploy, mkfs, qemu-img by hand")]:
+                         ("image", "IoT image: iot-qcow2.json", "IoT image: ostree admin deploy, mkfs, qemu-img by hand"),
+                         ("installer ISO", "IoT installer ISO: iot-installer.json",
+                          "IoT installer ISO: ostree pull-local, xorriso, implantisomd5 by hand")]:
     a, b = r[ours], r[hand]
     print(f"== IoT {what}: osbuild-rs {a:.1f} s / by hand {b:.1f} s = {a / b:.2f}x ({100 * (a / b - 1):+.1f}%)")
 PY
 unfreeze "$DIR"
-rm -rf "$DIR/byhand" "$DIR/imgout" "$STORE/objects"
+rm -rf "$DIR/byhand" "$DIR/imgout" "$DIR/isoout" "$STORE/objects"
