@@ -752,3 +752,45 @@ fn ext4_from_a_tree_through_the_engine_is_reproducible() {
     assert_eq!(sums[0], sums[1], "two builds of the image differ");
     assert!(loops_backed_under(&env.store()).is_empty());
 }
+
+/// The image file systems of issue 14 end to end: `org.osbuild.squashfs` and `org.osbuild.erofs`
+/// pack a tree into image files, and the `org.osbuild.squashfs` / `org.osbuild.erofs` mounts
+/// (read-only, from a loop device) give it back to a stage.
+#[test]
+fn squashfs_and_erofs_images_mount_read_only_with_the_tree() {
+    let env = Env::new();
+    let (sum, item) = inline_item(b"packed\n");
+    let m = json!({"version": "2", "sources": {"org.osbuild.inline": {"items": {sum.clone(): item}}}, "pipelines": [
+    {"name": "tree", "stages": [
+        mkdir("/etc"),
+        {"type": "org.osbuild.copy", "inputs": {"file": {"type": "org.osbuild.files", "origin": "org.osbuild.source",
+            "references": {sum.clone(): {}}}},
+         "options": {"paths": [{"from": format!("input://file/{sum}"), "to": "tree:///etc/packed"}]}}
+    ]},
+    {"name": "images", "stages": [
+        {"type": "org.osbuild.squashfs", "inputs": {"tree": tree_input("tree")}, "options": {"filename": "fs.squashfs"}},
+        {"type": "org.osbuild.erofs", "inputs": {"tree": tree_input("tree")}, "options": {"filename": "fs.erofs"}},
+        {"type": "org.osbuild.copy",
+         "devices": {"sq": {"type": "org.osbuild.loopback", "options": {"filename": "fs.squashfs"}},
+                     "ero": {"type": "org.osbuild.loopback", "options": {"filename": "fs.erofs"}}},
+         "mounts": [{"name": "sq", "type": "org.osbuild.squashfs", "source": "sq", "target": "/sq"},
+                    {"name": "ero", "type": "org.osbuild.erofs", "source": "ero", "target": "/ero"}],
+         "options": {"paths": [{"from": "mount://sq/etc/packed", "to": "tree:///from-squashfs"},
+                               {"from": "mount://ero/etc/packed", "to": "tree:///from-erofs"}]}}
+    ]}]});
+    let out = env.run(&env.write_manifest("m.json", &m), &["--export", "images"]);
+    ok(&out);
+    for f in ["from-squashfs", "from-erofs"] {
+        assert_eq!(std::fs::read_to_string(env.out().join("images").join(f)).unwrap(), "packed\n", "{f}");
+    }
+    assert!(loops_backed_under(&env.store()).is_empty());
+    assert!(host_mounts_with(&env.dir.path().to_string_lossy()).is_empty());
+
+    // read-only: a stage cannot write into the image
+    let mut m = m;
+    m["pipelines"][1]["stages"][2]["options"] = json!({"paths": [{"from": "tree:///fs.erofs", "to": "mount://sq/x"}]});
+    let out = env.run(&env.write_manifest("m2.json", &m), &["--export", "images"]);
+    assert!(!out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    assert!(text.contains("Read-only file system"), "{text}");
+}

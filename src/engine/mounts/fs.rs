@@ -1,5 +1,5 @@
-//! `org.osbuild.ext4`, `.xfs`, `.btrfs`, `.fat`: a file system on one of the stage's devices
-//! (or one partition of it), mounted at `target` below the mounts directory.
+//! `org.osbuild.ext4`, `.xfs`, `.btrfs`, `.fat`, `.squashfs`, `.erofs`: a file system on one of
+//! the stage's devices (or one partition of it), mounted at `target` below the mounts directory.
 
 use super::{positive, target, Context, MountError, MountService, Mounted};
 use crate::manifest::Mount;
@@ -102,6 +102,34 @@ impl MountService for Fat {
         fs.values.extend(o.umask.map(|v| ("umask".to_owned(), v)));
         fs.values.extend(o.shortname.map(|v| ("shortname".to_owned(), v)));
         mount_filesystem(cx, m, Self::NAME, "vfat", fs)
+    }
+}
+
+/// The read-only image file systems (`org.osbuild.squashfs`, `org.osbuild.erofs`) take no
+/// options and are always mounted read-only.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NoOptions {}
+
+pub struct Squashfs;
+
+impl MountService for Squashfs {
+    const NAME: &'static str = "org.osbuild.squashfs";
+    type Options = NoOptions;
+
+    fn mount(cx: &mut Context<'_>, m: &Mount, _: NoOptions) -> Result<Mounted, MountError> {
+        mount_filesystem(cx, m, Self::NAME, "squashfs", FsOptions { read_only: true, ..FsOptions::default() })
+    }
+}
+
+pub struct Erofs;
+
+impl MountService for Erofs {
+    const NAME: &'static str = "org.osbuild.erofs";
+    type Options = NoOptions;
+
+    fn mount(cx: &mut Context<'_>, m: &Mount, _: NoOptions) -> Result<Mounted, MountError> {
+        mount_filesystem(cx, m, Self::NAME, "erofs", FsOptions { read_only: true, ..FsOptions::default() })
     }
 }
 

@@ -84,6 +84,8 @@ pub static REGISTRY: Registry<MountFn> = Registry(&[
     entry::<fs::Xfs>(),
     entry::<fs::Btrfs>(),
     entry::<fs::Fat>(),
+    entry::<fs::Squashfs>(),
+    entry::<fs::Erofs>(),
     entry::<bind::Bind>(),
     entry::<ostree_deployment::OstreeDeployment>(),
 ]);
