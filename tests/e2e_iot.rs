@@ -295,7 +295,8 @@ fn e2e_iot_commit_boots_updates_over_http_and_rolls_back() {
     ));
     // reproducibility: commit 1 again, in a fresh store, minutes later (while the device updates)
     let out_again = env.path("out-commit-again");
-    let again = spawn_build(&commit_manifest, &cached_store(&env, "store-again"), &out_again, "commit");
+    let store_again = cached_store(&env, "store-again");
+    let again = spawn_build(&commit_manifest, &store_again, &out_again, "commit");
     host_ostree(&repo, &["pull-local", out2.join("commit/repo").to_str().unwrap(), REF]);
     assert_eq!(host_ostree(&repo, &["rev-parse", REF]), c2);
     assert_eq!(host_ostree(&repo, &["rev-parse", &format!("{c2}^")]), c1, "commit 2's parent is commit 1");
@@ -354,7 +355,7 @@ fn e2e_iot_commit_boots_updates_over_http_and_rolls_back() {
     assert_eq!(again, c1, "commit 1 built again in a fresh store has another checksum");
     clock.done(&format!("commit 1 rebuilt in a fresh store: the same checksum {again}"));
     let out_iso_again = env.path("out-iso-again");
-    finish_build(spawn_build(&iso_manifest, &cached_store(&env, "store-again"), &out_iso_again, "iso"), &out_iso_again);
+    finish_build(spawn_build(&iso_manifest, &store_again, &out_iso_again, "iso"), &out_iso_again);
     let again = common::sha256(&std::fs::read(out_iso_again.join("iso/installer.iso")).unwrap());
     assert_eq!(again, iso_sum, "the installer ISO built again in a fresh store differs");
     clock.done("installer ISO rebuilt in a fresh store: the same sha256");
