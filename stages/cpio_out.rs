@@ -4,7 +4,7 @@
 //! unless `root-node` is `omit`), then its subdirectories. Like upstream's walk, a symlink to
 //! a directory is neither listed nor followed.
 
-use super::util::tree_path;
+use super::fs_image::output_file;
 use super::{StageArgs, StageError, StageResult};
 use crate::tool::CommandRunExt;
 use crate::util::yes;
@@ -60,11 +60,7 @@ impl Stage for CpioOut {
 
     fn run(args: &StageArgs, options: Options) -> StageResult {
         let tree = args.input_path("tree")?;
-        let name = options.filename.trim_start_matches('/');
-        if name.is_empty() {
-            return Err(StageError::Invalid(format!("filename {:?} names no file", options.filename)));
-        }
-        let output = tree_path(args, name, true)?;
+        let output = output_file(args, &options.filename)?;
         let mut list = Vec::new();
         walk(&tree, Path::new(""), options.root_node == RootNode::Include, &mut list)?;
         let input = list.iter().map(|p| p.as_os_str().as_bytes()).collect::<Vec<_>>().join(&b'\0');

@@ -1,5 +1,6 @@
 //! Pieces shared by the stages that pack a tree into a file system image
-//! (`org.osbuild.squashfs`, `org.osbuild.erofs`): the directory to pack, the image file in
+//! (`org.osbuild.squashfs`, `org.osbuild.erofs`, and for the image file also `org.osbuild.xorrisofs`
+//! and `org.osbuild.cpio.out`): the directory to pack, the image file in
 //! the tree, and the pipeline's source epoch.
 
 use super::util::{location_parts, resolve_in_root, tree_path};

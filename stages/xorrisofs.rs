@@ -18,8 +18,8 @@
 //!   (`/usr/share/syslinux/isohdpfx*.bin`) gets Debian's (`/usr/lib/ISOLINUX/`);
 //! - `filename` is a path in the tree (upstream joins an absolute one onto nothing).
 
-use super::fs_image::source_epoch_from_env;
-use super::util::{resolve_in_root, tree_path};
+use super::fs_image::{output_file, source_epoch_from_env};
+use super::util::resolve_in_root;
 use super::{StageArgs, StageError, StageResult};
 use crate::tool::CommandRunExt;
 use crate::Stage;
@@ -78,11 +78,7 @@ impl Stage for Xorrisofs {
 
     fn run(args: &StageArgs, options: Options) -> StageResult {
         let tree = args.input_path("tree")?;
-        let name = options.filename.trim_start_matches('/');
-        if name.is_empty() {
-            return Err(StageError::Invalid(format!("filename {:?} names no file", options.filename)));
-        }
-        let output = tree_path(args, name, true)?;
+        let output = output_file(args, &options.filename)?;
         xorrisofs(&tree, &output, &options, Path::new("/"), source_epoch_from_env()?)?.run(Xorrisofs::NAME)?;
         Ok(None)
     }
