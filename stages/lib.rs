@@ -55,6 +55,7 @@ mod hostname;
 mod ignition;
 mod implantisomd5;
 mod ini;
+mod isolinux;
 mod kernel_cmdline;
 mod keymap;
 mod kickstart;
@@ -168,6 +169,7 @@ static REGISTRY: &[StageInfo] = &[
     entry::<hostname::Hostname>(),
     entry::<ignition::Ignition>(),
     entry::<implantisomd5::Implantisomd5>(),
+    entry::<isolinux::Isolinux>(),
     entry::<kernel_cmdline::KernelCmdline>(),
     entry::<keymap::Keymap>(),
     entry::<kickstart::Kickstart>(),
