@@ -213,6 +213,10 @@ pub fn main(argv: Vec<OsString>) -> i32 {
         let name = argv.get(2).map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
         return stages::assembler_main(&name);
     }
+    // The unattended installer of installer ISOs (see `installer`), run on the target machine.
+    if argv.get(1).is_some_and(|a| a == "__install") {
+        return crate::installer::main(&argv[2..]);
+    }
     if argv.get(1).is_some_and(|a| a == "__modules-table") {
         print!("{}", crate::inventory::feature_table());
         return EXIT_OK;

@@ -7,6 +7,7 @@
 pub mod cli;
 pub mod depsolve_apt;
 pub mod engine;
+pub mod installer;
 pub mod inventory;
 pub mod manifest;
 pub mod monitor;

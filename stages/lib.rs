@@ -55,6 +55,7 @@ mod hostname;
 mod ignition;
 mod implantisomd5;
 mod ini;
+mod installer;
 mod isolinux;
 mod kernel_cmdline;
 mod keymap;
@@ -169,6 +170,7 @@ static REGISTRY: &[StageInfo] = &[
     entry::<hostname::Hostname>(),
     entry::<ignition::Ignition>(),
     entry::<implantisomd5::Implantisomd5>(),
+    entry::<installer::Installer>(),
     entry::<isolinux::Isolinux>(),
     entry::<kernel_cmdline::KernelCmdline>(),
     entry::<keymap::Keymap>(),
