@@ -47,6 +47,8 @@ mod greenboot;
 mod groups;
 mod grub2;
 mod grub2_inst;
+mod grub2_iso;
+mod grub2_iso_legacy;
 mod grub2_legacy;
 mod grub2_syslinux_menu;
 mod grub_util;
@@ -162,6 +164,8 @@ static REGISTRY: &[StageInfo] = &[
     entry::<groups::Groups>(),
     entry::<grub2::Grub2>(),
     entry::<grub2_inst::Grub2Inst>(),
+    entry::<grub2_iso::Grub2Iso>(),
+    entry::<grub2_iso_legacy::Grub2IsoLegacy>(),
     entry::<grub2_legacy::Grub2Legacy>(),
     entry::<grub2_syslinux_menu::Grub2SyslinuxMenu>(),
     entry::<gzip::Gzip>(),
