@@ -16,6 +16,7 @@ mod anaconda;
 mod apt_config;
 mod apt_sources;
 pub mod assemblers;
+mod bootiso_mono;
 mod btrfs_subvol;
 mod buildstamp;
 mod chmod;
@@ -138,6 +139,7 @@ static REGISTRY: &[StageInfo] = &[
     entry::<anaconda::Anaconda>(),
     entry::<apt_config::AptConfig>(),
     entry::<apt_sources::AptSources>(),
+    entry::<bootiso_mono::BootisoMono>(),
     entry::<btrfs_subvol::BtrfsSubvol>(),
     entry::<buildstamp::Buildstamp>(),
     entry::<chmod::Chmod>(),
