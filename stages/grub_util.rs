@@ -334,14 +334,17 @@ pub fn copy_efi_data(args: &StageArgs, efi_src_dir: &Path, vendor: &str) -> Resu
             return Err(StageError::Invalid(format!("cannot install EFI data: {} already exists", dst.display())));
         }
         create_parents(&dst)?;
-        copy_tree(&src, &dst)?;
+        copy_tree(&src, &dst, false)?;
     }
     Ok(())
 }
 
 /// `shutil.copytree` of a build-root directory: links followed (the EFI data are files, not
-/// links, on the target), directories' modes and times set once their contents are in.
-fn copy_tree(src: &Path, dst: &Path) -> Result<(), StageError> {
+/// links, on the target), directories' modes and times set once their contents are in. With
+/// `merge` (`dirs_exist_ok=True`) directories already in the tree are filled in and files
+/// there replaced, but a symlink in the tree is never written through: `dst` is confined, and
+/// what lies below it must stay so.
+pub fn copy_tree(src: &Path, dst: &Path, merge: bool) -> Result<(), StageError> {
     if !fs::metadata(src).map_err(StageError::io("cannot read", src))?.is_dir() {
         return Err(StageError::Invalid(format!("cannot copy {}: not a directory", src.display())));
     }
@@ -350,7 +353,14 @@ fn copy_tree(src: &Path, dst: &Path) -> Result<(), StageError> {
         let entry = entry.map_err(|e| walk_error(src, e))?;
         let target = dst.join(entry.path().strip_prefix(src).expect("below the source"));
         if entry.file_type().is_dir() {
-            fs::create_dir(&target).map_err(StageError::io("cannot create directory", &target))?;
+            let existing = fs::symlink_metadata(&target).ok();
+            match existing {
+                Some(m) if merge && m.is_dir() => {}
+                Some(_) if merge => {
+                    return Err(StageError::Invalid(format!("cannot copy into {}: not a directory", target.display())))
+                }
+                _ => fs::create_dir(&target).map_err(StageError::io("cannot create directory", &target))?,
+            }
             dirs.push((entry.metadata().map_err(|e| walk_error(src, e))?, target));
         } else {
             copy_file(entry.path(), &target)?;

@@ -16,6 +16,7 @@ mod anaconda;
 mod apt_config;
 mod apt_sources;
 pub mod assemblers;
+mod bootiso_mono;
 mod btrfs_subvol;
 mod buildstamp;
 mod chmod;
@@ -47,6 +48,8 @@ mod greenboot;
 mod groups;
 mod grub2;
 mod grub2_inst;
+mod grub2_iso;
+mod grub2_iso_legacy;
 mod grub2_legacy;
 mod grub2_syslinux_menu;
 mod grub_util;
@@ -138,6 +141,7 @@ static REGISTRY: &[StageInfo] = &[
     entry::<anaconda::Anaconda>(),
     entry::<apt_config::AptConfig>(),
     entry::<apt_sources::AptSources>(),
+    entry::<bootiso_mono::BootisoMono>(),
     entry::<btrfs_subvol::BtrfsSubvol>(),
     entry::<buildstamp::Buildstamp>(),
     entry::<chmod::Chmod>(),
@@ -164,6 +168,8 @@ static REGISTRY: &[StageInfo] = &[
     entry::<groups::Groups>(),
     entry::<grub2::Grub2>(),
     entry::<grub2_inst::Grub2Inst>(),
+    entry::<grub2_iso::Grub2Iso>(),
+    entry::<grub2_iso_legacy::Grub2IsoLegacy>(),
     entry::<grub2_legacy::Grub2Legacy>(),
     entry::<grub2_syslinux_menu::Grub2SyslinuxMenu>(),
     entry::<gzip::Gzip>(),

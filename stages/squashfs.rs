@@ -44,7 +44,7 @@ pub enum Method {
 }
 
 impl Method {
-    fn name(self) -> &'static str {
+    pub(crate) fn name(self) -> &'static str {
         match self {
             Method::Gzip => "gzip",
             Method::Lz4 => "lz4",
@@ -73,7 +73,7 @@ pub enum Bcj {
 }
 
 impl Bcj {
-    fn name(self) -> &'static str {
+    pub(crate) fn name(self) -> &'static str {
         match self {
             Bcj::X86 => "x86",
             Bcj::Arm => "arm",
