@@ -137,6 +137,7 @@ mod yum_repos;
 mod zstd;
 
 static REGISTRY: &[StageInfo] = &[
+    entry::<installer::Installer>(),
     entry::<mkfs_ext4_tree::MkfsExt4Tree>(),
     entry::<anaconda::Anaconda>(),
     entry::<apt_config::AptConfig>(),
@@ -176,7 +177,6 @@ static REGISTRY: &[StageInfo] = &[
     entry::<hostname::Hostname>(),
     entry::<ignition::Ignition>(),
     entry::<implantisomd5::Implantisomd5>(),
-    entry::<installer::Installer>(),
     entry::<isolinux::Isolinux>(),
     entry::<kernel_cmdline::KernelCmdline>(),
     entry::<keymap::Keymap>(),
