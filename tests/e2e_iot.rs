@@ -26,12 +26,21 @@
 //! 5. Reproducibility: while the device updates, commit 1's manifest is built again into a
 //!    fresh store; its commit checksum must be commit 1's (the manifest has a `source-epoch`:
 //!    the commit's timestamp and every file's mtime are the epoch).
-//! 6. The installer ISO (issue 14, `test-manifests/iot-installer.json`: the same `os` tree,
+//! 6. The installer ISO (issue 14, `test-manifests/iot-installer.json`): a Debian live root
+//!    (`test-manifests/iot-installer-packages.txt`: live-boot, ostree, GRUB, the disk tools)
+//!    with osbuild-rs' installer (`org.osbuild-rs.installer`) packed by `org.osbuild.squashfs`,
 //!    commit 1 pulled into `/ostree/repo`, a kickstart whose `ostreesetup` installs it from the
-//!    ISO, kernel and initrd, `org.osbuild.xorrisofs` + `org.osbuild.implantisomd5`) builds while
-//!    the image boots: xorriso lists the repository (holding commit 1), kernel, initrd and
-//!    kickstart, `checkisomd5` passes, and a rebuild in the fresh store has the same sha256.
-//!    Booting it to an unattended install is not done yet (no installer on Debian yet).
+//!    ISO and whose `%post` points the remote at the update server, ISOLINUX
+//!    (`org.osbuild.isolinux`), `org.osbuild.xorrisofs` (El Torito, isohybrid MBR) and
+//!    `org.osbuild.implantisomd5`. It builds while the image boots: xorriso lists the
+//!    repository (holding commit 1), kernel, initrd, live root, boot image and kickstart, and
+//!    `checkisomd5` passes; later a rebuild in the fresh store has the same sha256.
+//! 7. The installer in QEMU (BIOS, TCG): the live system booted with the kernel and initrd of
+//!    the ISO and kickstarts from a second disk stops with a console message naming an
+//!    unknown command, a missing repository and a wrong ref; then the ISO itself boots
+//!    (ISOLINUX's menu times out to its default entry) with an empty disk attached, installs
+//!    unattended, reboots from the disk, `test` logs in, fish runs and `ostree remote list -u`
+//!    shows the update URL.
 //!
 //! Every step is printed with the time it took and the time since the start. Downloads are
 //! cached as in tests/e2e.rs (/var/cache/osbuild-rs-tests). Needs root, bwrap, apt, dpkg,
@@ -66,7 +75,12 @@ fn manifest_dir() -> PathBuf {
 
 /// The package list of `test-manifests/iot-packages.txt`.
 fn packages() -> Vec<String> {
-    let text = std::fs::read_to_string(manifest_dir().join("iot-packages.txt")).unwrap();
+    package_list("iot-packages.txt")
+}
+
+/// The names in a package list of `test-manifests/`.
+fn package_list(name: &str) -> Vec<String> {
+    let text = std::fs::read_to_string(manifest_dir().join(name)).unwrap();
     text.lines().map(|l| l.split('#').next().unwrap().trim()).filter(|l| !l.is_empty()).map(str::to_owned).collect()
 }
 
@@ -164,11 +178,16 @@ fn booting(vm: &mut Vm) -> String {
     title.trim_end_matches('\'').to_owned()
 }
 
-/// test-manifests/iot-installer.json, depsolved, for the commit `commit` served at `url`.
-fn installer_manifest(template: &Value, commit: &str, url: &str) -> Value {
+/// test-manifests/iot-installer.json, depsolved, for the commit `commit` served at `url`;
+/// the installed system's updates come from `remote_url`.
+fn installer_manifest(template: &Value, commit: &str, url: &str, remote_url: &str) -> Value {
     let kernel = common::qemu::kernel_version(template);
     let text = serde_json::to_string(template).unwrap();
-    let text = text.replace("@COMMIT@", commit).replace("@URL@", url).replace("@KERNEL_VERSION@", &kernel);
+    let text = text
+        .replace("@COMMIT@", commit)
+        .replace("@URL@", url)
+        .replace("@KERNEL_VERSION@", &kernel)
+        .replace("@REMOTE_URL@", remote_url);
     // an @UPPER_CASE@ word is a placeholder; the text has other '@'s (serial-getty@ttyS0.service)
     let placeholder = text.match_indices('@').any(|(i, _)| {
         let rest = &text[i + 1..];
@@ -188,11 +207,19 @@ fn xorriso(args: &[&str]) -> String {
 /// What issue 14 asks of the ISO: it lists the repository, kernel, initrd and kickstart
 /// (read with xorriso: the kernel here cannot mount iso9660), the repository holds the commit,
 /// the kickstart installs it from the ISO, and `checkisomd5` passes.
-fn check_installer_iso(iso: &Path, commit: &str, scratch: &Path) {
+fn check_installer_iso(iso: &Path, commit: &str, remote_url: &str, scratch: &Path) {
     let iso_s = iso.to_str().unwrap();
     let files = xorriso(&["-indev", iso_s, "-find", "/", "-type", "f"]);
-    for want in ["'/ostree/repo/config'", "'/images/pxeboot/vmlinuz'", "'/images/pxeboot/initrd.img'", "'/osbuild.ks'"]
-    {
+    for want in [
+        "'/ostree/repo/config'",
+        "'/images/pxeboot/vmlinuz'",
+        "'/images/pxeboot/initrd.img'",
+        "'/osbuild.ks'",
+        "'/live/filesystem.squashfs'",
+        "'/isolinux/isolinux.bin'",
+        "'/isolinux/isolinux.cfg'",
+        "'/isolinux/ldlinux.c32'",
+    ] {
         assert!(
             files.lines().any(|l| l.trim() == want),
             "{want} is not on the ISO:\n{}",
@@ -209,6 +236,11 @@ fn check_installer_iso(iso: &Path, commit: &str, scratch: &Path) {
         ks.contains(&format!("--url=file:///run/install/repo/ostree/repo --ref={REF}")) && ks.contains("--nogpg"),
         "{ks}"
     );
+    assert!(ks.contains(&format!("ostree remote add --no-gpg-verify osbuild-rs {remote_url} {REF}")), "{ks}");
+    // BIOS: an El Torito boot image (ISOLINUX) and the isohybrid MBR for USB sticks
+    let boot = xorriso(&["-indev", iso_s, "-report_el_torito", "plain", "-report_system_area", "plain"]);
+    assert!(boot.contains("/isolinux/isolinux.bin"), "{boot}");
+    assert!(boot.contains("isohybrid"), "{boot}");
     xorriso(&["-osirrox", "on", "-indev", iso_s, "-extract", "/ostree/repo", &format!("{s}/repo")]);
     let repo = scratch.join("repo");
     assert_eq!(host_ostree(&repo, &["rev-parse", &format!("osbuild-rs:{REF}")]), commit);
@@ -228,8 +260,11 @@ fn e2e_iot_commit_boots_updates_over_http_and_rolls_back() {
     let commit_template = depsolve("iot-commit.json", None);
     let commit_manifest = env.write_manifest("iot-commit.json", &commit_template);
     let update_template = depsolve("iot-update.json", Some(UPDATE_PACKAGE));
-    let iso_template = depsolve("iot-installer.json", None);
-    assert_eq!(commit_template["pipelines"][0], iso_template["pipelines"][0], "the ISO's os tree is the commit's");
+    let iso_template = common::qemu::depsolve(
+        &manifest_dir().join("iot-installer.json"),
+        &package_list("iot-installer-packages.txt"),
+        None,
+    );
     clock.done("depsolve both commits and the installer ISO");
 
     let out1 = env.path("out-commit");
@@ -263,8 +298,8 @@ fn e2e_iot_commit_boots_updates_over_http_and_rolls_back() {
     let update_manifest = env.write_manifest("iot-update.json", &serde_json::from_str(&update).unwrap());
     let out2 = env.path("out-update");
     let update_build = spawn_build(&update_manifest, &store, &out2, "commit");
-    let iso_manifest =
-        env.write_manifest("iot-installer.json", &installer_manifest(&iso_template, &c1, &nginx.url("repo")));
+    let iso_manifest = env
+        .write_manifest("iot-installer.json", &installer_manifest(&iso_template, &c1, &nginx.url("repo"), &remote_url));
     let out_iso = env.path("out-iso");
     let iso_build = spawn_build(&iso_manifest, &store, &out_iso, "iso");
 
@@ -288,7 +323,7 @@ fn e2e_iot_commit_boots_updates_over_http_and_rolls_back() {
     clock.done(&format!("build commit 2 ({c2}, concurrently with the boot)"));
     finish_build(iso_build, &out_iso);
     let iso = out_iso.join("iso/installer.iso");
-    check_installer_iso(&iso, &c1, &env.path("iso-repo"));
+    check_installer_iso(&iso, &c1, &remote_url, &env.path("iso-repo"));
     let iso_sum = common::sha256(&std::fs::read(&iso).unwrap());
     clock.done(&format!(
         "build the installer ISO ({iso_sum}): repository with commit 1, kernel, initrd, kickstart, checkisomd5"
@@ -355,7 +390,14 @@ fn e2e_iot_commit_boots_updates_over_http_and_rolls_back() {
     assert_eq!(again, c1, "commit 1 built again in a fresh store has another checksum");
     clock.done(&format!("commit 1 rebuilt in a fresh store: the same checksum {again}"));
     let out_iso_again = env.path("out-iso-again");
-    finish_build(spawn_build(&iso_manifest, &store_again, &out_iso_again, "iso"), &out_iso_again);
+    let iso_again = spawn_build(&iso_manifest, &store_again, &out_iso_again, "iso");
+
+    // the installer, while the ISO builds again
+    installer_errors(&iso, &env.path("iso-errors"));
+    clock.done("the installer stops on an unknown command, a missing repository and a wrong ref");
+    install_from_iso(&iso, &env.path("iso-install"), &c1, &remote_url, &mut clock);
+
+    finish_build(iso_again, &out_iso_again);
     let again = common::sha256(&std::fs::read(out_iso_again.join("iso/installer.iso")).unwrap());
     assert_eq!(again, iso_sum, "the installer ISO built again in a fresh store differs");
     clock.done("installer ISO rebuilt in a fresh store: the same sha256");
@@ -365,4 +407,114 @@ fn e2e_iot_commit_boots_updates_over_http_and_rolls_back() {
         "e2e_iot: total {total:.1?}: {}",
         clock.steps.iter().map(|(s, d)| format!("{s}: {d:.0?}")).collect::<Vec<_>>().join("; ")
     );
+}
+
+/// Extract `path` of the ISO to `to`.
+fn iso_extract(iso: &Path, path: &str, to: &Path) {
+    xorriso(&["-osirrox", "on", "-indev", iso.to_str().unwrap(), "-extract", path, to.to_str().unwrap()]);
+}
+
+/// Boot the ISO's live system with kickstarts from a second disk (labelled KS): one with an
+/// unknown command (the installer service runs it at boot), one whose repository is missing
+/// and one with a wrong ref (run again from the root shell the live system then gives).
+/// Each must stop with a console message naming the problem, before any disk is touched.
+fn installer_errors(iso: &Path, scratch: &Path) {
+    let ks_dir = scratch.join("ks");
+    std::fs::create_dir_all(&ks_dir).unwrap();
+    iso_extract(iso, "/osbuild.ks", &scratch.join("osbuild.ks"));
+    let ks = std::fs::read_to_string(scratch.join("osbuild.ks")).unwrap();
+    let repo_url = "file:///run/install/repo/ostree/repo";
+    assert!(ks.contains(repo_url) && ks.contains(&format!("--ref={REF}")), "{ks}");
+    std::fs::write(ks_dir.join("unknown.ks"), format!("{ks}firewall --enabled\n")).unwrap();
+    std::fs::write(ks_dir.join("norepo.ks"), ks.replace(repo_url, "file:///run/install/repo/no/repo")).unwrap();
+    std::fs::write(ks_dir.join("badref.ks"), ks.replace(&format!("--ref={REF}"), "--ref=osbuild-rs/x86_64/nope"))
+        .unwrap();
+    let unknown_line = ks.lines().count() + 1;
+    // an ext4 disk made from the directory (the kernel here could mount it too; QEMU wants qcow2)
+    let raw = scratch.join("ks.img");
+    ok(&Command::new("truncate").args(["-s", "16M"]).arg(&raw).output().unwrap());
+    ok(&Command::new("mkfs.ext4").args(["-q", "-L", "KS", "-d"]).arg(&ks_dir).arg(&raw).output().unwrap());
+    let disk = scratch.join("ks.qcow2");
+    ok(&Command::new("qemu-img").args(["convert", "-O", "qcow2"]).arg(&raw).arg(&disk).output().unwrap());
+    let (kernel, initrd) = (scratch.join("vmlinuz"), scratch.join("initrd.img"));
+    iso_extract(iso, "/images/pxeboot/vmlinuz", &kernel);
+    iso_extract(iso, "/images/pxeboot/initrd.img", &initrd);
+
+    let append = "boot=live inst.ks=hd:LABEL=KS:/unknown.ks console=ttyS0,115200 quiet".to_owned();
+    let options = BootOptions {
+        memory_mib: 2048,
+        cdrom: Some(iso.to_owned()),
+        kernel: Some((kernel, initrd, append)),
+        ..BootOptions::default()
+    };
+    let mut vm = Vm::boot_with(&disk, &options).unwrap_or_else(|e| panic!("{e}"));
+    let said = format!(
+        "ERROR: hd:LABEL=KS:/unknown.ks: kickstart line {unknown_line}: unknown or unsupported command 'firewall'"
+    );
+    vm.wait_for(&said, LONG).unwrap_or_else(|e| panic!("{e}"));
+    vm.wait_for("the installation stopped", SHORT).unwrap_or_else(|e| panic!("{e}"));
+    // the live system's console shell (org.osbuild-rs.installer's console_shell)
+    vm.wait_for("root@osbuild-rs-installer", LONG).unwrap_or_else(|e| panic!("{e}"));
+    vm.wait_quiet(Duration::from_secs(3), SHORT);
+    let install = "/usr/libexec/osbuild-rs/osbuild-rs __install --kickstart";
+    let out = guest(&mut vm, &format!("{install} hd:LABEL=KS:/norepo.ks; echo status=$?"), LONG);
+    assert!(
+        out.contains("ERROR: ostreesetup --url=file:///run/install/repo/no/repo: there is no OSTree repository at /run/install/repo/no/repo")
+            && out.contains("status=1"),
+        "{out}"
+    );
+    let out = guest(&mut vm, &format!("{install} hd:LABEL=KS:/badref.ks; echo status=$?"), LONG);
+    assert!(
+        out.contains(&format!(
+            "ERROR: ostreesetup --ref=osbuild-rs/x86_64/nope: the repository at {repo_url} has no such ref (it has: osbuild-rs:{REF})"
+        )) && out.contains("status=1"),
+        "{out}"
+    );
+    // stopped before the disks: nothing mounted or partitioned
+    let mounts = guest(&mut vm, "grep -c /mnt/sysimage /proc/mounts; true", SHORT);
+    assert_eq!(mounts.trim(), "0", "{mounts}");
+    let parts = guest(&mut vm, "ls /sys/block/vda | grep -c '^vda[0-9]'; true", SHORT);
+    assert_eq!(parts.trim(), "0", "the KS disk was partitioned: {parts}");
+    vm.kill();
+}
+
+/// Boot the ISO (BIOS, its ISOLINUX menu) with an empty disk: the installer installs commit 1
+/// unattended and reboots; the disk boots, `test` logs in, fish runs, the remote points at the
+/// update server.
+fn install_from_iso(iso: &Path, scratch: &Path, commit: &str, remote_url: &str, clock: &mut Clock) {
+    std::fs::create_dir_all(scratch).unwrap();
+    let disk = scratch.join("target.qcow2");
+    ok(&Command::new("qemu-img").args(["create", "-q", "-f", "qcow2"]).arg(&disk).arg("8G").output().unwrap());
+    let options = BootOptions {
+        memory_mib: 2048,
+        cdrom: Some(iso.to_owned()),
+        boot_cdrom_once: true,
+        vga: true,
+        network: true,
+        reboot: true,
+        ..BootOptions::default()
+    };
+    let mut vm = Vm::boot_with(&disk, &options).unwrap_or_else(|e| panic!("{e}"));
+    vm.wait_for("osbuild-rs-installer: the kickstart is fine; installing", LONG).unwrap_or_else(|e| panic!("{e}"));
+    clock.done("boot the ISO (ISOLINUX, live root) to the installer");
+    let (i, _) = vm
+        .wait_for_any(&["osbuild-rs-installer: installation complete, rebooting", "osbuild-rs-installer: ERROR"], LONG)
+        .unwrap_or_else(|e| panic!("{e}"));
+    if i == 1 {
+        let why = vm.wait_for("the installation stopped", SHORT).unwrap_or_else(|e| e);
+        panic!("the installation failed: {why}\n{}", vm.tail());
+    }
+    clock.done("unattended install onto the empty disk");
+    vm.wait_for("GNU GRUB", LONG).unwrap_or_else(|e| panic!("{e}"));
+    login(&mut vm);
+    clock.done("reboot from the disk and log in as test");
+    assert_eq!(guest(&mut vm, "fish -c 'echo fish-ok'", SHORT).trim(), "fish-ok");
+    let remotes = guest(&mut vm, "ostree remote list -u", SHORT);
+    assert!(remotes.contains("osbuild-rs") && remotes.contains(remote_url), "{remotes}");
+    let status = guest(&mut vm, "ostree admin status", SHORT);
+    assert_eq!(deployments(&status), (Some(commit.to_owned()), vec![commit.to_owned()]), "{status}");
+    let cmdline = guest(&mut vm, "cat /proc/cmdline", SHORT);
+    assert!(cmdline.contains("root=LABEL=root") && cmdline.contains("console=ttyS0,115200"), "{cmdline}");
+    clock.done("installed system: fish, the remote is the update URL, commit 1 deployed");
+    vm.kill();
 }

@@ -28,7 +28,7 @@
 
 use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
@@ -62,6 +62,14 @@ pub struct BootOptions {
     pub network: bool,
     /// Let a guest reboot restart the machine instead of ending QEMU.
     pub reboot: bool,
+    /// An ISO in the CD-ROM drive (IDE, the guest's /dev/sr0).
+    pub cdrom: Option<PathBuf>,
+    /// Boot from the CD-ROM once; a reboot then starts from the disk (an installer's run).
+    pub boot_cdrom_once: bool,
+    /// Boot this kernel and initrd with this command line (QEMU's `-kernel`), not the disk.
+    pub kernel: Option<(PathBuf, PathBuf, String)>,
+    /// A VGA card: ISOLINUX's menu needs one (the console stays on the serial line).
+    pub vga: bool,
 }
 
 impl Default for BootOptions {
@@ -78,6 +86,10 @@ impl Default for BootOptions {
             accel,
             network: false,
             reboot: false,
+            cdrom: None,
+            boot_cdrom_once: false,
+            kernel: None,
+            vga: false,
         }
     }
 }
@@ -236,16 +248,23 @@ impl Vm {
         let stderr = std::fs::File::create(dir.path().join("stderr")).map_err(|e| format!("stderr file: {e}"))?;
         let mut cmd = Command::new("qemu-system-x86_64");
         cmd.args(["-accel", accel.arg(), "-m", &o.memory_mib.to_string(), "-smp", "1"])
-            .args(["-nographic", "-vga", "none", "-serial", "stdio"])
+            .args(["-nographic", "-vga", if o.vga { "std" } else { "none" }, "-serial", "stdio"])
             .arg("-monitor")
             .arg(format!("unix:{},server=on,wait=off", monitor.display()))
             .args(["-nic", if o.network { "user,model=virtio-net-pci" } else { "none" }])
             .args(if o.reboot { &[][..] } else { &["-no-reboot"][..] })
             .args(["-snapshot", "-drive"])
-            .arg(format!("file={},if=virtio,format=qcow2", image.display()))
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(stderr);
+            .arg(format!("file={},if=virtio,format=qcow2", image.display()));
+        if let Some(iso) = &o.cdrom {
+            cmd.arg("-cdrom").arg(iso);
+        }
+        if o.boot_cdrom_once {
+            cmd.args(["-boot", "once=d"]);
+        }
+        if let Some((kernel, initrd, append)) = &o.kernel {
+            cmd.arg("-kernel").arg(kernel).arg("-initrd").arg(initrd).args(["-append", append]);
+        }
+        cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(stderr);
         let started = Instant::now();
         let mut child = cmd.spawn().map_err(|e| format!("cannot run qemu-system-x86_64: {e}"))?;
         let stdin = child.stdin.take();
