@@ -10,9 +10,10 @@
 #   and GRUB modules, ostree pull-local + admin deploy, ostree remote add, systemd-tmpfiles for
 #   /var, fstab, truncate / sfdisk / losetup / mkfs.ext4 / mount / cp -a, grub-mkimage and the
 #   boot sector, qemu-img convert;
-# - installer ISO: iot-installer.json (its `os` tree kept, the commit pulled from the file://
-#   repository), next to ostree init + pull-local, the kickstart, kernel and initrd copied,
-#   xorriso -as mkisofs, implantisomd5.
+# - installer ISO: iot-installer.json (its `installer-root` live tree kept, the commit pulled
+#   from the file:// repository), next to ostree init + pull-local, the kickstart, kernel and
+#   initrd copied, mksquashfs of the live root, the ISOLINUX files and menu, xorriso -as
+#   mkisofs (El Torito, isohybrid MBR), implantisomd5.
 # Every run starts from an empty store (bar what is named above) or an empty directory.
 #
 # usage: iot.sh BIN WORK   (BIN: the osbuild-rs binary, osbuild-depsolve-apt next to it;
@@ -63,27 +64,44 @@ sed -e "s|@COMMIT@|$COMMIT|g" -e "s|@URL@|file://$REPO|" -e "s|@REMOTE_URL@|http
     "$MANIFESTS/iot-qcow2.json" > "$DIR/image.json"
 # fill the ostree source's cache once
 "$BIN" --quiet --store "$STORE" --output-directory "$DIR/imgout" --export qcow2 "$DIR/image.json"
-# the installer ISO (issue 14) carrying the commit: its os tree is the commit's (kept above)
-KERNEL=$(basename "$(ls "$STORE/objects/$OS_ID/tree/boot/"vmlinuz-* | head -1)" | sed 's/^vmlinuz-//')
+# the installer ISO (issue 14) carrying the commit; its live root (installer-root) is kept
+mapfile -t IPACKAGES < <(sed -e 's/#.*//' -e '/^[[:space:]]*$/d' "$MANIFESTS/iot-installer-packages.txt")
 "$DEPSOLVE" --state-dir "$CACHE/apt-state" --template "$MANIFESTS/iot-installer.json" --output "$DIR/iso.json" \
-    "${PACKAGES[@]}"
-sed -i -e "s|@COMMIT@|$COMMIT|g" -e "s|@URL@|file://$REPO|" -e "s|@KERNEL_VERSION@|$KERNEL|g" "$DIR/iso.json"
-"$BIN" --quiet --store "$STORE" --output-directory "$DIR/isoout" --export iso "$DIR/iso.json"
+    "${IPACKAGES[@]}"
+KERNEL=$(python3 -c '
+import json, sys
+items = json.load(open(sys.argv[1]))["sources"]["org.osbuild.curl"]["items"].values()
+names = [u.rsplit("/", 1)[1].split("_")[0][len("linux-image-"):] for u in items if "/linux-image-" in u]
+print([n for n in names if n[:1].isdigit()][0])' "$DIR/iso.json")
+sed -i -e "s|@COMMIT@|$COMMIT|g" -e "s|@URL@|file://$REPO|" -e "s|@KERNEL_VERSION@|$KERNEL|g" \
+    -e "s|@REMOTE_URL@|http://10.0.2.2:8765/repo|" "$DIR/iso.json"
+"$BIN" --quiet --store "$STORE" --checkpoint installer-root --output-directory "$DIR/isoout" --export iso "$DIR/iso.json"
+ROOT_ID=$("$BIN" --inspect "$DIR/iso.json" | python3 -c '
+import json, sys
+m = json.load(sys.stdin)
+print([p for p in m["pipelines"] if p["name"] == "installer-root"][0]["stages"][-1]["id"])')
 
-# The ISO by hand: a repository with the commit, the kickstart, kernel and initrd, xorriso with
-# every date the epoch, implantisomd5.
+# The ISO by hand: a repository with the commit, the kickstart, kernel and initrd, the live
+# root as squashfs, ISOLINUX, xorriso with every date the epoch, implantisomd5.
 cat > "$DIR/byhand-iso.sh" <<'SH'
 set -euo pipefail
-D=$1 REPO=$2 REF=$3 OS=$4 KERNEL=$5
+D=$1 REPO=$2 REF=$3 ROOT=$4 KERNEL=$5
 T=$D/iso-tree
-mkdir -p "$T/images/pxeboot" "$T/ostree/repo"
+mkdir -p "$T/images/pxeboot" "$T/ostree/repo" "$T/live" "$T/isolinux"
 ostree init --mode=archive --repo="$T/ostree/repo"
 ostree --repo="$T/ostree/repo" pull-local --remote=osbuild-rs "$REPO" "$REF" >/dev/null
 printf 'ostreesetup --osname=debian --url=file:///run/install/repo/ostree/repo --ref=%s --remote=osbuild-rs --nogpg\nzerombr\nclearpart --all --initlabel\nautopart --type=plain --nohome\nreboot\n' "$REF" > "$T/osbuild.ks"
-cp -a "$OS/boot/vmlinuz-$KERNEL" "$T/images/pxeboot/vmlinuz"
-cp -a "$OS/boot/initrd.img-$KERNEL" "$T/images/pxeboot/initrd.img"
-xorriso -as mkisofs -V OSBUILD-RS-IOT -sysid LINUX -R -J --modification-date=2023111422132000 \
-    -o "$D/installer.iso" "$T" 2>/dev/null
+cp -a "$ROOT/boot/vmlinuz-$KERNEL" "$T/images/pxeboot/vmlinuz"
+cp -a "$ROOT/boot/initrd.img-$KERNEL" "$T/images/pxeboot/initrd.img"
+SOURCE_DATE_EPOCH=1700000000 mksquashfs "$ROOT" "$T/live/filesystem.squashfs" -comp zstd -noappend -quiet -no-progress >/dev/null
+cp /usr/lib/ISOLINUX/isolinux.bin "$T/isolinux/"
+for m in ldlinux libcom32 libutil vesamenu; do cp "/usr/lib/syslinux/modules/bios/$m.c32" "$T/isolinux/"; done
+printf 'default vesamenu.c32\ntimeout 600\nlabel linux\n  kernel vmlinuz\n  append initrd=initrd.img boot=live quiet\n' > "$T/isolinux/isolinux.cfg"
+ln "$T/images/pxeboot/vmlinuz" "$T/isolinux/vmlinuz"
+ln "$T/images/pxeboot/initrd.img" "$T/isolinux/initrd.img"
+xorriso -as mkisofs -V OSBUILD-RS-IOT -sysid LINUX -isohybrid-mbr /usr/lib/ISOLINUX/isohdpfx.bin \
+    -b isolinux/isolinux.bin -c isolinux/boot.cat --boot-catalog-hide -boot-load-size 4 -boot-info-table \
+    -no-emul-boot -R -J --modification-date=2023111422132000 -o "$D/installer.iso" "$T" 2>/dev/null
 implantisomd5 "$D/installer.iso" >/dev/null
 SH
 
@@ -168,11 +186,11 @@ $M "IoT image: ostree admin deploy, mkfs, qemu-img by hand" "$RUNS" \
     --setup "unfreeze $DIR/byhand; rm -rf $DIR/byhand && mkdir -p $DIR/byhand" -- \
     unshare -m --propagation private bash "$DIR/byhand-image.sh" "$DIR/byhand" "$REPO" "$COMMIT" "$REF"
 $M "IoT installer ISO: iot-installer.json" "$RUNS" \
-    --setup "unfreeze $STORE/objects; find $STORE/objects -mindepth 1 -maxdepth 1 ! -name $OS_ID -exec rm -rf {} +; rm -rf $DIR/isoout" -- \
+    --setup "unfreeze $STORE/objects; find $STORE/objects -mindepth 1 -maxdepth 1 ! -name $ROOT_ID -exec rm -rf {} +; rm -rf $DIR/isoout" -- \
     "$BIN" --quiet --store "$STORE" --output-directory "$DIR/isoout" --export iso "$DIR/iso.json"
-$M "IoT installer ISO: ostree pull-local, xorriso, implantisomd5 by hand" "$RUNS" \
+$M "IoT installer ISO: ostree pull-local, mksquashfs, isolinux, xorriso, implantisomd5 by hand" "$RUNS" \
     --setup "rm -rf $DIR/byhand && mkdir -p $DIR/byhand" -- \
-    bash "$DIR/byhand-iso.sh" "$DIR/byhand" "$REPO" "$REF" "$STORE/objects/$OS_ID/tree" "$KERNEL"
+    bash "$DIR/byhand-iso.sh" "$DIR/byhand" "$REPO" "$REF" "$STORE/objects/$ROOT_ID/tree" "$KERNEL"
 } | tee "$results"
 python3 - "$results" <<'PY'
 import sys
@@ -184,7 +202,7 @@ for line in open(sys.argv[1]):
 for what, ours, hand in [("commit", "IoT commit: org.osbuild.ostree.commit", "IoT commit: ostree commit by hand"),
                          ("image", "IoT image: iot-qcow2.json", "IoT image: ostree admin deploy, mkfs, qemu-img by hand"),
                          ("installer ISO", "IoT installer ISO: iot-installer.json",
-                          "IoT installer ISO: ostree pull-local, xorriso, implantisomd5 by hand")]:
+                          "IoT installer ISO: ostree pull-local, mksquashfs, isolinux, xorriso, implantisomd5 by hand")]:
     a, b = r[ours], r[hand]
     print(f"== IoT {what}: osbuild-rs {a:.1f} s / by hand {b:.1f} s = {a / b:.2f}x ({100 * (a / b - 1):+.1f}%)")
 PY

@@ -214,6 +214,13 @@ pub fn parse(text: &str) -> Result<Plan, Error> {
                 if plan.ostree.is_some() {
                     return Err(err(n, "ostreesetup is given twice"));
                 }
+                if !a.flag("nogpg") {
+                    // pull-local from the medium would skip the check a GPG remote promises
+                    return Err(err(
+                        n,
+                        "ostreesetup without --nogpg: GPG verification is not supported by this installer",
+                    ));
+                }
                 plan.ostree = Some(OstreeSetup {
                     osname: a.required("osname")?,
                     url: a.required("url")?,
@@ -397,6 +404,8 @@ echo \"done\" # still the script's
         assert_eq!(e.to_string(), "kickstart line 11: %post has no %end");
         let e = parse("autopart\n").unwrap_err();
         assert!(e.to_string().contains("no ostreesetup"), "{e}");
+        let e = parse(&KS.replace(" --nogpg", "")).unwrap_err();
+        assert!(e.to_string().starts_with("kickstart line 2: ostreesetup without --nogpg"), "{e}");
         let e = parse(&KS.replace("reboot", "reboot\npoweroff")).unwrap_err();
         assert!(e.to_string().contains("first is on line 10"), "{e}");
     }
