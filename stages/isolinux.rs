@@ -9,6 +9,7 @@
 //! Anaconda's splash picture is used when the data tree has it; Debian has none, and the
 //! menu then has a plain background.
 
+use super::grub2_iso::Product;
 use super::util::{create_parents, resolve_in_root, tree_path, write_file};
 use super::{StageArgs, StageError, StageResult};
 use crate::Stage;
@@ -16,13 +17,6 @@ use serde::Deserialize;
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Product {
-    pub name: String,
-    pub version: String,
-}
 
 #[derive(Debug, Deserialize)]
 pub struct Kernel {
