@@ -189,7 +189,7 @@ $M "IoT installer ISO: iot-installer.json" "$RUNS" \
     --setup "unfreeze $STORE/objects; find $STORE/objects -mindepth 1 -maxdepth 1 ! -name $ROOT_ID -exec rm -rf {} +; rm -rf $DIR/isoout" -- \
     "$BIN" --quiet --store "$STORE" --output-directory "$DIR/isoout" --export iso "$DIR/iso.json"
 $M "IoT installer ISO: ostree pull-local, mksquashfs, isolinux, xorriso, implantisomd5 by hand" "$RUNS" \
-    --setup "rm -rf $DIR/byhand && mkdir -p $DIR/byhand" -- \
+    --setup "unfreeze $DIR/byhand; rm -rf $DIR/byhand && mkdir -p $DIR/byhand" -- \
     bash "$DIR/byhand-iso.sh" "$DIR/byhand" "$REPO" "$REF" "$STORE/objects/$ROOT_ID/tree" "$KERNEL"
 } | tee "$results"
 python3 - "$results" <<'PY'
