@@ -173,6 +173,13 @@ SH
 
 results="$DIR/results.txt"
 {
+# the ISO first: the commit and image runs below empty the store, the ISO keeps its live root
+$M "IoT installer ISO: iot-installer.json" "$RUNS" \
+    --setup "unfreeze $STORE/objects; find $STORE/objects -mindepth 1 -maxdepth 1 ! -name $ROOT_ID ! -name $TREE_ID -exec rm -rf {} +; rm -rf $DIR/isoout" -- \
+    "$BIN" --quiet --store "$STORE" --output-directory "$DIR/isoout" --export iso "$DIR/iso.json"
+$M "IoT installer ISO: ostree pull-local, mksquashfs, isolinux, xorriso, implantisomd5 by hand" "$RUNS" \
+    --setup "unfreeze $DIR/byhand; rm -rf $DIR/byhand && mkdir -p $DIR/byhand" -- \
+    bash "$DIR/byhand-iso.sh" "$DIR/byhand" "$REPO" "$REF" "$STORE/objects/$ROOT_ID/tree" "$KERNEL"
 $M "IoT commit: org.osbuild.ostree.commit" "$RUNS" \
     --setup "unfreeze $STORE/objects; find $STORE/objects -mindepth 1 -maxdepth 1 ! -name $TREE_ID -exec rm -rf {} +" -- \
     "$BIN" --quiet --store "$STORE" --checkpoint commit "$DIR/commit.json"
@@ -185,12 +192,6 @@ $M "IoT image: iot-qcow2.json" "$RUNS" \
 $M "IoT image: ostree admin deploy, mkfs, qemu-img by hand" "$RUNS" \
     --setup "unfreeze $DIR/byhand; rm -rf $DIR/byhand && mkdir -p $DIR/byhand" -- \
     unshare -m --propagation private bash "$DIR/byhand-image.sh" "$DIR/byhand" "$REPO" "$COMMIT" "$REF"
-$M "IoT installer ISO: iot-installer.json" "$RUNS" \
-    --setup "unfreeze $STORE/objects; find $STORE/objects -mindepth 1 -maxdepth 1 ! -name $ROOT_ID -exec rm -rf {} +; rm -rf $DIR/isoout" -- \
-    "$BIN" --quiet --store "$STORE" --output-directory "$DIR/isoout" --export iso "$DIR/iso.json"
-$M "IoT installer ISO: ostree pull-local, mksquashfs, isolinux, xorriso, implantisomd5 by hand" "$RUNS" \
-    --setup "unfreeze $DIR/byhand; rm -rf $DIR/byhand && mkdir -p $DIR/byhand" -- \
-    bash "$DIR/byhand-iso.sh" "$DIR/byhand" "$REPO" "$REF" "$STORE/objects/$ROOT_ID/tree" "$KERNEL"
 } | tee "$results"
 python3 - "$results" <<'PY'
 import sys
