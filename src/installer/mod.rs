@@ -421,13 +421,18 @@ fn deployment_dir(osname: &str) -> Result<PathBuf, Error> {
     }
 }
 
+/// `path` inside `root` (the deployment, a tree from the commit), resolved with the project's
+/// confinement rule: a symlink in the tree never leads out of it.
+fn inside(root: &Path, path: &str, follow_final: bool) -> Result<PathBuf, Error> {
+    osbuild_stage_api::util::resolve_in_root(root, path, follow_final).map_err(|e| Error(format!("{path}: {e}")))
+}
+
 /// fstab, locale, keymap and time zone of the installed system (its `/etc` is the
 /// deployment's, three-way merged by ostree on upgrades).
 fn configure(plan: &Plan, deployment: &Path) -> Result<(), Error> {
     let fstype = &plan.autopart.as_ref().expect("parse requires autopart").fstype;
     let write = |path: &str, text: String| -> Result<(), Error> {
-        let p = osbuild_stage_api::util::resolve_in_root(deployment, path, false)
-            .map_err(|e| Error(format!("{path}: {e}")))?;
+        let p = inside(deployment, path, false)?;
         say(&format!("writing {path}"));
         std::fs::write(&p, text).map_err(|e| Error(format!("{}: {e}", p.display())))
     };
@@ -440,12 +445,11 @@ fn configure(plan: &Plan, deployment: &Path) -> Result<(), Error> {
         write("etc/vconsole.conf", format!("KEYMAP={keymap}\n"))?;
     }
     if let Some(tz) = &plan.timezone {
-        let zone = deployment.join("usr/share/zoneinfo").join(tz);
+        let zone = inside(deployment, &format!("usr/share/zoneinfo/{tz}"), true)?;
         if !zone.is_file() {
             return fail(format!("timezone {tz}: the installed system has no /usr/share/zoneinfo/{tz}"));
         }
-        let link = osbuild_stage_api::util::resolve_in_root(deployment, "etc/localtime", false)
-            .map_err(|e| Error(e.to_string()))?;
+        let link = inside(deployment, "etc/localtime", false)?;
         let _ = std::fs::remove_file(&link);
         std::os::unix::fs::symlink(format!("../usr/share/zoneinfo/{tz}"), &link)
             .map_err(|e| Error(format!("etc/localtime: {e}")))?;
@@ -458,7 +462,7 @@ fn configure(plan: &Plan, deployment: &Path) -> Result<(), Error> {
 fn run_post(post: &kickstart::Post, deployment: &Path, mounts: &mut Mounts) -> Result<(), Error> {
     say(&format!("running %post of kickstart line {}", post.line));
     let (root, script_dir) = if post.chroot {
-        (deployment.to_owned(), deployment.join("tmp"))
+        (deployment.to_owned(), inside(deployment, "tmp", true)?)
     } else {
         (PathBuf::from("/"), PathBuf::from("/tmp"))
     };
@@ -468,16 +472,16 @@ fn run_post(post: &kickstart::Post, deployment: &Path, mounts: &mut Mounts) -> R
     let mut bound = Vec::new();
     if post.chroot {
         for (from, to) in [("/dev", "dev"), ("/proc", "proc"), ("/sys", "sys"), (SYSIMAGE, "sysroot")] {
-            let target = deployment.join(to);
+            let target = inside(deployment, to, true)?;
             let target_s = target.to_string_lossy().into_owned();
             mounts.mount(&["--bind", from, &target_s], &target_s)?;
             bound.push(target_s);
         }
     }
-    let inside = format!("/{}", script.strip_prefix(&root).unwrap_or(&script).display());
+    let in_chroot = format!("/{}", script.strip_prefix(&root).unwrap_or(&script).display());
     let mut cmd = if post.chroot {
         let mut c = Command::new("chroot");
-        c.arg(deployment).arg(&post.interpreter).arg(&inside);
+        c.arg(deployment).arg(&post.interpreter).arg(&in_chroot);
         c
     } else {
         let mut c = Command::new(&post.interpreter);
@@ -496,7 +500,7 @@ fn run_post(post: &kickstart::Post, deployment: &Path, mounts: &mut Mounts) -> R
         say(&format!("  %post: {line}"));
     }
     if let Some(path) = &post.log {
-        let at = osbuild_stage_api::util::resolve_in_root(&root, path, false).map_err(|e| Error(e.to_string()))?;
+        let at = inside(&root, path, false)?;
         let _ = std::fs::write(at, &log);
     }
     if !out.status.success() {
