@@ -343,14 +343,9 @@ impl Stage for Grub2Iso {
     }
 }
 
-fn run_with_build_root(args: &StageArgs, o: &Options, build_root: &Path) -> StageResult {
-    let missing =
-        |name: &str| StageError::Invalid(format!("option {name} is missing: it names the EFI binaries to install"));
-    let architectures = o.architectures.as_deref().ok_or_else(|| missing("architectures"))?;
-    let vendor = o.vendor.as_deref().ok_or_else(|| missing("vendor"))?;
-    let efidir = install_efi_binaries(args, build_root, architectures, vendor, Grub2Iso::NAME)?;
-    println!("kernel dir at {}", o.kernel.dir);
-    let menu = Menu {
+/// The menu these options describe.
+fn menu(o: &Options) -> Menu<'_> {
+    Menu {
         product: &o.product,
         kernel: &o.kernel,
         isolabel: &o.isolabel,
@@ -360,8 +355,17 @@ fn run_with_build_root(args: &StageArgs, o: &Options, build_root: &Path) -> Stag
         install: o.install,
         custom: &o.custom,
         config: &o.config,
-    };
-    let cfg = menu.render(Firmware::Uefi);
+    }
+}
+
+fn run_with_build_root(args: &StageArgs, o: &Options, build_root: &Path) -> StageResult {
+    let missing =
+        |name: &str| StageError::Invalid(format!("option {name} is missing: it names the EFI binaries to install"));
+    let architectures = o.architectures.as_deref().ok_or_else(|| missing("architectures"))?;
+    let vendor = o.vendor.as_deref().ok_or_else(|| missing("vendor"))?;
+    let efidir = install_efi_binaries(args, build_root, architectures, vendor, Grub2Iso::NAME)?;
+    println!("kernel dir at {}", o.kernel.dir);
+    let cfg = menu(o).render(Firmware::Uefi);
     write_file(&efidir.join("grub.cfg"), cfg.as_bytes(), 0o644)?;
     if architectures.iter().any(|a| a == "IA32") {
         copy_file(&efidir.join("grub.cfg"), &efidir.join("BOOT.cfg"))?;
@@ -399,18 +403,7 @@ mod tests {
     }
 
     fn render(o: &Options, firmware: Firmware) -> String {
-        Menu {
-            product: &o.product,
-            kernel: &o.kernel,
-            isolabel: &o.isolabel,
-            fips: o.fips,
-            troubleshooting: o.troubleshooting,
-            test: o.test,
-            install: o.install,
-            custom: &o.custom,
-            config: &o.config,
-        }
-        .render(firmware)
+        menu(o).render(firmware)
     }
 
     /// Upstream's output for these options (its stage run with Python), kept verbatim.
