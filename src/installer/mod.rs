@@ -572,6 +572,34 @@ mod tests {
         assert!(!is_part_of("/dev/vdab", "vda") && !is_part_of("tmpfs", "vda"));
     }
 
+    /// A deployment whose `/etc` and zone file are symlinks out of it (a hostile commit): the
+    /// files land inside the deployment, the victim directory beside it stays empty.
+    #[test]
+    fn configure_stays_inside_the_deployment() {
+        let t = tempfile::tempdir().unwrap();
+        let (dep, victim) = (t.path().join("deploy"), t.path().join("victim"));
+        std::fs::create_dir_all(dep.join("usr/share/zoneinfo/Etc")).unwrap();
+        std::fs::create_dir_all(&victim).unwrap();
+        std::fs::create_dir_all(victim.join("default")).unwrap();
+        std::fs::write(victim.join("UTC"), "not a zone").unwrap();
+        std::os::unix::fs::symlink(&victim, dep.join("etc")).unwrap();
+        std::os::unix::fs::symlink(victim.join("UTC"), dep.join("usr/share/zoneinfo/Etc/UTC")).unwrap();
+        // the absolute link, read inside the deployment, names this directory of it
+        let inner = dep.join(victim.strip_prefix("/").unwrap());
+        std::fs::create_dir_all(inner.join("default")).unwrap();
+        let plan = kickstart::parse(
+            "ostreesetup --osname=d --url=file:///r --ref=x --nogpg\nautopart\nlang C.UTF-8\ntimezone Etc/UTC\n",
+        )
+        .unwrap();
+        // the zone file points out of the tree: within it, it does not exist
+        let e = configure(&plan, &dep).unwrap_err().to_string();
+        assert!(e.contains("has no /usr/share/zoneinfo/Etc/UTC"), "{e}");
+        assert_eq!(std::fs::read_dir(&victim).unwrap().count(), 2, "something was written through the etc link");
+        let fstab = std::fs::read_to_string(inner.join("fstab")).unwrap();
+        assert!(fstab.starts_with("LABEL=root / ext4"), "{fstab}");
+        assert_eq!(std::fs::read_to_string(inner.join("locale.conf")).unwrap(), "LANG=C.UTF-8\n");
+    }
+
     /// A real repository: the source check finds a ref kept under a remote, and names a
     /// missing repository and a missing ref.
     #[test]
