@@ -43,6 +43,7 @@
 use super::ext4_times::settle_times;
 use super::grub2_iso::{check_name, install_efi_binaries, Product};
 use super::grub_util::copy_file;
+use super::mkfs_fat_tree::{fat_copy, fat_mkdir};
 use super::squashfs::Compression;
 use super::util::{clamp_mtimes, resolve_in_root, tree_path, write_file};
 use super::{StageArgs, StageError, StageResult};
@@ -360,15 +361,8 @@ fn make_efi(cx: &Ctx, efi: &Efi, imgdir: &Path) -> Result<(), StageError> {
         // mcopy -m keeps each file's time
         clamp_mtimes(&efidir, e)?;
     }
-    let mtools = |tool: &str| {
-        let mut c = Command::new(tool);
-        // mtools would refuse an image whose size is no whole number of "tracks"
-        c.env("MTOOLS_SKIP_CHECK", "1").arg("-i").arg(&image);
-        cx.env_epoch(&mut c);
-        c
-    };
-    mtools("mmd").arg("::/EFI").run(BootisoMono::NAME)?;
-    mtools("mcopy").args(["-s", "-m"]).arg(&efidir).arg("::/EFI/").run(BootisoMono::NAME)?;
+    fat_mkdir(&image, "::/EFI", cx.epoch, BootisoMono::NAME)?;
+    fat_copy(&image, &[efidir], "::/EFI/", cx.epoch, BootisoMono::NAME)?;
     Ok(())
 }
 

@@ -71,6 +71,7 @@ mod mkfs_btrfs;
 mod mkfs_ext4;
 mod mkfs_ext4_tree;
 mod mkfs_fat;
+mod mkfs_fat_tree;
 mod mkfs_xfs;
 mod mkswap;
 mod modprobe;
@@ -188,6 +189,7 @@ static REGISTRY: &[StageInfo] = &[
     entry::<mkfs_btrfs::MkfsBtrfs>(),
     entry::<mkfs_ext4::MkfsExt4>(),
     entry::<mkfs_fat::MkfsFat>(),
+    entry::<mkfs_fat_tree::MkfsFatTree>(),
     entry::<mkfs_xfs::MkfsXfs>(),
     entry::<mkswap::Mkswap>(),
     entry::<modprobe::Modprobe>(),
