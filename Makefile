@@ -10,7 +10,7 @@ DEB_DEPS := bubblewrap curl ca-certificates python3 passwd tar xz-utils zstd gzi
             busybox-static time openssl rpm gnupg policycoreutils \
             fdisk gdisk parted e2fsprogs xfsprogs btrfs-progs dosfstools mtools grub-pc-bin grub-common qemu-utils cryptsetup-bin ostree nginx-light systemd \
             mmdebstrap python3-jsonschema python3-iniparse python3-tomli-w \
-            squashfs-tools erofs-utils xorriso isomd5sum isolinux syslinux-common cpio
+            squashfs-tools erofs-utils xorriso isomd5sum isolinux syslinux-common cpio ovmf
 
 .PHONY: all build deps demo demo-boot demo-serve demo-update demo-tarball test test-e2e test-unit lint bench bench-compare bless fuzz clean
 

@@ -219,6 +219,10 @@ fn check_installer_iso(iso: &Path, commit: &str, remote_url: &str, scratch: &Pat
         "'/isolinux/isolinux.bin'",
         "'/isolinux/isolinux.cfg'",
         "'/isolinux/ldlinux.c32'",
+        "'/images/efiboot.img'",
+        "'/EFI/BOOT/BOOTX64.EFI'",
+        "'/EFI/BOOT/grubx64.efi'",
+        "'/EFI/BOOT/grub.cfg'",
     ] {
         assert!(
             files.lines().any(|l| l.trim() == want),
@@ -241,6 +245,36 @@ fn check_installer_iso(iso: &Path, commit: &str, remote_url: &str, scratch: &Pat
     let boot = xorriso(&["-indev", iso_s, "-report_el_torito", "plain", "-report_system_area", "plain"]);
     assert!(boot.contains("/isolinux/isolinux.bin"), "{boot}");
     assert!(boot.contains("isohybrid"), "{boot}");
+    // UEFI: El Torito's EFI entry is the FAT image (read with mtools: the kernel here cannot
+    // mount vfat) holding shim as BOOTX64.EFI, GRUB and a menu that finds the ISO by label
+    assert!(
+        boot.lines().any(|l| l.starts_with("El Torito boot img") && l.contains("UEFI")),
+        "no UEFI El Torito entry: {boot}"
+    );
+    assert!(boot.contains("/images/efiboot.img"), "{boot}");
+    iso_extract(iso, "/images/efiboot.img", &scratch.join("efiboot.img"));
+    let img = scratch.join("efiboot.img");
+    let fsck = Command::new("fsck.fat").arg("-n").arg(&img).output().expect("fsck.fat (dosfstools)");
+    assert!(fsck.status.success(), "fsck.fat: {}", String::from_utf8_lossy(&fsck.stdout));
+    let mtools = |tool: &str, path: &str| {
+        let out = Command::new(tool).arg("-i").arg(&img).args(["-b", path]).output().expect("mtools");
+        ok(&out);
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let files = mtools("mdir", "::/EFI/BOOT");
+    for f in ["BOOTX64.EFI", "mmx64.efi", "grubx64.efi", "grub.cfg", "fonts"] {
+        assert!(
+            files.lines().any(|l| l.trim_end_matches('/').ends_with(&format!("/{f}"))),
+            "{f} is not in efiboot.img: {files}"
+        );
+    }
+    let out = Command::new("mtype").arg("-i").arg(&img).arg("::/EFI/BOOT/grub.cfg").output().unwrap();
+    let cfg = String::from_utf8_lossy(&out.stdout);
+    assert!(cfg.contains("search --no-floppy --set=root -l 'OSBUILD-RS-IOT'"), "{cfg}");
+    assert!(
+        cfg.contains("linux /images/pxeboot/vmlinuz boot=live inst.ks=hd:LABEL=OSBUILD-RS-IOT:/osbuild.ks"),
+        "{cfg}"
+    );
     xorriso(&["-osirrox", "on", "-indev", iso_s, "-extract", "/ostree/repo", &format!("{s}/repo")]);
     let repo = scratch.join("repo");
     assert_eq!(host_ostree(&repo, &["rev-parse", &format!("osbuild-rs:{REF}")]), commit);
@@ -395,7 +429,8 @@ fn e2e_iot_commit_boots_updates_over_http_and_rolls_back() {
     // the installer, while the ISO builds again
     installer_errors(&iso, &env.path("iso-errors"));
     clock.done("the installer stops on an unknown command, a missing repository and a wrong ref");
-    install_from_iso(&iso, &env.path("iso-install"), &c1, &remote_url, &mut clock);
+    install_from_iso(&iso, &env.path("iso-install"), &c1, &remote_url, false, &mut clock);
+    install_from_iso(&iso, &env.path("iso-install-uefi"), &c1, &remote_url, true, &mut clock);
 
     finish_build(iso_again, &out_iso_again);
     let again = common::sha256(&std::fs::read(out_iso_again.join("iso/installer.iso")).unwrap());
@@ -478,25 +513,40 @@ fn installer_errors(iso: &Path, scratch: &Path) {
     vm.kill();
 }
 
-/// Boot the ISO (BIOS, its ISOLINUX menu) with an empty disk: the installer installs commit 1
-/// unattended and reboots; the disk boots, `test` logs in, fish runs, the remote points at the
-/// update server.
-fn install_from_iso(iso: &Path, scratch: &Path, commit: &str, remote_url: &str, clock: &mut Clock) {
+/// Boot the ISO with an empty disk, on BIOS (SeaBIOS, the ISO's ISOLINUX) or UEFI (OVMF, the
+/// ISO's El Torito EFI image: shim, GRUB): the installer installs commit 1 unattended and
+/// reboots; the disk boots with the same firmware, `test` logs in, fish runs, the remote points
+/// at the update server, the ESP is mounted.
+fn install_from_iso(iso: &Path, scratch: &Path, commit: &str, remote_url: &str, uefi: bool, clock: &mut Clock) {
+    let (firmware, loader) = if uefi { ("UEFI", "GRUB") } else { ("BIOS", "ISOLINUX") };
     std::fs::create_dir_all(scratch).unwrap();
     let disk = scratch.join("target.qcow2");
     ok(&Command::new("qemu-img").args(["create", "-q", "-f", "qcow2"]).arg(&disk).arg("8G").output().unwrap());
     let options = BootOptions {
         memory_mib: 2048,
         cdrom: Some(iso.to_owned()),
-        boot_cdrom_once: true,
-        vga: true,
+        // OVMF's boot order (disk, then CD) passes over the empty disk
+        boot_cdrom_once: !uefi,
+        vga: !uefi,
+        uefi,
         network: true,
         reboot: true,
+        // what the firmware prints on the serial line at once (KVM may hang here)
+        probe: if uefi { "BdsDxe".into() } else { "Linux version".into() },
         ..BootOptions::default()
     };
     let mut vm = Vm::boot_with(&disk, &options).unwrap_or_else(|e| panic!("{e}"));
+    // Enter at the ISO's boot menu instead of its 60-second countdown
+    vm.press_enter_until("Linux version", LONG).unwrap_or_else(|e| panic!("{e}"));
+    if uefi {
+        let t = vm.transcript();
+        assert!(t.contains("UEFI QEMU DVD-ROM") && t.contains("Install osbuild-rs IoT 1"), "{}", vm.tail());
+    }
+    let said =
+        format!("osbuild-rs-installer: this machine booted with {firmware}; the disk gets GRUB for BIOS and UEFI");
+    vm.wait_for(&said, LONG).unwrap_or_else(|e| panic!("{e}"));
     vm.wait_for("osbuild-rs-installer: the kickstart is fine; installing", LONG).unwrap_or_else(|e| panic!("{e}"));
-    clock.done("boot the ISO (ISOLINUX, live root) to the installer");
+    clock.done(&format!("{firmware}: boot the ISO ({loader}, live root) to the installer"));
     let (i, _) = vm
         .wait_for_any(&["osbuild-rs-installer: installation complete, rebooting", "osbuild-rs-installer: ERROR"], LONG)
         .unwrap_or_else(|e| panic!("{e}"));
@@ -504,10 +554,10 @@ fn install_from_iso(iso: &Path, scratch: &Path, commit: &str, remote_url: &str, 
         let why = vm.wait_for("the installation stopped", SHORT).unwrap_or_else(|e| e);
         panic!("the installation failed: {why}\n{}", vm.tail());
     }
-    clock.done("unattended install onto the empty disk");
+    clock.done(&format!("{firmware}: unattended install onto the empty disk"));
     vm.wait_for("GNU GRUB", LONG).unwrap_or_else(|e| panic!("{e}"));
     login(&mut vm);
-    clock.done("reboot from the disk and log in as test");
+    clock.done(&format!("{firmware}: reboot from the disk and log in as test"));
     assert_eq!(guest(&mut vm, "fish -c 'echo fish-ok'", SHORT).trim(), "fish-ok");
     let remotes = guest(&mut vm, "ostree remote list -u", SHORT);
     assert!(remotes.contains("osbuild-rs") && remotes.contains(remote_url), "{remotes}");
@@ -515,6 +565,12 @@ fn install_from_iso(iso: &Path, scratch: &Path, commit: &str, remote_url: &str, 
     assert_eq!(deployments(&status), (Some(commit.to_owned()), vec![commit.to_owned()]), "{status}");
     let cmdline = guest(&mut vm, "cat /proc/cmdline", SHORT);
     assert!(cmdline.contains("root=LABEL=root") && cmdline.contains("console=ttyS0,115200"), "{cmdline}");
-    clock.done("installed system: fish, the remote is the update URL, commit 1 deployed");
+    // booted by the firmware it was installed with; the ESP is there for either
+    let efi = guest(&mut vm, "test -d /sys/firmware/efi && echo uefi || echo bios", SHORT);
+    assert_eq!(efi.trim(), if uefi { "uefi" } else { "bios" });
+    assert_eq!(guest(&mut vm, "findmnt -n -o FSTYPE /boot/efi", SHORT).trim(), "vfat");
+    let esp = guest(&mut vm, "echo password | sudo -S ls /boot/efi/EFI/BOOT", SHORT);
+    assert!(esp.contains("BOOTX64.EFI"), "{esp}");
+    clock.done(&format!("{firmware}: installed system: fish, the remote is the update URL, commit 1 deployed, ESP"));
     vm.kill();
 }

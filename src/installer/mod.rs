@@ -8,14 +8,17 @@
 //! 2. parses it ([`kickstart`]): an unknown command or option stops the installation;
 //! 3. checks the `ostreesetup` source — the repository exists and has the ref — before it
 //!    touches any disk;
-//! 4. lays out the target disk (`autopart`: GPT with a BIOS boot partition, `/boot` ext4
+//! 4. lays out the target disk (`autopart`: GPT with a BIOS boot partition, an EFI system
+//!    partition (FAT, labelled `ESP`) when the live system has GRUB for UEFI, `/boot` ext4
 //!    labelled `boot`, `/` labelled `root`), after `zerombr`/`clearpart --all` allow it;
 //! 5. makes the sysroot as an image build does, with the same stage code
 //!    (`org.osbuild.ostree.init-fs`, `os-init`, `config`, `org.osbuild.grub2.syslinux-menu`,
 //!    `org.osbuild.ostree.fillvar`), pulls the commit, `ostree admin deploy`s it with
 //!    `root=LABEL=root` and the `bootloader --append` arguments, writes fstab, locale,
 //!    keymap and time zone into the deployment, runs the `%post` scripts (in the deployment
-//!    unless `--nochroot`), installs GRUB into the disk's MBR and BIOS boot partition;
+//!    unless `--nochroot`), installs GRUB into the disk's MBR and BIOS boot partition and,
+//!    with an ESP, as the removable-media loader `EFI/BOOT/BOOTX64.EFI` (no NVRAM entry is
+//!    needed: the firmware finds it), so one disk boots on BIOS and UEFI machines alike;
 //! 6. reboots or powers off as the kickstart says.
 //!
 //! Every step is printed on the console as `osbuild-rs-installer: ...`; a failure prints
@@ -113,12 +116,37 @@ fn run(location: Option<String>, check_only: bool, mounts: &mut Mounts) -> Resul
     let ostree = plan.ostree.as_ref().expect("parse requires ostreesetup");
     let source = check_source(ostree)?;
     let disk = target_disk(&plan)?;
+    let efi = efi_boot()?;
+    let firmware = if Path::new(FIRMWARE_EFI).is_dir() { "UEFI" } else { "BIOS" };
+    say(&format!(
+        "this machine booted with {firmware}; the disk gets GRUB for {}",
+        if efi { "BIOS and UEFI" } else { "BIOS" }
+    ));
     say(&format!("the kickstart is fine; installing {} from {} onto /dev/{disk}", ostree.r#ref, ostree.url));
     if check_only {
         return Ok(Finish::Stay);
     }
-    install(&plan, ostree, &source, &disk, mounts)?;
+    install(&plan, ostree, &source, &disk, efi, mounts)?;
     Ok(plan.finish)
+}
+
+/// Where the kernel shows UEFI runtime services (absent after a BIOS boot).
+const FIRMWARE_EFI: &str = "/sys/firmware/efi";
+/// GRUB's UEFI modules in the live system (Debian's grub-efi-amd64-bin).
+const GRUB_EFI_MODULES: &str = "/usr/lib/grub/x86_64-efi";
+
+/// Whether the installed disk gets an ESP and GRUB for UEFI: when the live system has GRUB's
+/// UEFI modules. A machine booted by UEFI firmware needs them; their absence is an error
+/// before any disk is touched.
+fn efi_boot() -> Result<bool, Error> {
+    let modules = Path::new(GRUB_EFI_MODULES).is_dir();
+    if !modules && Path::new(FIRMWARE_EFI).is_dir() {
+        return fail(format!(
+            "this machine booted with UEFI, but the live system has no GRUB for it \
+             ({GRUB_EFI_MODULES}: the package grub-efi-amd64-bin)"
+        ));
+    }
+    Ok(modules)
 }
 
 /// The value of `name=` on the kernel command line.
@@ -307,7 +335,30 @@ fn stage(name: &str, tree: &Path, options: Value) -> Result<(), Error> {
     (info.run)(&args).map(|_| ()).map_err(|e| Error(format!("{name}: {}", osbuild_stage_api::error_chain(&e))))
 }
 
-fn install(plan: &Plan, o: &OstreeSetup, source: &Source, disk: &str, mounts: &mut Mounts) -> Result<(), Error> {
+/// The GPT type GUIDs of the partitions the installer makes.
+const BIOS_BOOT: &str = "21686148-6449-6E6F-744E-656564454649";
+const ESP: &str = "C12A7328-F81F-11D2-BA4B-00A0C93EC93B";
+const LINUX: &str = "0FC63DAF-8483-4772-8E79-3D69D8477DE4";
+
+/// The sfdisk script of autopart's layout (sizes in 512-byte sectors): a 1 MiB BIOS boot
+/// partition, a 200 MiB ESP (with `efi`), a 512 MiB `/boot`, `/` on the rest.
+fn layout(efi: bool) -> String {
+    let mut s = format!("label: gpt\nstart=2048, size=2048, type={BIOS_BOOT}, name=bios-boot\n");
+    if efi {
+        s += &format!("size=409600, type={ESP}, name=EFI-SYSTEM\n");
+    }
+    s += &format!("size=1048576, type={LINUX}, name=boot\ntype={LINUX}, name=root\n");
+    s
+}
+
+fn install(
+    plan: &Plan,
+    o: &OstreeSetup,
+    source: &Source,
+    disk: &str,
+    efi: bool,
+    mounts: &mut Mounts,
+) -> Result<(), Error> {
     let dev = format!("/dev/{disk}");
     let has_table = std::fs::read_dir(format!("/sys/block/{disk}"))
         .map(|d| d.filter_map(|e| e.ok()).any(|e| e.file_name().to_string_lossy().starts_with(disk)))
@@ -316,10 +367,7 @@ fn install(plan: &Plan, o: &OstreeSetup, source: &Source, disk: &str, mounts: &m
         return fail(format!("/dev/{disk} has partitions and the kickstart has no clearpart --all or zerombr"));
     }
     sh(&["wipefs", "--all", "--quiet", &dev])?;
-    let layout = "label: gpt\n\
-                  start=2048, size=2048, type=21686148-6449-6E6F-744E-656564454649, name=bios-boot\n\
-                  size=1048576, type=0FC63DAF-8483-4772-8E79-3D69D8477DE4, name=boot\n\
-                  type=0FC63DAF-8483-4772-8E79-3D69D8477DE4, name=root\n";
+    let layout = layout(efi);
     say(&format!("$ sfdisk {dev} <<< {}", layout.replace('\n', "; ")));
     let mut child = Command::new("sfdisk")
         .args(["--quiet", "--wipe", "always", &dev])
@@ -333,8 +381,12 @@ fn install(plan: &Plan, o: &OstreeSetup, source: &Source, disk: &str, mounts: &m
         return fail(format!("sfdisk {dev} failed ({status})"));
     }
     let _ = Command::new("udevadm").arg("settle").status();
-    let (boot, root) = (partition(disk, 2), partition(disk, 3));
+    let first = if efi { 3 } else { 2 };
+    let (esp, boot, root) = (partition(disk, 2), partition(disk, first), partition(disk, first + 1));
     wait_for(Path::new(&root), Duration::from_secs(30))?;
+    if efi {
+        sh(&["mkfs.vfat", "-F", "32", "-n", "ESP", &esp])?;
+    }
     sh(&["mkfs.ext4", "-q", "-F", "-L", "boot", &boot])?;
     let fstype = &plan.autopart.as_ref().expect("parse requires autopart").fstype;
     match fstype.as_str() {
@@ -346,6 +398,11 @@ fn install(plan: &Plan, o: &OstreeSetup, source: &Source, disk: &str, mounts: &m
     let boot_dir = format!("{SYSIMAGE}/boot");
     std::fs::create_dir_all(&boot_dir).map_err(|e| Error(format!("create {boot_dir}: {e}")))?;
     mounts.mount(&[&boot, &boot_dir], &boot_dir)?;
+    let esp_dir = format!("{boot_dir}/efi");
+    if efi {
+        std::fs::create_dir_all(&esp_dir).map_err(|e| Error(format!("create {esp_dir}: {e}")))?;
+        mounts.mount(&["-t", "vfat", &esp, &esp_dir], &esp_dir)?;
+    }
 
     let sysroot = Path::new(SYSIMAGE);
     stage("org.osbuild.ostree.init-fs", sysroot, json!({}))?;
@@ -393,11 +450,22 @@ fn install(plan: &Plan, o: &OstreeSetup, source: &Source, disk: &str, mounts: &m
     stage("org.osbuild.ostree.fillvar", sysroot, json!({"deployment": {"osname": o.osname, "ref": o.r#ref}}))?;
 
     let deployment = deployment_dir(&o.osname)?;
-    configure(plan, &deployment)?;
+    configure(plan, &deployment, efi)?;
     for post in &plan.post {
         run_post(post, &deployment, mounts)?;
     }
     sh(&["grub-install", "--target=i386-pc", &format!("--boot-directory={boot_dir}"), &dev])?;
+    if efi {
+        // the core image finds /boot by its UUID and reads the same grub/grub.cfg as BIOS
+        sh(&[
+            "grub-install",
+            "--target=x86_64-efi",
+            &format!("--efi-directory={esp_dir}"),
+            &format!("--boot-directory={boot_dir}"),
+            "--removable",
+            "--no-nvram",
+        ])?;
+    }
     // grub-install's core image looks for grub/grub.cfg on /boot (Debian's name); the menu
     // stage wrote it for grub2/, Fedora's
     let cfg = std::fs::read(format!("{boot_dir}/grub2/grub.cfg")).map_err(|e| Error(format!("grub2/grub.cfg: {e}")))?;
@@ -429,14 +497,18 @@ fn inside(root: &Path, path: &str, follow_final: bool) -> Result<PathBuf, Error>
 
 /// fstab, locale, keymap and time zone of the installed system (its `/etc` is the
 /// deployment's, three-way merged by ostree on upgrades).
-fn configure(plan: &Plan, deployment: &Path) -> Result<(), Error> {
+fn configure(plan: &Plan, deployment: &Path, efi: bool) -> Result<(), Error> {
     let fstype = &plan.autopart.as_ref().expect("parse requires autopart").fstype;
     let write = |path: &str, text: String| -> Result<(), Error> {
         let p = inside(deployment, path, false)?;
         say(&format!("writing {path}"));
         std::fs::write(&p, text).map_err(|e| Error(format!("{}: {e}", p.display())))
     };
-    write("etc/fstab", format!("LABEL=root / {fstype} defaults 1 1\nLABEL=boot /boot ext4 defaults 1 2\n"))?;
+    let mut fstab = format!("LABEL=root / {fstype} defaults 1 1\nLABEL=boot /boot ext4 defaults 1 2\n");
+    if efi {
+        fstab += "LABEL=ESP /boot/efi vfat umask=0077,shortname=winnt 0 2\n";
+    }
+    write("etc/fstab", fstab)?;
     if let Some(lang) = &plan.lang {
         write("etc/locale.conf", format!("LANG={lang}\n"))?;
         write("etc/default/locale", format!("LANG={lang}\n"))?;
@@ -572,6 +644,44 @@ mod tests {
         assert!(!is_part_of("/dev/vdab", "vda") && !is_part_of("tmpfs", "vda"));
     }
 
+    /// The layouts, as the real sfdisk makes them on an 8 GiB image: BIOS boot, ESP (only
+    /// with `efi`), /boot, and / on the rest.
+    #[test]
+    fn layouts_as_sfdisk_makes_them() {
+        let t = tempfile::tempdir().unwrap();
+        for efi in [true, false] {
+            let img = t.path().join(format!("disk-{efi}.img"));
+            std::fs::File::create(&img).unwrap().set_len(8 << 30).unwrap();
+            let mut child = Command::new("sfdisk")
+                .args(["--quiet"])
+                .arg(&img)
+                .stdin(std::process::Stdio::piped())
+                .stdout(std::process::Stdio::null())
+                .spawn()
+                .expect("sfdisk (fdisk)");
+            child.stdin.take().unwrap().write_all(layout(efi).as_bytes()).unwrap();
+            assert!(child.wait().unwrap().success());
+            let out = Command::new("sfdisk").arg("--json").arg(&img).output().unwrap();
+            let table: Value = serde_json::from_slice(&out.stdout).unwrap();
+            let parts = table["partitiontable"]["partitions"].as_array().unwrap();
+            let got: Vec<(&str, &str, u64)> = parts
+                .iter()
+                .map(|p| (p["name"].as_str().unwrap(), p["type"].as_str().unwrap(), p["size"].as_u64().unwrap()))
+                .collect();
+            let mut want = vec![("bios-boot", BIOS_BOOT, 2048)];
+            if efi {
+                want.push(("EFI-SYSTEM", ESP, 409_600));
+            }
+            want.push(("boot", LINUX, 1_048_576));
+            assert_eq!(got[..want.len()], want[..], "{table}");
+            assert_eq!(got.len(), want.len() + 1);
+            let root = got[want.len()];
+            assert_eq!((root.0, root.1), ("root", LINUX));
+            let used: u64 = got.iter().map(|p| p.2).sum();
+            assert!(root.2 > 14_000_000 && used + 2048 + 33 <= 8 << 21, "{table}");
+        }
+    }
+
     /// A deployment whose `/etc` and zone file are symlinks out of it (a hostile commit): the
     /// files land inside the deployment, the victim directory beside it stays empty.
     #[test]
@@ -592,11 +702,12 @@ mod tests {
         )
         .unwrap();
         // the zone file points out of the tree: within it, it does not exist
-        let e = configure(&plan, &dep).unwrap_err().to_string();
+        let e = configure(&plan, &dep, true).unwrap_err().to_string();
         assert!(e.contains("has no /usr/share/zoneinfo/Etc/UTC"), "{e}");
         assert_eq!(std::fs::read_dir(&victim).unwrap().count(), 2, "something was written through the etc link");
         let fstab = std::fs::read_to_string(inner.join("fstab")).unwrap();
         assert!(fstab.starts_with("LABEL=root / ext4"), "{fstab}");
+        assert!(fstab.contains("\nLABEL=ESP /boot/efi vfat umask=0077"), "{fstab}");
         assert_eq!(std::fs::read_to_string(inner.join("locale.conf")).unwrap(), "LANG=C.UTF-8\n");
     }
 

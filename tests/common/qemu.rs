@@ -70,7 +70,15 @@ pub struct BootOptions {
     pub kernel: Option<(PathBuf, PathBuf, String)>,
     /// A VGA card: ISOLINUX's menu needs one (the console stays on the serial line).
     pub vga: bool,
+    /// UEFI firmware (OVMF, from Debian's `ovmf`) instead of SeaBIOS, with its variable store
+    /// in the VM's private directory. The disk comes first in the boot order, then the CD:
+    /// an empty disk is passed over, an installed one boots, as on a real machine.
+    pub uefi: bool,
 }
+
+/// OVMF's code and the template of its variable store (Debian's `ovmf`, 4 MiB flavour).
+pub const OVMF_CODE: &str = "/usr/share/OVMF/OVMF_CODE_4M.fd";
+pub const OVMF_VARS: &str = "/usr/share/OVMF/OVMF_VARS_4M.fd";
 
 impl Default for BootOptions {
     fn default() -> Self {
@@ -90,6 +98,7 @@ impl Default for BootOptions {
             boot_cdrom_once: false,
             kernel: None,
             vga: false,
+            uefi: false,
         }
     }
 }
@@ -253,10 +262,24 @@ impl Vm {
             .arg(format!("unix:{},server=on,wait=off", monitor.display()))
             .args(["-nic", if o.network { "user,model=virtio-net-pci" } else { "none" }])
             .args(if o.reboot { &[][..] } else { &["-no-reboot"][..] })
-            .args(["-snapshot", "-drive"])
-            .arg(format!("file={},if=virtio,format=qcow2", image.display()));
-        if let Some(iso) = &o.cdrom {
-            cmd.arg("-cdrom").arg(iso);
+            .arg("-snapshot");
+        if o.uefi {
+            assert!(!o.boot_cdrom_once, "UEFI boots follow the boot order (disk, then CD)");
+            let vars = dir.path().join("OVMF_VARS.fd");
+            std::fs::copy(OVMF_VARS, &vars).map_err(|e| format!("{OVMF_VARS} (apt-get install ovmf): {e}"))?;
+            cmd.arg("-drive").arg(format!("if=pflash,format=raw,readonly=on,file={OVMF_CODE}"));
+            cmd.arg("-drive").arg(format!("if=pflash,format=raw,file={}", vars.display()));
+            cmd.arg("-drive").arg(format!("file={},if=none,id=disk0,format=qcow2", image.display()));
+            cmd.args(["-device", "virtio-blk-pci,drive=disk0,bootindex=0"]);
+            if let Some(iso) = &o.cdrom {
+                cmd.arg("-drive").arg(format!("file={},if=none,id=cd0,media=cdrom,readonly=on", iso.display()));
+                cmd.args(["-device", "ide-cd,drive=cd0,bootindex=1"]);
+            }
+        } else {
+            cmd.arg("-drive").arg(format!("file={},if=virtio,format=qcow2", image.display()));
+            if let Some(iso) = &o.cdrom {
+                cmd.arg("-cdrom").arg(iso);
+            }
         }
         if o.boot_cdrom_once {
             cmd.args(["-boot", "once=d"]);
@@ -462,6 +485,21 @@ impl Vm {
             }
         }
         Ok(())
+    }
+
+    /// Press Enter on the machine's keyboard (a boot menu reads it; ISOLINUX shows its menu
+    /// on the VGA screen only) every 2 s until the console prints `until` (the kernel's
+    /// banner); returns the text up to it. Skips a boot menu's countdown.
+    pub fn press_enter_until(&mut self, until: &str, timeout: Duration) -> Result<String, String> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            self.monitor("sendkey ret")?;
+            match self.wait_for(until, Duration::from_secs(2)) {
+                Ok(t) => return Ok(t),
+                Err(e) if e.starts_with("qemu exited") || Instant::now() >= deadline => return Err(e),
+                Err(_) => {}
+            }
+        }
     }
 
     /// Press the (ACPI) power button and wait until QEMU exits; `Ok` when it exits
