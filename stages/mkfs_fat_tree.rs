@@ -7,7 +7,9 @@
 //! some hosts (this project's CI among them) cannot mount vfat, and an ISO's `efiboot.img` or
 //! a disk's ESP is then still buildable. It is also reproducible: entries are copied in name
 //! order, each keeps its modification time (the engine clamps those to the `source-epoch`),
-//! and with a `source-epoch` mtools and mkfs.fat take it (`SOURCE_DATE_EPOCH`) as their clock.
+//! and with a `source-epoch` mtools takes it (`SOURCE_DATE_EPOCH`) as its clock. The label is
+//! written by `mlabel` for that reason: mkfs.fat stamps the label's directory entry with the
+//! time of day whatever the environment says.
 //!
 //! FAT holds directories and regular files only: a symlink, device, socket or FIFO in the
 //! input is an error naming it (mcopy would follow a symlink wherever it points).
@@ -127,13 +129,16 @@ impl Stage for MkfsFatTree {
         let epoch = args.source_epoch();
         let fat = mkfs_fat::Options {
             volid: options.volid,
-            label: options.label,
+            label: None,
             fat_size: options.fat_size,
             geometry: options.geometry,
         };
         let mut mkfs = MkfsFat::command(&fat, &device);
         epoch_env(&mut mkfs, epoch);
         mkfs.run(Self::NAME)?;
+        if let Some(label) = options.label.as_deref().filter(|l| !l.is_empty()) {
+            mtools("mlabel", &device, epoch).arg(format!("::{label}")).run(Self::NAME)?;
+        }
         fat_copy(&device, &entries, "::/", epoch, Self::NAME)?;
         Ok(None)
     }
@@ -208,7 +213,7 @@ mod tests {
             let dir = t.path().join(name);
             std::fs::create_dir_all(&dir).unwrap();
             let img = image(&dir, "esp.img", 8 << 20);
-            let mut a = args(&dir, &src, json!({"volid": "6a6b6c6d"}));
+            let mut a = args(&dir, &src, json!({"volid": "6a6b6c6d", "label": "EFIBOOT"}));
             a.meta.insert("source-epoch".into(), json!(1_700_000_000));
             MkfsFatTree::execute(&a).unwrap();
             std::fs::read(img).unwrap()
