@@ -31,16 +31,19 @@
 //!    with osbuild-rs' installer (`org.osbuild-rs.installer`) packed by `org.osbuild.squashfs`,
 //!    commit 1 pulled into `/ostree/repo`, a kickstart whose `ostreesetup` installs it from the
 //!    ISO and whose `%post` points the remote at the update server, ISOLINUX
-//!    (`org.osbuild.isolinux`), `org.osbuild.xorrisofs` (El Torito, isohybrid MBR) and
-//!    `org.osbuild.implantisomd5`. It builds while the image boots: xorriso lists the
-//!    repository (holding commit 1), kernel, initrd, live root, boot image and kickstart, and
-//!    `checkisomd5` passes; later a rebuild in the fresh store has the same sha256.
-//! 7. The installer in QEMU (BIOS, TCG): the live system booted with the kernel and initrd of
-//!    the ISO and kickstarts from a second disk stops with a console message naming an
-//!    unknown command, a missing repository and a wrong ref; then the ISO itself boots
-//!    (ISOLINUX's menu times out to its default entry) with an empty disk attached, installs
-//!    unattended, reboots from the disk, `test` logs in, fish runs and `ostree remote list -u`
-//!    shows the update URL.
+//!    (`org.osbuild.isolinux`), the UEFI boot files (`org.osbuild.grub2.iso`) and their FAT
+//!    image (`org.osbuild-rs.mkfs.fat.tree`), `org.osbuild.xorrisofs` (El Torito for BIOS and
+//!    UEFI, isohybrid MBR and GPT) and `org.osbuild.implantisomd5`. It builds while the image
+//!    boots: xorriso lists the repository (holding commit 1), kernel, initrd, live root, boot
+//!    images and kickstart, mtools and fsck.fat check `efiboot.img`, and `checkisomd5` passes;
+//!    later a rebuild in the fresh store has the same sha256.
+//! 7. The installer in QEMU (TCG): the live system booted with the kernel and initrd of the
+//!    ISO and kickstarts from a second disk stops with a console message naming an unknown
+//!    command, a missing repository and a wrong ref; then the ISO itself boots with an empty
+//!    disk attached, twice at once: under SeaBIOS (ISOLINUX) and under OVMF (UEFI: shim and
+//!    GRUB from the El Torito EFI image), Enter skipping each menu's countdown. Each installs
+//!    unattended, reboots from the disk with the same firmware, `test` logs in, fish runs,
+//!    `ostree remote list -u` shows the update URL and the ESP is mounted.
 //!
 //! Every step is printed with the time it took and the time since the start. Downloads are
 //! cached as in tests/e2e.rs (/var/cache/osbuild-rs-tests). Needs root, bwrap, apt, dpkg,
@@ -429,8 +432,16 @@ fn e2e_iot_commit_boots_updates_over_http_and_rolls_back() {
     // the installer, while the ISO builds again
     installer_errors(&iso, &env.path("iso-errors"));
     clock.done("the installer stops on an unknown command, a missing repository and a wrong ref");
+    // the UEFI install runs beside the BIOS one (one TCG CPU each); its steps are printed as
+    // they end, from the same start, and left out of the total
+    let uefi = {
+        let (iso, dir, c1, url) = (iso.clone(), env.path("iso-install-uefi"), c1.clone(), remote_url.clone());
+        let mut uefi_clock = Clock { start: clock.start, step: Instant::now(), steps: Vec::new() };
+        std::thread::spawn(move || install_from_iso(&iso, &dir, &c1, &url, true, &mut uefi_clock))
+    };
     install_from_iso(&iso, &env.path("iso-install"), &c1, &remote_url, false, &mut clock);
-    install_from_iso(&iso, &env.path("iso-install-uefi"), &c1, &remote_url, true, &mut clock);
+    uefi.join().unwrap_or_else(|e| std::panic::resume_unwind(e));
+    clock.done("UEFI install (beside the BIOS one) finished");
 
     finish_build(iso_again, &out_iso_again);
     let again = common::sha256(&std::fs::read(out_iso_again.join("iso/installer.iso")).unwrap());
@@ -536,8 +547,9 @@ fn install_from_iso(iso: &Path, scratch: &Path, commit: &str, remote_url: &str, 
         ..BootOptions::default()
     };
     let mut vm = Vm::boot_with(&disk, &options).unwrap_or_else(|e| panic!("{e}"));
-    // Enter at the ISO's boot menu instead of its 60-second countdown
-    vm.press_enter_until("Linux version", LONG).unwrap_or_else(|e| panic!("{e}"));
+    // Enter at the ISO's boot menu instead of its 60-second countdown (the menu entries boot
+    // `quiet`: the installer's first message is the first sign of the kernel on the console)
+    vm.press_enter_until("osbuild-rs-installer: ", LONG).unwrap_or_else(|e| panic!("{e}"));
     if uefi {
         let t = vm.transcript();
         assert!(t.contains("UEFI QEMU DVD-ROM") && t.contains("Install osbuild-rs IoT 1"), "{}", vm.tail());
@@ -571,6 +583,9 @@ fn install_from_iso(iso: &Path, scratch: &Path, commit: &str, remote_url: &str, 
     assert_eq!(guest(&mut vm, "findmnt -n -o FSTYPE /boot/efi", SHORT).trim(), "vfat");
     let esp = guest(&mut vm, "echo password | sudo -S ls /boot/efi/EFI/BOOT", SHORT);
     assert!(esp.contains("BOOTX64.EFI"), "{esp}");
-    clock.done(&format!("{firmware}: installed system: fish, the remote is the update URL, commit 1 deployed, ESP"));
+    let esp = esp.split_whitespace().collect::<Vec<_>>().join(" ");
+    clock.done(&format!(
+        "{firmware}: installed system: fish, the remote is the update URL, commit 1 deployed, ESP EFI/BOOT: {esp}"
+    ));
     vm.kill();
 }

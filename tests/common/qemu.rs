@@ -462,7 +462,17 @@ impl Vm {
     /// A human monitor command (on the unix socket).
     pub fn monitor(&mut self, command: &str) -> Result<(), String> {
         let path = self.dir.path().join("monitor.sock");
-        let mut s = UnixStream::connect(&path).map_err(|e| format!("qemu monitor {}: {e}", path.display()))?;
+        // QEMU makes the socket a moment after it starts
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let mut s = loop {
+            match UnixStream::connect(&path) {
+                Ok(s) => break s,
+                Err(_) if Instant::now() < deadline && matches!(self.child.try_wait(), Ok(None)) => {
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+                Err(e) => return Err(format!("qemu monitor {}: {e}\n{}", path.display(), self.tail())),
+            }
+        };
         s.set_read_timeout(Some(Duration::from_secs(10))).ok();
         // the greeting ends with the prompt
         let mut got = Vec::new();
@@ -488,8 +498,8 @@ impl Vm {
     }
 
     /// Press Enter on the machine's keyboard (a boot menu reads it; ISOLINUX shows its menu
-    /// on the VGA screen only) every 2 s until the console prints `until` (the kernel's
-    /// banner); returns the text up to it. Skips a boot menu's countdown.
+    /// on the VGA screen only) every 2 s until the console prints `until` (something the booted
+    /// system prints); returns the text up to it. Skips a boot menu's countdown.
     pub fn press_enter_until(&mut self, until: &str, timeout: Duration) -> Result<String, String> {
         let deadline = Instant::now() + timeout;
         loop {
