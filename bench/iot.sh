@@ -82,7 +82,8 @@ m = json.load(sys.stdin)
 print([p for p in m["pipelines"] if p["name"] == "installer-root"][0]["stages"][-1]["id"])')
 
 # The ISO by hand: a repository with the commit, the kickstart, kernel and initrd, the live
-# root as squashfs, ISOLINUX, xorriso with every date the epoch, implantisomd5.
+# root as squashfs, ISOLINUX, the UEFI boot files and their FAT image (mkfs.fat, mcopy),
+# xorriso with every date the epoch, implantisomd5.
 cat > "$DIR/byhand-iso.sh" <<'SH'
 set -euo pipefail
 D=$1 REPO=$2 REF=$3 ROOT=$4 KERNEL=$5
@@ -99,9 +100,19 @@ for m in ldlinux libcom32 libutil vesamenu; do cp "/usr/lib/syslinux/modules/bio
 printf 'default vesamenu.c32\ntimeout 600\nlabel linux\n  kernel vmlinuz\n  append initrd=initrd.img boot=live quiet\n' > "$T/isolinux/isolinux.cfg"
 ln "$T/images/pxeboot/vmlinuz" "$T/isolinux/vmlinuz"
 ln "$T/images/pxeboot/initrd.img" "$T/isolinux/initrd.img"
+mkdir -p "$T/EFI/BOOT/fonts"
+cp "$ROOT/usr/lib/shim/shimx64.efi.signed" "$T/EFI/BOOT/BOOTX64.EFI"
+cp "$ROOT/usr/lib/shim/mmx64.efi.signed" "$T/EFI/BOOT/mmx64.efi"
+cp "$ROOT/usr/lib/grub/x86_64-efi-signed/gcdx64.efi.signed" "$T/EFI/BOOT/grubx64.efi"
+cp "$ROOT/usr/share/grub/unicode.pf2" "$T/EFI/BOOT/fonts/"
+printf "set timeout=60\nsearch --no-floppy --set=root -l 'OSBUILD-RS-IOT'\nmenuentry 'Install' {\n\tlinux /images/pxeboot/vmlinuz boot=live quiet\n\tinitrd /images/pxeboot/initrd.img\n}\n" > "$T/EFI/BOOT/grub.cfg"
+truncate -s 16M "$T/images/efiboot.img"
+SOURCE_DATE_EPOCH=1700000000 mkfs.fat -i 6f736269 -n EFIBOOT "$T/images/efiboot.img" >/dev/null
+SOURCE_DATE_EPOCH=1700000000 MTOOLS_SKIP_CHECK=1 mcopy -s -m -Q -i "$T/images/efiboot.img" "$T/EFI" ::/
 xorriso -as mkisofs -V OSBUILD-RS-IOT -sysid LINUX -isohybrid-mbr /usr/lib/ISOLINUX/isohdpfx.bin \
     -b isolinux/isolinux.bin -c isolinux/boot.cat --boot-catalog-hide -boot-load-size 4 -boot-info-table \
-    -no-emul-boot -R -J --modification-date=2023111422132000 -o "$D/installer.iso" "$T" 2>/dev/null
+    -no-emul-boot -R -J -eltorito-alt-boot -e images/efiboot.img -no-emul-boot -isohybrid-gpt-basdat \
+    --modification-date=2023111422132000 -o "$D/installer.iso" "$T" 2>/dev/null
 implantisomd5 "$D/installer.iso" >/dev/null
 SH
 
