@@ -107,7 +107,7 @@ fn schema_capabilities(capabilities: &[&str]) -> Option<Value> {
 
 #[test]
 fn every_stage_has_a_valid_schema_with_its_capabilities() {
-    assert_eq!(registry().len(), 112);
+    assert_eq!(registry().len(), 113);
     let assemblers = osbuild_rs::stages::assemblers::registry();
     let all =
         registry().iter().map(|s| (ModuleKind::Stage, s)).chain(assemblers.iter().map(|a| (ModuleKind::Assembler, a)));
