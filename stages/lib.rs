@@ -140,6 +140,7 @@ mod zstd;
 static REGISTRY: &[StageInfo] = &[
     entry::<installer::Installer>(),
     entry::<mkfs_ext4_tree::MkfsExt4Tree>(),
+    entry::<mkfs_fat_tree::MkfsFatTree>(),
     entry::<anaconda::Anaconda>(),
     entry::<apt_config::AptConfig>(),
     entry::<apt_sources::AptSources>(),
@@ -189,7 +190,6 @@ static REGISTRY: &[StageInfo] = &[
     entry::<mkfs_btrfs::MkfsBtrfs>(),
     entry::<mkfs_ext4::MkfsExt4>(),
     entry::<mkfs_fat::MkfsFat>(),
-    entry::<mkfs_fat_tree::MkfsFatTree>(),
     entry::<mkfs_xfs::MkfsXfs>(),
     entry::<mkswap::Mkswap>(),
     entry::<modprobe::Modprobe>(),
