@@ -12,8 +12,9 @@
 #   boot sector, qemu-img convert;
 # - installer ISO: iot-installer.json (its `installer-root` live tree kept, the commit pulled
 #   from the file:// repository), next to ostree init + pull-local, the kickstart, kernel and
-#   initrd copied, mksquashfs of the live root, the ISOLINUX files and menu, xorriso -as
-#   mkisofs (El Torito, isohybrid MBR), implantisomd5.
+#   initrd copied, mksquashfs of the live root, the ISOLINUX files and menu, the UEFI boot
+#   files and their FAT image (mkfs.fat, mcopy), xorriso -as mkisofs (El Torito for BIOS and
+#   UEFI, isohybrid MBR and GPT), implantisomd5.
 # Every run starts from an empty store (bar what is named above) or an empty directory.
 #
 # usage: iot.sh BIN WORK   (BIN: the osbuild-rs binary, osbuild-depsolve-apt next to it;
