@@ -71,6 +71,17 @@ pub fn argv(o: &Options) -> Vec<OsString> {
     v
 }
 
+/// The directory `path` of the `tree` input (confined to it), which becomes the root of a file
+/// system made from a tree.
+pub fn input_directory(args: &StageArgs, path: &str) -> Result<std::path::PathBuf, StageError> {
+    let input = args.input_path("tree")?;
+    let source = resolve_in_root(&input, path, true)?;
+    if !source.is_dir() {
+        return Err(StageError::Invalid(format!("path {path} is not a directory of the input tree")));
+    }
+    Ok(source)
+}
+
 /// The stage itself: its name, capabilities and options, as the registry lists it.
 pub struct MkfsExt4Tree;
 
@@ -80,11 +91,7 @@ impl Stage for MkfsExt4Tree {
 
     fn run(args: &StageArgs, options: Options) -> StageResult {
         let device = args.device_path("device")?;
-        let input = args.input_path("tree")?;
-        let source = resolve_in_root(&input, &options.path, true)?;
-        if !source.is_dir() {
-            return Err(StageError::Invalid(format!("path {} is not a directory of the input tree", options.path)));
-        }
+        let source = input_directory(args, &options.path)?;
         let mut cmd = Command::new("mkfs.ext4");
         cmd.arg("-q").args(argv(&options)).arg("-d").arg(&source).arg(&device);
         match args.source_epoch() {

@@ -15,8 +15,8 @@
 //! input is an error naming it (mcopy would follow a symlink wherever it points).
 
 use super::disk_util::Mkfs;
+use super::mkfs_ext4_tree::input_directory;
 use super::mkfs_fat::{self, MkfsFat};
-use super::util::resolve_in_root;
 use super::{StageArgs, StageError, StageResult};
 use crate::tool::CommandRunExt;
 use crate::Stage;
@@ -76,6 +76,17 @@ pub fn fat_copy(
     for s in sources {
         only_files_and_dirs(s)?;
     }
+    mcopy(image, sources, dest, epoch, stage)
+}
+
+/// [`fat_copy`] of sources already checked by [`only_files_and_dirs`].
+fn mcopy(
+    image: &Path,
+    sources: &[PathBuf],
+    dest: &str,
+    epoch: Option<i64>,
+    stage: &'static str,
+) -> Result<(), StageError> {
     if sources.is_empty() {
         return Ok(());
     }
@@ -117,12 +128,9 @@ impl Stage for MkfsFatTree {
 
     fn run(args: &StageArgs, options: Options) -> StageResult {
         let device = args.device_path("device")?;
-        let input = args.input_path("tree")?;
-        let source = resolve_in_root(&input, &options.path, true)?;
-        if !source.is_dir() {
-            return Err(StageError::Invalid(format!("path {} is not a directory of the input tree", options.path)));
-        }
+        let source = input_directory(args, &options.path)?;
         let entries = sorted_entries(&source)?;
+        // checked before formatting: a refused input leaves the device untouched
         for e in &entries {
             only_files_and_dirs(e)?;
         }
@@ -139,7 +147,7 @@ impl Stage for MkfsFatTree {
         if let Some(label) = options.label.as_deref().filter(|l| !l.is_empty()) {
             mtools("mlabel", &device, epoch).arg(format!("::{label}")).run(Self::NAME)?;
         }
-        fat_copy(&device, &entries, "::/", epoch, Self::NAME)?;
+        mcopy(&device, &entries, "::/", epoch, Self::NAME)?;
         Ok(None)
     }
 }
