@@ -711,6 +711,23 @@ fn ext4_from_a_tree_is_the_tree_for_the_kernel_and_for_fsck() {
     assert!(same_inode, "a hard link stays one inode");
 }
 
+/// Build `manifest`'s `image` export into store `store<i>` (fresh for each `i`); returns the
+/// output directory `out<i>`.
+fn build_in_fresh_store(env: &Env, manifest: &Path, i: usize) -> PathBuf {
+    let out = env.path(&format!("out{i}"));
+    let o = Command::new(bin())
+        .arg("--store")
+        .arg(env.path(&format!("store{i}")))
+        .arg("--output-directory")
+        .arg(&out)
+        .args(["--export", "image"])
+        .arg(manifest)
+        .output()
+        .unwrap();
+    ok(&o);
+    out
+}
+
 /// The same manifest with a `source-epoch`, built in two fresh stores at different times, gives
 /// the same disk image byte for byte when its file system comes from
 /// `org.osbuild-rs.mkfs.ext4.tree` (a loop device, as the engine attaches it).
@@ -733,18 +750,7 @@ fn ext4_from_a_tree_through_the_engine_is_reproducible() {
     let manifest = env.write_manifest("m.json", &m);
     let mut sums = vec![];
     for i in 0..2 {
-        let out = env.path(&format!("out{i}"));
-        let o = Command::new(bin())
-            .arg("--store")
-            .arg(env.path(&format!("store{i}")))
-            .arg("--output-directory")
-            .arg(&out)
-            .args(["--export", "image"])
-            .arg(&manifest)
-            .output()
-            .unwrap();
-        ok(&o);
-        let img = out.join("image/disk.img");
+        let img = build_in_fresh_store(&env, &manifest, i).join("image/disk.img");
         assert_eq!(ext4_cat(&img, 0, "/etc/app/greeting"), "hello from the tree\n");
         sums.push(sha256(&std::fs::read(&img).unwrap()));
         std::thread::sleep(Duration::from_millis(1100));
@@ -781,18 +787,7 @@ fn fat_from_a_tree_through_the_engine() {
         env.write_manifest("m.json", &json!({"version": "2", "sources": sources, "pipelines": [tree(vec![]), image]}));
     let mut sums = vec![];
     for i in 0..2 {
-        let out = env.path(&format!("out{i}"));
-        let o = Command::new(bin())
-            .arg("--store")
-            .arg(env.path(&format!("store{i}")))
-            .arg("--output-directory")
-            .arg(&out)
-            .args(["--export", "image"])
-            .arg(&manifest)
-            .output()
-            .unwrap();
-        ok(&o);
-        let img = out.join("image/efiboot.img");
+        let img = build_in_fresh_store(&env, &manifest, i).join("image/efiboot.img");
         let info = run(Command::new("minfo").arg("-i").arg(&img).arg("::"));
         assert!(info.contains("serial number: 6F736269") && info.contains("disk label=\"EFIBOOT"), "{info}");
         assert_eq!(run(Command::new("mtype").arg("-i").arg(&img).arg("::/EFI/BOOT/grub.cfg")), "set timeout=5\n");
