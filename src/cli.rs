@@ -209,6 +209,10 @@ pub fn main(argv: Vec<OsString>) -> i32 {
         let name = argv.get(2).map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
         return stages::stage_main(&name);
     }
+    // ... or to run, one after another, the stages of a pipeline that share a sandbox.
+    if argv.get(1).is_some_and(|a| a == crate::sandbox::SESSION_COMMAND) {
+        return crate::sandbox::serve_stage_session(&stages::stage_main);
+    }
     if argv.get(1).is_some_and(|a| a == "__assembler") {
         let name = argv.get(2).map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
         return stages::assembler_main(&name);
@@ -460,6 +464,7 @@ fn build(args: &Args, m: &Manifest) -> i32 {
         stage_timeout: args.stage_timeout.map(std::time::Duration::from_secs),
         checkpoints,
         exe,
+        stage_sessions: crate::sandbox::sessions_enabled(),
     };
     let report = match engine::build(m, &pipelines, &object_store, mon.as_mut(), &opts) {
         Ok(r) => r,

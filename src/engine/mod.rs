@@ -79,6 +79,9 @@ pub struct BuildOptions {
     pub stage_timeout: Option<Duration>,
     pub checkpoints: HashSet<String>,
     pub exe: PathBuf,
+    /// Let consecutive stages that need the same sandbox share one bubblewrap (see
+    /// `sandbox::session`; off with `OSBUILD_RS_STAGE_SESSIONS=0`).
+    pub stage_sessions: bool,
 }
 
 /// What happened, for the result document and the exit code.
@@ -273,12 +276,14 @@ fn build_pipeline(
     // (rewritten before each): creating inodes was a quarter of a trivial stage's cost on ext4.
     let scratch = store.new_workdir()?;
     let shared = SharedScratch::create(scratch.path())?;
+    // Consecutive stages that need the same sandbox share one bubblewrap (see `sandbox::session`).
+    let mut session = None;
     for (i, stage) in p.stages.iter().enumerate().skip(start) {
         mon.begin_stage(p, stage);
         let started = Instant::now();
         let dir = StageScratch { shared: &shared, own: scratch.path().join(format!("stage-{i}")) };
         let ctx = StageContext { epoch, runner, build_root: build_root.as_deref() };
-        let (result, md) = run_stage(stage, &ctx, &work, &dir, store, mon, opts, report)?;
+        let (result, md) = run_stage(stage, &ctx, &work, &dir, store, mon, opts, report, &mut session)?;
         if let Some(md) = &md {
             meta.insert(stage.id.clone(), md.clone());
         }
@@ -298,6 +303,8 @@ fn build_pipeline(
             store.commit_copy(&work, &stage.id, &meta)?;
         }
     }
+    // The session's sandbox binds the tree: gone before the tree moves into the store.
+    drop(session);
     store.commit(work, pid, &meta)?;
     Ok(results)
 }
@@ -358,6 +365,7 @@ fn run_stage(
     mon: &mut dyn Monitor,
     opts: &BuildOptions,
     report: &mut BuildReport,
+    session: &mut Option<sandbox::StageSession>,
 ) -> Result<(StageResult, Option<Value>), EngineError> {
     let module = module_of(stage, &opts.libdir).expect("checked before the build");
     let (epoch, build_root) = (ctx.epoch, ctx.build_root);
@@ -469,8 +477,9 @@ fn run_stage(
         env,
         upstream_root: matches!(module, Module::External(_)),
     };
-    if let Some(pattern) = &opts.debug_break {
-        if breaks_at(pattern, stage) {
+    let debug_break = opts.debug_break.as_deref().is_some_and(|pattern| breaks_at(pattern, stage));
+    if debug_break {
+        {
             if std::io::stdin().is_terminal() {
                 mon.log(
                     &format!("--break: debug shell before {} ({}); exit it to run the stage", stage.kind, stage.id),
@@ -483,7 +492,13 @@ fn run_stage(
         }
     }
     // Monitors take raw output chunks, as upstream's do; the sandbox hands us lines.
-    let outcome = sb.run(&mut |line| mon.stage_output(&format!("{line}\n")))?;
+    let on_line = &mut |line: &str| mon.stage_output(&format!("{line}\n"));
+    // A stage under `--break` keeps a sandbox of its own: the one its debug shell just saw.
+    let outcome = if opts.stage_sessions && !debug_break && sandbox::StageSession::can_host(&sb) {
+        sandbox::StageSession::run_in(session, &sb, on_line)?
+    } else {
+        sb.run(on_line)?
+    };
     mon.stage_output("");
     let exception = api_socket.and_then(api_socket::ApiSocket::finish);
     let released = attached.close();

@@ -24,6 +24,7 @@ mod argv;
 mod caps;
 mod helper;
 mod run;
+mod session;
 
 use std::fmt;
 use std::path::PathBuf;
@@ -40,6 +41,7 @@ pub use caps::{
 pub use helper::{run_cleanup_helper, run_helper, run_helper_into, HelperOutput};
 pub use osbuild_sys::{bind_mount, enter_private_mount_namespace, unmount, SysError};
 pub use osbuild_sys::{install_signal_handlers, interrupted};
+pub use session::{serve as serve_stage_session, sessions_enabled, StageSession, ENV_STAGE_SESSIONS, SESSION_COMMAND};
 
 /// Everything that can go wrong setting up or running a sandbox.
 #[derive(Debug, thiserror::Error)]

@@ -25,14 +25,14 @@ const TICK: Duration = Duration::from_millis(100);
 const DRAIN: Duration = Duration::from_secs(2);
 
 /// Splits a byte stream into lines, hands each to the callback and keeps the whole text.
-struct Lines<'a> {
-    on_line: &'a mut dyn FnMut(&str),
-    partial: Vec<u8>,
-    output: String,
+pub(super) struct Lines<'a> {
+    pub(super) on_line: &'a mut dyn FnMut(&str),
+    pub(super) partial: Vec<u8>,
+    pub(super) output: String,
 }
 
 impl Lines<'_> {
-    fn feed(&mut self, mut data: &[u8]) {
+    pub(super) fn feed(&mut self, mut data: &[u8]) {
         while let Some(nl) = data.iter().position(|b| *b == b'\n') {
             self.partial.extend_from_slice(&data[..nl]);
             self.emit(true);
@@ -51,7 +51,7 @@ impl Lines<'_> {
         }
     }
 
-    fn finish(mut self) -> String {
+    pub(super) fn finish(mut self) -> String {
         if !self.partial.is_empty() {
             self.emit(false);
         }
@@ -61,15 +61,15 @@ impl Lines<'_> {
 
 /// Why the sandbox is being killed, if it is.
 #[derive(Default)]
-struct Stop {
-    timed_out: bool,
-    interrupted: Option<i32>,
-    killed_at: Option<Instant>,
+pub(super) struct Stop {
+    pub(super) timed_out: bool,
+    pub(super) interrupted: Option<i32>,
+    pub(super) killed_at: Option<Instant>,
 }
 
 impl Stop {
     /// Check the deadline and the interrupt flag; kill the sandbox's process group on the first hit.
-    fn check(&mut self, pgid: i32, deadline: Option<Instant>) {
+    pub(super) fn check(&mut self, pgid: i32, deadline: Option<Instant>) {
         if self.killed_at.is_some() {
             return;
         }
@@ -87,7 +87,7 @@ impl Stop {
     }
 
     /// Time to wait before the next check.
-    fn wait_budget(&self, deadline: Option<Instant>) -> Duration {
+    pub(super) fn wait_budget(&self, deadline: Option<Instant>) -> Duration {
         let now = Instant::now();
         match (self.killed_at, deadline) {
             (Some(_), _) | (None, None) => TICK,
@@ -217,7 +217,7 @@ pub(crate) fn run_interactive(argv: Vec<String>, env: &[(String, String)]) -> Re
 }
 
 /// `bwrap` looked up in our own `PATH` (the child's `PATH` is the sandbox's).
-fn find_program(name: &str) -> Result<PathBuf, SandboxError> {
+pub(super) fn find_program(name: &str) -> Result<PathBuf, SandboxError> {
     if name.contains('/') {
         return Ok(name.into());
     }

@@ -7,6 +7,7 @@
 
 pub mod confine;
 mod fdmount;
+mod isolate;
 mod loopdev;
 mod mount;
 mod signals;
@@ -15,6 +16,7 @@ use std::path::PathBuf;
 
 pub use confine::{fd_path, is_plain_name, link_or_copy, proc_fd, reopen, DirEntry, EntryKind, PathError, Root};
 pub use fdmount::{bind_fd, mount_fs_fd, move_fd, sync_fd, FdMount, FsOptions};
+pub use isolate::run_isolated;
 pub use loopdev::{LoopDevice, LoopOptions};
 pub use mount::{
     bind_mount, enter_private_mount_namespace, mount_dev_tmpfs, mount_fs, mount_special, sync_fs, unmount, BindFlags,
@@ -74,6 +76,12 @@ pub enum SysError {
         #[source]
         source: nix::errno::Errno,
     },
+    #[error("cannot {what}")]
+    Isolate {
+        what: &'static str,
+        #[source]
+        source: nix::errno::Errno,
+    },
     #[error("cannot unmount {}", path.display())]
     Unmount {
         path: PathBuf,
@@ -100,6 +108,7 @@ impl SysError {
             | SysError::Mount { source, .. }
             | SysError::MountFs { source, .. }
             | SysError::FsMount { source, .. }
+            | SysError::Isolate { source, .. }
             | SysError::Unmount { source, .. } => Some(*source as i32),
             SysError::Loop { source, .. } | SysError::Sync { source, .. } => source.raw_os_error(),
             SysError::Path(e) => e.errno(),
