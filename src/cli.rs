@@ -443,6 +443,12 @@ fn build(args: &Args, m: &Manifest) -> i32 {
         }
     }
     let pipelines = engine::plan(m, &targets, &object_store);
+    // Hold on to what the plan takes from the store from now on, not only once a stage reads it:
+    // another run's export may take an object it made out of the store, and only one that no
+    // process holds.
+    for s in m.pipelines.iter().flat_map(|p| &p.stages) {
+        let _ = object_store.get(&s.id);
+    }
     if let Err(e) = engine::check_supported(m, &pipelines, &args.libdir) {
         return fail(EXIT_FAILED, &e);
     }
@@ -479,23 +485,35 @@ fn build(args: &Args, m: &Manifest) -> i32 {
     mon.finish(report.success);
     drop(mon);
 
+    // Before the exports: a moved tree takes its object's metadata along.
+    let summary = args.json.then(|| engine::summary(m, &report, &object_store));
     if report.success {
         if let Some(out) = &output_directory {
-            // Each export is its own copy into its own directory: they run side by side (a name
-            // given twice is copied once), and the first failure in `--export` order is reported.
+            // Each export goes into its own directory: they run side by side (a name given twice
+            // is exported once), and the first failure in `--export` order is reported.
             let mut names: Vec<&String> = Vec::new();
             for name in &args.export {
                 if !names.contains(&name) {
                     names.push(name);
                 }
             }
+            // As upstream keeps only checkpoints, a tree exported once and not checkpointed is
+            // moved out of the store (when the store lets it go), not copied; a pipeline exported
+            // under two names (name and id) is copied twice.
+            let id_of = |name: &String| m.get(name).and_then(|p| p.id());
+            let may_move = |name: &String| {
+                id_of(name).is_some_and(|id| {
+                    !opts.checkpoints.contains(id) && names.iter().filter(|n| id_of(n) == Some(id)).count() == 1
+                })
+            };
             let results: Vec<_> = std::thread::scope(|s| {
                 let store = &object_store;
                 let running: Vec<_> = names
                     .iter()
                     .map(|name| {
                         let p = m.get(name).expect("exports resolved before the build");
-                        s.spawn(move || engine::export(store, p, name, out))
+                        let may_move = may_move(name);
+                        s.spawn(move || engine::export(store, p, name, out, may_move))
                     })
                     .collect();
                 running.into_iter().map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p))).collect()
@@ -505,8 +523,7 @@ fn build(args: &Args, m: &Manifest) -> i32 {
             }
         }
     }
-    if args.json {
-        let summary = engine::summary(m, &report, &object_store);
+    if let Some(summary) = summary {
         let doc = match m.format {
             Format::V2 => monitor::result_v2(&summary),
             Format::V1 => monitor::result_v1(&summary),

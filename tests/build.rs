@@ -52,16 +52,46 @@ fn exports_hold_the_pipeline_trees() {
     assert!(env.mounts().is_empty(), "mounts left: {:?}", env.mounts());
 }
 
-/// Exports are copies (reflinks where the file system has them), never hard links into the
-/// store: changing an exported file leaves the committed object as it was. Several exports run
-/// side by side; a name given twice is exported once, complete.
+/// The id of pipeline `name` of manifest `m` (its last stage's id), from `--inspect`.
+fn pipeline_id(m: &std::path::Path, name: &str) -> String {
+    let o = std::process::Command::new(bin()).arg("--inspect").arg(m).output().unwrap();
+    let desc: Value = serde_json::from_slice(&o.stdout).unwrap();
+    let p = desc["pipelines"].as_array().unwrap().iter().find(|p| p["name"] == name).unwrap();
+    p["stages"].as_array().unwrap().last().unwrap()["id"].as_str().unwrap().to_owned()
+}
+
+/// Run a build of `m` in `env`'s store with `out` as the output directory.
+fn run_into(env: &Env, m: &std::path::Path, out: &std::path::Path, extra: &[&str]) -> std::process::Output {
+    let mut c = std::process::Command::new(bin());
+    c.arg("--store").arg(env.store()).arg("--output-directory").arg(out).args(extra).arg(m);
+    c.stdin(std::process::Stdio::null()).output().unwrap()
+}
+
+/// Whether `<out>/tree` of [`two_pipelines`] was moved out of the store rather than copied.
+///
+/// A copy is made after the whole build, by creating new files: every file of a copy has a
+/// ctime (which nothing can set back, unlike mtime) from after the `tarball` pipeline wrote
+/// `tree.tar` (a copy of `tree.tar` keeps that mtime, and a moved one has it anyway). A moved
+/// tree is the store's very files, whose ctime is when the `tree` pipeline's copy stage made
+/// them, before the `hostname` stage and the whole `tarball` pipeline ran.
+fn tree_was_moved(out: &std::path::Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    let greeting = std::fs::metadata(out.join("tree/etc/greeting")).unwrap();
+    let tar = std::fs::metadata(out.join("tarball/tree.tar")).unwrap();
+    (greeting.ctime(), greeting.ctime_nsec()) < (tar.mtime(), tar.mtime_nsec())
+}
+
+/// A checkpointed export is a copy (a reflink where the file system has one), never a hard link
+/// into the store: changing an exported file leaves the committed object as it was. Several
+/// exports run side by side; a name given twice is exported once, complete.
 #[test]
 fn exports_are_copies_the_user_may_change_without_touching_the_store() {
     use std::os::unix::fs::MetadataExt;
     let env = Env::new();
     let m = two_pipelines(&env);
-    let o = env.run(&m, &["--export", "tree", "--export", "tarball", "--export", "tree"]);
+    let o = env.run(&m, &["--checkpoint", "tree", "--export", "tree", "--export", "tarball", "--export", "tree"]);
     ok(&o);
+    assert!(!tree_was_moved(&env.out()), "a checkpointed tree was moved out of the store");
     let exported = env.out().join("tree/etc/greeting");
     let objects = env.objects();
     let stored: Vec<std::path::PathBuf> = objects
@@ -77,16 +107,164 @@ fn exports_are_copies_the_user_may_change_without_touching_the_store() {
     assert_eq!(std::fs::read(&stored[0]).unwrap(), b"hello from an inline source\n");
     assert!(env.out().join("tarball/tree.tar").is_file());
     // The changed export does not count as the store's: the next build exports the original.
+    // Without --checkpoint too: an object this run found in the store (an earlier run's
+    // checkpoint) is copied, never taken away.
     ok(&env.run(&m, &["--export", "tree"]));
     assert_eq!(std::fs::read(&exported).unwrap(), b"hello from an inline source\n");
+    assert_eq!(std::fs::read(&stored[0]).unwrap(), b"hello from an inline source\n");
 }
 
+/// As upstream keeps only checkpoints, a pipeline exported and not checkpointed leaves the store:
+/// its tree is renamed to `<out>/<name>`, never copied, and the whole object (metadata too) is
+/// gone from `objects/`.
+#[test]
+fn exports_not_checkpointed_are_moved_out_of_the_store() {
+    use std::os::unix::fs::MetadataExt;
+    let env = Env::new();
+    let m = two_pipelines(&env);
+    let o = env.run(&m, &["--export", "tree", "--export", "tarball"]);
+    ok(&o);
+    assert_eq!(std::fs::read(env.out().join("tree/etc/greeting")).unwrap(), b"hello from an inline source\n");
+    assert_eq!(std::fs::read_to_string(env.out().join("tree/etc/hostname")).unwrap().trim(), "demo");
+    assert!(env.out().join("tarball/tree.tar").is_file());
+    assert!(tree_was_moved(&env.out()), "the tree was copied");
+    let export_dev = std::fs::metadata(env.out().join("tree/etc/greeting")).unwrap().dev();
+    assert_eq!(export_dev, std::fs::metadata(env.store()).unwrap().dev());
+    assert_eq!(env.objects(), Vec::<String>::new(), "objects left in the store");
+    assert!(env.tmp_entries().is_empty(), "tmp left: {:?}", env.tmp_entries());
+    // Only the tree itself was moved: nothing of the object (metadata) came along.
+    let mut names: Vec<String> = std::fs::read_dir(env.out().join("tree"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    names.sort();
+    assert_eq!(names, ["etc"]);
+}
+
+/// The same manifest built twice in a row without a checkpoint: the second build makes the
+/// moved pipelines again (its stages run) and exports them the same way.
+#[test]
+fn builds_in_a_row_without_checkpoint_rebuild_what_was_moved() {
+    let env = Env::new();
+    let m = two_pipelines(&env);
+    for out in ["out1", "out2"] {
+        let o = run_into(&env, &m, &env.path(out), &["--json", "--export", "tree", "--export", "tarball"]);
+        ok(&o);
+        let doc: Value = serde_json::from_slice(&o.stdout).unwrap();
+        assert_eq!(doc["log"]["tree"].as_array().map(Vec::len), Some(3), "{out}: {}", doc["log"]);
+        assert_eq!(doc["log"]["tarball"].as_array().map(Vec::len), Some(1), "{out}: {}", doc["log"]);
+        let out = env.path(out);
+        assert_eq!(std::fs::read(out.join("tree/etc/greeting")).unwrap(), b"hello from an inline source\n");
+        assert!(tree_was_moved(&out));
+        assert!(env.objects().is_empty(), "{:?}", env.objects());
+    }
+}
+
+/// A mounted tmpfs, unmounted when dropped.
+struct Tmpfs(std::path::PathBuf);
+
+impl Tmpfs {
+    fn mount(at: std::path::PathBuf) -> Tmpfs {
+        std::fs::create_dir_all(&at).unwrap();
+        let st = std::process::Command::new("mount").args(["-t", "tmpfs", "-o", "size=64m", "tmpfs"]).arg(&at).status();
+        assert!(st.unwrap().success(), "mount -t tmpfs failed (the tests run as root)");
+        Tmpfs(at)
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg("-l").arg(&self.0).status();
+    }
+}
+
+/// An output directory on another file system cannot take a rename (EXDEV): the export is a
+/// copy, the store keeps the object.
+#[test]
+fn exports_to_another_file_system_fall_back_to_a_copy() {
+    let env = Env::new();
+    let m = two_pipelines(&env);
+    let out = Tmpfs::mount(env.path("tmpfs-out"));
+    let o = run_into(&env, &m, &out.0, &["--export", "tree"]);
+    ok(&o);
+    assert_eq!(std::fs::read(out.0.join("tree/etc/greeting")).unwrap(), b"hello from an inline source\n");
+    assert_eq!(std::fs::read_to_string(out.0.join("tree/etc/hostname")).unwrap().trim(), "demo");
+    let id = pipeline_id(&m, "tree");
+    assert!(env.objects().contains(&id), "the object left the store: {:?}", env.objects());
+    assert!(env.store().join("objects").join(&id).join("tree/etc/greeting").is_file());
+    assert!(env.tmp_entries().is_empty(), "tmp left: {:?}", env.tmp_entries());
+}
+
+/// An earlier export left files in `<out>/<name>`: the rename cannot replace it, the export is a
+/// copy into it as before (the old files stay, the tree's replace theirs) and the store keeps
+/// the object. An empty directory there is no obstacle.
+#[test]
+fn exports_onto_an_earlier_export_fall_back_to_a_copy() {
+    let env = Env::new();
+    let m = two_pipelines(&env);
+    std::fs::create_dir_all(env.out().join("tree/etc")).unwrap();
+    std::fs::write(env.out().join("tree/etc/greeting"), "left by an earlier export\n").unwrap();
+    std::fs::write(env.out().join("tree/stale"), "stale\n").unwrap();
+    std::fs::create_dir_all(env.out().join("tarball")).unwrap();
+    ok(&env.run(&m, &["--export", "tree", "--export", "tarball"]));
+    assert_eq!(std::fs::read(env.out().join("tree/etc/greeting")).unwrap(), b"hello from an inline source\n");
+    assert_eq!(std::fs::read(env.out().join("tree/stale")).unwrap(), b"stale\n");
+    assert!(!tree_was_moved(&env.out()), "moved onto an earlier export");
+    let objects = env.objects();
+    assert!(objects.contains(&pipeline_id(&m, "tree")), "{objects:?}");
+    assert!(!objects.contains(&pipeline_id(&m, "tarball")), "the empty directory kept the move away: {objects:?}");
+    assert!(env.out().join("tarball/tree.tar").is_file());
+    assert!(env.tmp_entries().is_empty(), "tmp left: {:?}", env.tmp_entries());
+}
+
+/// A moved export and a copied one of the same tree look the same, down to the root directory's
+/// mode, owner and times (`ls -lnR --time-style=full-iso`; `source-epoch` makes two builds'
+/// mtimes equal).
+#[test]
+fn moved_and_copied_exports_are_alike() {
+    use std::os::unix::fs::MetadataExt;
+    let env = Env::new();
+    let demo = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("test-manifests/demo.json");
+    let mut listings = vec![];
+    let mut roots = vec![];
+    for (tag, extra) in [("copy", &["--checkpoint", "tree"][..]), ("move", &[][..])] {
+        let (store, out) = (env.path(&format!("store-{tag}")), env.path(&format!("out-{tag}")));
+        let o = std::process::Command::new(bin())
+            .arg("--store")
+            .arg(&store)
+            .arg("--output-directory")
+            .arg(&out)
+            .args(["--export", "tree"])
+            .args(extra)
+            .arg(&demo)
+            .output()
+            .unwrap();
+        ok(&o);
+        let kept = std::fs::read_dir(store.join("objects")).unwrap().count();
+        assert_eq!(kept, if tag == "copy" { 1 } else { 0 }, "{tag}: objects in the store");
+        let ls = std::process::Command::new("ls")
+            .args(["-lnR", "--time-style=full-iso"])
+            .current_dir(out.join("tree"))
+            .output()
+            .unwrap();
+        assert!(ls.status.success());
+        listings.push(String::from_utf8(ls.stdout).unwrap());
+        let root = std::fs::metadata(out.join("tree")).unwrap();
+        roots.push((root.mode(), root.uid(), root.gid(), root.nlink(), root.mtime(), root.mtime_nsec()));
+    }
+    assert!(listings[0].contains("motd"), "{}", listings[0]);
+    assert_eq!(listings[0], listings[1]);
+    assert_eq!(roots[0], roots[1]);
+}
+
+/// What the store keeps (here: the exported pipeline, checkpointed, and the pipeline it is made
+/// from, which is not exported) needs no stage work the next time.
 #[test]
 fn second_identical_run_does_no_stage_work() {
     let env = Env::new();
     let m = two_pipelines(&env);
-    ok(&env.run(&m, &["--export", "tarball"]));
-    let o = env.run(&m, &["--export", "tarball", "--json"]);
+    ok(&env.run(&m, &["--export", "tarball", "--checkpoint", "tarball"]));
+    let o = env.run(&m, &["--export", "tarball", "--checkpoint", "tarball", "--json"]);
     ok(&o);
     let doc: Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(doc["success"], true);

@@ -701,3 +701,73 @@ fn stale_download_staging_removed_on_open_live_kept() {
     drop(live);
     assert!(!live_path.exists(), "a finished download leaves no staging directory");
 }
+
+#[test]
+fn take_tree_moves_an_object_this_store_made_out_whole() {
+    let dir = tempfile::tempdir().unwrap();
+    let dest = dir.path().join("export");
+    let store = ObjectStore::open(&dir.path().join("store")).unwrap();
+    store.commit(work_with_file(&store, 7), ID_A, &meta("s1")).unwrap();
+    let ino = fs::metadata(store.get(ID_A).unwrap().join("tree/data")).unwrap().ino();
+    let mut seen = None;
+    let taken = store
+        .take_tree(ID_A, |tree| {
+            seen = Some(tree.to_path_buf());
+            assert!(!store.root().join("objects").join(ID_A).exists(), "the object left objects/ first");
+            fs::rename(tree, &dest)
+        })
+        .unwrap();
+    assert!(taken);
+    assert!(!seen.unwrap().starts_with(store.root().join("objects")));
+    assert_eq!(fs::metadata(dest.join("data")).unwrap().ino(), ino, "moved, not copied");
+    assert!(!store.contains(ID_A) && store.get(ID_A).is_none());
+    assert!(object_entries(&store).is_empty());
+    assert!(tmp_entries(&store).is_empty(), "the metadata was left: {:?}", tmp_entries(&store));
+    // Gone for good: taking it again is refused, and a new commit makes it again.
+    assert!(!store.take_tree(ID_A, |_| panic!("nothing to take")).unwrap());
+    store.commit(work_with_file(&store, 3), ID_A, &meta("again")).unwrap();
+    assert_eq!(store.read_meta(ID_A).unwrap(), meta("again"));
+}
+
+#[test]
+fn take_tree_refuses_what_others_use_or_made_and_puts_back_on_failure() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = ObjectStore::open(dir.path()).unwrap();
+    store.commit(work_with_file(&store, 7), ID_A, &meta("s1")).unwrap();
+    let whole = |store: &ObjectStore| {
+        fs::read(store.get(ID_A).unwrap().join("tree/data")).unwrap().len() == 7
+            && store.read_meta(ID_A).unwrap() == meta("s1")
+    };
+
+    // `place` fails (say EXDEV): the object is back in the store as it was, and still leased
+    // (before any `get` could lease it again, another store's eviction cannot remove it).
+    let taken = store.take_tree(ID_A, |_| Err(std::io::Error::from_raw_os_error(libc::EXDEV))).unwrap();
+    assert!(!taken);
+    let mut evicting = ObjectStore::open(dir.path()).unwrap();
+    evicting.set_max_size(Some(0));
+    assert_eq!(evicting.evict(&[]).unwrap(), 0);
+    drop(evicting);
+    assert!(whole(&store));
+    assert!(tmp_entries(&store).is_empty(), "{:?}", tmp_entries(&store));
+
+    // Another user of the object (its own lock, like another process): never taken.
+    let other = ObjectStore::open(dir.path()).unwrap();
+    assert!(other.get(ID_A).is_some());
+    assert!(!store.take_tree(ID_A, |_| panic!("taken from under another user")).unwrap());
+    assert!(whole(&store) && whole(&other));
+    // ... which may not take it either: it did not make it (an earlier run's checkpoint, say).
+    assert!(!other.take_tree(ID_A, |_| panic!("taken by a store that did not make it")).unwrap());
+    // Another process evicting (holding evict.lock): not taken, no waiting.
+    drop(other);
+    let evicting =
+        File::options().read(true).write(true).create(true).truncate(false).open(dir.path().join("evict.lock"));
+    let evicting = evicting.unwrap();
+    evicting.lock().unwrap();
+    assert!(!store.take_tree(ID_A, |_| panic!("taken while another process evicts")).unwrap());
+    evicting.unlock().unwrap();
+    assert!(whole(&store));
+
+    // With nobody else using it, the store that made it can take it.
+    assert!(store.take_tree(ID_A, |tree| fs::remove_dir_all(tree)).unwrap());
+    assert!(object_entries(&store).is_empty());
+}

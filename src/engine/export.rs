@@ -1,10 +1,16 @@
-//! Exports: a committed pipeline tree copied to `<output>/<name>/`.
+//! Exports: a committed pipeline tree moved or copied to `<output>/<name>/`.
 //!
 //! `name` must be one plain file name, `<output>/<name>` is made with `mkdirat` in the opened
 //! output directory, and whatever already stands there that is not a directory (a symlink
-//! above all) is refused, never followed. The copy replaces, never writes through, what a
-//! previous export left (`cp --remove-destination`): a symlink `f -> /etc/shadow` left by one
-//! export cannot make the next one write the host's file.
+//! above all) is refused, never followed.
+//!
+//! A tree that nothing else needs (see [`Mode::Move`]) is moved: one rename(2) relative to the
+//! output directory's descriptor onto the empty directory just made, after the whole object left
+//! the store ([`ObjectStore::take_tree`]). Where that cannot be done (an export already there,
+//! another file system, another process using the object), the tree is copied as every other
+//! export is. The copy replaces, never writes through, what a previous export left
+//! (`cp --remove-destination`): a symlink `f -> /etc/shadow` left by one export cannot make the
+//! next one write the host's file.
 
 use crate::manifest::Pipeline;
 use crate::store::ObjectStore;
@@ -25,26 +31,51 @@ pub enum ExportError {
     Output(#[source] std::io::Error),
     #[error(transparent)]
     Path(#[from] PathError),
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
     #[error("cannot run cp")]
     Spawn(#[source] std::io::Error),
     #[error("`{argv}` failed ({outcome}){stderr}")]
     Copy { argv: String, outcome: String, stderr: String },
 }
 
-/// Copy the committed tree of `p` to `<output>/<name>/`.
-pub fn export(store: &ObjectStore, p: &Pipeline, name: &str, output: &Path) -> Result<(), ExportError> {
+/// How an export may get the tree out of the store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Always a copy: the object stays in the store (checkpointed, or exported more than once).
+    Copy,
+    /// Move the tree if the store lets it go (only an object this run made, that no other process
+    /// uses), else copy.
+    Move,
+}
+
+/// Move or copy the committed tree of `p` to `<output>/<name>/`.
+pub fn export(store: &ObjectStore, p: &Pipeline, name: &str, output: &Path, mode: Mode) -> Result<(), ExportError> {
     if !is_plain_name(name) {
         return Err(ExportError::Name(name.to_owned()));
     }
     let id = p.id().ok_or(ExportError::NoStages)?;
-    let src = store.get(id).ok_or(ExportError::NotBuilt)?.join("tree");
+    if store.get(id).is_none() {
+        return Err(ExportError::NotBuilt);
+    }
     // The output directory is the user's choice: symlinks in its path are theirs.
     std::fs::create_dir_all(output).map_err(ExportError::Output)?;
-    let dest = Root::open(output)?.create_dir(name, 0o755)?;
+    let out = Root::open(output)?;
+    let dest = out.create_dir(name, 0o755)?;
+    let no_owners = std::env::var("OSBUILD_EXPORT_FORCE_NO_PRESERVE_OWNER").as_deref() == Ok("1");
+    // A move keeps the store's owners, so not when the copy would drop them. Any failure of the
+    // rename (an earlier export left files there, EXDEV, ...) leaves the object in the store.
+    if mode == Mode::Move
+        && !no_owners
+        && store.take_tree(id, |tree| out.move_dir_in(tree, name).map_err(|e| e.source))?
+    {
+        return Ok(());
+    }
+    let src = store.get(id).ok_or(ExportError::NotBuilt)?.join("tree");
     let dest_path = fd_path(dest.fd()).map_err(ExportError::Output)?;
     let mut cmd = Command::new("cp");
     cmd.args(["-a", "--reflink=auto", "--remove-destination"]);
-    if std::env::var("OSBUILD_EXPORT_FORCE_NO_PRESERVE_OWNER").as_deref() == Ok("1") {
+    if no_owners {
         cmd.arg("--no-preserve=ownership");
     }
     cmd.arg(src.join(".")).arg(&dest_path);

@@ -528,9 +528,12 @@ fn breaks_at(pattern: &str, stage: &Stage) -> bool {
     pattern == "*" || pattern == stage.kind || pattern == stage.id
 }
 
-/// Copy a committed pipeline tree to `<output>/<name>/` (see [`export::export`]).
-pub fn export(store: &ObjectStore, p: &Pipeline, name: &str, output: &Path) -> Result<(), EngineError> {
-    export::export(store, p, name, output).map_err(|source| EngineError::Export {
+/// Copy a committed pipeline tree to `<output>/<name>/`, or, when `may_move` (nothing else of
+/// this run needs the object and no checkpoint keeps it), move it out of the store if the store
+/// lets it go (see [`export::export`]).
+pub fn export(store: &ObjectStore, p: &Pipeline, name: &str, output: &Path, may_move: bool) -> Result<(), EngineError> {
+    let mode = if may_move { export::Mode::Move } else { export::Mode::Copy };
+    export::export(store, p, name, output, mode).map_err(|source| EngineError::Export {
         name: name.to_owned(),
         output: output.to_owned(),
         source: Box::new(source),

@@ -20,12 +20,13 @@
 //! Objects appear atomically: the work directory is renamed to `objects/<id>` (`RENAME_NOREPLACE`),
 //! so an object that exists is complete, and, in a durable store ([`ObjectStore::set_durable`]), its
 //! data is on disk first (`syncfs`, which reports earlier write-back errors too), and two processes racing to commit the same id both succeed
-//! with one object. Objects disappear atomically too: eviction first renames them into `tmp/`.
+//! with one object. Objects disappear atomically too: eviction first renames them into `tmp/`, and
+//! so does an export that takes an object this process made out of the store ([`ObjectStore::take_tree`]).
 //!
 //! Every process that uses an object (`get`, `clone_into`, `commit`) holds a shared flock on the
 //! object's directory until its [`ObjectStore`] is dropped; eviction only removes objects it can lock
 //! exclusively, so a process never has an object evicted under it by another process (upstream's
-//! read locks on cache entries serve the same purpose).
+//! read locks on cache entries serve the same purpose). Taking an object out follows the same rule.
 
 mod error;
 mod fsutil;
@@ -107,6 +108,9 @@ pub struct ObjectStore {
     durable: bool,
     /// Shared flocks on the directories of objects this process uses, by id.
     leases: Mutex<HashMap<String, File>>,
+    /// Ids of the objects this value committed itself (not those another process committed
+    /// first): only these may be taken out again by [`take_tree`](Self::take_tree).
+    made: Mutex<HashSet<String>>,
 }
 
 impl ObjectStore {
@@ -128,7 +132,14 @@ impl ObjectStore {
         let lock = fsutil::open_lock_file(&lock_path)
             .and_then(|f| f.lock_shared().map(|()| f))
             .map_err(|source| StoreError::Lock { path: lock_path, source })?;
-        let store = ObjectStore { root, max_size: None, lock, durable: false, leases: Mutex::new(HashMap::new()) };
+        let store = ObjectStore {
+            root,
+            max_size: None,
+            lock,
+            durable: false,
+            leases: Mutex::new(HashMap::new()),
+            made: Mutex::new(HashSet::new()),
+        };
         store.remove_stale_tmp()?;
         store.remove_stale_staging()?;
         Ok(store)
@@ -275,6 +286,7 @@ impl ObjectStore {
             Ok(()) => {
                 work.committed = true;
                 self.lock_leases().insert(id.to_string(), lease);
+                self.made.lock().unwrap_or_else(|e| e.into_inner()).insert(id.to_string());
                 Ok(())
             }
             Err(e) if is_exists_error(&e) => {
@@ -406,6 +418,97 @@ impl ObjectStore {
         fs::rename(&dir, &trash).map_err(evict_err)?;
         fsutil::remove_tree(&trash).map_err(|source| StoreError::Evict { path: trash, source })?;
         Ok(true)
+    }
+
+    /// Take the object `id` out of the store and give its tree away: `place` gets the path of the
+    /// tree, by then outside `objects/`, and must move it elsewhere (rename it). `Ok(true)` when
+    /// `place` succeeded: the whole object, tree and metadata, is gone from the store, and a later
+    /// build makes it again.
+    ///
+    /// `Ok(false)`, with the object in the store as before and this process's lease on it kept,
+    /// when it may not or cannot be taken without waiting: this store did not commit it itself
+    /// (an object found in the store may be what an earlier run checkpointed), another process
+    /// holds a lease on it, another process is evicting or taking objects, or `place` failed. An
+    /// error only when the object could not be put back after `place` failed; it is then gone
+    /// from the store.
+    ///
+    /// Locking: as eviction, the object's directory is locked exclusively, and `evict.lock` is
+    /// held throughout, so that no other process evicts or takes the object while our lease is
+    /// turned into the exclusive lock and, if the object stays, back.
+    pub fn take_tree(&self, id: &str, place: impl FnOnce(&Path) -> io::Result<()>) -> Result<bool, StoreError> {
+        if !is_valid_id(id) || !self.made.lock().unwrap_or_else(|e| e.into_inner()).contains(id) {
+            return Ok(false);
+        }
+        // One at a time in this process: two threads' flocks on `evict.lock` would conflict.
+        static TAKING: Mutex<()> = Mutex::new(());
+        let _taking = TAKING.lock().unwrap_or_else(|e| e.into_inner());
+        let Ok(evict_lock) = fsutil::open_lock_file(&self.root.join("evict.lock")) else { return Ok(false) };
+        if !fsutil::try_lock_exclusive(&evict_lock).unwrap_or(false) {
+            return Ok(false);
+        }
+        let taken = self.take_locked(id, place);
+        // Unlocked, not only closed: a child that another thread forks meanwhile shares the
+        // descriptor (and its lock) until it execs.
+        let _ = evict_lock.unlock();
+        if let Ok(true) = taken {
+            self.made.lock().unwrap_or_else(|e| e.into_inner()).remove(id);
+        }
+        taken
+    }
+
+    /// [`take_tree`](Self::take_tree) once `evict.lock` is held.
+    fn take_locked(&self, id: &str, place: impl FnOnce(&Path) -> io::Result<()>) -> Result<bool, StoreError> {
+        let dir = self.object_dir(id);
+        // Our lease's own descriptor becomes the exclusive lock: a second descriptor of ours would
+        // conflict with the lease, and closing the lease need not release it (see above).
+        let Some(lease) = self.lock_leases().remove(id) else { return Ok(false) };
+        // Back to a shared lock (converting it cannot block: only holders of `evict.lock` lock
+        // objects exclusively).
+        let keep = |lease: File| {
+            if fsutil::try_lock_shared(&lease).unwrap_or(false) && fsutil::is_same_file(&lease, &dir) {
+                self.lock_leases().insert(id.to_string(), lease);
+            } else {
+                drop(lease);
+                let _ = self.lease(id);
+            }
+        };
+        if !fsutil::is_same_file(&lease, &dir) || !fsutil::try_lock_exclusive(&lease).unwrap_or(false) {
+            keep(lease);
+            return Ok(false);
+        }
+        // The whole object leaves `objects/` first (renamed over an empty directory, as eviction
+        // does): the store never holds an object without its tree, even if we die in between.
+        // The lock moves with the directory and keeps the stale-tmp cleanup of others away.
+        let Ok(out) = fsutil::create_unique_dir(&self.tmp_dir(), "take-") else {
+            keep(lease);
+            return Ok(false);
+        };
+        if fs::rename(&dir, &out).is_err() {
+            let _ = fs::remove_dir(&out);
+            keep(lease);
+            return Ok(false);
+        }
+        if place(&out.join("tree")).is_ok() {
+            // What is left is the metadata.
+            let _ = fsutil::remove_tree(&out);
+            return Ok(true);
+        }
+        match rename_noreplace(&out, &dir) {
+            Ok(()) => {
+                keep(lease);
+                Ok(false)
+            }
+            Err(e) if is_exists_error(&e) => {
+                // Another process committed the same id meanwhile: theirs stays, ours goes.
+                let _ = fsutil::remove_tree(&out);
+                keep(lease);
+                Ok(false)
+            }
+            Err(source) => {
+                let _ = fsutil::remove_tree(&out);
+                Err(StoreError::Commit { from: out, to: dir, source })
+            }
+        }
     }
 
     /// Take (or keep) a shared lock on object `id`; `Ok(false)` if it does not exist or is being evicted.

@@ -192,6 +192,22 @@ impl Root {
         Ok(Root { fd, path: self.path.join(name) })
     }
 
+    /// Move the directory `from` (a host path the caller trusts) to `name` (one plain name)
+    /// right in this root, with one rename(2) relative to the root's descriptor: nothing is
+    /// copied, the directory keeps its inode, owner, mode and times. `name` may be missing or
+    /// an empty directory, which is replaced. Anything else fails and leaves both places as
+    /// they were: a directory with entries (`ENOTEMPTY`/`EEXIST`), a symlink or a file
+    /// (`ENOTDIR`: rename(2) replaces the link itself, it never follows it), another file
+    /// system (`EXDEV`), a mount point (`EBUSY`).
+    pub fn move_dir_in(&self, from: &Path, name: &str) -> Result<(), PathError> {
+        let rel = Path::new(name);
+        if !is_plain_name(name) {
+            return Err(self.err("move a directory to", rel)(io::Error::from_raw_os_error(libc::EINVAL)));
+        }
+        rustix::fs::renameat(rustix::fs::CWD, from, &self.fd, name)
+            .map_err(|e| self.err("move a directory to", rel)(e.into()))
+    }
+
     /// The entries of the directory `rel` (symlinks followed inside the root), in the order
     /// the kernel lists them, without `.` and `..`.
     pub fn read_dir(&self, rel: impl AsRef<Path>) -> Result<Vec<DirEntry>, PathError> {
@@ -605,6 +621,50 @@ mod tests {
             assert!(root.create_dir(bad, 0o755).is_err(), "{bad}");
         }
         assert_eq!(std::fs::read_dir(host.path()).unwrap().count(), 0, "nothing created through the link");
+    }
+
+    #[test]
+    fn move_dir_in_renames_onto_nothing_or_an_empty_directory_only() {
+        use std::os::unix::fs::MetadataExt;
+        let src = tempfile::tempdir().unwrap();
+        let t = tempfile::tempdir().unwrap();
+        let host = tempfile::tempdir().unwrap();
+        let make = |name: &str| {
+            let d = src.path().join(name);
+            std::fs::create_dir(&d).unwrap();
+            std::fs::write(d.join("f"), name).unwrap();
+            d
+        };
+        let root = Root::open(t.path()).unwrap();
+
+        // Missing, then an empty directory: moved, the same inode.
+        let a = make("a");
+        let ino = std::fs::metadata(&a).unwrap().ino();
+        root.move_dir_in(&a, "new").unwrap();
+        assert_eq!(std::fs::metadata(t.path().join("new")).unwrap().ino(), ino);
+        assert!(!a.exists());
+        std::fs::create_dir(t.path().join("empty")).unwrap();
+        root.move_dir_in(&make("b"), "empty").unwrap();
+        assert_eq!(std::fs::read_to_string(t.path().join("empty/f")).unwrap(), "b");
+
+        // A directory with entries, a symlink (to an empty directory), a file: refused, both
+        // places as they were.
+        symlink(host.path(), t.path().join("link")).unwrap();
+        std::fs::write(t.path().join("file"), "mine").unwrap();
+        let c = make("c");
+        let e = root.move_dir_in(&c, "new").unwrap_err();
+        assert!(matches!(e.errno(), Some(libc::ENOTEMPTY | libc::EEXIST)), "{e:?}");
+        assert_eq!(root.move_dir_in(&c, "link").unwrap_err().errno(), Some(libc::ENOTDIR));
+        assert_eq!(root.move_dir_in(&c, "file").unwrap_err().errno(), Some(libc::ENOTDIR));
+        assert_eq!(std::fs::read_to_string(c.join("f")).unwrap(), "c");
+        assert_eq!(std::fs::read_to_string(t.path().join("new/f")).unwrap(), "a");
+        assert!(std::fs::symlink_metadata(t.path().join("link")).unwrap().file_type().is_symlink());
+        assert_eq!(std::fs::read_to_string(t.path().join("file")).unwrap(), "mine");
+        assert_eq!(std::fs::read_dir(host.path()).unwrap().count(), 0, "moved through the link");
+        for bad in ["..", "a/b", "", "."] {
+            assert_eq!(root.move_dir_in(&c, bad).unwrap_err().errno(), Some(libc::EINVAL), "{bad}");
+        }
+        assert!(c.join("f").is_file());
     }
 
     #[test]
