@@ -66,7 +66,10 @@ pub struct StageSession {
 
 impl StageSession {
     /// Whether a stage with sandbox `sb` can run in a session at all: a native stage (the
-    /// supervisor runs stages compiled into osbuild-rs) with nothing bound but the stage ABI.
+    /// supervisor runs stages compiled into osbuild-rs) with nothing bound but the stage ABI,
+    /// and `CAP_SYS_ADMIN` in the sandbox (the supervisor needs it to give each stage its own
+    /// namespaces; without it, as with `OSBUILD_RS_DROP_CAPABILITIES=CAP_SYS_ADMIN`, every stage
+    /// gets a bubblewrap of its own).
     pub fn can_host(sb: &StageSandbox) -> bool {
         sb.binds.is_empty()
             && sb.devices.is_empty()
@@ -74,6 +77,7 @@ impl StageSession {
             && sb.argv.len() == 3
             && sb.argv[0] == EXE_PATH
             && sb.argv[1] == "__stage"
+            && sb.effective_capabilities().is_ok_and(|caps| caps.iter().any(|c| c == "CAP_SYS_ADMIN"))
     }
 
     /// Run the stage of `sb` in the session held in `slot`, starting one (or replacing one made
