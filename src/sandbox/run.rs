@@ -114,24 +114,7 @@ pub(crate) fn run(
 
     let (reader, writer) = pipe2(OFlag::O_CLOEXEC).map_err(|source| SandboxError::Pipe { source: source.into() })?;
     let writer2 = writer.try_clone().map_err(|source| SandboxError::Pipe { source })?;
-    let mut cmd = Command::new(find_program(&argv[0])?);
-    cmd.args(&argv[1..])
-        .env_clear()
-        .envs(sandbox_env(&sb.env))
-        .stdin(Stdio::null())
-        .stdout(Stdio::from(writer))
-        .stderr(Stdio::from(writer2))
-        // No `current_dir`: bubblewrap's `--chdir /` sets the stage's, and without one the
-        // standard library can spawn with posix_spawn (vfork) instead of copying our address
-        // space with fork, whose page faults were a tenth of a trivial stage's host-side cost.
-        .process_group(0);
-    let spawned = cmd.spawn();
-    // The command holds the pipe's write ends; drop it so we see end-of-file when the sandbox is gone.
-    drop(cmd);
-    let mut child = spawned.map_err(|source| match source.kind() {
-        ErrorKind::NotFound => SandboxError::BwrapNotFound,
-        _ => SandboxError::Spawn { source },
-    })?;
+    let mut child = spawn_bwrap(&argv, &sb.env, Stdio::null(), Stdio::from(writer), Stdio::from(writer2))?;
     let pgid = child.id() as i32;
     let registration = Registration::new(pgid);
 
@@ -192,7 +175,36 @@ pub(crate) fn run(
     Ok(StageOutcome { status, output: lines.finish(), timed_out: stop.timed_out, interrupted: stop.interrupted })
 }
 
-fn reap(child: &mut Child) -> Result<ExitStatusLike, SandboxError> {
+/// Start bubblewrap with `argv` and the sandbox environment, as the leader of its own process
+/// group (what a stop signal is forwarded to).
+pub(super) fn spawn_bwrap(
+    argv: &[String],
+    env: &[(String, String)],
+    stdin: Stdio,
+    stdout: Stdio,
+    stderr: Stdio,
+) -> Result<Child, SandboxError> {
+    let mut cmd = Command::new(find_program(&argv[0])?);
+    cmd.args(&argv[1..])
+        .env_clear()
+        .envs(sandbox_env(env))
+        .stdin(stdin)
+        .stdout(stdout)
+        .stderr(stderr)
+        // No `current_dir`: bubblewrap's `--chdir /` sets the stage's, and without one the
+        // standard library can spawn with posix_spawn (vfork) instead of copying our address
+        // space with fork, whose page faults were a tenth of a trivial stage's host-side cost.
+        .process_group(0);
+    let spawned = cmd.spawn();
+    // The command holds pipe write ends; drop it so we see end-of-file when the sandbox is gone.
+    drop(cmd);
+    spawned.map_err(|source| match source.kind() {
+        ErrorKind::NotFound => SandboxError::BwrapNotFound,
+        _ => SandboxError::Spawn { source },
+    })
+}
+
+pub(super) fn reap(child: &mut Child) -> Result<ExitStatusLike, SandboxError> {
     let status = child.wait().map_err(|source| SandboxError::Wait { source })?;
     Ok(match (status.code(), status.signal()) {
         (Some(code), _) => ExitStatusLike::Code(code),

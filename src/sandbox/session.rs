@@ -19,9 +19,8 @@
 use std::fs::File;
 use std::io::{BufRead, ErrorKind, Read, Write};
 use std::os::fd::AsFd;
-use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
+use std::process::{Child, ChildStdin, ChildStdout, Stdio};
 use std::time::{Duration, Instant};
 
 use nix::errno::Errno;
@@ -30,8 +29,8 @@ use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::{pipe2, Pid};
 
-use super::run::{find_program, Lines, Stop};
-use super::{argv, ensure_proc_cmdline, sandbox_env, scan_build_root, ExitStatusLike, SandboxError, StageOutcome};
+use super::run::{reap, spawn_bwrap, Lines, Stop};
+use super::{argv, ensure_proc_cmdline, scan_build_root, ExitStatusLike, SandboxError, StageOutcome};
 use super::{StageSandbox, EXE_PATH};
 use osbuild_sys::{interrupted, Registration};
 
@@ -128,20 +127,7 @@ impl StageSession {
             pipe2(OFlag::O_CLOEXEC).map_err(|source| SandboxError::Pipe { source: source.into() })?;
         fcntl(&reader, FcntlArg::F_SETFL(OFlag::O_NONBLOCK))
             .map_err(|source| SandboxError::Pipe { source: source.into() })?;
-        let mut cmd = Command::new(find_program(&argv[0])?);
-        cmd.args(&argv[1..])
-            .env_clear()
-            .envs(sandbox_env(&sandbox.env))
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::from(writer))
-            .process_group(0);
-        let spawned = cmd.spawn();
-        drop(cmd);
-        let mut child = spawned.map_err(|source| match source.kind() {
-            ErrorKind::NotFound => SandboxError::BwrapNotFound,
-            _ => SandboxError::Spawn { source },
-        })?;
+        let mut child = spawn_bwrap(&argv, &sandbox.env, Stdio::piped(), Stdio::piped(), Stdio::from(writer))?;
         let pgid = child.id() as i32;
         let registration = Some(Registration::new(pgid));
         let commands = child.stdin.take().expect("piped");
@@ -276,12 +262,7 @@ impl StageSession {
         self.drain(lines, Some(Instant::now() + DRAIN))?;
         let _ = kill(Pid::from_raw(-self.pgid), Signal::SIGKILL);
         self.registration = None;
-        let status = self.child.wait().map_err(|source| SandboxError::Wait { source })?;
-        Ok(match (status.code(), status.signal()) {
-            (Some(code), _) => ExitStatusLike::Code(code),
-            (None, Some(sig)) => ExitStatusLike::Signal(sig),
-            (None, None) => ExitStatusLike::Code(-1),
-        })
+        reap(&mut self.child)
     }
 }
 
