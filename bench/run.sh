@@ -34,6 +34,9 @@ if [ -n "$largest" ]; then
 fi
 run $M "51 trivial stages (cold store)" "$RUNS" --setup "clean $STORE $OUT" -- \
     "$BIN" --quiet --store "$STORE" --output-directory "$OUT" --export tree "$WORK/noop51.json"
+# The same with a bubblewrap per stage (stage sessions off): what sessions save.
+run $M "51 trivial stages, a bubblewrap each" "$RUNS" --setup "clean $STORE $OUT" -- \
+    env OSBUILD_RS_STAGE_SESSIONS=0 "$BIN" --quiet --store "$STORE" --output-directory "$OUT" --export tree "$WORK/noop51.json"
 run $M "300 MiB file:// sources, 2 exports (cold)" "$RUNS" --setup "clean $STORE $OUT" -- \
     "$BIN" --quiet --store "$STORE" --output-directory "$OUT" --export tree --export tarball "$WORK/files300.json"
 # The overhead targets (issue 16): medians of the two runs above.
