@@ -49,6 +49,23 @@ pub enum Mode {
     Move,
 }
 
+/// Whether an inode of `tree` is immutable or append-only (`chattr +i`/`+a`: `ostree admin
+/// deploy` leaves its deployments so). `cp -a` does not carry these flags, so an export by copy
+/// can be changed and removed like any file the user owns; a moved tree would keep them, so such
+/// a tree is copied. A walk of `statx` calls: no file is opened, no link followed. What cannot be
+/// looked at counts as locked.
+fn has_locked_inodes(tree: &Path) -> bool {
+    use rustix::fs::{statx, AtFlags, StatxAttributes, StatxFlags, CWD};
+    let locked = StatxAttributes::IMMUTABLE | StatxAttributes::APPEND;
+    walkdir::WalkDir::new(tree).follow_links(false).into_iter().any(|entry| {
+        let Ok(entry) = entry else { return true };
+        match statx(CWD, entry.path(), AtFlags::SYMLINK_NOFOLLOW, StatxFlags::empty()) {
+            Ok(st) => st.stx_attributes.intersects(locked),
+            Err(_) => true,
+        }
+    })
+}
+
 /// Move or copy the committed tree of `p` to `<output>/<name>/`.
 pub fn export(store: &ObjectStore, p: &Pipeline, name: &str, output: &Path, mode: Mode) -> Result<(), ExportError> {
     if !is_plain_name(name) {
@@ -67,6 +84,7 @@ pub fn export(store: &ObjectStore, p: &Pipeline, name: &str, output: &Path, mode
     // rename (an earlier export left files there, EXDEV, ...) leaves the object in the store.
     if mode == Mode::Move
         && !no_owners
+        && !has_locked_inodes(&store.get(id).ok_or(ExportError::NotBuilt)?.join("tree"))
         && store.take_tree(id, |tree| out.move_dir_in(tree, name).map_err(|e| e.source))?
     {
         return Ok(());
