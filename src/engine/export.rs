@@ -72,9 +72,7 @@ pub fn export(store: &ObjectStore, p: &Pipeline, name: &str, output: &Path, mode
         return Err(ExportError::Name(name.to_owned()));
     }
     let id = p.id().ok_or(ExportError::NoStages)?;
-    if store.get(id).is_none() {
-        return Err(ExportError::NotBuilt);
-    }
+    let tree = store.get(id).ok_or(ExportError::NotBuilt)?.join("tree");
     // The output directory is the user's choice: symlinks in its path are theirs.
     std::fs::create_dir_all(output).map_err(ExportError::Output)?;
     let out = Root::open(output)?;
@@ -84,19 +82,19 @@ pub fn export(store: &ObjectStore, p: &Pipeline, name: &str, output: &Path, mode
     // rename (an earlier export left files there, EXDEV, ...) leaves the object in the store.
     if mode == Mode::Move
         && !no_owners
-        && !has_locked_inodes(&store.get(id).ok_or(ExportError::NotBuilt)?.join("tree"))
+        && !has_locked_inodes(&tree)
         && store.take_tree(id, |tree| out.move_dir_in(tree, name).map_err(|e| e.source))?
     {
         return Ok(());
     }
-    let src = store.get(id).ok_or(ExportError::NotBuilt)?.join("tree");
+    // Where the object was, and is again when it was not taken.
     let dest_path = fd_path(dest.fd()).map_err(ExportError::Output)?;
     let mut cmd = Command::new("cp");
     cmd.args(["-a", "--reflink=auto", "--remove-destination"]);
     if no_owners {
         cmd.arg("--no-preserve=ownership");
     }
-    cmd.arg(src.join(".")).arg(&dest_path);
+    cmd.arg(tree.join(".")).arg(&dest_path);
     // tied to the build, as every host helper: a killed osbuild-rs leaves no cp running
     let out = crate::sandbox::run_helper(&mut cmd, None, None).map_err(ExportError::Spawn)?;
     if !out.success() {

@@ -479,16 +479,14 @@ fn run_stage(
     };
     let debug_break = opts.debug_break.as_deref().is_some_and(|pattern| breaks_at(pattern, stage));
     if debug_break {
-        {
-            if std::io::stdin().is_terminal() {
-                mon.log(
-                    &format!("--break: debug shell before {} ({}); exit it to run the stage", stage.kind, stage.id),
-                    None,
-                );
-                sb.run_interactive(&["/bin/sh".to_owned()])?;
-            } else {
-                mon.log("--break: no terminal attached, not opening a debug shell", None);
-            }
+        if std::io::stdin().is_terminal() {
+            mon.log(
+                &format!("--break: debug shell before {} ({}); exit it to run the stage", stage.kind, stage.id),
+                None,
+            );
+            sb.run_interactive(&["/bin/sh".to_owned()])?;
+        } else {
+            mon.log("--break: no terminal attached, not opening a debug shell", None);
         }
     }
     // Monitors take raw output chunks, as upstream's do; the sandbox hands us lines.

@@ -260,7 +260,14 @@ impl StageSession {
         // Ended on its own (bubblewrap could not set the sandbox up, or the supervisor died),
         // its last words are on its stderr; killed, the stage's are.
         self.drain(lines, Some(Instant::now() + DRAIN))?;
+        self.kill_and_reap()
+    }
+
+    /// Kill the sandbox's process group and wait for bubblewrap: the session is over.
+    fn kill_and_reap(&mut self) -> Result<ExitStatusLike, SandboxError> {
+        self.dead = true;
         let _ = kill(Pid::from_raw(-self.pgid), Signal::SIGKILL);
+        // Unregister before reaping: a signal must never go to a recycled process group.
         self.registration = None;
         reap(&mut self.child)
     }
@@ -270,10 +277,7 @@ impl Drop for StageSession {
     fn drop(&mut self) {
         if !self.dead {
             // An idle supervisor holds nothing worth a clean goodbye.
-            let _ = kill(Pid::from_raw(-self.pgid), Signal::SIGKILL);
-            // Unregister before reaping: a signal must never go to a recycled process group.
-            self.registration = None;
-            let _ = self.child.wait();
+            let _ = self.kill_and_reap();
         }
     }
 }
